@@ -1,0 +1,48 @@
+# Every target sets up what it needs from nothing: a fresh clone runs `make run` or `make test` directly.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JS_STAMP := tests/js/node_modules/.installed
+
+.PHONY: run test style types cov bench soak system-deps clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+$(JS_STAMP): tests/js/package.json
+	cd tests/js && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+system-deps:
+	bash scripts/ensure-system-deps.sh
+
+# The demo app (examples/login_timeout) on the embedded defaults: no Redis, one process.
+run: $(STAMP)
+	$(VENV)/bin/tether start --config examples/login_timeout/tether.toml
+
+test: system-deps $(STAMP) $(JS_STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+style: $(STAMP)
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check src tests bench
+
+types: $(STAMP)
+	$(VENV)/bin/mypy src
+
+cov: system-deps $(STAMP) $(JS_STAMP)
+	$(PY) -m coverage run --branch --source=src/tether -m pytest -q
+	$(PY) -m coverage report -m
+
+bench: system-deps $(STAMP)
+	$(PY) bench/run.py
+
+soak: $(STAMP)
+	$(PY) bench/soak.py
+
+clean:
+	rm -rf $(VENV) tests/js/node_modules

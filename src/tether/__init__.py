@@ -1,0 +1,54 @@
+"""Tether: a fast, Socket.IO-compatible realtime WebSocket server for Python applications.
+
+Route files register handlers on :data:`websocket`; :class:`Server` runs them. See the README.
+"""
+
+from .config import Config
+from .context import BroadcastOperator, Socket
+from .errors import (
+    AckTimeout,
+    ClusterError,
+    ConfigError,
+    ConnectionClosed,
+    HandlerError,
+    LocalProtocolError,
+    PayloadTooBig,
+    ProtocolError,
+    Reject,
+    RemoteProtocolError,
+    TetherError,
+)
+from .handler import Handler, Request
+from .protocol.parsers import JsonParser, Parser, RawParser, SocketIOParser
+from .router import Router, websocket
+from .server import Server, run_server
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AckTimeout",
+    "BroadcastOperator",
+    "ClusterError",
+    "Config",
+    "ConfigError",
+    "ConnectionClosed",
+    "Handler",
+    "HandlerError",
+    "JsonParser",
+    "LocalProtocolError",
+    "Parser",
+    "PayloadTooBig",
+    "ProtocolError",
+    "RawParser",
+    "Reject",
+    "RemoteProtocolError",
+    "Request",
+    "Router",
+    "Server",
+    "Socket",
+    "SocketIOParser",
+    "TetherError",
+    "__version__",
+    "run_server",
+    "websocket",
+]

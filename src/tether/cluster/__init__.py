@@ -1,0 +1,1 @@
+"""Adapters that carry emits between workers (one host) and nodes (many hosts, via Redis)."""

@@ -1,0 +1,238 @@
+"""The ``socket`` every handler gets, and the emit chains shared with the server object.
+
+``emit`` sends at once and returns an object that may be awaited or not: ``await socket.emit(...)``
+(as in the route examples) and a bare ``socket.emit(...)`` both work, and neither creates a coroutine
+per message. With ``ack=True`` it returns a future that resolves to the client's answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import AckTimeout, ConnectionClosed
+
+if TYPE_CHECKING:
+    from .server.client import Client
+    from .server.server import Namespace, Server
+
+__all__ = ["BroadcastOperator", "Socket"]
+
+
+class _Sent:
+    """What a fire-and-forget emit returns: awaiting it completes immediately."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return "<sent>"
+
+
+SENT = _Sent()
+
+
+class BroadcastOperator:
+    """An emit target: a namespace, rooms to include (none: everyone) and rooms to exclude.
+
+    Built by ``server.to(room)``, ``socket.to(room)``, ``socket.broadcast`` and friends; immutable, so a
+    chain can be kept and reused.
+    """
+
+    __slots__ = ("_except", "_namespace", "_rooms", "_server")
+
+    def __init__(
+        self, server: Server, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+    ) -> None:
+        self._server = server
+        self._namespace = namespace
+        self._rooms = rooms
+        self._except = except_rooms
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Also target ``room`` (a room name or a sid; or several)."""
+        rooms = (room,) if isinstance(room, str) else tuple(room)
+        return BroadcastOperator(self._server, self._namespace, self._rooms + rooms, self._except)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Leave out the members of ``room``."""
+        rooms = (room,) if isinstance(room, str) else tuple(room)
+        return BroadcastOperator(self._server, self._namespace, self._rooms, self._except + rooms)
+
+    def emit(self, event: str, *args: Any) -> _Sent:
+        """Send ``event`` to every target socket on every worker and node; encoded once."""
+        self._server.broadcast(self._namespace, event, args, self._rooms, self._except)
+        return SENT
+
+    def send(self, *args: Any) -> _Sent:
+        """``emit("message", *args)``."""
+        return self.emit("message", *args)
+
+    def sockets(self) -> list[Socket]:
+        """The target sockets that live in this process."""
+        return list(self._server.local_sockets(self._namespace, self._rooms, self._except))
+
+
+class Socket:
+    """One client in one namespace. Handlers receive it as their first argument."""
+
+    __slots__ = (
+        "_ack_seq",
+        "_acks",
+        "_ns",
+        "_pending",
+        "client",
+        "connected",
+        "data",
+        "namespace",
+        "server",
+        "session_id",
+        "sid",
+        "user_id",
+    )
+
+    def __init__(self, sid: str, namespace: Namespace, client: Client, server: Server) -> None:
+        self.sid = sid
+        self.namespace = namespace.name
+        self._ns = namespace
+        self.client = client
+        self.server = server
+        self.connected = True
+        self.user_id: str | None = None
+        self.session_id: str | None = None
+        self.data: dict[str, Any] = {}
+        """Free for the application: per-socket state."""
+        self._ack_seq = 0
+        self._acks: dict[int, asyncio.Future[Any]] | None = None
+        self._pending: list[bytes] | None = None
+        """Packets emitted while the ``connect`` handler runs: sent right after the CONNECT reply."""
+
+    def __repr__(self) -> str:
+        return f"<Socket sid={self.sid} namespace={self.namespace}>"
+
+    # -- sending --------------------------------------------------------------------------------------
+
+    def emit(self, event: str, *args: Any, ack: bool = False, timeout: float | None = None) -> Awaitable[Any]:
+        """Send ``event`` to this client.
+
+        Args:
+            ack: when True, the returned future resolves to the client's ack (one argument: the value;
+                several: a tuple).
+            timeout: with ``ack``, seconds before the future fails with :class:`~tether.AckTimeout`.
+
+        Raises:
+            ConnectionClosed: the socket is disconnected.
+        """
+        if not self.connected:
+            raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
+        if not ack:
+            packets = self.client.parser.encode_event(self.namespace, event, args)
+            if self._pending is not None:
+                self._pending.extend(packets)
+            else:
+                self.client.send(packets)
+            return SENT
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._ack_seq += 1
+        ack_id = self._ack_seq
+        if self._acks is None:
+            self._acks = {}
+        self._acks[ack_id] = future
+        if timeout is not None:
+            handle = loop.call_later(timeout, self._ack_timeout, ack_id, event, timeout)
+            future.add_done_callback(lambda _f: handle.cancel())
+        packets = self.client.parser.encode_event(self.namespace, event, args, ack_id)
+        if self._pending is not None:
+            self._pending.extend(packets)
+        else:
+            self.client.send(packets)
+        return future
+
+    def send(self, *args: Any) -> Awaitable[Any]:
+        """``emit("message", *args)``: what laravel-swoole pages listen for."""
+        return self.emit("message", *args)
+
+    def _ack_timeout(self, ack_id: int, event: str, timeout: float) -> None:
+        future = self._acks.pop(ack_id, None) if self._acks else None
+        if future is not None and not future.done():
+            future.set_exception(AckTimeout(event, timeout))
+
+    def _receive_ack(self, ack_id: int, args: list[Any]) -> bool:
+        """Resolve the future of ``ack_id``; False for an id never sent (or already answered)."""
+        future = self._acks.pop(ack_id, None) if self._acks else None
+        if future is None:
+            return False
+        if not future.done():
+            future.set_result(args[0] if len(args) == 1 else (tuple(args) if args else None))
+        return True
+
+    # -- broadcasting ---------------------------------------------------------------------------------
+
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+        """Target ``room`` (or a sid), this socket excluded."""
+        return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,)).to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+        return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,)).except_(room)
+
+    @property
+    def broadcast(self) -> BroadcastOperator:
+        """Everyone in this namespace but this socket."""
+        return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,))
+
+    def to_user(self, user_id: Any) -> BroadcastOperator:
+        """Every socket (every tab, every worker) of ``user_id``; this socket only if it is that user's."""
+        return BroadcastOperator(self.server, self.namespace, (self.server.user_room(user_id),))
+
+    # -- rooms ----------------------------------------------------------------------------------------
+
+    def join(self, room: str | Iterable[str]) -> None:
+        """Enter ``room`` (or several).
+
+        Raises:
+            TetherError: over ``[limits] max_rooms_per_socket``.
+        """
+        for r in (room,) if isinstance(room, str) else room:
+            self.server.enter_room(self, r)
+
+    enter_room = join
+
+    def leave(self, room: str | Iterable[str]) -> None:
+        for r in (room,) if isinstance(room, str) else room:
+            self._ns.rooms.leave(self.sid, r)
+
+    leave_room = leave
+
+    @property
+    def rooms(self) -> set[str]:
+        """The rooms this socket is in, its own sid room included."""
+        return self._ns.rooms.rooms_of(self.sid)
+
+    # -- users ----------------------------------------------------------------------------------------
+
+    def login_using(self, user_id: Any) -> None:
+        """Bind this socket to ``user_id``: ``to_user(user_id)`` reaches it from any worker."""
+        if self.user_id is not None:
+            self.leave(self.server.user_room(self.user_id))
+        self.user_id = str(user_id)
+        self.join(self.server.user_room(user_id))
+
+    def logout(self) -> None:
+        """Unbind this socket from its user."""
+        if self.user_id is not None:
+            self.leave(self.server.user_room(self.user_id))
+            self.user_id = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Disconnect this socket from its namespace (client reason ``io server disconnect``)."""
+        self.server.disconnect_socket(self, "server namespace disconnect", notify=True)

@@ -1,0 +1,124 @@
+"""Tether's exception tree. Every exception Tether raises on purpose derives from :class:`TetherError`.
+
+::
+
+    TetherError
+      ProtocolError                  bytes that break Engine.IO / Socket.IO rules (sans-I/O core)
+        RemoteProtocolError          the peer sent them: the connection is closed with the reason
+          PayloadTooBig(size, max_size)
+        LocalProtocolError           Tether itself tried to send something invalid: a bug
+      ConnectionClosed(code, reason) operation on a connection that is gone
+      HandlerError(event, namespace) a route handler raised; carries where
+      AckTimeout(event)              an emit awaiting an ack got none in time (also a TimeoutError)
+      Reject(data)                   raised by a ``connect`` handler to refuse a client
+      ClusterError(adapter)          the cross-worker or cross-host bus failed
+      ConfigError(file, key, reason) a bad config value (also a ValueError)
+
+Remote protocol errors disconnect the client that caused them and nothing else; local ones are
+Tether bugs and propagate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AckTimeout",
+    "ClusterError",
+    "ConfigError",
+    "ConnectionClosed",
+    "HandlerError",
+    "LocalProtocolError",
+    "PayloadTooBig",
+    "ProtocolError",
+    "Reject",
+    "RemoteProtocolError",
+    "TetherError",
+]
+
+
+class TetherError(Exception):
+    """Root of every exception Tether raises."""
+
+
+class ProtocolError(TetherError):
+    """Bytes that break the Engine.IO v4 or Socket.IO v5 rules."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol; the transport closes that connection with ``str(self)`` as reason."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Tether tried to send something the protocol does not allow: a bug in Tether or in a caller."""
+
+
+class PayloadTooBig(RemoteProtocolError):
+    """A frame, packet or polling body is larger than the configured limit."""
+
+    def __init__(self, size: int, max_size: int) -> None:
+        self.size = size
+        self.max_size = max_size
+        super().__init__(f"payload of {size} bytes exceeds max_payload={max_size}")
+
+
+class ConnectionClosed(TetherError):
+    """The connection is closed; nothing more can be sent on it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed ({code}): {reason}")
+
+
+class HandlerError(TetherError):
+    """A route handler raised; the original exception is ``__cause__``."""
+
+    def __init__(self, event: str, namespace: str) -> None:
+        self.event = event
+        self.namespace = namespace
+        super().__init__(f"handler for {event!r} in namespace {namespace!r} failed")
+
+
+class AckTimeout(TetherError, TimeoutError):
+    """The client did not acknowledge an emit in time."""
+
+    def __init__(self, event: str, timeout: float) -> None:
+        self.event = event
+        self.timeout = timeout
+        super().__init__(f"no ack for {event!r} within {timeout:g}s")
+
+
+class Reject(TetherError):
+    """Raise from a ``connect`` handler to refuse the client with a CONNECT_ERROR carrying ``data``.
+
+    ``data`` is sent as is when it is a dict (``{"code": 401, "message": "..."}``); any other
+    value becomes ``{"message": str(data)}``.
+    """
+
+    def __init__(self, data: Any = None) -> None:
+        if data is None:
+            data = {"message": "Connection rejected by server"}
+        elif not isinstance(data, dict):
+            data = {"message": str(data)}
+        self.data: dict[str, Any] = data
+        super().__init__(data.get("message", "rejected"))
+
+
+class ClusterError(TetherError):
+    """The message bus between workers or hosts failed."""
+
+    def __init__(self, adapter: str, reason: str) -> None:
+        self.adapter = adapter
+        self.reason = reason
+        super().__init__(f"{adapter}: {reason}")
+
+
+class ConfigError(TetherError, ValueError):
+    """A configuration file, key or value is invalid."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{source}: {key}: {reason}")

@@ -1,0 +1,185 @@
+"""Event name -> handler registry: the route file's ``websocket.on(...)``.
+
+Resolution order for an event ``name`` in ``namespace``: the handler registered for exactly
+(namespace, name); then the catch-all ``"*"`` of that namespace (called as ``(socket, name, *args)``);
+else the event is ignored with a debug log. ``connect`` and ``disconnect`` are reserved: ``connect``
+gets ``(socket, auth)`` and may raise :class:`tether.Reject`; ``disconnect`` gets ``(socket, reason)``.
+
+A handler is a callable (sync or async) or a string ``"package.module:Class@method"``; the class is
+imported on first use and built once per process with no arguments, as laravel-swoole builds
+``UserController`` once. A route file is a Python file or module that calls :func:`on` on the
+module-level :data:`websocket` router (or on a router it is given).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from .errors import ConfigError
+
+__all__ = ["RESERVED", "Router", "load_route_file", "websocket"]
+
+RESERVED = frozenset({"connect", "disconnect"})
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+class Router:
+    """Handlers by namespace and event name."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, dict[str, Handler | str]] = {}
+        self._resolved: dict[tuple[str, str], Handler] = {}
+        self._instances: dict[type[Any], Any] = {}
+
+    @overload
+    def on(self, event: str, handler: None = None, namespace: str = "/") -> Callable[[H], H]: ...
+    @overload
+    def on(self, event: str, handler: Handler | str, namespace: str = "/") -> Handler | str: ...
+
+    def on(self, event: str, handler: Handler | str | None = None, namespace: str = "/") -> Any:
+        """Register ``handler`` for ``event`` in ``namespace``; without a handler, a decorator."""
+        if not isinstance(event, str) or not event:
+            raise ConfigError("routes", repr(event), "event name must be a non-empty string")
+        if not namespace.startswith("/"):
+            raise ConfigError("routes", namespace, "namespace must start with '/'")
+
+        def register(h: Any) -> Any:
+            if isinstance(h, str):
+                _split_target(h)  # fail at registration, not at the first event
+            elif not callable(h):
+                raise ConfigError("routes", event, f"handler must be callable or 'module:Class@method', not {h!r}")
+            self._routes.setdefault(namespace, {})[event] = h
+            self._resolved.pop((namespace, event), None)
+            return h
+
+        if handler is None:
+            return register
+        return register(handler)
+
+    def namespaces(self) -> list[str]:
+        return list(self._routes)
+
+    def has_namespace(self, namespace: str) -> bool:
+        return namespace in self._routes
+
+    def events(self, namespace: str = "/") -> list[str]:
+        return list(self._routes.get(namespace, {}))
+
+    def get(self, namespace: str, event: str) -> Handler | None:
+        """The callable for ``event`` in ``namespace``, resolving a string target on first use.
+
+        Raises:
+            ConfigError: a ``module:Class@method`` target that cannot be imported or found.
+        """
+        key = (namespace, event)
+        handler = self._resolved.get(key)
+        if handler is not None:
+            return handler
+        target = self._routes.get(namespace, {}).get(event)
+        if target is None:
+            return None
+        handler = self._resolve(target) if isinstance(target, str) else target
+        self._resolved[key] = handler
+        return handler
+
+    def resolve_all(self) -> None:
+        """Import every string target now, so a broken controller fails at start, not at the first event."""
+        for namespace, events in self._routes.items():
+            for event in events:
+                self.get(namespace, event)
+
+    def _resolve(self, target: str) -> Handler:
+        module_name, cls_name, method = _split_target(target)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise ConfigError("routes", target, f"cannot import {module_name}: {exc}") from exc
+        obj: Any = module
+        for part in cls_name.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                raise ConfigError("routes", target, f"{module_name} has no {cls_name}")
+        if method is None:
+            if not callable(obj):
+                raise ConfigError("routes", target, "is not callable")
+            return obj  # type: ignore[no-any-return]
+        if inspect.isclass(obj):
+            instance = self._instances.get(obj)
+            if instance is None:
+                instance = self._instances[obj] = obj()
+            obj = instance
+        bound = getattr(obj, method, None)
+        if bound is None or not callable(bound):
+            raise ConfigError("routes", target, f"{cls_name} has no method {method}")
+        return bound  # type: ignore[no-any-return]
+
+    def clear(self) -> None:
+        self._routes.clear()
+        self._resolved.clear()
+        self._instances.clear()
+
+
+def _split_target(target: str) -> tuple[str, str, str | None]:
+    if ":" not in target:
+        raise ConfigError("routes", target, "expected 'package.module:Class@method' or 'package.module:function'")
+    module_name, _, rest = target.partition(":")
+    cls_name, _, method = rest.partition("@")
+    if not module_name or not cls_name:
+        raise ConfigError("routes", target, "expected 'package.module:Class@method'")
+    return module_name, cls_name, method or None
+
+
+websocket = Router()
+"""The router route files register on: ``from tether import websocket``."""
+
+
+def load_route_file(path_or_module: str, router: Router | None = None, base_dir: str = ".") -> Router:
+    """Import a route file (a ``.py`` path or a dotted module) that registers on :data:`websocket`.
+
+    The routes it registers are moved to ``router`` (a new one by default) so that a reload imports the
+    file afresh. The file's folder is put on ``sys.path`` so it can import its controllers.
+
+    Raises:
+        ConfigError: the file does not exist or raises on import; the reason says why.
+    """
+    router = router if router is not None else Router()
+    websocket.clear()
+    try:
+        if path_or_module.endswith(".py") or "/" in path_or_module:
+            path = Path(path_or_module)
+            if not path.is_absolute():
+                path = Path(base_dir) / path
+            if not path.exists():
+                raise ConfigError("websocket.route_file", str(path), "file not found")
+            folder = str(path.resolve().parent)
+            for entry in (folder, str(Path(base_dir).resolve())):
+                if entry not in sys.path:
+                    sys.path.insert(0, entry)
+            name = f"_tether_routes_{abs(hash(str(path.resolve())))}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            base = str(Path(base_dir).resolve())
+            if base not in sys.path:
+                sys.path.insert(0, base)
+            sys.modules.pop(path_or_module, None)
+            importlib.import_module(path_or_module)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError("websocket.route_file", path_or_module, f"{type(exc).__name__}: {exc}") from exc
+    router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
+    websocket.clear()
+    router.resolve_all()
+    return router

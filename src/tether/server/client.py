@@ -1,0 +1,134 @@
+"""One connected client as seen by the server: a protocol Connection plus the transport it writes to.
+
+This is the thin part between :mod:`tether.protocol.connection` and the bytes on the wire. WebSocket
+writes go straight to picows (each encoded packet is one frame); polling writes go to the connection's
+queue and release a waiting GET at the end of the current loop iteration, so that several emits in one
+handler leave in one HTTP response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Protocol
+
+from picows import WSMsgType
+
+from ..protocol.connection import Connection, State, Transport
+from ..protocol.engineio import Binary
+from ..protocol.parsers import Parser
+
+if TYPE_CHECKING:
+    from ..context import Socket
+    from ..handler import Request
+    from .server import Server
+
+__all__ = ["Client", "PollWaiter"]
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+
+
+class PollWaiter(Protocol):
+    """A held polling GET (implemented by the HTTP protocol)."""
+
+    def respond_payload(self, body: bytes) -> None: ...
+
+
+class Client:
+    """A client connection: Engine.IO session state, its sockets by namespace, and its writer."""
+
+    __slots__ = (
+        "__weakref__",
+        "_flush_scheduled",
+        "conn",
+        "dropped",
+        "parser",
+        "paused",
+        "poll_waiter",
+        "remote",
+        "request",
+        "server",
+        "sockets",
+        "strip_prefix",
+        "ws",
+    )
+
+    def __init__(self, server: Server, conn: Connection, request: Request) -> None:
+        self.server = server
+        self.conn = conn
+        self.parser: Parser = conn.parser
+        self.request = request
+        self.remote = request.remote
+        self.sockets: dict[str, Socket] = {}
+        self.ws: Any = None  # picows WSTransport once on WebSocket
+        self.poll_waiter: PollWaiter | None = None
+        self._flush_scheduled = False
+        self.paused = False
+        self.dropped = 0
+        # On the bare endpoint, the json/raw parsers' frames carry no Engine.IO type digit.
+        self.strip_prefix = conn.transport is Transport.BARE and not self.parser.requires_connect
+
+    @property
+    def sid(self) -> str:
+        return self.conn.sid
+
+    @property
+    def transport(self) -> str:
+        return self.conn.transport.value
+
+    def send(self, packets: list[bytes]) -> None:
+        """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order."""
+        ws = self.ws
+        if ws is not None and self.conn.state is State.OPEN:
+            if self.paused and not self.server.on_slow_consumer(self):
+                self.dropped += len(packets)
+                return
+            if self.strip_prefix:
+                for p in packets:
+                    if type(p) is Binary:
+                        ws.send(_BINARY, p)
+                    else:
+                        ws.send(_TEXT, p[1:])
+                return
+            for p in packets:
+                if type(p) is Binary:
+                    ws.send(_BINARY, p)
+                else:
+                    ws.send(_TEXT, p)
+            return
+        if self.conn.state is State.CLOSED:
+            return
+        conn = self.conn
+        conn.queue(packets)
+        limits = self.server.config.limits
+        if conn.queued_messages > limits.send_buffer_messages or conn.queued_bytes > limits.send_buffer_bytes:
+            if not self.server.on_slow_consumer(self):
+                # drop policy: keep the newest messages within the limits
+                queued = conn.take_queued()
+                keep = queued[len(queued) // 2 :]
+                self.dropped += len(queued) - len(keep)
+                conn.queue(keep)
+        if self.poll_waiter is not None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_poll)
+
+    def send_raw_frame(self, data: bytes) -> None:
+        """A control packet written as is on the WebSocket (ping, pong, noop, open)."""
+        if self.ws is not None:
+            self.ws.send(_TEXT, data)
+
+    def _flush_poll(self) -> None:
+        self._flush_scheduled = False
+        waiter = self.poll_waiter
+        if waiter is None:
+            return
+        body = self.conn.take_payload()
+        if body is not None:
+            self.poll_waiter = None
+            waiter.respond_payload(body)
+
+    def flush_to_websocket(self) -> None:
+        """After an upgrade: what was queued for polling goes out on the WebSocket."""
+        queued = self.conn.take_queued()
+        if queued:
+            self.send(queued)

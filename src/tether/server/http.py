@@ -1,0 +1,362 @@
+"""The HTTP front door: one asyncio protocol per TCP connection, parsing requests with httptools.
+
+It serves Engine.IO long-polling (GET holds until packets are queued, POST delivers packets), the
+routes other modules register (API, metrics), the JS helper and static files. A WebSocket upgrade is
+handed to picows with the bytes read so far (:func:`.websocket.adopt`), so WebSocket and polling share
+one port: picows alone only serves body-less GETs, and polling needs POST.
+
+Requests on one connection are handled one at a time: reading pauses while a response is pending
+(a held long-poll GET, an async route), which also bounds what a pipelining client can make us buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+import httptools
+import orjson
+
+from ..errors import PayloadTooBig, RemoteProtocolError
+from ..handler import Request
+from ..protocol.connection import State, Transport
+from .origins import origin_allowed
+from .websocket import adopt
+
+if TYPE_CHECKING:
+    from .client import Client
+    from .server import Server
+
+__all__ = ["HttpProtocol"]
+
+log = logging.getLogger("tether.http")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One TCP connection speaking HTTP/1.1 until it upgrades to WebSocket."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.remote = ""
+        self._raw: bytearray | None = bytearray()  # bytes of the first request, for a WebSocket hand-off
+        self._url = bytearray()
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._body = bytearray()
+        self._upgrade = False
+        self._busy = False
+        self._closed = False
+        self._keep_alive = True
+        self._timeout: asyncio.TimerHandle | None = None
+        self._poll_client: Client | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if peer else ""
+        self._arm_timeout()
+
+    def _arm_timeout(self) -> None:
+        # Slowloris guard: a request must arrive complete within handshake_timeout.
+        timeout = self.server.config.limits.handshake_timeout
+        self._timeout = asyncio.get_running_loop().call_later(timeout, self._on_timeout)
+
+    def _on_timeout(self) -> None:
+        self._timeout = None
+        if not self._busy and self.transport is not None:
+            self._respond_error(408, 3, "Request timeout", close=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._timeout is not None:
+            self._timeout.cancel()
+        client = self._poll_client
+        if client is not None and client.poll_waiter is self:
+            client.poll_waiter = None
+            # A polling client whose GET connection dropped: engine.io treats this as transport close.
+            self.server.close_client(client, "transport close", send_close=False)
+
+    def data_received(self, data: bytes) -> None:
+        raw = self._raw
+        if raw is not None:
+            raw += data
+            if len(raw) > self.server.config.limits.http_max_header_size + self.server.config.websocket.max_payload:
+                self._respond_error(413, 3, "Request too large", close=True)
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._hand_off()
+        except httptools.HttpParserError as exc:
+            if not self._closed:
+                self._respond_error(400, 3, f"Bad HTTP request: {exc}", close=True)
+        except _Abort:
+            pass
+
+    # -- httptools callbacks --------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = {}
+        self._header_bytes = 0
+        self._body.clear()
+        self._upgrade = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+        self._check_header_size()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        self._check_header_size()
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def _check_header_size(self) -> None:
+        if self._header_bytes > self.server.config.limits.http_max_header_size:
+            self._respond_error(431, 3, "Request header fields too large", close=True)
+            raise _Abort
+
+    def on_headers_complete(self) -> None:
+        self._upgrade = bool(self.parser.should_upgrade())
+        self._keep_alive = bool(self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        if len(self._body) > self.server.config.websocket.max_payload:
+            self.server.state.protocol_errors += 1
+            self._respond_error(413, 3, "Payload too large", close=True)
+            raise _Abort
+
+    def on_message_complete(self) -> None:
+        if self._upgrade:
+            return  # feed_data raises HttpParserUpgrade next
+        self._raw = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        self._busy = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.server.state.http_requests += 1
+        method = self.parser.get_method().decode()
+        url = httptools.parse_url(bytes(self._url))
+        path = unquote(url.path.decode("latin-1"))
+        query = dict(parse_qsl(url.query.decode("latin-1"))) if url.query else {}
+        request = Request(method, path, query, self._headers, self.remote)
+        self._route(request, bytes(self._body))
+
+    # -- routing --------------------------------------------------------------------------------------
+
+    def _hand_off(self) -> None:
+        raw, self._raw = self._raw, None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if raw is None:
+            self._respond_error(400, 3, "WebSocket upgrade must be the first request on a connection", close=True)
+            return
+        assert self.transport is not None
+        self.parser = None  # type: ignore[assignment]
+        adopt(self.server, self.transport, bytes(raw), self.remote)
+
+    def _route(self, request: Request, body: bytes) -> None:
+        cfg = self.server.config.websocket
+        path = request.path
+        if path == cfg.path or path == cfg.path.rstrip("/"):
+            self._engineio(request, body)
+            return
+        routes = self.server.http_routes
+        fn = routes.get((request.method, path))
+        if fn is None:
+            for (method, pattern), candidate in routes.items():
+                if method == request.method and pattern.endswith("*") and path.startswith(pattern[:-1]):
+                    fn = candidate
+                    break
+        if fn is not None:
+            self.server.spawn(self._run_route(fn, request, body))
+            return
+        if request.method in ("GET", "HEAD"):
+            if path.startswith("/tether/"):
+                self._static(STATIC_DIR, path[len("/tether/") :])
+                return
+            static_dir = self.server.config.server.static_dir
+            if static_dir:
+                name = path.lstrip("/") or "index.html"
+                if name.endswith("/"):
+                    name += "index.html"
+                self._static(Path(self.server.config.resolve_path(static_dir)), name)
+                return
+        self._respond(404, {"Content-Type": "text/plain"}, b"Not Found")
+
+    async def _run_route(self, fn: Any, request: Request, body: bytes) -> None:
+        try:
+            status, headers, out = await fn(request, body)
+        except Exception:
+            log.exception("! route %s %s failed", request.method, request.path)
+            status, headers, out = 500, {"Content-Type": "text/plain"}, b"Internal Server Error"
+        self._respond(status, headers, out)
+
+    def _static(self, folder: Path, name: str) -> None:
+        try:
+            root = folder.resolve()
+            target = (root / name).resolve()
+            if root not in target.parents and target != root:
+                raise FileNotFoundError(name)  # path traversal
+            data = target.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            self._respond(404, {"Content-Type": "text/plain"}, b"Not Found")
+            return
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype == "application/javascript":
+            ctype += "; charset=utf-8"
+        self._respond(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, data)
+
+    # -- Engine.IO long-polling -----------------------------------------------------------------------
+
+    def _cors(self, request: Request) -> dict[str, str] | None:
+        """CORS headers for this request, or None when its Origin is not allowed."""
+        origin = request.headers.get("origin")
+        cfg = self.server.config.websocket
+        if not origin_allowed(origin, request.headers.get("host"), cfg.allowed_origins, self.server.ssl_context is not None):
+            return None
+        if origin is None:
+            return {}
+        headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        if cfg.cors_credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        return headers
+
+    def _engineio(self, request: Request, body: bytes) -> None:
+        server = self.server
+        cors = self._cors(request)
+        if cors is None:
+            self._respond_error(403, 4, "Origin not allowed")
+            return
+        if request.method == "OPTIONS":
+            cors.update(
+                {
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": request.headers.get("access-control-request-headers", "content-type"),
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+            self._respond(204, cors, b"")
+            return
+        q = request.query
+        if q.get("EIO") != "4":
+            self._respond_error(400, 5, "Unsupported protocol version", cors)
+            return
+        transport = q.get("transport")
+        if transport == "websocket":
+            self._respond_error(400, 3, "WebSocket transport needs an Upgrade request", cors)
+            return
+        if transport != "polling":
+            self._respond_error(400, 0, "Transport unknown", cors)
+            return
+        sid = q.get("sid")
+        if sid is None:
+            if request.method != "GET":
+                self._respond_error(400, 2, "Bad handshake method", cors)
+                return
+            if not server.admit(request):
+                self._respond_error(503 if server.at_capacity(request) else 403, 4, "Connection refused", cors)
+                return
+            client = server.new_connection(Transport.POLLING, request)
+            server.state.handshakes += 1
+            self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, client.conn.open_packet(upgrades=True))
+            server.client_opened(client)
+            return
+        client = server.clients.get(sid)
+        if client is None:
+            self._respond_error(400, 1, "Session ID unknown", cors)
+            return
+        if client.conn.transport is not Transport.POLLING:
+            self._respond_error(400, 3, "Session is not on polling", cors)
+            return
+        if request.method == "GET":
+            if client.poll_waiter is not None:
+                # engine.io closes a session that polls twice at once: it is a broken client.
+                server.close_client(client, "transport error", send_close=True)
+                self._respond_error(400, 3, "Overlapping GET requests", cors)
+                return
+            payload = client.conn.take_payload()
+            if payload is not None:
+                self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, payload)
+                return
+            self._poll_cors = cors
+            self._poll_client = client
+            client.poll_waiter = self
+            return
+        if request.method == "POST":
+            try:
+                events = client.conn.receive_payload(body)
+            except PayloadTooBig:
+                server.state.protocol_errors += 1
+                server.close_client(client, "transport error", send_close=True)
+                self._respond_error(413, 3, "Payload too large", cors)
+                return
+            except RemoteProtocolError as exc:
+                server.state.protocol_errors += 1
+                server.close_client(client, "parse error", send_close=True)
+                self._respond_error(400, 3, str(exc), cors)
+                return
+            self._respond(200, {**cors, "Content-Type": "text/html"}, b"ok")
+            if events:
+                server.receive(client, events)
+            if client.conn.state is State.CLOSED:
+                server.close_client(client, client.conn.close_reason or "client namespace disconnect", send_close=False)
+            return
+        self._respond_error(400, 2, "Bad handshake method", cors)
+
+    def respond_payload(self, body: bytes) -> None:
+        """Answer the held polling GET (called by the Client)."""
+        cors = getattr(self, "_poll_cors", {})
+        self._poll_client = None
+        self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, body)
+
+    # -- responses ------------------------------------------------------------------------------------
+
+    def _respond_error(
+        self, status: int, code: int, message: str, headers: dict[str, str] | None = None, close: bool = False
+    ) -> None:
+        body = orjson.dumps({"code": code, "message": message})
+        self._respond(status, {**(headers or {}), "Content-Type": "application/json"}, body, close=close)
+
+    def _respond(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
+        transport = self.transport
+        if transport is None or self._closed or transport.is_closing():
+            return
+        close = close or not self._keep_alive
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}\r\n"]
+        for k, v in headers.items():
+            head.append(f"{k}: {v}\r\n")
+        head.append(f"Content-Length: {len(body)}\r\nDate: {formatdate(time.time(), usegmt=True)}\r\n")
+        head.append("Connection: close\r\n\r\n" if close else "\r\n")
+        transport.write("".join(head).encode("latin-1") + body)
+        self._busy = False
+        if close:
+            transport.close()
+            self._closed = True
+            return
+        transport.resume_reading()
+        self._arm_timeout()
+
+
+class _Abort(Exception):
+    """Stop parsing: a response (an error) has been sent already."""

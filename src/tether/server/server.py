@@ -1,0 +1,607 @@
+"""The server: namespaces, rooms, event routing and the emit API, around the transports.
+
+Phases follow Uvicorn: :meth:`Server.startup` binds (or adopts a socket from the master),
+:meth:`Server.main_loop` runs until told to stop, :meth:`Server.shutdown` tells clients to reconnect
+and waits for handlers. One sweep timer per process drives every connection's heartbeat and connect
+deadline, instead of one timer handle per connection (10k connections would mean 10k handles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib
+import importlib.util
+import logging
+import os
+import socket as socket_module
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..cluster.base import Adapter, BroadcastMessage
+from ..cluster.memory import LocalAdapter
+from ..config import Config
+from ..context import BroadcastOperator, Socket
+from ..errors import ConfigError, Reject, TetherError
+from ..handler import Handler, Request
+from ..protocol.connection import PING, Connection, State, Timer, Transport
+from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
+from ..protocol.parsers import PARSERS, Parser
+from ..rooms import Rooms
+from ..router import Router, load_route_file
+from .client import Client
+from .dispatch import NOT_DONE, run_handler
+from .state import ServerState
+
+__all__ = ["Namespace", "Server", "run_server"]
+
+log = logging.getLogger("tether.server")
+
+SWEEP_INTERVAL = 0.5
+"""Seconds between heartbeat sweeps; pings go out at most this late, well inside ping_timeout."""
+
+ConnectHook = Callable[[Socket, Any], Any]
+EventHook = Callable[[Socket, str], None]
+DisconnectHook = Callable[[Socket, str], None]
+
+
+def new_sid(prefix: str = "") -> str:
+    """A random 20-character URL-safe id (120 bits), with an optional worker prefix."""
+    return prefix + base64.urlsafe_b64encode(os.urandom(15)).decode()
+
+
+class Namespace:
+    """A namespace's sockets and rooms."""
+
+    __slots__ = ("name", "rooms")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rooms: Rooms[Socket] = Rooms()
+
+
+class Server:
+    """A Tether server in one process. See :func:`run_server` for the common way to run one."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        router: Router | None = None,
+        *,
+        handler: Handler | None = None,
+        adapter: Adapter | None = None,
+        parser: type[Parser] | None = None,
+    ) -> None:
+        self.config = config or Config.load()
+        ws = self.config.websocket
+        if router is None:
+            router = (
+                load_route_file(ws.route_file, base_dir=self.config.base_dir) if ws.route_file else Router()
+            )
+        self.router = router
+        self.handler = handler or _load_object(ws.handler, Handler, "websocket.handler", self.config)()
+        self.parser_cls: type[Parser] = parser or _load_parser(ws.parser, self.config)
+        self.adapter: Adapter = adapter or LocalAdapter()
+        self.clients: dict[str, Client] = {}
+        self.namespaces: dict[str, Namespace] = {"/": Namespace("/")}
+        self.state = ServerState()
+        self.sid_prefix = ""
+        self.debug = self.config.server.debug
+        self.connect_hooks: list[ConnectHook] = []
+        """Called ``(socket, auth)`` before the ``connect`` route; may raise :class:`Reject` (auth middleware)."""
+        self.event_hooks: list[EventHook] = []
+        """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
+        self.disconnect_hooks: list[DisconnectHook] = []
+        self.http_routes: dict[tuple[str, str], Any] = {}
+        """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in ``*``."""
+        self.extensions: dict[str, Any] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._per_ip: dict[str, int] = {}
+        self.sockets: list[socket_module.socket] = []
+        self.ssl_context: ssl.SSLContext | None = None
+        self.adapter.attach(self)
+        install_extensions(self)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def startup(self, sock: socket_module.socket | None = None) -> None:
+        """Listen on ``sock`` (from the master) or bind ``[server] host:port``; start the sweep timer.
+
+        Raises:
+            OSError: the address is in use or cannot be bound.
+        """
+        from .http import HttpProtocol  # the transport imports the server; import here to keep that one-way
+
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        cfg = self.config.server
+        if cfg.tls_cert:
+            self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.ssl_context.load_cert_chain(self.config.resolve_path(cfg.tls_cert), self.config.resolve_path(cfg.tls_key))
+        if sock is None:
+            sock = socket_module.socket(socket_module.AF_INET6 if ":" in cfg.host else socket_module.AF_INET)
+            sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
+            sock.bind((cfg.host, cfg.port))
+        sock.setblocking(False)
+        self.sockets.append(sock)
+        server = await loop.create_server(
+            lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context
+        )
+        self._servers.append(server)
+        await self.adapter.start()
+        self._sweeper = loop.create_task(self._sweep_forever())
+        self.state.started_at = time.time()
+        log.info("tether listening on %s", self.url)
+
+    @property
+    def port(self) -> int:
+        return int(self.sockets[0].getsockname()[1]) if self.sockets else self.config.server.port
+
+    @property
+    def url(self) -> str:
+        host = self.sockets[0].getsockname()[0] if self.sockets else self.config.server.host
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    async def main_loop(self) -> None:
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
+        """Stop accepting; close every client so that it reconnects; wait for running handlers."""
+        timeout = self.config.server.stop_timeout if timeout is None else timeout
+        for server in self._servers:
+            server.close()
+        self.state.draining = True
+        for client in list(self.clients.values()):
+            # Engine.IO close: the client's reason is "transport close", on which socket.io-client reconnects.
+            self.close_client(client, reason, send_close=True)
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self.adapter.stop()
+        for server in self._servers:
+            await server.wait_closed() if not self.clients else None
+        self._servers.clear()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # pragma: no cover - a bug here must not stop heartbeats for good
+                log.exception("! heartbeat sweep failed")
+
+    def sweep(self, now: float) -> None:
+        """One heartbeat pass over every client."""
+        for client in list(self.clients.values()):
+            action = client.conn.check_timers(now)
+            if action is Timer.NOTHING:
+                continue
+            if action is Timer.PING:
+                if client.conn.transport is Transport.BARE:
+                    if client.ws is not None:
+                        client.ws.send_ping()
+                elif client.ws is not None and client.conn.state is State.OPEN:
+                    client.send_raw_frame(PING)
+                else:
+                    client.conn.queue([PING])
+                    client.send([])
+            elif action is Timer.TIMEOUT:
+                self.close_client(client, "ping timeout", send_close=False)
+            else:
+                self.close_client(client, "connect timeout", send_close=True)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background task the server waits for on shutdown."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- clients (called by the transports) -----------------------------------------------------------
+
+    def new_connection(self, transport: Transport, request: Request, sid: str | None = None) -> Client:
+        """A new Engine.IO session for a handshake on ``transport``."""
+        ws = self.config.websocket
+        parser = self.parser_cls()
+        conn = Connection(
+            sid or new_sid(self.sid_prefix),
+            parser,
+            transport,
+            now=time.monotonic(),
+            ping_interval=ws.ping_interval,
+            ping_timeout=ws.ping_timeout,
+            connect_timeout=ws.connect_timeout,
+            max_payload=ws.max_payload,
+        )
+        client = Client(self, conn, request)
+        self.clients[conn.sid] = client
+        self._per_ip[request.remote] = self._per_ip.get(request.remote, 0) + 1
+        self.state.connections_total += 1
+        return client
+
+    def at_capacity(self, request: Request) -> bool:
+        """Whether ``[limits] max_connections`` or ``max_connections_per_ip`` refuses this request."""
+        limits = self.config.limits
+        if limits.max_connections and len(self.clients) >= limits.max_connections:
+            return True
+        return bool(limits.max_connections_per_ip and self._per_ip.get(request.remote, 0) >= limits.max_connections_per_ip)
+
+    def admit(self, request: Request) -> bool:
+        """Limits, then the lifecycle handler's ``on_open``: may this request open a connection?"""
+        if self.at_capacity(request):
+            self.state.rejected += 1
+            return False
+        try:
+            return bool(self.handler.on_open(request))
+        except Exception:
+            log.exception("! handler.on_open failed; refusing %s", request.remote)
+            return False
+
+    def client_opened(self, client: Client) -> None:
+        """The transport is ready: connect to ``/`` when the parser has no CONNECT of its own."""
+        if not client.parser.requires_connect or client.conn.transport is Transport.BARE:
+            auth = dict(client.request.query)
+            self._connect(client, Connect("/", auth), reply=client.parser.requires_connect)
+
+    def receive(self, client: Client, events: list[ClientEvent]) -> None:
+        """Act on what a client sent."""
+        state = self.state
+        for ev in events:
+            t = type(ev)
+            if t is Event:
+                assert isinstance(ev, Event)
+                state.events_in += 1
+                sock = client.sockets.get(ev.namespace)
+                if sock is None:
+                    if self.debug:
+                        log.debug("< %s event %r for unconnected namespace %s", client.sid, ev.name, ev.namespace)
+                    continue
+                self._on_event(sock, ev)
+            elif t is Ack:
+                assert isinstance(ev, Ack)
+                sock = client.sockets.get(ev.namespace)
+                if sock is None or not sock._receive_ack(ev.id, ev.args):
+                    if self.debug:
+                        log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
+            elif t is Connect:
+                assert isinstance(ev, Connect)
+                self._connect(client, ev)
+            elif t is Disconnect:
+                assert isinstance(ev, Disconnect)
+                if ev.namespace is None:
+                    self.close_client(client, ev.reason, send_close=False)
+                    return
+                sock = client.sockets.get(ev.namespace)
+                if sock is not None:
+                    self.disconnect_socket(sock, ev.reason, notify=False)
+
+    def _on_event(self, sock: Socket, ev: Event) -> None:
+        for hook in self.event_hooks:
+            hook(sock, ev.name)
+        handler = self.router.get(sock.namespace, ev.name)
+        args: tuple[Any, ...]
+        if handler is None:
+            handler = self.router.get(sock.namespace, "*")
+            if handler is None:
+                if self.debug:
+                    log.debug("< %s no route for %r in %s: ignored", sock.sid, ev.name, sock.namespace)
+                return
+            args = (sock, ev.name, *ev.args)
+        else:
+            args = (sock, *ev.args)
+        ack_id = ev.ack_id
+        name = ev.name
+        on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
+        result = run_handler(
+            handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
+        )
+        if ack_id is not None and result is not NOT_DONE:
+            self._send_ack(sock, ack_id, result)
+
+    def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
+        if not sock.connected:
+            return
+        args = result if isinstance(result, tuple) else (() if result is None else (result,))
+        try:
+            sock.client.send(sock.client.parser.encode_ack(sock.namespace, ack_id, args))
+        except TetherError as exc:
+            log.error("! ack %s for %s: %s", ack_id, sock.sid, exc)
+
+    def _handler_failed(self, sock: Socket, event: str, exc: BaseException) -> None:
+        self.state.handler_errors += 1
+        log.error(
+            "! handler for %r failed (sid=%s namespace=%s): %s: %s",
+            event, sock.sid, sock.namespace, type(exc).__name__, exc, exc_info=exc,
+        )
+
+    # -- namespaces -----------------------------------------------------------------------------------
+
+    def _connect(self, client: Client, ev: Connect, reply: bool = True) -> None:
+        parser = client.parser
+        name = ev.namespace
+        if name in client.sockets:
+            return
+        if name != "/" and not self.router.has_namespace(name):
+            client.send(parser.encode_connect_error(name, {"message": "Invalid namespace"}))
+            return
+        ns = self.namespaces.get(name)
+        if ns is None:
+            ns = self.namespaces[name] = Namespace(name)
+        sock = Socket(new_sid(), ns, client, self)
+        try:
+            for hook in self.connect_hooks:
+                hook(sock, ev.auth)
+        except Reject as exc:
+            client.send(parser.encode_connect_error(name, exc.data))
+            self.state.rejected += 1
+            return
+        handler = self.router.get(name, "connect")
+        if handler is None:
+            self._accept(sock, reply)
+            return
+        sock._pending = []
+        result = run_handler(
+            handler,
+            (sock, ev.auth),
+            lambda res: self._connect_result(sock, res, None, reply),
+            lambda exc: self._connect_result(sock, None, exc, reply),
+            self.config.limits.handler_timeout,
+        )
+        if result is not NOT_DONE:
+            self._connect_result(sock, result, None, reply)
+
+    def _connect_result(self, sock: Socket, result: Any, exc: BaseException | None, reply: bool) -> None:
+        client = sock.client
+        if client.conn.state is State.CLOSED:
+            return
+        if exc is None and result is not False:
+            self._accept(sock, reply, connect_handler_ran=True)
+            return
+        if isinstance(exc, Reject):
+            data = exc.data
+        else:
+            if exc is not None:
+                self._handler_failed(sock, "connect", exc)
+            data = {"message": "Connection rejected by server"}
+        self.state.rejected += 1
+        # The socket may have joined rooms inside the handler: undo that.
+        ns = self.namespaces.get(sock.namespace)
+        if ns is not None:
+            ns.rooms.remove(sock.sid)
+        sock.connected = False
+        sock._pending = None
+        client.send(client.parser.encode_connect_error(sock.namespace, data))
+        if client.conn.transport is Transport.BARE:
+            self.close_client(client, "connect rejected", send_close=False, ws_code=1008)
+
+    def _accept(self, sock: Socket, reply: bool, connect_handler_ran: bool = False) -> None:
+        client = sock.client
+        ns = sock._ns
+        if sock.sid not in ns.rooms:
+            ns.rooms.add(sock.sid, sock)
+        client.sockets[sock.namespace] = sock
+        client.conn.namespace_connected()
+        if reply:
+            # Emits made inside the connect handler were sent through client.send already; they must come
+            # after the CONNECT reply, so the reply is put in front of anything queued since.
+            packets = client.parser.encode_connect(sock.namespace, sock.sid)
+            if packets:
+                client.send(packets)
+        pending, sock._pending = sock._pending, None
+        if pending:
+            client.send(pending)
+        self.state.sockets += 1
+
+    def enter_room(self, sock: Socket, room: str) -> None:
+        limit = self.config.limits.max_rooms_per_socket
+        rooms = sock._ns.rooms
+        if sock.sid not in rooms:
+            rooms.add(sock.sid, sock)
+        if limit and rooms.room_count_of(sock.sid) > limit:  # the sid room does not count
+            raise TetherError(f"socket {sock.sid} is in {limit} rooms already (limits.max_rooms_per_socket)")
+        rooms.join(sock.sid, room)
+
+    def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None:
+        """Remove ``sock`` from its namespace; ``notify`` sends the client a DISCONNECT packet."""
+        if not sock.connected:
+            return
+        client = sock.client
+        if notify and client.conn.state is not State.CLOSED:
+            client.send(client.parser.encode_disconnect(sock.namespace))
+        sock.connected = False
+        client.sockets.pop(sock.namespace, None)
+        sock._ns.rooms.remove(sock.sid)
+        self.state.sockets -= 1
+        if sock._acks:
+            for fut in sock._acks.values():
+                if not fut.done():
+                    fut.cancel()
+            sock._acks.clear()
+        for hook in self.disconnect_hooks:
+            try:
+                hook(sock, reason)
+            except Exception:
+                log.exception("! disconnect hook failed for %s", sock.sid)
+        handler = self.router.get(sock.namespace, "disconnect")
+        if handler is not None:
+            run_handler(handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc))
+        if notify and client.conn.transport is Transport.BARE and not client.sockets:
+            self.close_client(client, reason, send_close=False)
+
+    def close_client(self, client: Client, reason: str, send_close: bool, ws_code: int = 1000) -> None:
+        """End a client's session: every socket is disconnected with ``reason``, then the transport closes."""
+        conn = client.conn
+        if self.clients.get(conn.sid) is not client:
+            return
+        del self.clients[conn.sid]
+        remaining = self._per_ip.get(client.remote, 1) - 1
+        if remaining > 0:
+            self._per_ip[client.remote] = remaining
+        else:
+            self._per_ip.pop(client.remote, None)
+        was_open = conn.state is not State.CLOSED
+        if send_close and was_open and not client.strip_prefix:
+            if client.ws is not None and conn.transport is not Transport.BARE:
+                client.send_raw_frame(b"1")
+            elif client.ws is None:
+                conn.queue([b"1"])
+                client._flush_poll()
+        conn.close(reason)
+        for sock in list(client.sockets.values()):
+            self.disconnect_socket(sock, reason, notify=False)
+        self.state.disconnects[reason] = self.state.disconnects.get(reason, 0) + 1
+        try:
+            self.handler.on_close(client, reason)
+        except Exception:
+            log.exception("! handler.on_close failed for %s", conn.sid)
+        ws = client.ws
+        if ws is not None:
+            code = ws_code if reason not in ("ping timeout",) else 1001
+            try:
+                from picows import WSCloseCode
+
+                ws.send_close(WSCloseCode(code), reason.encode()[:120])
+            except Exception:  # noqa: S110 - transport already gone: nothing to tell
+                pass
+            ws.disconnect()
+        elif client.poll_waiter is not None:
+            waiter, client.poll_waiter = client.poll_waiter, None
+            waiter.respond_payload(b"1" if send_close else b"6")
+        if self.debug:
+            log.debug("= %s closed: %s", conn.sid, reason)
+
+    def on_slow_consumer(self, client: Client) -> bool:
+        """A client's send buffer is over its high-water mark. True: send anyway (never); False: drop."""
+        self.state.slow_consumers += 1
+        if self.config.limits.slow_consumer_policy == "disconnect":
+            asyncio.get_running_loop().call_soon(self.close_client, client, "slow consumer", False, 1008)
+        return False
+
+    # -- emitting -------------------------------------------------------------------------------------
+
+    def broadcast(
+        self, namespace: str, event: str, args: tuple[Any, ...], rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+    ) -> None:
+        """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
+        packets = self.parser_cls.encode_event(namespace, event, args)
+        self.deliver_local(namespace, packets, rooms, except_rooms)
+        if self.adapter.remote:
+            self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
+
+    def deliver_local(
+        self, namespace: str, packets: list[bytes], rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> int:
+        """Write encoded packets to the matching sockets of this process. Returns how many got them."""
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return 0
+        n = 0
+        for sock in ns.rooms.select(rooms, except_rooms):
+            sock.client.send(packets)
+            n += 1
+        self.state.events_out += n
+        return n
+
+    def local_sockets(self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()) -> Iterator[Socket]:
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return iter(())
+        return ns.rooms.select(rooms, except_rooms)
+
+    def of(self, namespace: str) -> BroadcastOperator:
+        """The emit chain of ``namespace``."""
+        return BroadcastOperator(self, namespace)
+
+    def emit(self, event: str, *args: Any, namespace: str = "/") -> Any:
+        """Send ``event`` to every client of ``namespace`` on every worker and node."""
+        return BroadcastOperator(self, namespace).emit(event, *args)
+
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+        return BroadcastOperator(self, namespace).to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+        return BroadcastOperator(self, namespace).except_(room)
+
+    @staticmethod
+    def user_room(user_id: Any) -> str:
+        """The room every socket of ``user_id`` is in after ``login_using``."""
+        return f"user:{user_id}"
+
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
+        """Every socket (every tab, every worker) bound to ``user_id``."""
+        return BroadcastOperator(self, namespace, (self.user_room(user_id),))
+
+    def is_user_online(self, user_id: Any, namespace: str = "/") -> bool:
+        """True when a socket of ``user_id`` is connected here (cluster-wide with a remote adapter)."""
+        ns = self.namespaces.get(namespace)
+        if ns is not None and ns.rooms.members(self.user_room(user_id)):
+            return True
+        return self.adapter.is_user_online_remote(self.user_room(user_id), namespace)
+
+    def get_socket(self, sid: str, namespace: str = "/") -> Socket | None:
+        ns = self.namespaces.get(namespace)
+        return ns.rooms.get(sid) if ns is not None else None
+
+    def add_http_route(self, method: str, path: str, fn: Any) -> None:
+        """Serve ``method path`` on the Tether port (API, metrics, static files)."""
+        self.http_routes[(method.upper(), path)] = fn
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.clients)
+
+
+EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api")
+"""Feature modules wired into every server: each has ``install(server)``, which registers hooks and routes
+on the server and reads its own config section. Core modules never import them (metrics observe, they
+do not drive)."""
+
+
+def install_extensions(server: Server) -> None:
+    for name in EXTENSIONS:
+        if importlib.util.find_spec(name) is None:
+            continue  # feature not part of this build
+        importlib.import_module(name).install(server)
+
+
+def _load_object(spec: str, default: type[Any], key: str, config: Config) -> Any:
+    if not spec:
+        return default
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except Exception as exc:
+        raise ConfigError(config.source, key, f"cannot load {spec!r}: {exc}") from exc
+
+
+def _load_parser(spec: str, config: Config) -> type[Parser]:
+    if spec in PARSERS:
+        return PARSERS[spec]
+    cls = _load_object(spec, Parser, "websocket.parser", config)
+    if not (isinstance(cls, type) and issubclass(cls, Parser)):
+        raise ConfigError(config.source, "websocket.parser", f"{spec!r} is not a tether.parsers.Parser subclass")
+    return cls
+
+
+async def run_server(config: Config | None = None, router: Router | None = None, **kwargs: Any) -> Server:
+    """Build and start a server (``port = 0`` picks a free port: see ``server.port``). Stop it with shutdown()."""
+    server = Server(config, router, **kwargs)
+    await server.startup()
+    return server

@@ -1,0 +1,24 @@
+"""Counters a worker keeps about itself: what ``tether infos`` and ``/metrics`` read. Observed, never acted on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ServerState"]
+
+
+@dataclass(slots=True)
+class ServerState:
+    started_at: float = 0.0
+    connections_total: int = 0
+    sockets: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    handler_errors: int = 0
+    rejected: int = 0
+    protocol_errors: int = 0
+    slow_consumers: int = 0
+    http_requests: int = 0
+    handshakes: int = 0
+    draining: bool = False
+    disconnects: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,259 @@
+"""The WebSocket transport: picows frames in and out of a Client.
+
+Connections arrive through the HTTP front door (:mod:`.http`), which hands an upgrade request to a
+picows ``WSProtocol`` with :func:`adopt`. picows parses frames in Cython and writes each encoded packet
+as one frame; this module only maps frames to :class:`~tether.protocol.connection.Connection` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from picows import (
+    WSAutoPingStrategy,
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+)
+from picows.picows import WSProtocol
+
+from ..errors import RemoteProtocolError
+from ..handler import Request
+from ..protocol.connection import State, Transport
+from .client import Client
+from .origins import origin_allowed
+
+if TYPE_CHECKING:
+    from .server import Server
+
+__all__ = ["WebSocketListener", "adopt"]
+
+log = logging.getLogger("tether.websocket")
+# One adapter for all connections: picows makes a child Logger per connection when given a Logger,
+# which costs about 1 KiB each and is never freed; an adapter is passed through as is.
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("tether.picows"), {})
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CLOSE = WSMsgType.CLOSE
+_PONG = WSMsgType.PONG
+_CONTINUATION = WSMsgType.CONTINUATION
+
+READ_BUFFER_INIT_SIZE = 2048
+"""picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
+
+
+class WebSocketListener(WSListener):  # type: ignore[misc]
+    """Frames of one WebSocket connection -> its Client."""
+
+    def __init__(self, server: Server, client: Client, upgrading: bool) -> None:
+        self.server = server
+        self.client = client
+        self.conn = client.conn
+        self.upgrading = upgrading
+        self.transport: WSTransport | None = None
+        self._fragments: list[bytes] | None = None
+        self._fragment_type: WSMsgType = _TEXT
+        self._fragment_size = 0
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        transport.underlying_transport.set_write_buffer_limits(high=self.server.config.limits.send_buffer_bytes)
+        client = self.client
+        server = self.server
+        if self.upgrading:
+            return
+        client.ws = transport
+        if self.conn.transport is Transport.WEBSOCKET:
+            transport.send(_TEXT, self.conn.open_packet(upgrades=False))
+        server.client_opened(client)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        mt = frame.msg_type
+        if not frame.fin or mt is _CONTINUATION:
+            self._on_fragment(transport, frame)
+            return
+        if mt is _TEXT:
+            try:
+                text = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                self._fail(transport, 1007, "invalid UTF-8 in text frame")
+                return
+            self._receive(transport, text)
+        elif mt is _BINARY:
+            self._receive(transport, frame.get_payload_as_bytes())
+        elif mt is _PONG:
+            self.conn.receive_pong()
+        elif mt is _CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _on_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
+        # RFC 6455 §5.4: a message may come in fragments; picows hands them over one by one.
+        if frame.msg_type is not _CONTINUATION:
+            if self._fragments is not None:
+                self._fail(transport, 1002, "new message before the fragmented one ended")
+                return
+            self._fragments = []
+            self._fragment_type = frame.msg_type
+            self._fragment_size = 0
+        elif self._fragments is None:
+            self._fail(transport, 1002, "continuation frame without a message")
+            return
+        part = frame.get_payload_as_bytes()
+        self._fragment_size += len(part)
+        if self._fragment_size > self.conn.max_payload:
+            self._fail(transport, 1009, "message too big")
+            return
+        self._fragments.append(part)
+        if frame.fin:
+            data = b"".join(self._fragments)
+            self._fragments = None
+            if self._fragment_type is _TEXT:
+                try:
+                    self._receive(transport, data.decode())
+                except UnicodeDecodeError:
+                    self._fail(transport, 1007, "invalid UTF-8 in text frame")
+            else:
+                self._receive(transport, data)
+
+    def _receive(self, transport: WSTransport, message: str | bytes) -> None:
+        conn = self.conn
+        try:
+            if self.upgrading:
+                if not isinstance(message, str):
+                    raise RemoteProtocolError("binary frame during upgrade")
+                reply = conn.receive_probe_message(message)
+                if reply is not None:
+                    transport.send(_TEXT, reply)
+                    self.client.send([])  # release the held GET with the noop
+                    if self.client.poll_waiter is not None:
+                        self.client._flush_poll()
+                else:
+                    self.upgrading = False
+                    self.client.ws = transport
+                    self.client.flush_to_websocket()
+                return
+            if self.client.strip_prefix and isinstance(message, str):
+                events = conn.parser.decode(message)
+            else:
+                if conn.transport is Transport.BARE and message == "2":
+                    transport.send(_TEXT, b"3")
+                    return
+                events = conn.receive_message(message)
+        except RemoteProtocolError as exc:
+            self._fail(transport, 1002 if not getattr(exc, "max_size", None) else 1009, str(exc))
+            return
+        if events:
+            self.server.receive(self.client, events)
+
+    def _fail(self, transport: WSTransport, code: int, reason: str) -> None:
+        self.server.state.protocol_errors += 1
+        log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
+        if self.upgrading:
+            self.conn.cancel_upgrade()
+            transport.send_close(WSCloseCode(code), reason.encode()[:120])
+            transport.disconnect()
+            return
+        self.server.close_client(self.client, "parse error", send_close=False, ws_code=code)
+        transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if self.upgrading:
+            self.conn.cancel_upgrade()
+            return
+        if self.client.ws is transport:
+            self.server.close_client(self.client, "transport close", send_close=False)
+
+    def pause_writing(self) -> None:
+        self.client.paused = True
+        self.server.on_slow_consumer(self.client) if self.server.config.limits.slow_consumer_policy == "disconnect" else None
+
+    def resume_writing(self) -> None:
+        self.client.paused = False
+
+
+def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
+    import orjson
+
+    body = orjson.dumps({"code": code, "message": message})
+    return WSUpgradeResponseWithListener(
+        WSUpgradeResponse.create_error_response(status, body, {"Content-Type": "application/json"}), None
+    )
+
+
+def _listener_factory(server: Server, remote: str) -> Any:
+    def factory(req: WSUpgradeRequest) -> Any:
+        path, _, qs = req.path.decode("latin-1").partition("?")
+        query = dict(parse_qsl(qs))
+        headers = {k.lower(): v for k, v in req.headers.items()}
+        cfg = server.config.websocket
+        if not origin_allowed(headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None):
+            return _bad(403, 4, "Origin not allowed")
+        request = Request("GET", path, query, headers, remote)
+        if path.rstrip("/") == cfg.ws_path.rstrip("/"):
+            transport = Transport.BARE
+        else:
+            if query.get("EIO") != "4":
+                return _bad(400, 5, "Unsupported protocol version")
+            if query.get("transport") != "websocket":
+                return _bad(400, 0, "Transport unknown")
+            sid = query.get("sid")
+            if sid:
+                client = server.clients.get(sid)
+                if client is None:
+                    return _bad(400, 1, "Session ID unknown")
+                try:
+                    client.conn.begin_upgrade()
+                except RemoteProtocolError as exc:
+                    return _bad(400, 3, str(exc))
+                return WebSocketListener(server, client, upgrading=True)
+            transport = Transport.WEBSOCKET
+        if not server.admit(request):
+            return _bad(503 if server.at_capacity(request) else 403, 4, "Connection refused")
+        client = server.new_connection(transport, request)
+        return WebSocketListener(server, client, upgrading=False)
+
+    return factory
+
+
+def adopt(server: Server, transport: asyncio.Transport, data: bytes, remote: str) -> None:
+    """Switch ``transport`` to a picows WSProtocol and replay ``data`` (the upgrade request) into it."""
+    cfg = server.config
+    proto = WSProtocol(
+        None,
+        None,
+        False,
+        _listener_factory(server, remote),
+        _PICOWS_LOG,
+        True,
+        cfg.limits.handshake_timeout,
+        False,
+        20.0,
+        20.0,
+        WSAutoPingStrategy.PING_WHEN_IDLE,
+        True,
+        cfg.websocket.max_payload,
+        None,
+        READ_BUFFER_INIT_SIZE,
+    )
+    transport.set_protocol(proto)
+    proto.connection_made(transport)
+    view = memoryview(data)
+    while view:
+        buf = proto.get_buffer(len(view))
+        n = min(len(buf), len(view))
+        buf[:n] = view[:n]
+        proto.buffer_updated(n)
+        view = view[n:]
+        if transport.is_closing():
+            break

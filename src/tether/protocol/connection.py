@@ -26,10 +26,11 @@ uses WebSocket ping frames instead, since pages there speak no Engine.IO; the ti
 from __future__ import annotations
 
 import enum
+
 import orjson
 
 from ..errors import PayloadTooBig, RemoteProtocolError
-from .engineio import Binary, PacketType, decode_payload
+from .engineio import Binary, PacketType, decode_payload, encode_payload
 from .events import ClientEvent, Disconnect
 from .parsers import Parser
 
@@ -263,8 +264,6 @@ class Connection:
         packets = self._queue[:n]
         del self._queue[:n]
         self._queued_bytes -= sum(len(p) for p in packets)
-        from .engineio import encode_payload
-
         return encode_payload(packets)
 
     # -- time -----------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ class _NotDone:
 
 
 NOT_DONE: Any = _NotDone()
-"""Returned by :func:`run_handler` when the handler went on in a Task."""
+"""Returned by :func:`run_handler` when the outcome goes to the callbacks: the handler went on in a Task,
+or it raised and ``on_error`` has been called."""
 
 
 def run_handler(
@@ -38,10 +39,12 @@ def run_handler(
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
 ) -> Any:
-    """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended.
+    """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended or raised.
 
     When it suspends, ``on_done(result)`` is called once it returns; ``on_error(exc)`` on an exception
-    (also for a synchronous one). ``timeout`` > 0 cancels a suspended handler after that many seconds.
+    (also for a synchronous one, and then :data:`NOT_DONE` is returned, so that a caller never takes the
+    failure for a result: a ``connect`` handler that raised Reject must not also accept the client, and a
+    handler that raised answers no ack). ``timeout`` > 0 cancels a suspended handler after that many seconds.
     """
     try:
         result = handler(*args)
@@ -54,7 +57,7 @@ def run_handler(
             return stop.value
     except Exception as exc:
         on_error(exc)
-        return None
+        return NOT_DONE
     task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
     if timeout > 0:
         handle = asyncio.get_running_loop().call_later(timeout, task.cancel)

@@ -47,6 +47,11 @@ EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
 
 
+def close_reason(text: str) -> bytes:
+    """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut on a character boundary."""
+    return text.encode()[:123].decode("utf-8", "ignore").encode()
+
+
 def new_sid(prefix: str = "") -> str:
     """A random 20-character URL-safe id (120 bits), with an optional worker prefix."""
     return prefix + base64.urlsafe_b64encode(os.urandom(15)).decode()
@@ -346,8 +351,11 @@ class Server:
             for hook in self.connect_hooks:
                 hook(sock, ev.auth)
         except Reject as exc:
-            client.send(parser.encode_connect_error(name, exc.data))
-            self.state.rejected += 1
+            self._refuse(sock, exc.data)
+            return
+        except Exception as exc:
+            self._handler_failed(sock, "connect hook", exc)
+            self._refuse(sock, {"message": "Connection rejected by server"})
             return
         handler = self.router.get(name, "connect")
         if handler is None:
@@ -377,15 +385,20 @@ class Server:
             if exc is not None:
                 self._handler_failed(sock, "connect", exc)
             data = {"message": "Connection rejected by server"}
+        self._refuse(sock, data)
+
+    def _refuse(self, sock: Socket, data: dict[str, Any]) -> None:
+        """Answer a CONNECT with CONNECT_ERROR ``data``, whichever hook or handler refused it."""
+        client = sock.client
         self.state.rejected += 1
-        # The socket may have joined rooms inside the handler: undo that.
-        ns = self.namespaces.get(sock.namespace)
-        if ns is not None:
-            ns.rooms.remove(sock.sid)
+        # The socket may have joined rooms inside a hook or the handler: undo that.
+        sock._ns.rooms.remove(sock.sid)
         sock.connected = False
         sock._pending = None
         client.send(client.parser.encode_connect_error(sock.namespace, data))
-        if client.conn.transport is Transport.BARE:
+        # A bare /ws page has no Engine.IO session to go on with and, with the json or raw parser, no
+        # CONNECT_ERROR frame either: refused with nothing else connected, the WebSocket closes (1008).
+        if client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, "connect rejected", send_close=False, ws_code=1008)
 
     def _accept(self, sock: Socket, reply: bool, connect_handler_ran: bool = False) -> None:
@@ -442,8 +455,14 @@ class Server:
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 
-    def close_client(self, client: Client, reason: str, send_close: bool, ws_code: int = 1000) -> None:
-        """End a client's session: every socket is disconnected with ``reason``, then the transport closes."""
+    def close_client(
+        self, client: Client, reason: str, send_close: bool, ws_code: int = 1000, ws_reason: str | None = None
+    ) -> None:
+        """End a client's session: every socket is disconnected with ``reason``, then the transport closes.
+
+        ``ws_code`` and ``ws_reason`` (default: ``reason``) go in the WebSocket close frame, so that a
+        protocol error can tell the peer exactly what was wrong while handlers see ``parse error``.
+        """
         conn = client.conn
         if self.clients.get(conn.sid) is not client:
             return
@@ -474,7 +493,7 @@ class Server:
             try:
                 from picows import WSCloseCode
 
-                ws.send_close(WSCloseCode(code), reason.encode()[:120])
+                ws.send_close(WSCloseCode(code), close_reason(ws_reason or reason))
             except Exception:  # noqa: S110 - transport already gone: nothing to tell
                 pass
             ws.disconnect()

@@ -307,6 +307,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         client = server.clients.get(sid)
         if client is None:
+            last = server.take_closed_poll(sid) if request.method == "GET" else None
+            if last is not None:
+                self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, last)
+                return
             self._respond_error(400, 1, "Session ID unknown", cors)
             return
         if client.conn.transport is not Transport.POLLING:

@@ -107,6 +107,8 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
+        self._closed_polls: dict[str, tuple[Client, float]] = {}
+        """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
         self.adapter.attach(self)
@@ -191,6 +193,9 @@ class Server:
 
     def sweep(self, now: float) -> None:
         """One heartbeat pass over every client."""
+        for sid, (_client, deadline) in list(self._closed_polls.items()):
+            if now >= deadline:
+                del self._closed_polls[sid]
         for client in list(self.clients.values()):
             action = client.conn.check_timers(now)
             if action is Timer.NOTHING:
@@ -479,6 +484,11 @@ class Server:
             elif client.ws is None:
                 conn.queue([b"1"])
                 client._flush_poll()
+                if conn.queued_messages:
+                    # No GET is held: keep the close for the client's next poll, as engine.io does, or the
+                    # client would learn of it only as a 400 for an unknown sid.
+                    deadline = time.monotonic() + self.config.websocket.ping_timeout
+                    self._closed_polls[conn.sid] = (client, deadline)
         conn.close(reason)
         for sock in list(client.sockets.values()):
             self.disconnect_socket(sock, reason, notify=False)
@@ -502,6 +512,17 @@ class Server:
             waiter.respond_payload(b"1" if send_close else b"6")
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
+
+    def take_closed_poll(self, sid: str) -> bytes | None:
+        """The last packets, ending with close, of a polling session closed between two GETs; None if none."""
+        entry = self._closed_polls.get(sid)
+        if entry is None:
+            return None
+        conn = entry[0].conn
+        body = conn.take_payload()
+        if not conn.queued_messages:
+            del self._closed_polls[sid]
+        return body
 
     def on_slow_consumer(self, client: Client) -> bool:
         """A client's send buffer is over its high-water mark. True: send anyway (never); False: drop."""

@@ -286,7 +286,8 @@ async def test_polling_abuse(
     assert got_status == status
     assert error["code"] == 3
     assert error["message"].startswith(reason)
-    # the session is over: its sid is unknown from now on
+    # the session is over: the next poll gets the Engine.IO close, and the sid is unknown after that
+    assert await client.get() == b"1"
     async with http.get(f"{client.base}&sid={client.sid}") as r:
         assert r.status == 400
         assert await r.json() == {"code": 1, "message": "Session ID unknown"}
@@ -457,3 +458,19 @@ async def test_pipelined_requests_answered_in_order(server: Server) -> None:
     requests = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     answer = await raw_http(server, requests)
     assert answer.count(b"HTTP/1.1 404 ") == 2, answer
+
+
+async def test_polling_close_reaches_a_client_between_polls(
+    server_factory: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    # The server ends a polling session while no GET is held (here: no CONNECT within connect_timeout).
+    # The close packet must still reach the client on its next GET, not a 400 for an unknown sid.
+    server = await server_factory(websocket={"connect_timeout": 0.3})
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as r:
+        sid = orjson.loads((await r.read())[1:])["sid"]
+    await wait_until(lambda: sid not in server.clients, what="connect timeout")
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}") as r:
+        assert (r.status, await r.read()) == (200, b"1")
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}") as r:
+        assert r.status == 400  # and then it is gone
+    assert server.state.disconnects == {"connect timeout": 1}

@@ -509,7 +509,9 @@ class Server:
             ws.disconnect()
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None
-            waiter.respond_payload(b"1" if send_close else b"6")
+            # The session is over whoever ended it: a held GET learns it from a close packet (as engine.io
+            # answers it), not a noop that sends the client back for a GET that can only fail.
+            waiter.respond_payload(b"1")
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
 

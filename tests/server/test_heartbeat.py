@@ -18,14 +18,16 @@ from tests.conftest import ServerFactory
 from tests.helpers import Recorder, scaled, wait_until
 from tests.server.clients import TRANSPORTS, SioClient
 
-FAST = {"ping_interval": 0.3, "ping_timeout": 0.6}
+FAST = {"ping_interval": 0.3, "ping_timeout": 1.0}
+"""Pings at every sweep; a pong may be up to a second late before the client is dropped (a loaded CI
+machine must not turn a live client into a timeout)."""
 
 
 async def test_raw_websocket_ping_pong_then_timeout(server_factory: ServerFactory, rec: Recorder) -> None:
     server = await server_factory(websocket=FAST)
     async with connect(f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket") as ws:
         opened = orjson.loads(str(await asyncio.wait_for(ws.recv(), scaled(5)))[1:])
-        assert (opened["pingInterval"], opened["pingTimeout"]) == (300, 600)
+        assert (opened["pingInterval"], opened["pingTimeout"]) == (300, 1000)
         await ws.send('40{"token":"secret"}')
         await asyncio.wait_for(ws.recv(), scaled(5))  # 40{sid}
         await asyncio.wait_for(ws.recv(), scaled(5))  # welcome
@@ -40,7 +42,7 @@ async def test_raw_websocket_ping_pong_then_timeout(server_factory: ServerFactor
         with pytest.raises(ConnectionClosed):
             while True:
                 assert await asyncio.wait_for(ws.recv(), scaled(5)) == "2"
-        assert time.monotonic() - started < scaled(3)
+        assert time.monotonic() - started < scaled(4)  # interval + timeout + one sweep, with room
         assert ws.protocol.close_rcvd is not None
         assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (1001, "ping timeout")
     assert rec.reasons() == ["ping timeout"]
@@ -71,15 +73,17 @@ async def test_polling_ping_timeout(server_factory: ServerFactory, rec: Recorder
     await wait_until(lambda: rec.reasons() == ["ping timeout"], what="ping timeout")
 
 
-@pytest.mark.parametrize("transport", list(TRANSPORTS))
-async def test_real_client_survives_many_heartbeats(server_factory: ServerFactory, transport: str) -> None:
+async def test_real_clients_survive_many_heartbeats(server_factory: ServerFactory) -> None:
     server = await server_factory(websocket=FAST)
-    client = SioClient(TRANSPORTS[transport])
+    clients = [SioClient(transports) for transports in TRANSPORTS.values()]  # websocket, polling, upgrade
     try:
-        await client.connect(server.url)
-        await asyncio.sleep(scaled(2))  # six ping intervals, more than three ping timeouts
-        assert client.sio.connected
-        await client.echo_works()
+        for client in clients:
+            await client.connect(server.url)
+        await asyncio.sleep(scaled(2.5))  # several pings, more than two ping timeouts
+        for client in clients:
+            assert client.sio.connected
+            await client.echo_works()
         assert server.state.disconnects == {}
     finally:
-        await client.close()
+        for client in clients:
+            await client.close()

@@ -54,7 +54,7 @@ async def bystanders(server: Server) -> AsyncIterator[Bystanders]:
             await client.close()
 
 
-# -- raw Engine.IO WebSocket ----------------------------------------------------------------------------------
+# -- raw Engine.IO WebSocket --------------------------------------------------------------------------
 
 
 def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:

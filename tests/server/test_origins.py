@@ -122,6 +122,7 @@ async def test_origin_checked_on_every_polling_request(
 ) -> None:
     server = await server_factory(websocket={"allowed_origins": [ALLOWED]})
     status, _, body = await handshake(http, server, ALLOWED)
+    assert status == 200
     sid = orjson.loads(body[1:])["sid"]
     url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
     async with http.post(url, data=b'40{"token":"secret"}', headers={"Origin": EVIL}) as r:

@@ -124,6 +124,7 @@ class Socket:
             ack: when True, the returned future resolves to the client's ack (one argument: the value;
                 several: a tuple).
             timeout: with ``ack``, seconds before the future fails with :class:`~tether.AckTimeout`.
+                It fails with :class:`~tether.ConnectionClosed` if the socket disconnects first.
 
         Raises:
             ConnectionClosed: the socket is disconnected.

@@ -24,7 +24,7 @@ from ..cluster.base import Adapter, BroadcastMessage
 from ..cluster.memory import LocalAdapter
 from ..config import Config
 from ..context import BroadcastOperator, Socket
-from ..errors import ConfigError, Reject, TetherError
+from ..errors import ConfigError, ConnectionClosed, Reject, TetherError
 from ..handler import Handler, Request
 from ..protocol.connection import PING, Connection, State, Timer, Transport
 from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
@@ -50,6 +50,10 @@ DisconnectHook = Callable[[Socket, str], None]
 def close_reason(text: str) -> bytes:
     """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut on a character boundary."""
     return text.encode()[:123].decode("utf-8", "ignore").encode()
+
+
+def _mark_retrieved(future: asyncio.Future[Any]) -> None:
+    future.exception()
 
 
 def new_sid(prefix: str = "") -> str:
@@ -445,9 +449,13 @@ class Server:
         sock._ns.rooms.remove(sock.sid)
         self.state.sockets -= 1
         if sock._acks:
+            # A handler awaiting this client's ack learns why it will never come, as an exception it can
+            # catch; cancelling the future instead looked like the handler itself had been cancelled.
+            gone = ConnectionClosed(1000, f"socket {sock.sid} disconnected: {reason}")
             for fut in sock._acks.values():
                 if not fut.done():
-                    fut.cancel()
+                    fut.set_exception(gone)
+                    fut.add_done_callback(_mark_retrieved)  # an emit nobody awaits is not an error
             sock._acks.clear()
         for hook in self.disconnect_hooks:
             try:

@@ -43,6 +43,8 @@ class Recorder:
     """(namespace, sid, auth)"""
     disconnects: list[tuple[str, str, str]] = field(default_factory=list)
     """(namespace, sid, reason)"""
+    ack_failures: list[str] = field(default_factory=list)
+    """Names of the exceptions ``ask`` got while awaiting the client's ack."""
 
     def reasons(self, sid: str | None = None) -> list[str]:
         return [reason for _ns, s, reason in self.disconnects if sid is None or s == sid]

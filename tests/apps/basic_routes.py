@@ -16,8 +16,8 @@ room_emit d        ``socket.to(d["room"]).emit("room_msg", d["msg"])`` (sender l
 broadcast d        ``socket.broadcast.emit("broadcast", d)`` (everyone but the sender)
 shout d            ``socket.server.emit("shout", d)`` (everyone, sender included)
 bin d              emits ``bin`` {"orig": d, "rev": d[::-1], "len": len(d)}; ack: same
-ask d              ``await socket.emit("question", d, ack=True, timeout=...)``; emits ``answer``
-                   with the client's reply; ack: the reply
+ask d [timeout]    ``await socket.emit("question", d, ack=True, timeout=...)``; emits ``answer``
+                   with the client's reply; ack: the reply. What it raises is recorded.
 add a b            sync handler; ack: (a + b, a * b), i.e. two ack arguments
 boom               raises RuntimeError; the connection must go on
 kick               ``socket.disconnect()``
@@ -94,8 +94,12 @@ def build_router(rec: Recorder | None = None) -> Router:
         return out
 
     @r.on("ask")
-    async def ask(socket: Socket, data: Any) -> Any:
-        reply = await socket.emit("question", data, ack=True, timeout=scaled(5))
+    async def ask(socket: Socket, data: Any, timeout: float = 5.0) -> Any:
+        try:
+            reply = await socket.emit("question", data, ack=True, timeout=scaled(timeout))
+        except BaseException as exc:
+            rec.ack_failures.append(type(exc).__name__)
+            raise
         await socket.emit("answer", reply)
         return reply
 

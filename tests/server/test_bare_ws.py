@@ -315,3 +315,27 @@ async def test_parsers_reject_at_connect_hooks(server_factory: ServerFactory, pa
             await ws.send('{"event":"message","data":"hi"}')
             assert orjson.loads(await recv(ws)) == {"event": "message", "data": "got:hi"}
     assert server.state.rejected == 1
+
+
+async def test_server_ack_timeout(server: Server, rec: Recorder) -> None:
+    async with await open_bare(server) as ws:
+        await ws.send('421["ask","will you?",0.2]')
+        head, question = await recv_sio(ws)
+        assert question == ["question", "will you?"]
+        # the page never answers: the handler's await raises AckTimeout, which is logged; nothing else
+        await wait_until(lambda: server.state.handler_errors == 1, what="ack timeout")
+        assert rec.ack_failures == ["AckTimeout"]
+        await ws.send(f"43{head[2:]}[\"too late\"]")  # an answer after the timeout is ignored
+        await ws.send('422["echo","fine"]')
+        assert await recv_sio(ws) == ("42", ["echo", "fine"])
+        assert await recv_sio(ws) == ("432", ["fine"])
+
+
+async def test_client_leaves_while_server_awaits_its_ack(server: Server, rec: Recorder) -> None:
+    ws = await open_bare(server)
+    await ws.send('42["ask","will you?"]')
+    assert (await recv_sio(ws))[1] == ["question", "will you?"]
+    await ws.close()
+    # the handler learns that the client is gone: ConnectionClosed, which it may catch
+    await wait_until(lambda: rec.ack_failures != [], what="ask to fail")
+    assert rec.ack_failures == ["ConnectionClosed"]

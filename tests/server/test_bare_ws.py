@@ -325,7 +325,7 @@ async def test_server_ack_timeout(server: Server, rec: Recorder) -> None:
         # the page never answers: the handler's await raises AckTimeout, which is logged; nothing else
         await wait_until(lambda: server.state.handler_errors == 1, what="ack timeout")
         assert rec.ack_failures == ["AckTimeout"]
-        await ws.send(f"43{head[2:]}[\"too late\"]")  # an answer after the timeout is ignored
+        await ws.send(f'43{head[2:]}["too late"]')  # an answer after the timeout is ignored
         await ws.send('422["echo","fine"]')
         assert await recv_sio(ws) == ("42", ["echo", "fine"])
         assert await recv_sio(ws) == ("432", ["fine"])

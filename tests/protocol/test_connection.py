@@ -50,8 +50,7 @@ def test_receive_message_types() -> None:
     assert conn.receive_message("6") == []
     assert conn.state is State.OPEN
     assert conn.receive_message("1") == [Disconnect(None, "client namespace disconnect")]
-    assert conn.state is State.CLOSED
-    assert conn.close_reason == "client namespace disconnect"
+    assert (conn.state, conn.close_reason) == (State.CLOSED, "client namespace disconnect")
 
 
 def test_binary_frame_goes_to_the_parser() -> None:
@@ -214,8 +213,7 @@ def test_upgrade_probe_sequence() -> None:
     assert conn.take_payload() == b'42["before"]\x1e6'
     conn.queue([b'42["during"]'])  # still queued for polling until "5"
     assert conn.receive_probe_message("5") is None
-    assert conn.state is State.OPEN
-    assert conn.transport is Transport.WEBSOCKET
+    assert (conn.state, conn.transport) == (State.OPEN, Transport.WEBSOCKET)
     assert conn.take_queued() == [b'42["during"]']  # the shell flushes these on the WebSocket
     assert conn.take_queued() == []
 

@@ -73,7 +73,7 @@ class SioClient:
     def sid(self) -> str:
         """The Socket.IO sid of the "/" namespace (what the server's socket.sid is)."""
         sid = self.sio.get_sid("/")
-        assert sid is not None
+        assert isinstance(sid, str)
         return sid
 
     async def next(self, event: str, namespace: str = "/", timeout: float = 5.0) -> tuple[Any, ...]:

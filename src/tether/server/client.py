@@ -40,6 +40,9 @@ class Client:
     __slots__ = (
         "__weakref__",
         "_flush_scheduled",
+        "_rate_last",
+        "_rate_over",
+        "_rate_tokens",
         "conn",
         "dropped",
         "parser",
@@ -65,6 +68,9 @@ class Client:
         self._flush_scheduled = False
         self.paused = False
         self.dropped = 0
+        self._rate_tokens = float(server.config.limits.event_burst)
+        self._rate_last = 0.0
+        self._rate_over = 0
         # On the bare endpoint, the json/raw parsers' frames carry no Engine.IO type digit.
         self.strip_prefix = conn.transport is Transport.BARE and not self.parser.requires_connect
 
@@ -111,6 +117,25 @@ class Client:
         if self.poll_waiter is not None and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_poll)
+
+    def take_rate_token(self, now: float, rate: float, burst: int) -> bool:
+        """Token bucket of ``[limits] event_rate`` / ``event_burst``: may this client send one more event?"""
+        tokens = self._rate_tokens + (now - self._rate_last) * rate
+        self._rate_last = now
+        if tokens > burst:
+            tokens = burst
+        if tokens >= 1.0:
+            self._rate_tokens = tokens - 1.0
+            self._rate_over = 0
+            return True
+        self._rate_tokens = tokens
+        self._rate_over += 1
+        return False
+
+    @property
+    def rate_violations(self) -> int:
+        """Events refused in a row since the bucket last had a token."""
+        return self._rate_over
 
     def send_raw_frame(self, data: bytes) -> None:
         """A control packet written as is on the WebSocket (ping, pong, noop, open)."""

@@ -260,11 +260,16 @@ class Server:
     def receive(self, client: Client, events: list[ClientEvent]) -> None:
         """Act on what a client sent."""
         state = self.state
+        rate = self.config.limits.event_rate
         for ev in events:
             t = type(ev)
             if t is Event:
                 assert isinstance(ev, Event)
                 state.events_in += 1
+                if rate and not self._within_rate(client, rate):
+                    if client.conn.state is State.CLOSED:
+                        return
+                    continue
                 sock = client.sockets.get(ev.namespace)
                 if sock is None:
                     if self.debug:
@@ -288,6 +293,24 @@ class Server:
                 sock = client.sockets.get(ev.namespace)
                 if sock is not None:
                     self.disconnect_socket(sock, ev.reason, notify=False)
+
+    def _within_rate(self, client: Client, rate: float) -> bool:
+        limits = self.config.limits
+        if client.take_rate_token(time.monotonic(), rate, limits.event_burst):
+            return True
+        self.state.rate_limited += 1
+        if client.rate_violations > limits.rate_disconnect_after:
+            self.close_client(client, "rate limit", send_close=True, ws_code=1008)
+        elif client.rate_violations == 1:
+            # One error event per burst of refusals: the client learns why, the server does not amplify a flood.
+            sock = client.sockets.get("/") or next(iter(client.sockets.values()), None)
+            if sock is not None:
+                client.send(
+                    client.parser.encode_event(
+                        sock.namespace, "tether:error", ({"code": 429, "message": "event rate limit exceeded"},)
+                    )
+                )
+        return False
 
     def _on_event(self, sock: Socket, ev: Event) -> None:
         for hook in self.event_hooks:

@@ -18,6 +18,7 @@ class ServerState:
     rejected: int = 0
     protocol_errors: int = 0
     slow_consumers: int = 0
+    rate_limited: int = 0
     http_requests: int = 0
     handshakes: int = 0
     draining: bool = False

@@ -45,6 +45,7 @@ class Client:
         "_rate_tokens",
         "conn",
         "dropped",
+        "fast_ws",
         "parser",
         "paused",
         "poll_waiter",
@@ -64,6 +65,8 @@ class Client:
         self.remote = request.remote
         self.sockets: dict[str, Socket] = {}
         self.ws: Any = None  # picows WSTransport once on WebSocket
+        self.fast_ws = False
+        """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.poll_waiter: PollWaiter | None = None
         self._flush_scheduled = False
         self.paused = False
@@ -82,8 +85,22 @@ class Client:
     def transport(self) -> str:
         return self.conn.transport.value
 
+    def attach_websocket(self, ws: Any) -> None:
+        """The client now writes to the WebSocket ``ws``."""
+        self.ws = ws
+        self.fast_ws = not self.strip_prefix and not self.paused
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.fast_ws = self.ws is not None and not paused and not self.strip_prefix and self.conn.state is State.OPEN
+
     def send(self, packets: list[bytes]) -> None:
         """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order."""
+        if self.fast_ws:
+            ws = self.ws
+            for p in packets:
+                ws.send(_BINARY if type(p) is Binary else _TEXT, p)
+            return
         ws = self.ws
         if ws is not None and self.conn.state is State.OPEN:
             if self.paused and not self.server.on_slow_consumer(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import importlib
 import importlib.util
 import logging
@@ -18,6 +19,7 @@ import socket as socket_module
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator
+from types import CoroutineType
 from typing import Any
 
 from ..cluster.base import Adapter, BroadcastMessage
@@ -32,7 +34,7 @@ from ..protocol.parsers import PARSERS, Parser
 from ..rooms import Rooms
 from ..router import Router, load_route_file
 from .client import Client
-from .dispatch import NOT_DONE, run_handler
+from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .state import ServerState
 
 __all__ = ["Namespace", "Server", "run_server"]
@@ -102,6 +104,7 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
+        self._event_rate = self.config.limits.event_rate
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
         self.adapter.attach(self)
@@ -129,9 +132,14 @@ class Server:
             sock.bind((cfg.host, cfg.port))
         sock.setblocking(False)
         self.sockets.append(sock)
-        server = await loop.create_server(
-            lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context
-        )
+        create_server = loop.create_server
+        if os.environ.get("TETHER_NET", "aiofastnet") == "aiofastnet":
+            # picows' own transport library (a picows dependency): Cython transports with fewer copies
+            # than uvloop's; see docs/design.md for the measurement.
+            import aiofastnet
+
+            create_server = functools.partial(aiofastnet.create_server, loop)
+        server = await create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context)
         self._servers.append(server)
         await self.adapter.start()
         self._sweeper = loop.create_task(self._sweep_forever())
@@ -259,23 +267,13 @@ class Server:
 
     def receive(self, client: Client, events: list[ClientEvent]) -> None:
         """Act on what a client sent."""
-        state = self.state
-        rate = self.config.limits.event_rate
         for ev in events:
             t = type(ev)
             if t is Event:
                 assert isinstance(ev, Event)
-                state.events_in += 1
-                if rate and not self._within_rate(client, rate):
-                    if client.conn.state is State.CLOSED:
-                        return
-                    continue
-                sock = client.sockets.get(ev.namespace)
-                if sock is None:
-                    if self.debug:
-                        log.debug("< %s event %r for unconnected namespace %s", client.sid, ev.name, ev.namespace)
-                    continue
-                self._on_event(sock, ev)
+                self.receive_event(client, ev.namespace, ev.name, ev.args, ev.ack_id)
+                if client.conn.state is State.CLOSED:
+                    return
             elif t is Ack:
                 assert isinstance(ev, Ack)
                 sock = client.sockets.get(ev.namespace)
@@ -294,6 +292,55 @@ class Server:
                 if sock is not None:
                     self.disconnect_socket(sock, ev.reason, notify=False)
 
+    def receive_event(self, client: Client, namespace: str, name: str, args: list[Any], ack_id: int | None) -> None:
+        """One event from a client: rate limit, hooks, route, and the ack with the handler's result.
+
+        This is the hot path of every message; the WebSocket transport calls it directly for the common
+        ``42[...]`` frame without building an Event. Handlers run eagerly (see :mod:`.dispatch`).
+        """
+        self.state.events_in += 1
+        if self._event_rate and not self._within_rate(client, self._event_rate):
+            return
+        sock = client.sockets.get(namespace)
+        if sock is None:
+            if self.debug:
+                log.debug("< %s event %r for unconnected namespace %s", client.sid, name, namespace)
+            return
+        for hook in self.event_hooks:
+            hook(sock, name)
+        handler = self.router.get(namespace, name)
+        try:
+            if handler is not None:
+                result = handler(sock, *args)
+            else:
+                handler = self.router.get(namespace, "*")
+                if handler is None:
+                    if self.debug:
+                        log.debug("< %s no route for %r in %s: ignored", sock.sid, name, namespace)
+                    return
+                result = handler(sock, name, *args)
+            if type(result) is CoroutineType:
+                coro = result
+                try:
+                    yielded = coro.send(None)
+                except StopIteration as stop:
+                    result = stop.value
+                else:
+                    self._suspended(sock, name, ack_id, coro, yielded)
+                    return
+        except Exception as exc:
+            self._handler_failed(sock, name, exc)
+            return
+        if ack_id is not None:
+            self._send_ack(sock, ack_id, result)
+
+    def _suspended(self, sock: Socket, name: str, ack_id: int | None, coro: Any, yielded: Any) -> None:
+        """The handler awaits something: let a Task finish it, then ack."""
+        on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
+        continue_in_task(
+            coro, yielded, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
+        )
+
     def _within_rate(self, client: Client, rate: float) -> bool:
         limits = self.config.limits
         if client.take_rate_token(time.monotonic(), rate, limits.event_burst):
@@ -311,29 +358,6 @@ class Server:
                     )
                 )
         return False
-
-    def _on_event(self, sock: Socket, ev: Event) -> None:
-        for hook in self.event_hooks:
-            hook(sock, ev.name)
-        handler = self.router.get(sock.namespace, ev.name)
-        args: tuple[Any, ...]
-        if handler is None:
-            handler = self.router.get(sock.namespace, "*")
-            if handler is None:
-                if self.debug:
-                    log.debug("< %s no route for %r in %s: ignored", sock.sid, ev.name, sock.namespace)
-                return
-            args = (sock, ev.name, *ev.args)
-        else:
-            args = (sock, *ev.args)
-        ack_id = ev.ack_id
-        name = ev.name
-        on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
-        result = run_handler(
-            handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
-        )
-        if ack_id is not None and result is not NOT_DONE:
-            self._send_ack(sock, ack_id, result)
 
     def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
         if not sock.connected:
@@ -471,6 +495,7 @@ class Server:
         if self.clients.get(conn.sid) is not client:
             return
         del self.clients[conn.sid]
+        client.fast_ws = False
         remaining = self._per_ip.get(client.remote, 1) - 1
         if remaining > 0:
             self._per_ip[client.remote] = remaining

@@ -25,7 +25,11 @@ from picows import (
 )
 from picows.picows import WSProtocol
 
+from orjson import JSONDecodeError
+from orjson import loads as _loads
+
 from ..errors import RemoteProtocolError
+from ..protocol.parsers import SocketIOParser
 from ..handler import Request
 from ..protocol.connection import State, Transport
 from .client import Client
@@ -63,6 +67,10 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         self._fragments: list[bytes] | None = None
         self._fragment_type: WSMsgType = _TEXT
         self._fragment_size = 0
+        parser = client.parser
+        # The hot path applies to Socket.IO framing on an Engine.IO WebSocket (not while probing an upgrade).
+        self.fast = isinstance(parser, SocketIOParser) and not upgrading and client.conn.transport is Transport.WEBSOCKET
+        self.parser: Any = parser
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -71,13 +79,32 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         server = self.server
         if self.upgrading:
             return
-        client.ws = transport
+        client.attach_websocket(transport)
         if self.conn.transport is Transport.WEBSOCKET:
             transport.send(_TEXT, self.conn.open_packet(upgrades=False))
         server.client_opened(client)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         mt = frame.msg_type
+        if mt is _TEXT and self.fast and frame.fin:
+            # Hot path: 42["name",...] on "/" without ack id, straight from the frame bytes to the route.
+            payload = frame.get_payload_as_bytes()
+            if payload[:3] == b'42[' and self.parser._pending is None:
+                try:
+                    data = _loads(memoryview(payload)[2:])
+                except JSONDecodeError:
+                    self._fail(transport, 1007, "invalid JSON (or UTF-8) in Socket.IO packet")
+                    return
+                if type(data) is not list or not data or type(data[0]) is not str:
+                    self._fail(transport, 1002, "EVENT payload must be an array starting with the event name")
+                    return
+                self.server.receive_event(self.client, "/", data[0], data[1:], None)
+                return
+            try:
+                self._receive(transport, payload.decode())
+            except UnicodeDecodeError:
+                self._fail(transport, 1007, "invalid UTF-8 in text frame")
+            return
         if not frame.fin or mt is _CONTINUATION:
             self._on_fragment(transport, frame)
             return
@@ -139,7 +166,8 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
                         self.client._flush_poll()
                 else:
                     self.upgrading = False
-                    self.client.ws = transport
+                    self.fast = isinstance(self.parser, SocketIOParser)
+                    self.client.attach_websocket(transport)
                     self.client.flush_to_websocket()
                 return
             if self.client.strip_prefix and isinstance(message, str):
@@ -175,11 +203,13 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
             self.server.close_client(self.client, "transport close", send_close=False)
 
     def pause_writing(self) -> None:
-        self.client.paused = True
-        self.server.on_slow_consumer(self.client) if self.server.config.limits.slow_consumer_policy == "disconnect" else None
+        # The kernel and uvloop buffers hold send_buffer_bytes already: this client does not keep up.
+        self.client.set_paused(True)
+        if self.server.config.limits.slow_consumer_policy == "disconnect":
+            self.server.on_slow_consumer(self.client)
 
     def resume_writing(self) -> None:
-        self.client.paused = False
+        self.client.set_paused(False)
 
 
 def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:

@@ -48,6 +48,8 @@ class ServerConfig:
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
+    net: str = "uvloop"
+    """Socket transports: ``uvloop`` (default) or ``aiofastnet`` (picows' own; more memory per connection)."""
     tls_cert: str = ""
     tls_key: str = ""
     debug: bool = False
@@ -278,6 +280,8 @@ class Config:
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
+        if self.server.net not in ("uvloop", "aiofastnet"):
+            raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
         if self.room.driver not in ("memory", "redis"):
             raise ConfigError(src, "room.driver", "must be 'memory' or 'redis'")
         if self.session.enabled and not self.session.secret and not self.session.validator:

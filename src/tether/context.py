@@ -87,8 +87,8 @@ class Socket:
         "_ns",
         "_pending",
         "client",
+        "_data",
         "connected",
-        "data",
         "namespace",
         "server",
         "session_id",
@@ -105,8 +105,7 @@ class Socket:
         self.connected = True
         self.user_id: str | None = None
         self.session_id: str | None = None
-        self.data: dict[str, Any] = {}
-        """Free for the application: per-socket state."""
+        self._data: dict[str, Any] | None = None
         self._ack_seq = 0
         self._acks: dict[int, asyncio.Future[Any]] | None = None
         self._pending: list[bytes] | None = None
@@ -114,6 +113,13 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Free for the application: per-socket state (made on first use: most sockets never need one)."""
+        if self._data is None:
+            self._data = {}
+        return self._data
 
     # -- sending --------------------------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ uses WebSocket ping frames instead, since pages there speak no Engine.IO; the ti
 from __future__ import annotations
 
 import enum
+
 import orjson
 
 from ..errors import PayloadTooBig, RemoteProtocolError
-from .engineio import Binary, PacketType, decode_payload
+from .engineio import Binary, PacketType, decode_payload, encode_payload
 from .events import ClientEvent, Disconnect
 from .parsers import Parser
 
@@ -58,6 +59,7 @@ class Timer(enum.Enum):
     CONNECT_TIMEOUT = 3
 
 
+_EMPTY: list[bytes] = []  # shared, never appended to (see Connection._push)
 _PING = b"2"
 _PONG = b"3"
 _NOOP = b"6"
@@ -105,7 +107,7 @@ class Connection:
         self._next_ping = now + ping_interval
         self._pong_deadline = 0.0
         self._connect_deadline = now + connect_timeout if parser.requires_connect else 0.0
-        self._queue: list[bytes] = []
+        self._queue: list[bytes] = _EMPTY  # a list of its own on first use: WebSocket clients never queue
         self._queued_bytes = 0
 
     # -- handshake ------------------------------------------------------------------------------------
@@ -228,6 +230,8 @@ class Connection:
             self._push(p)
 
     def _push(self, packet: bytes) -> None:
+        if self._queue is _EMPTY:
+            self._queue = []
         self._queue.append(packet)
         self._queued_bytes += len(packet)
 
@@ -241,8 +245,8 @@ class Connection:
 
     def take_queued(self) -> list[bytes]:
         """Everything queued, in order; the queue is left empty."""
-        queue, self._queue, self._queued_bytes = self._queue, [], 0
-        return queue
+        queue, self._queue, self._queued_bytes = self._queue, _EMPTY, 0
+        return list(queue) if queue is _EMPTY else queue
 
     def take_payload(self) -> bytes | None:
         """The body of a polling GET response, or None if nothing is queued (the GET waits).
@@ -263,8 +267,6 @@ class Connection:
         packets = self._queue[:n]
         del self._queue[:n]
         self._queued_bytes -= sum(len(p) for p in packets)
-        from .engineio import encode_payload
-
         return encode_payload(packets)
 
     # -- time -----------------------------------------------------------------------------------------

@@ -172,7 +172,11 @@ class HttpProtocol(asyncio.Protocol):
             self._respond_error(400, 3, "WebSocket upgrade must be the first request on a connection", close=True)
             return
         assert self.transport is not None
+        # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
+        self._headers = {}
+        self._url = bytearray()
+        self._body = bytearray()
         adopt(self.server, self.transport, bytes(raw), self.remote)
 
     def _route(self, request: Request, body: bytes) -> None:

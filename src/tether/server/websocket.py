@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from sys import intern
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -58,6 +59,19 @@ READ_BUFFER_INIT_SIZE = 2048
 class WebSocketListener(WSListener):  # type: ignore[misc]
     """Frames of one WebSocket connection -> its Client."""
 
+    __slots__ = (
+        "_fragment_size",
+        "_fragment_type",
+        "_fragments",
+        "client",
+        "conn",
+        "fast",
+        "parser",
+        "server",
+        "transport",
+        "upgrading",
+    )
+
     def __init__(self, server: Server, client: Client, upgrading: bool) -> None:
         self.server = server
         self.client = client
@@ -70,7 +84,7 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         parser = client.parser
         # The hot path applies to Socket.IO framing on an Engine.IO WebSocket (not while probing an upgrade).
         self.fast = isinstance(parser, SocketIOParser) and not upgrading and client.conn.transport is Transport.WEBSOCKET
-        self.parser: Any = parser
+        self.parser = parser
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -222,10 +236,17 @@ def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
 
 
 def _listener_factory(server: Server, remote: str) -> Any:
+    remote = intern(remote)
+
     def factory(req: WSUpgradeRequest) -> Any:
         path, _, qs = req.path.decode("latin-1").partition("?")
-        query = dict(parse_qsl(qs))
-        headers = {k.lower(): v for k, v in req.headers.items()}
+        # Interned: every idle connection would otherwise hold its own copies of "EIO", "transport",
+        # "websocket", the path and the peer address (~0.4 KiB of a ~10 KiB budget).
+        query = {intern(k): intern(v) if len(v) <= 16 else v for k, v in parse_qsl(qs)}
+        path = intern(path)
+        # picows keeps its request (a case-insensitive CIMultiDict) for the connection's lifetime anyway:
+        # sharing it instead of copying saves about 1 KiB per idle connection.
+        headers = req.headers
         cfg = server.config.websocket
         if not origin_allowed(headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None):
             return _bad(403, 4, "Origin not allowed")

@@ -284,6 +284,15 @@ class Connection:
             return Timer.PING
         return Timer.NOTHING
 
+    def next_deadline(self) -> float:
+        """The earliest time :meth:`check_timers` may have something to do."""
+        due = self._next_ping
+        if self._pong_deadline and self._pong_deadline < due:
+            due = self._pong_deadline
+        if self._connect_deadline and self._connect_deadline < due:
+            due = self._connect_deadline
+        return due
+
     def close(self, reason: str) -> None:
         """Mark the session closed with ``reason`` (idempotent: the first reason wins)."""
         if self.state is not State.CLOSED:

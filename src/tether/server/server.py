@@ -2,8 +2,8 @@
 
 Phases follow Uvicorn: :meth:`Server.startup` binds (or adopts a socket from the master),
 :meth:`Server.main_loop` runs until told to stop, :meth:`Server.shutdown` tells clients to reconnect
-and waits for handlers. One sweep timer per process drives every connection's heartbeat and connect
-deadline, instead of one timer handle per connection (10k connections would mean 10k handles).
+and waits for handlers. One timer per process drives every connection's heartbeat and connect deadline
+(:mod:`.heartbeat`), instead of one timer handle per connection.
 """
 
 from __future__ import annotations
@@ -34,15 +34,13 @@ from ..protocol.parsers import PARSERS, Parser
 from ..rooms import Rooms
 from ..router import Router, load_route_file
 from .client import Client
+from .heartbeat import TICK, Heartbeat
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .state import ServerState
 
 __all__ = ["Namespace", "Server", "run_server"]
 
 log = logging.getLogger("tether.server")
-
-SWEEP_INTERVAL = 0.5
-"""Seconds between heartbeat sweeps; pings go out at most this late, well inside ping_timeout."""
 
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
@@ -104,6 +102,7 @@ class Server:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
+        self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
@@ -186,31 +185,30 @@ class Server:
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(TICK)
             try:
                 self.sweep(time.monotonic())
             except Exception:  # pragma: no cover - a bug here must not stop heartbeats for good
                 log.exception("! heartbeat sweep failed")
 
     def sweep(self, now: float) -> None:
-        """One heartbeat pass over every client."""
-        for client in list(self.clients.values()):
-            action = client.conn.check_timers(now)
-            if action is Timer.NOTHING:
-                continue
-            if action is Timer.PING:
-                if client.conn.transport is Transport.BARE:
-                    if client.ws is not None:
-                        client.ws.send_ping()
-                elif client.ws is not None and client.conn.state is State.OPEN:
-                    client.send_raw_frame(PING)
-                else:
-                    client.conn.queue([PING])
-                    client.send([])
-            elif action is Timer.TIMEOUT:
-                self.close_client(client, "ping timeout", send_close=False)
+        """Send the pings and enforce the timeouts that are due at ``now``."""
+        self.heartbeat.run(now, self._on_timer)
+
+    def _on_timer(self, client: Client, action: Timer) -> None:
+        if action is Timer.PING:
+            if client.conn.transport is Transport.BARE:
+                if client.ws is not None:
+                    client.ws.send_ping()
+            elif client.ws is not None and client.conn.state is State.OPEN:
+                client.send_raw_frame(PING)
             else:
-                self.close_client(client, "connect timeout", send_close=True)
+                client.conn.queue([PING])
+                client.send([])
+        elif action is Timer.TIMEOUT:
+            self.close_client(client, "ping timeout", send_close=False)
+        else:
+            self.close_client(client, "connect timeout", send_close=True)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background task the server waits for on shutdown."""
@@ -237,6 +235,7 @@ class Server:
         )
         client = Client(self, conn, request)
         self.clients[conn.sid] = client
+        self.heartbeat.schedule(client)
         self._per_ip[request.remote] = self._per_ip.get(request.remote, 0) + 1
         self.state.connections_total += 1
         return client

@@ -20,7 +20,6 @@ which never allocates a Packet.
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 from dataclasses import dataclass
 
@@ -125,7 +124,7 @@ def decode_payload(body: bytes, max_payload: int) -> list[Packet]:
         if part.startswith("b"):
             try:
                 packets.append(Packet(PacketType.MESSAGE, base64.b64decode(part[1:], validate=True)))
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or non-ASCII text, which b64decode refuses
                 raise RemoteProtocolError("bad base64 in binary polling packet") from exc
         else:
             packets.append(Packet.decode(part))

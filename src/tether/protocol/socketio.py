@@ -84,9 +84,11 @@ class Packet:
         attachments = 0
         if ptype in (PacketType.BINARY_EVENT, PacketType.BINARY_ACK):
             dash = text.find("-", 1)
-            if dash < 0 or not text[1:dash].isdigit() or dash - 1 > 3:
+            count = text[1:dash] if dash > 0 else ""
+            # isdecimal() alone accepts any Unicode digit ("٣"), which int() reads and a JS peer does not.
+            if not (count.isascii() and count.isdecimal()) or len(count) > 3:
                 raise RemoteProtocolError("binary packet without a valid attachment count")
-            attachments = int(text[1:dash])
+            attachments = int(count)
             if attachments > MAX_ATTACHMENTS:
                 raise RemoteProtocolError(f"{attachments} attachments exceeds {MAX_ATTACHMENTS}")
             i = dash + 1

@@ -28,7 +28,8 @@ class _NotDone:
 
 
 NOT_DONE: Any = _NotDone()
-"""Returned by :func:`run_handler` when the handler went on in a Task."""
+"""Returned by :func:`run_handler` when the outcome goes to the callbacks: the handler went on in a Task,
+or it raised and ``on_error`` has been called."""
 
 
 def run_handler(
@@ -41,7 +42,9 @@ def run_handler(
     """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended or raised.
 
     When it suspends, ``on_done(result)`` is called once it returns; ``on_error(exc)`` on an exception
-    (also for a synchronous one, which returns :data:`NOT_DONE` since on_error already ran). ``timeout`` > 0 cancels a suspended handler after that many seconds.
+    (also for a synchronous one, and then :data:`NOT_DONE` is returned, so that a caller never takes the
+    failure for a result: a ``connect`` handler that raised Reject must not also accept the client, and a
+    handler that raised answers no ack). ``timeout`` > 0 cancels a suspended handler after that many seconds.
     """
     try:
         result = handler(*args)

@@ -51,9 +51,9 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
-        self._raw: bytearray | None = bytearray()  # bytes of the first request, for a WebSocket hand-off
         self._url = bytearray()
         self._headers: dict[str, str] = {}
+        self._raw_headers: list[bytes] = []  # header lines as received, to replay an upgrade into picows
         self._header_bytes = 0
         self._body = bytearray()
         self._upgrade = False
@@ -92,16 +92,11 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
-        raw = self._raw
-        if raw is not None:
-            raw += data
-            if len(raw) > self.server.config.limits.http_max_header_size + self.server.config.websocket.max_payload:
-                self._respond_error(413, 3, "Request too large", close=True)
-                return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._hand_off()
+        except httptools.HttpParserUpgrade as exc:
+            # httptools stops at the end of the upgrade request; what follows is already WebSocket data.
+            self._hand_off(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             if not self._closed:
                 self._respond_error(400, 3, f"Bad HTTP request: {exc}", close=True)
@@ -113,6 +108,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url.clear()
         self._headers = {}
+        self._raw_headers = []
         self._header_bytes = 0
         self._body.clear()
         self._upgrade = False
@@ -126,6 +122,7 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value)
         self._check_header_size()
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._raw_headers.append(name + b": " + value + b"\r\n")
 
     def _check_header_size(self) -> None:
         if self._header_bytes > self.server.config.limits.http_max_header_size:
@@ -146,7 +143,6 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._upgrade:
             return  # feed_data raises HttpParserUpgrade next
-        self._raw = None
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
@@ -163,21 +159,26 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- routing --------------------------------------------------------------------------------------
 
-    def _hand_off(self) -> None:
-        raw, self._raw = self._raw, None
+    def _hand_off(self, tail: bytes) -> None:
+        """Give the connection to picows: replay the upgrade request (rebuilt from what httptools parsed) and
+        whatever the client sent after it.
+
+        The request is rebuilt rather than kept as raw bytes because it need not be the first one on the
+        connection: aiohttp (python-socketio's client) sends its upgrade on the keep-alive connection of an
+        earlier polling request.
+        """
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        if raw is None:
-            self._respond_error(400, 3, "WebSocket upgrade must be the first request on a connection", close=True)
-            return
         assert self.transport is not None
+        method = self.parser.get_method()
+        request = b"".join([method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n", tail])
         # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
         self._headers = {}
-        self._url = bytearray()
+        self._raw_headers = []
         self._body = bytearray()
-        adopt(self.server, self.transport, bytes(raw), self.remote)
+        adopt(self.server, self.transport, request, self.remote)
 
     def _route(self, request: Request, body: bytes) -> None:
         cfg = self.server.config.websocket

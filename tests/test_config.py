@@ -1,0 +1,162 @@
+"""Config: defaults, then tether.toml, then TETHER_* variables, then overrides; errors name file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tether import Config, ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tether.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_serve_on_127_0_0_1_9501() -> None:
+    config = Config.load(None, env={})
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 9501)
+    ws = config.websocket
+    assert (ws.path, ws.ws_path, ws.parser) == ("/socket.io/", "/ws", "socketio")
+    assert (ws.ping_interval, ws.ping_timeout, ws.max_payload) == (25.0, 20.0, 1_000_000)
+    assert ws.allowed_origins == ()
+    assert config.source == "<defaults>"
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[server]
+port = 9000
+workers = 2
+
+[websocket]
+ping_interval = 5
+allowed_origins = ["https://a.example", "https://b.example"]
+route_file = "routes.py"
+""",
+    )
+    env = {"TETHER_SERVER_WORKERS": "3", "TETHER_WEBSOCKET_PARSER": "json", "OTHER": "x"}
+    config = Config.load(path, env=env, overrides={"websocket": {"ping_timeout": 1.5}})
+    assert config.server.port == 9000  # file
+    assert config.server.workers == 3  # env beats file
+    assert config.websocket.parser == "json"  # env string
+    assert config.websocket.ping_interval == 5.0 and isinstance(config.websocket.ping_interval, float)
+    assert config.websocket.ping_timeout == 1.5  # override
+    assert config.websocket.allowed_origins == ("https://a.example", "https://b.example")
+    assert config.source == str(path)
+    assert config.resolve_path(config.websocket.route_file) == str(tmp_path.resolve() / "routes.py")
+    assert config.resolve_path("/abs/x") == "/abs/x"
+
+
+def test_overrides_beat_env() -> None:
+    config = Config.load(None, env={"TETHER_SERVER_PORT": "9100"}, overrides={"server": {"port": 0}})
+    assert config.server.port == 0
+
+
+def test_env_values_are_parsed_as_toml_values() -> None:
+    env = {
+        "TETHER_SERVER_DEBUG": "true",
+        "TETHER_WEBSOCKET_MAX_PAYLOAD": "2048",
+        "TETHER_WEBSOCKET_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "TETHER_SERVER_HOST": "0.0.0.0",
+        "TETHER_TESTS_TIMEOUT_FACTOR": "3",  # the test suite's own variable is not config
+        "TETHER_NOSECTION": "1",
+    }
+    config = Config.load(None, env=env)
+    assert config.server.debug is True
+    assert config.websocket.max_payload == 2048
+    assert config.websocket.allowed_origins == ("https://a.example", "https://b.example")
+    assert config.server.host == "0.0.0.0"
+
+
+def test_from_env_reads_tether_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9002\n")
+    assert Config.from_env({"TETHER_CONFIG": str(path)}).server.port == 9002
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "reason"),
+    [
+        ("[server]\nprot = 1\n", "server.prot", "unknown key"),
+        ("[serveur]\nport = 1\n", "serveur", "unknown section"),
+        ("server = 1\n", "server", "must be a table"),
+        ('[server]\nport = "x"\n', "server.port", "expected int, got str 'x'"),
+        ("[server]\nport = 70000\n", "server.port", "70000 is not a TCP port"),
+        ("[server]\nworkers = -1\n", "server.workers", "must be >= 0"),
+        ("[server]\ndebug = 1\n", "server.debug", "expected bool"),
+        ("[websocket]\nping_interval = 0\n", "websocket.ping_interval", "must be > 0"),
+        ("[websocket]\nping_timeout = true\n", "websocket.ping_timeout", "expected float"),
+        ("[websocket]\nmax_payload = 10\n", "websocket.max_payload", "must be at least 64 bytes"),
+        ('[websocket]\npath = "socket.io"\n', "websocket.path", "must start with '/'"),
+        ("[websocket]\nallowed_origins = [1]\n", "websocket.allowed_origins", "expected a list of strings"),
+        (
+            '[limits]\nslow_consumer_policy = "x"\n',
+            "limits.slow_consumer_policy",
+            "must be 'disconnect' or 'drop'",
+        ),
+        ('[server]\ntls_cert = "c.pem"\n', "server.tls_cert", "tls_cert and tls_key go together"),
+        ("[server\n", "-", "not valid TOML"),
+    ],
+)
+def test_bad_file_names_file_key_and_reason(tmp_path: Path, toml: str, key: str, reason: str) -> None:
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        Config.load(path, env={})
+    err = info.value
+    assert (err.source, err.key) == (str(path), key)
+    assert reason in err.reason
+    assert str(err).startswith(f"{path}: {key}: ")
+    assert isinstance(err, ValueError)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        Config.load(tmp_path / "nope.toml", env={})
+
+
+def test_bad_env_value_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.load(None, env={"TETHER_SERVER_PORT": "abc"})
+    assert (info.value.source, info.value.key) == ("<defaults>", "server.port")
+    with pytest.raises(ConfigError, match="unknown key"):
+        Config.load(None, env={"TETHER_SERVER_PROT": "1"})
+
+
+def test_bad_override() -> None:
+    with pytest.raises(ConfigError, match=r"websocket\.nope: unknown key"):
+        Config.load(None, env={}, overrides={"websocket": {"nope": 1}})
+
+
+def test_replace_and_frozen() -> None:
+    config = Config.load(None, env={})
+    other = config.replace(server={"port": 0}, websocket={"parser": "raw"})
+    assert (other.server.port, other.websocket.parser) == (0, "raw")
+    assert config.server.port == 9501
+    with pytest.raises(AttributeError):
+        config.server.port = 1  # type: ignore[misc]
+
+
+def test_redacted_hides_secrets() -> None:
+    config = Config.load(None, env={"TETHER_SESSION_SECRET": "s3cret", "TETHER_API_KEY": "k3y"})
+    out = config.redacted()
+    assert out["session"]["secret"] == "***" and out["api"]["key"] == "***"
+    assert "s3cret" not in repr(out) and "k3y" not in repr(out)
+    assert out["server"]["port"] == 9501
+
+
+def test_session_section_needs_a_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, "[session]\nidle_timeout = 60\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load(path, env={})
+    assert info.value.key == "session.secret"
+    assert Config.load(path, env={"TETHER_SESSION_SECRET": "x"}).session.enabled
+
+
+def test_example_config_loads() -> None:
+    path = Path(__file__).resolve().parent.parent / "examples" / "login_timeout" / "tether.toml"
+    config = Config.load(path, env={})
+    assert config.websocket.route_file == "routes.py"

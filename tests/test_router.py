@@ -1,0 +1,149 @@
+"""Router: callables and ``"module:Class@method"`` strings, resolution order, route files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.apps import controllers
+from tether import ConfigError, Router, websocket
+from tether.router import RESERVED, load_route_file
+
+
+def test_on_as_call_and_decorator() -> None:
+    r = Router()
+
+    def a(socket: Any) -> str:
+        return "a"
+
+    assert r.on("a", a) is a
+
+    @r.on("b", namespace="/chat")
+    async def b(socket: Any) -> str:
+        return "b"
+
+    assert r.get("/", "a") is a
+    assert r.get("/chat", "b") is b
+    assert r.get("/", "b") is None
+    assert r.get("/nope", "a") is None
+    assert r.namespaces() == ["/", "/chat"]
+    assert r.has_namespace("/chat") and not r.has_namespace("/other")
+    assert r.events("/chat") == ["b"]
+    assert {"connect", "disconnect"} == RESERVED
+
+
+def test_later_registration_replaces() -> None:
+    r = Router()
+    r.on("x", lambda s: 1)
+    assert r.get("/", "x")(None) == 1  # type: ignore[misc]
+    r.on("x", lambda s: 2)
+    assert r.get("/", "x")(None) == 2  # type: ignore[misc]
+
+
+def test_string_target_builds_the_class_once() -> None:
+    controllers.UserController.instances = 0
+    r = Router()
+    r.on("loginCheck", "tests.apps.controllers:UserController@check_login")
+    r.on("logout", "tests.apps.controllers:UserController@send_logout")
+    check = r.get("/", "loginCheck")
+    logout = r.get("/", "logout")
+    assert check is not None and logout is not None
+    assert controllers.UserController.instances == 1
+    assert check.__self__ is logout.__self__  # type: ignore[attr-defined]
+    assert logout(None) == "bye"
+    assert r.get("/", "loginCheck") is check  # resolved once, then cached
+    assert controllers.UserController.instances == 1
+
+
+def test_string_target_function_and_nested_class() -> None:
+    r = Router()
+    r.on("f", "tests.apps.controllers:plain_function")
+    r.on("n", "tests.apps.controllers:Nested.Inner@hello")
+    assert r.get("/", "f") is controllers.plain_function
+    assert r.get("/", "n")(None) == "inner"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("no_colon_here", "expected 'package.module:Class@method' or 'package.module:function'"),
+        (":Class@m", "expected 'package.module:Class@method'"),
+        ("module:", "expected 'package.module:Class@method'"),
+    ],
+)
+def test_malformed_target_fails_at_registration(target: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Router().on("e", target)
+    assert info.value.key == target
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("tests.apps.no_such_module:C@m", "cannot import tests.apps.no_such_module"),
+        ("tests.apps.controllers:NoSuch@m", "tests.apps.controllers has no NoSuch"),
+        ("tests.apps.controllers:UserController@no_such", "UserController has no method no_such"),
+        ("tests.apps.controllers:CONTROLLER_PROBLEM", "is not callable"),
+    ],
+)
+def test_unresolvable_target_fails_on_resolve(target: str, reason: str) -> None:
+    r = Router()
+    r.on("e", target)  # well-formed: accepted until resolved
+    with pytest.raises(ConfigError) as info:
+        r.resolve_all()
+    assert info.value.key == target
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("event", ["", None, 5])
+def test_bad_event_name(event: Any) -> None:
+    with pytest.raises(ConfigError, match="event name must be a non-empty string"):
+        Router().on(event, lambda s: None)
+
+
+def test_bad_namespace_and_handler() -> None:
+    with pytest.raises(ConfigError, match="namespace must start with '/'"):
+        Router().on("e", lambda s: None, namespace="chat")
+    with pytest.raises(ConfigError, match="handler must be callable"):
+        Router().on("e", 42)  # type: ignore[call-overload]
+
+
+def test_load_route_file_from_path(tmp_path: Path) -> None:
+    (tmp_path / "my_ctrl_for_router_test.py").write_text(
+        "class C:\n    def m(self, socket, d):\n        return d\n"
+    )
+    (tmp_path / "routes.py").write_text(
+        "from tether import websocket\n"
+        "websocket.on('m', 'my_ctrl_for_router_test:C@m')\n"
+        "@websocket.on('connect')\n"
+        "def on_connect(socket, auth):\n    return None\n"
+        "websocket.on('x', lambda s: 1, namespace='/chat')\n"
+    )
+    router = load_route_file("routes.py", base_dir=str(tmp_path))
+    assert sorted(router.events("/")) == ["connect", "m"]
+    assert router.events("/chat") == ["x"]
+    assert router.get("/", "m")(None, 7) == 7  # type: ignore[misc]
+    # the module-level router is left empty, so that a reload imports the file afresh
+    assert websocket.namespaces() == []
+
+
+def test_load_route_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_route_file(str(tmp_path / "missing.py"))
+    (tmp_path / "broken.py").write_text("raise RuntimeError('broken on import')\n")
+    with pytest.raises(ConfigError, match="RuntimeError: broken on import"):
+        load_route_file(str(tmp_path / "broken.py"))
+    (tmp_path / "badtarget.py").write_text(
+        "from tether import websocket\nwebsocket.on('e', 'nowhere_mod:C@m')\n"
+    )
+    with pytest.raises(ConfigError, match="cannot import nowhere_mod"):
+        load_route_file(str(tmp_path / "badtarget.py"))  # resolve_all: a broken controller fails at start
+
+
+def test_load_example_route_file() -> None:
+    root = Path(__file__).resolve().parent.parent / "examples" / "login_timeout"
+    router = load_route_file("routes.py", base_dir=str(root))
+    assert "loginCheck" in router.events("/")

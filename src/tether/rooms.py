@@ -74,6 +74,9 @@ class Rooms(Generic[T]):
             return set()
         return {sid, *self._rooms_of.get(sid, _NO_ROOMS)}
 
+    def is_in(self, sid: str, room: str) -> bool:
+        return room in self._rooms_of.get(sid, _NO_ROOMS) or (room == sid and sid in self._members)
+
     def room_count_of(self, sid: str) -> int:
         """Named rooms ``sid`` is in (its own sid room does not count)."""
         return len(self._rooms_of.get(sid, _NO_ROOMS))

@@ -453,11 +453,16 @@ class Server:
         self.state.sockets += 1
 
     def enter_room(self, sock: Socket, room: str) -> None:
+        """Put ``sock`` in ``room``.
+
+        Raises:
+            TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
+        """
         limit = self.config.limits.max_rooms_per_socket
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)
-        if limit and rooms.room_count_of(sock.sid) > limit:  # the sid room does not count
+        if limit and rooms.room_count_of(sock.sid) >= limit and not rooms.is_in(sock.sid, room):
             raise TetherError(f"socket {sock.sid} is in {limit} rooms already (limits.max_rooms_per_socket)")
         rooms.join(sock.sid, room)
 

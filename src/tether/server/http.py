@@ -295,7 +295,7 @@ class HttpProtocol(asyncio.Protocol):
                 server.close_client(client, "transport error", send_close=True)
                 self._respond_error(400, 3, "Overlapping GET requests", cors)
                 return
-            payload = client.conn.take_payload()
+            payload = client.take_payload()
             if payload is not None:
                 self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, payload)
                 return

@@ -507,12 +507,18 @@ class Server:
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
 
-    def on_slow_consumer(self, client: Client) -> bool:
-        """A client's send buffer is over its high-water mark. True: send anyway (never); False: drop."""
+    def on_slow_consumer(self, client: Client) -> None:
+        """``client`` went over its send buffer's high-water mark: count it and apply the policy.
+
+        Called once per episode (the transport's ``pause_writing``, or a polling queue over its marks);
+        the client drops what it is sent until the episode ends. ``disconnect`` closes it on the next loop
+        turn, not here: we may be inside a broadcast iterating the rooms the close would change.
+        """
         self.state.slow_consumers += 1
-        if self.config.limits.slow_consumer_policy == "disconnect":
+        policy = self.config.limits.slow_consumer_policy
+        log.info("! %s slow consumer (%s): send buffer over its high-water mark, %s", client.sid, client.remote, policy)
+        if policy == "disconnect":
             asyncio.get_running_loop().call_soon(self.close_client, client, "slow consumer", False, 1008)
-        return False
 
     # -- emitting -------------------------------------------------------------------------------------
 

@@ -175,8 +175,12 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
             self.server.close_client(self.client, "transport close", send_close=False)
 
     def pause_writing(self) -> None:
-        self.client.paused = True
-        self.server.on_slow_consumer(self.client) if self.server.config.limits.slow_consumer_policy == "disconnect" else None
+        # picows forwards the transport's pause_writing: its buffer passed [limits] send_buffer_bytes
+        # (set as the high-water mark in on_ws_connected). From here on Client.send drops, so the buffer
+        # grows by at most the frame that crossed the mark.
+        if not self.client.paused:
+            self.client.paused = True
+            self.server.on_slow_consumer(self.client)
 
     def resume_writing(self) -> None:
         self.client.paused = False

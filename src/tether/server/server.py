@@ -42,6 +42,11 @@ log = logging.getLogger("tether.server")
 SWEEP_INTERVAL = 0.5
 """Seconds between heartbeat sweeps; pings go out at most this late, well inside ping_timeout."""
 
+CLOSE_LINGER = 5.0
+"""Seconds a closed WebSocket may take to flush what is still buffered before it is aborted."""
+
+_ABORT_REASONS = frozenset({"slow consumer", "ping timeout"})
+
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
@@ -500,7 +505,14 @@ class Server:
                 ws.send_close(WSCloseCode(code), reason.encode()[:120])
             except Exception:  # noqa: S110 - transport already gone: nothing to tell
                 pass
-            ws.disconnect()
+            # A graceful close waits until the peer has read what is buffered. A peer that stopped reading
+            # (slow consumer) or answering (ping timeout) never will: it would keep the socket and the buffer
+            # for as long as TCP keeps probing a zero window, i.e. forever. Abort those; give the others a
+            # bounded linger.
+            graceful = reason not in _ABORT_REASONS
+            ws.disconnect(graceful)
+            if graceful and ws.underlying_transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect, False)
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None
             waiter.respond_payload(b"1" if send_close else b"6")

@@ -143,14 +143,19 @@ class Client:
         return body
 
     def take_rate_token(self, now: float, rate: float, burst: int) -> bool:
-        """Token bucket of ``[limits] event_rate`` / ``event_burst``: may this client send one more event?"""
+        """Token bucket of ``[limits] event_rate`` / ``event_burst``: may this client send one more event?
+
+        Refusals add up until the bucket is full again, i.e. until the client has stayed under the rate long
+        enough to earn its whole burst back. Resetting on any single token instead would forgive a client
+        that floods at a steady two or three times the rate, since it gets a token now and then.
+        """
         tokens = self._rate_tokens + (now - self._rate_last) * rate
         self._rate_last = now
-        if tokens > burst:
+        if tokens >= burst:
             tokens = burst
+            self._rate_over = 0
         if tokens >= 1.0:
             self._rate_tokens = tokens - 1.0
-            self._rate_over = 0
             return True
         self._rate_tokens = tokens
         self._rate_over += 1
@@ -158,7 +163,7 @@ class Client:
 
     @property
     def rate_violations(self) -> int:
-        """Events refused in a row since the bucket last had a token."""
+        """Events refused since the bucket was last full: one episode of flooding."""
         return self._rate_over
 
     def send_raw_frame(self, data: bytes) -> None:

@@ -289,6 +289,11 @@ class Server:
                         log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
             elif t is Connect:
                 assert isinstance(ev, Connect)
+                # Each CONNECT costs a reply (or a connect handler): a flood of them is limited like events.
+                if rate and not self._within_rate(client, rate):
+                    if client.conn.state is State.CLOSED:
+                        return
+                    continue
                 self._connect(client, ev)
             elif t is Disconnect:
                 assert isinstance(ev, Disconnect)
@@ -307,7 +312,7 @@ class Server:
         if client.rate_violations > limits.rate_disconnect_after:
             self.close_client(client, "rate limit", send_close=True, ws_code=1008)
         elif client.rate_violations == 1:
-            # One error event per burst of refusals: the client learns why, the server does not amplify a flood.
+            # One error event per episode of refusals: the client learns why, and a flood is not amplified.
             sock = client.sockets.get("/") or next(iter(client.sockets.values()), None)
             if sock is not None:
                 client.send(

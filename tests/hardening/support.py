@@ -118,6 +118,7 @@ class EioClient:
         keep: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         origin: str | None = None,
+        **connect_kwargs: Any,
     ) -> EioClient:
         ws = await asyncio.wait_for(
             connect(
@@ -127,6 +128,7 @@ class EioClient:
                 ssl=ssl_context,
                 origin=origin,  # type: ignore[arg-type]
                 compression=None,
+                **connect_kwargs,
             ),
             scaled(5),
         )
@@ -134,7 +136,8 @@ class EioClient:
         opened = await asyncio.wait_for(ws.recv(), scaled(5))
         assert isinstance(opened, str) and opened.startswith("0"), opened
         client.sid = orjson.loads(opened[1:])["sid"]
-        await ws.send("40" + ("" if namespace == "/" else namespace + ",") + (orjson.dumps(auth).decode() if auth else ""))
+        prefix = "40" if namespace == "/" else f"40{namespace},"
+        await ws.send(prefix + (orjson.dumps(auth).decode() if auth else ""))
         reply = await asyncio.wait_for(ws.recv(), scaled(5))
         assert isinstance(reply, str) and reply[:2] in ("40", "44"), reply
         client.connect_reply = reply
@@ -170,7 +173,7 @@ class EioClient:
                     self.events.append((data[0], data[1:]))
                 self.received.append(message)
                 self.new_message.set()
-        except Exception:  # noqa: S110 - the connection ended; closed is what tests look at
+        except Exception:  # the connection ended; `closed` is what tests look at
             pass
         finally:
             self.closed.set()
@@ -245,9 +248,8 @@ class PollingClient:
         return client
 
     async def post(self, body: bytes) -> int:
-        async with self.session.post(
-            poll_url(self.server, f"&sid={self.sid}"), data=body, timeout=aiohttp.ClientTimeout(total=scaled(5))
-        ) as r:
+        url = poll_url(self.server, f"&sid={self.sid}")
+        async with self.session.post(url, data=body, timeout=aiohttp.ClientTimeout(total=scaled(5))) as r:
             await r.read()
             return r.status
 
@@ -266,7 +268,11 @@ async def raw_tcp(
     """A plain TCP connection to the server from ``source`` (any 127.0.0.x works on Linux loopback)."""
     return await asyncio.wait_for(
         asyncio.open_connection(
-            "127.0.0.1", server.port, local_addr=(source, 0), ssl=ssl_context, server_hostname="localhost" if ssl_context else None
+            "127.0.0.1",
+            server.port,
+            local_addr=(source, 0),
+            ssl=ssl_context,
+            server_hostname="localhost" if ssl_context else None,
         ),
         scaled(5),
     )

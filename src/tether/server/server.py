@@ -444,7 +444,8 @@ class Server:
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)
-        if limit and rooms.room_count_of(sock.sid) > limit:  # the sid room does not count
+        # The sid room does not count; a room the socket is in already is not a new one.
+        if limit and rooms.room_count_of(sock.sid) > limit and sock.sid not in rooms.members(room):
             raise TetherError(f"socket {sock.sid} is in {limit} rooms already (limits.max_rooms_per_socket)")
         rooms.join(sock.sid, room)
 

@@ -508,7 +508,8 @@ class Server:
             try:
                 from picows import WSCloseCode
 
-                ws.send_close(WSCloseCode(code), reason.encode()[:120])
+                if not ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
+                    ws.send_close(WSCloseCode(code), reason.encode()[:120])
             except Exception:  # noqa: S110 - transport already gone: nothing to tell
                 pass
             # A graceful close waits until the peer has read what is buffered. A peer that stopped reading

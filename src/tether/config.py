@@ -89,7 +89,7 @@ class LimitsConfig:
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
     rate_disconnect_after: int = 50
-    """Events over the rate, within one refill window, before the client is disconnected."""
+    """Events refused (over the rate) before the bucket is full again, past which the client is disconnected."""
     max_rooms_per_socket: int = 0
     send_buffer_bytes: int = 4 * 1024 * 1024
     """High-water mark of one connection's outgoing buffer in bytes."""

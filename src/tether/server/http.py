@@ -132,13 +132,28 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._upgrade = bool(self.parser.should_upgrade())
         self._keep_alive = bool(self.parser.should_keep_alive())
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.server.config.websocket.max_payload:
+            # Refuse on the announced size: no need to read (and hold) a megabyte to learn it is too big.
+            self._payload_too_large()
 
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > self.server.config.websocket.max_payload:
-            self.server.state.protocol_errors += 1
-            self._respond_error(413, 3, "Payload too large", close=True)
-            raise _Abort
+            self._payload_too_large()
+
+    def _payload_too_large(self) -> None:
+        server = self.server
+        server.state.protocol_errors += 1
+        # A polling session that sends an oversized body is broken: close it, as for any bad POST.
+        url = httptools.parse_url(bytes(self._url))
+        if url.query and unquote(url.path.decode("latin-1")).rstrip("/") == server.config.websocket.path.rstrip("/"):
+            sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid")
+            client = server.clients.get(sid) if sid else None
+            if client is not None and client.conn.transport is Transport.POLLING:
+                server.close_client(client, "transport error", send_close=True)
+        self._respond_error(413, 3, "Payload too large", close=True)
+        raise _Abort
 
     def on_message_complete(self) -> None:
         if self._upgrade:
@@ -300,7 +315,7 @@ class HttpProtocol(asyncio.Protocol):
                 server.close_client(client, "transport error", send_close=True)
                 self._respond_error(400, 3, "Overlapping GET requests", cors)
                 return
-            payload = client.conn.take_payload()
+            payload = client.take_payload()
             if payload is not None:
                 self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, payload)
                 return

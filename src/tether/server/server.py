@@ -42,6 +42,11 @@ __all__ = ["Namespace", "Server", "run_server"]
 
 log = logging.getLogger("tether.server")
 
+CLOSE_LINGER = 5.0
+"""Seconds a closed WebSocket may take to flush what is still buffered before it is aborted."""
+
+_ABORT_REASONS = frozenset({"slow consumer", "ping timeout"})
+
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
@@ -281,6 +286,11 @@ class Server:
                         log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
             elif t is Connect:
                 assert isinstance(ev, Connect)
+                # Each CONNECT costs a reply (or a connect handler): a flood of them is limited like events.
+                if rate and not self._within_rate(client, rate):
+                    if client.conn.state is State.CLOSED:
+                        return
+                    continue
                 self._connect(client, ev)
             elif t is Disconnect:
                 assert isinstance(ev, Disconnect)
@@ -348,7 +358,7 @@ class Server:
         if client.rate_violations > limits.rate_disconnect_after:
             self.close_client(client, "rate limit", send_close=True, ws_code=1008)
         elif client.rate_violations == 1:
-            # One error event per burst of refusals: the client learns why, the server does not amplify a flood.
+            # One error event per episode of refusals: the client learns why, and a flood is not amplified.
             sock = client.sockets.get("/") or next(iter(client.sockets.values()), None)
             if sock is not None:
                 client.send(
@@ -526,22 +536,36 @@ class Server:
             try:
                 from picows import WSCloseCode
 
-                ws.send_close(WSCloseCode(code), reason.encode()[:120])
+                if not ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
+                    ws.send_close(WSCloseCode(code), reason.encode()[:120])
             except Exception:  # noqa: S110 - transport already gone: nothing to tell
                 pass
-            ws.disconnect()
+            # A graceful close waits until the peer has read what is buffered. A peer that stopped reading
+            # (slow consumer) or answering (ping timeout) never will: it would keep the socket and the buffer
+            # for as long as TCP keeps probing a zero window, i.e. forever. Abort those; give the others a
+            # bounded linger.
+            graceful = reason not in _ABORT_REASONS
+            ws.disconnect(graceful)
+            if graceful and ws.underlying_transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect, False)
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None
             waiter.respond_payload(b"1" if send_close else b"6")
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
 
-    def on_slow_consumer(self, client: Client) -> bool:
-        """A client's send buffer is over its high-water mark. True: send anyway (never); False: drop."""
+    def on_slow_consumer(self, client: Client) -> None:
+        """``client`` went over its send buffer's high-water mark: count it and apply the policy.
+
+        Called once per episode (the transport's ``pause_writing``, or a polling queue over its marks);
+        the client drops what it is sent until the episode ends. ``disconnect`` closes it on the next loop
+        turn, not here: we may be inside a broadcast iterating the rooms the close would change.
+        """
         self.state.slow_consumers += 1
-        if self.config.limits.slow_consumer_policy == "disconnect":
+        policy = self.config.limits.slow_consumer_policy
+        log.info("! %s slow consumer (%s): send buffer over its high-water mark, %s", client.sid, client.remote, policy)
+        if policy == "disconnect":
             asyncio.get_running_loop().call_soon(self.close_client, client, "slow consumer", False, 1008)
-        return False
 
     # -- emitting -------------------------------------------------------------------------------------
 

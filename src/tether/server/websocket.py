@@ -52,6 +52,9 @@ _CLOSE = WSMsgType.CLOSE
 _PONG = WSMsgType.PONG
 _CONTINUATION = WSMsgType.CONTINUATION
 
+_REASON_BY_CODE = {1002: "parse error", 1007: "parse error", 1009: "message too big"}
+"""Disconnect reason for the close codes of a protocol error."""
+
 READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
 
@@ -99,6 +102,8 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         server.client_opened(client)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if transport.is_close_frame_sent:
+            return  # RFC 6455 §5.5.1: after our close frame, what the peer still sends is discarded
         mt = frame.msg_type
         if mt is _TEXT and self.fast and frame.fin:
             # Hot path: 42["name",...] on "/" without ack id, straight from the frame bytes to the route.
@@ -200,26 +205,39 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
     def _fail(self, transport: WSTransport, code: int, reason: str) -> None:
         self.server.state.protocol_errors += 1
         log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
+        # The close frame carries the precise reason; close_client then sends no second one.
+        transport.send_close(WSCloseCode(code), reason.encode()[:120])
         if self.upgrading:
             self.conn.cancel_upgrade()
-            transport.send_close(WSCloseCode(code), reason.encode()[:120])
             transport.disconnect()
             return
-        self.server.close_client(self.client, "parse error", send_close=False, ws_code=code)
-        transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        self.server.close_client(self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code)
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.upgrading:
             self.conn.cancel_upgrade()
             return
-        if self.client.ws is transport:
-            self.server.close_client(self.client, "transport close", send_close=False)
+        client = self.client
+        if client.ws is transport and self.server.clients.get(client.sid) is client:
+            reason = "transport close"
+            handshake = transport.close_handshake
+            if handshake is not None and handshake.sent is not None and not handshake.recv_then_sent:
+                # Not closed by the peer nor by us (close_client ran first): picows closed it itself,
+                # for a frame over max_payload (1009) or a broken frame (1002).
+                code = int(handshake.sent.code)
+                if code in _REASON_BY_CODE:
+                    reason = _REASON_BY_CODE[code]
+                    self.server.state.protocol_errors += 1
+                    log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, handshake.sent.reason)
+            self.server.close_client(client, reason, send_close=False)
 
     def pause_writing(self) -> None:
-        # The kernel and uvloop buffers hold send_buffer_bytes already: this client does not keep up.
-        self.client.set_paused(True)
-        if self.server.config.limits.slow_consumer_policy == "disconnect":
+        # picows forwards the transport's pause_writing: its buffer passed [limits] send_buffer_bytes
+        # (set as the high-water mark in on_ws_connected). From here on Client.send drops, so the buffer
+        # grows by at most the frame that crossed the mark.
+        if not self.client.paused:
+            self.client.set_paused(True)
             self.server.on_slow_consumer(self.client)
 
     def resume_writing(self) -> None:

@@ -287,7 +287,7 @@ class Server:
             elif t is Connect:
                 assert isinstance(ev, Connect)
                 # Each CONNECT costs a reply (or a connect handler): a flood of them is limited like events.
-                if rate and not self._within_rate(client, rate):
+                if self._event_rate and not self._within_rate(client, self._event_rate):
                     if client.conn.state is State.CLOSED:
                         return
                     continue

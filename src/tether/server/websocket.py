@@ -45,6 +45,8 @@ log = logging.getLogger("tether.websocket")
 # One adapter for all connections: picows makes a child Logger per connection when given a Logger,
 # which costs about 1 KiB each and is never freed; an adapter is passed through as is.
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("tether.picows"), {})
+# picows logs every accepted and closed connection at INFO: at 5k handshakes/s that is the log.
+logging.getLogger("tether.picows").setLevel(logging.WARNING)
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY

@@ -37,13 +37,19 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
+    """Listen address; ``0.0.0.0`` for every interface."""
     port: int = 9501
+    """Listen port; 0 picks a free one (tests)."""
     workers: int = 1
     """Worker processes; 0 means one per CPU core."""
     pid_file: str = "run/tether.pid"
+    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance."""
     log_file: str = "run/tether.log"
+    """Where a daemon (``start -d``) logs."""
     control_socket: str = "run/tether.sock"
+    """Unix socket (mode 0600) the CLI uses to talk to the live master."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
     static_dir: str = ""
@@ -51,8 +57,11 @@ class ServerConfig:
     net: str = "uvloop"
     """Socket transports: ``uvloop`` (default) or ``aiofastnet`` (picows' own; more memory per connection)."""
     tls_cert: str = ""
+    """PEM certificate chain: serves https/wss when set (with ``tls_key``)."""
     tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
     debug: bool = False
+    """Debug logs of every packet (``>`` sent, ``<`` received, ``=`` state, ``!`` error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +73,13 @@ class WebSocketConfig:
     parser: str = "socketio"
     """``socketio``, ``json``, ``raw`` or ``module:Class`` of a :class:`tether.parsers.Parser`."""
     path: str = "/socket.io/"
+    """Engine.IO endpoint (polling and WebSocket), as socket.io-client's ``path`` option."""
     ws_path: str = "/ws"
     """Bare WebSocket endpoint: no Engine.IO handshake, one parser message per frame."""
     ping_interval: float = 25.0
+    """Seconds between the server's heartbeat pings (Engine.IO ``pingInterval``)."""
     ping_timeout: float = 20.0
+    """Seconds a client has to answer a ping before it is considered gone (``pingTimeout``)."""
     connect_timeout: float = 45.0
     """Seconds a client has to connect to a namespace after the Engine.IO handshake."""
     max_payload: int = 1_000_000
@@ -75,6 +87,7 @@ class WebSocketConfig:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to connect; empty: same origin only; ``"*"``: any. No Origin header: allowed."""
     cors_credentials: bool = True
+    """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +95,19 @@ class LimitsConfig:
     max_connections: int = 0
     """Total open connections per worker; 0: unlimited."""
     max_connections_per_ip: int = 0
+    """Open connections per client IP per worker; 0: unlimited."""
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
+    """Largest request line plus headers, in bytes (HTTP 431 past it)."""
     event_rate: float = 0.0
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
+    """Token bucket size: events a connection may send at once before the rate applies."""
     rate_disconnect_after: int = 50
     """Events refused (over the rate) before the bucket is full again, past which the client is disconnected."""
     max_rooms_per_socket: int = 0
+    """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
     """High-water mark of one connection's outgoing buffer in bytes."""
     send_buffer_messages: int = 10_000
@@ -106,10 +123,15 @@ class SessionConfig:
     enabled: bool = False
     """True as soon as the ``[session]`` section is present in the config file."""
     idle_timeout: float = 900.0
+    """Seconds without activity after which a session expires (``session:expired`` is pushed)."""
     warn_before: float = 0.0
+    """Seconds before expiry to push ``session:warning``; 0: no warning."""
     secret: str = ""
+    """HMAC secret of session tokens (or ``TETHER_SESSION_SECRET``). Never logged."""
     token_ttl: float = 86_400.0
+    """Seconds a signed token stays valid for connecting."""
     close_on_expire: bool = True
+    """Close the sockets of an expired session after pushing ``session:expired``."""
     activity_interval: float = 30.0
     """Seconds between two ``activity`` reports from the JS helper."""
     validator: str = ""
@@ -125,7 +147,9 @@ class RoomConfig:
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
+    """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
+    """Channel prefix, as ``key`` in node's @socket.io/redis-adapter (``socket.io#/#``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +157,15 @@ class ApiConfig:
     key: str = ""
     """Bearer key for the HTTP API; empty: the API is off."""
     max_body: int = 1_000_000
+    """Largest API request body in bytes (HTTP 413 past it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
+    """Serve Prometheus metrics on the service port."""
     path: str = "/metrics"
+    """Where the metrics are served."""
 
 
 _SECTIONS: dict[str, type[Any]] = {

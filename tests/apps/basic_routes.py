@@ -21,6 +21,8 @@ ask d              ``await socket.emit("question", d, ack=True, timeout=...)``; 
 add a b            sync handler; ack: (a + b, a * b), i.e. two ack arguments
 boom               raises RuntimeError; the connection must go on
 kick               ``socket.disconnect()``
+loginCheck d       ``"tests.apps.controllers:UserController@check_login"`` (the article's controller)
+logout             ``"tests.apps.controllers:UserController@send_logout"``; ack: "bye"
 disconnect         records (namespace, sid, reason)
 /chat connect      accepts anyone; emits ``welcome`` {"ns": "/chat"}
 /chat echo *args   emits ``echo`` {"ns": "/chat", "args": args}; ack: same
@@ -108,6 +110,9 @@ def build_router(rec: Recorder | None = None) -> Router:
     @r.on("kick")
     def kick(socket: Socket, *args: Any) -> None:
         socket.disconnect()
+
+    r.on("loginCheck", "tests.apps.controllers:UserController@check_login")
+    r.on("logout", "tests.apps.controllers:UserController@send_logout")
 
     @r.on("connect", namespace="/chat")
     async def chat_connect(socket: Socket, auth: Any) -> None:

@@ -14,14 +14,12 @@ class UserController:
 
     def __init__(self) -> None:
         type(self).instances += 1
-        self.calls = 0
 
     async def check_login(self, socket: Any, data: Any) -> None:
-        self.calls += 1
         if not isinstance(data, dict) or not data.get("holding"):
             await socket.emit("message", {"code": 422, "message": "Parameter error"})
             return
-        await socket.emit("message", {"code": 200, "message": "success", "calls": self.calls})
+        await socket.emit("message", {"code": 200, "message": "success"})
 
     def send_logout(self, socket: Any, data: Any = None) -> str:
         return "bye"

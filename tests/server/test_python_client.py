@@ -209,3 +209,13 @@ async def test_server_disconnect_reason(connect: Connect, server: Server, rec: R
     await client.wait_disconnected()
     assert client.disconnects == [("/", socketio.AsyncClient.reason.SERVER_DISCONNECT)]
     await other.echo_works()
+
+
+async def test_server_shutdown_closes_sessions(connect: Connect, server: Server, rec: Recorder) -> None:
+    client = await connect()
+    await client.echo_works()
+    await server.shutdown(timeout=1)
+    await client.wait_disconnected()
+    # Engine.IO close reached the client on every transport (polling: in the held GET, or the next one)
+    assert client.disconnects == [("/", socketio.AsyncClient.reason.SERVER_DISCONNECT)]
+    assert rec.reasons() == ["server shutting down"]

@@ -58,6 +58,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         self._upgrade = False
         self._busy = False
+        self._in_request = False  # bytes of a request have arrived and it is not complete yet
         self._closed = False
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
@@ -78,8 +79,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def _on_timeout(self) -> None:
         self._timeout = None
-        if not self._busy and self.transport is not None:
+        if self._busy or self.transport is None:
+            return
+        if self._in_request:
             self._respond_error(408, 3, "Request timeout", close=True)
+            return
+        # An idle keep-alive connection: close it without a word. A 408 written now would be read by a
+        # client that reuses the connection as the answer to the request it is about to send.
+        self.transport.close()
+        self._closed = True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -106,6 +114,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_request = True
         self._url.clear()
         self._headers = {}
         self._raw_headers = []
@@ -143,21 +152,26 @@ class HttpProtocol(asyncio.Protocol):
             self._payload_too_large()
 
     def _payload_too_large(self) -> None:
-        server = self.server
-        server.state.protocol_errors += 1
-        # A polling session that sends an oversized body is broken: close it, as for any bad POST.
-        url = httptools.parse_url(bytes(self._url))
-        if url.query and unquote(url.path.decode("latin-1")).rstrip("/") == server.config.websocket.path.rstrip("/"):
-            sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid")
-            client = server.clients.get(sid) if sid else None
-            if client is not None and client.conn.transport is Transport.POLLING:
-                server.close_client(client, "transport error", send_close=True)
+        self.server.state.protocol_errors += 1
+        self._drop_polling_session()
         self._respond_error(413, 3, "Payload too large", close=True)
         raise _Abort
+
+    def _drop_polling_session(self) -> None:
+        """A polling POST too big to read: its session lost packets, so it ends (as engine.io does)."""
+        url = httptools.parse_url(bytes(self._url))
+        path = unquote(url.path.decode("latin-1"))
+        if path.rstrip("/") != self.server.config.websocket.path.rstrip("/") or not url.query:
+            return
+        sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid")
+        client = self.server.clients.get(sid) if sid else None
+        if client is not None and client.conn.transport is Transport.POLLING:
+            self.server.close_client(client, "transport error", send_close=True)
 
     def on_message_complete(self) -> None:
         if self._upgrade:
             return  # feed_data raises HttpParserUpgrade next
+        self._in_request = False
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
@@ -304,6 +318,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         client = server.clients.get(sid)
         if client is None:
+            last = server.take_closed_poll(sid) if request.method == "GET" else None
+            if last is not None:
+                self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, last)
+                return
             self._respond_error(400, 1, "Session ID unknown", cors)
             return
         if client.conn.transport is not Transport.POLLING:

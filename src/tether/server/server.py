@@ -52,6 +52,11 @@ EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
 
 
+def close_reason(text: str) -> bytes:
+    """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut on a character boundary."""
+    return text.encode()[:123].decode("utf-8", "ignore").encode()
+
+
 def new_sid(prefix: str = "") -> str:
     """A random 20-character URL-safe id (120 bits), with an optional worker prefix."""
     return prefix + base64.urlsafe_b64encode(os.urandom(15)).decode()
@@ -109,6 +114,8 @@ class Server:
         self._per_ip: dict[str, int] = {}
         self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
+        self._closed_polls: dict[str, tuple[Client, float]] = {}
+        """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
         self.adapter.attach(self)
@@ -198,6 +205,9 @@ class Server:
 
     def sweep(self, now: float) -> None:
         """Send the pings and enforce the timeouts that are due at ``now``."""
+        for sid, (_client, deadline) in list(self._closed_polls.items()):
+            if now >= deadline:
+                del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
@@ -402,8 +412,11 @@ class Server:
             for hook in self.connect_hooks:
                 hook(sock, ev.auth)
         except Reject as exc:
-            client.send(parser.encode_connect_error(name, exc.data))
-            self.state.rejected += 1
+            self._refuse(sock, exc.data)
+            return
+        except Exception as exc:
+            self._handler_failed(sock, "connect hook", exc)
+            self._refuse(sock, {"message": "Connection rejected by server"})
             return
         handler = self.router.get(name, "connect")
         if handler is None:
@@ -433,15 +446,20 @@ class Server:
             if exc is not None:
                 self._handler_failed(sock, "connect", exc)
             data = {"message": "Connection rejected by server"}
+        self._refuse(sock, data)
+
+    def _refuse(self, sock: Socket, data: dict[str, Any]) -> None:
+        """Answer a CONNECT with CONNECT_ERROR ``data``, whichever hook or handler refused it."""
+        client = sock.client
         self.state.rejected += 1
-        # The socket may have joined rooms inside the handler: undo that.
-        ns = self.namespaces.get(sock.namespace)
-        if ns is not None:
-            ns.rooms.remove(sock.sid)
+        # The socket may have joined rooms inside a hook or the handler: undo that.
+        sock._ns.rooms.remove(sock.sid)
         sock.connected = False
         sock._pending = None
         client.send(client.parser.encode_connect_error(sock.namespace, data))
-        if client.conn.transport is Transport.BARE:
+        # A bare /ws page has no Engine.IO session to go on with and, with the json or raw parser, no
+        # CONNECT_ERROR frame either: refused with nothing else connected, the WebSocket closes (1008).
+        if client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, "connect rejected", send_close=False, ws_code=1008)
 
     def _accept(self, sock: Socket, reply: bool, connect_handler_ran: bool = False) -> None:
@@ -503,8 +521,14 @@ class Server:
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 
-    def close_client(self, client: Client, reason: str, send_close: bool, ws_code: int = 1000) -> None:
-        """End a client's session: every socket is disconnected with ``reason``, then the transport closes."""
+    def close_client(
+        self, client: Client, reason: str, send_close: bool, ws_code: int = 1000, ws_reason: str | None = None
+    ) -> None:
+        """End a client's session: every socket is disconnected with ``reason``, then the transport closes.
+
+        ``ws_code`` and ``ws_reason`` (default: ``reason``) go in the WebSocket close frame, so that a
+        protocol error can tell the peer exactly what was wrong while handlers see ``parse error``.
+        """
         conn = client.conn
         if self.clients.get(conn.sid) is not client:
             return
@@ -522,6 +546,11 @@ class Server:
             elif client.ws is None:
                 conn.queue([b"1"])
                 client._flush_poll()
+                if conn.queued_messages:
+                    # No GET is held: keep the close for the client's next poll, as engine.io does, or the
+                    # client would learn of it only as a 400 for an unknown sid.
+                    deadline = time.monotonic() + self.config.websocket.ping_timeout
+                    self._closed_polls[conn.sid] = (client, deadline)
         conn.close(reason)
         for sock in list(client.sockets.values()):
             self.disconnect_socket(sock, reason, notify=False)
@@ -537,7 +566,7 @@ class Server:
                 from picows import WSCloseCode
 
                 if not ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
-                    ws.send_close(WSCloseCode(code), reason.encode()[:120])
+                    ws.send_close(WSCloseCode(code), close_reason(ws_reason or reason))
             except Exception:  # noqa: S110 - transport already gone: nothing to tell
                 pass
             # A graceful close waits until the peer has read what is buffered. A peer that stopped reading
@@ -550,9 +579,22 @@ class Server:
                 asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect, False)
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None
-            waiter.respond_payload(b"1" if send_close else b"6")
+            # The session is over whoever ended it: a held GET learns it from a close packet (as engine.io
+            # answers it), not a noop that sends the client back for a GET that can only fail.
+            waiter.respond_payload(b"1")
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
+
+    def take_closed_poll(self, sid: str) -> bytes | None:
+        """The last packets, ending with close, of a polling session closed between two GETs; None if none."""
+        entry = self._closed_polls.get(sid)
+        if entry is None:
+            return None
+        conn = entry[0].conn
+        body = conn.take_payload()
+        if not conn.queued_messages:
+            del self._closed_polls[sid]
+        return body
 
     def on_slow_consumer(self, client: Client) -> None:
         """``client`` went over its send buffer's high-water mark: count it and apply the policy.

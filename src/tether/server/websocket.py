@@ -35,6 +35,7 @@ from ..handler import Request
 from ..protocol.connection import State, Transport
 from .client import Client
 from .origins import origin_allowed
+from .server import close_reason
 
 if TYPE_CHECKING:
     from .server import Server
@@ -208,12 +209,17 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         self.server.state.protocol_errors += 1
         log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
         # The close frame carries the precise reason; close_client then sends no second one.
-        transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        transport.send_close(WSCloseCode(code), close_reason(reason))
         if self.upgrading:
+            # Only the probing WebSocket goes; the session carries on over polling.
             self.conn.cancel_upgrade()
             transport.disconnect()
             return
-        self.server.close_client(self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code)
+        if self.server.clients.get(self.conn.sid) is self.client:
+            # Handlers see Socket.IO's reason ("parse error"); the close frame says what was wrong.
+            self.server.close_client(
+                self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code, ws_reason=reason
+            )
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

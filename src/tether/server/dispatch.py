@@ -38,10 +38,12 @@ def run_handler(
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
 ) -> Any:
-    """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended.
+    """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended or failed.
 
     When it suspends, ``on_done(result)`` is called once it returns; ``on_error(exc)`` on an exception
-    (also for a synchronous one). ``timeout`` > 0 cancels a suspended handler after that many seconds.
+    (also for a synchronous one, before this returns). ``timeout`` > 0 cancels a suspended handler after
+    that many seconds. A failure is never also a result: callers treat any other return value as success
+    (an ack to send, a CONNECT to accept), so after ``on_error`` this returns :data:`NOT_DONE`.
     """
     try:
         result = handler(*args)
@@ -54,7 +56,7 @@ def run_handler(
             return stop.value
     except Exception as exc:
         on_error(exc)
-        return None
+        return NOT_DONE
     task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
     if timeout > 0:
         handle = asyncio.get_running_loop().call_later(timeout, task.cancel)

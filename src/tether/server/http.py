@@ -51,7 +51,8 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
-        self._raw: bytearray | None = bytearray()  # bytes of the first request, for a WebSocket hand-off
+        self._raw: bytearray | None = bytearray()  # bytes of the current request, for a WebSocket hand-off
+        self._in_message = False
         self._url = bytearray()
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
@@ -100,6 +101,10 @@ class HttpProtocol(asyncio.Protocol):
             assert self.transport is not None
             self.transport.pause_reading()
             return
+        if not self._in_message:
+            # A request starts with these bytes: requests are read one at a time (see _pipelined), so a new
+            # one never starts in the middle of a chunk. Kept until its headers say whether it upgrades.
+            self._raw = bytearray()
         raw = self._raw
         if raw is not None:
             raw += data
@@ -119,6 +124,7 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url.clear()
         self._headers = {}
         self._header_bytes = 0
@@ -143,6 +149,8 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._upgrade = bool(self.parser.should_upgrade())
         self._keep_alive = bool(self.parser.should_keep_alive())
+        if not self._upgrade:
+            self._raw = None  # only an upgrade needs its raw bytes (picows parses them again)
         length = self._headers.get("content-length", "")
         if length.isdigit() and int(length) > self.server.config.websocket.max_payload:
             # Refuse on the announced size: no need to read (and hold) a megabyte to learn it is too big.
@@ -169,6 +177,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._upgrade:
             return  # feed_data raises HttpParserUpgrade next
+        self._in_message = False
         self._raw = None
         if self._timeout is not None:
             self._timeout.cancel()
@@ -191,8 +200,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        if raw is None:
-            self._respond_error(400, 3, "WebSocket upgrade must be the first request on a connection", close=True)
+        if raw is None:  # pragma: no cover - every upgrade request keeps its bytes
+            self._respond_error(400, 3, "WebSocket upgrade without its request bytes", close=True)
             return
         assert self.transport is not None
         self.parser = None  # type: ignore[assignment]

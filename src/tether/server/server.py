@@ -517,8 +517,11 @@ class Server:
             # for as long as TCP keeps probing a zero window, i.e. forever. Abort those; give the others a
             # bounded linger.
             graceful = reason not in _ABORT_REASONS
+            # Asked before closing: a closed TLS transport cannot tell its buffer size any more.
+            under = ws.underlying_transport
+            linger = graceful and not under.is_closing() and under.get_write_buffer_size()
             ws.disconnect(graceful)
-            if graceful and ws.underlying_transport.get_write_buffer_size():
+            if linger:
                 asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect, False)
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None

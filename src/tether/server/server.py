@@ -12,6 +12,7 @@ import asyncio
 import base64
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import socket as socket_module
@@ -377,9 +378,20 @@ class Server:
         sock = Socket(new_sid(), ns, client, self)
         try:
             for hook in self.connect_hooks:
-                hook(sock, ev.auth)
+                result = hook(sock, ev.auth)
+                if inspect.isawaitable(result):
+                    # Hooks run synchronously: an async one would be skipped unawaited, i.e. let everyone in.
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(f"connect hook {hook!r} is async; connect hooks must be plain functions")
         except Reject as exc:
             client.send(parser.encode_connect_error(name, exc.data))
+            self.state.rejected += 1
+            return
+        except Exception as exc:
+            # Fail closed: a hook is auth middleware, and a broken check must not let the client in.
+            self._handler_failed(sock, "connect hook", exc)
+            client.send(parser.encode_connect_error(name, {"message": "Connection rejected by server"}))
             self.state.rejected += 1
             return
         handler = self.router.get(name, "connect")

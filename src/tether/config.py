@@ -242,7 +242,7 @@ class Config:
             if len(parts) != 2 or parts[0] not in _SECTIONS:
                 continue
             section, key = parts
-            raw.setdefault(section, {})[key] = _parse_env_value(value)
+            raw.setdefault(section, {})[key] = _parse_env_value(value, _SECTIONS[section], key)
             if section == "session" and key == "secret" and value:
                 raw["session"].setdefault("enabled", True)
         for section, values in (overrides or {}).items():
@@ -324,11 +324,16 @@ class Config:
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
 
 
-def _parse_env_value(value: str) -> Any:
+def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
     try:
-        return tomllib.loads(f"v = {value}")["v"]
+        parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         return value
+    # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
+    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the error.
+    if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
+        return value
+    return parsed
 
 
 def _build_section(source: str, section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
@@ -338,7 +343,13 @@ def _build_section(source: str, section: str, cls: type[Any], values: Mapping[st
     for key, value in values.items():
         if key not in known:
             raise ConfigError(source, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(source, f"{section}.{key}", hints[key], value)
+        try:
+            kwargs[key] = _coerce(source, f"{section}.{key}", hints[key], value)
+        except ConfigError:
+            if (section, key) not in _SECRET_KEYS:
+                raise
+            # The message would quote the value: for a secret, say what is wrong without it.
+            raise ConfigError(source, f"{section}.{key}", f"expected str, got {type(value).__name__}") from None
     return cls(**kwargs)
 
 

@@ -156,6 +156,8 @@ class EioClient:
                     continue
                 if isinstance(message, str) and message.startswith("43"):
                     body = message[2:]
+                    if body.startswith("/"):
+                        body = body.partition(",")[2]
                     i = 0
                     while i < len(body) and body[i].isdigit():
                         i += 1
@@ -184,13 +186,14 @@ class EioClient:
     async def emit(self, event: str, *args: Any) -> None:
         await self.ws.send("42" + orjson.dumps([event, *args]).decode())
 
-    async def call(self, event: str, *args: Any, timeout: float = 5.0) -> Any:
+    async def call(self, event: str, *args: Any, timeout: float = 5.0, namespace: str = "/") -> Any:
         """Emit with an ack id and return the ack's arguments."""
         self._ack_seq += 1
         ack_id = self._ack_seq
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._acks[ack_id] = fut
-        await self.ws.send(f"42{ack_id}" + orjson.dumps([event, *args]).decode())
+        prefix = "42" if namespace == "/" else f"42{namespace},"
+        await self.ws.send(f"{prefix}{ack_id}" + orjson.dumps([event, *args]).decode())
         return await asyncio.wait_for(fut, scaled(timeout))
 
     def events_named(self, name: str) -> list[list[Any]]:

@@ -69,6 +69,7 @@ class Connection:
     """One client session. See the module docstring for the states and timers."""
 
     __slots__ = (
+        "_binary_bytes",
         "_connect_deadline",
         "_next_ping",
         "_pong_deadline",
@@ -109,6 +110,7 @@ class Connection:
         self._connect_deadline = now + connect_timeout if parser.requires_connect else 0.0
         self._queue: list[bytes] = _EMPTY  # a list of its own on first use: WebSocket clients never queue
         self._queued_bytes = 0
+        self._binary_bytes = 0
 
     # -- handshake ------------------------------------------------------------------------------------
 
@@ -137,9 +139,7 @@ class Connection:
             RemoteProtocolError: the packet breaks Engine.IO or the parser's format; close the connection.
         """
         if type(message) is bytes:
-            if len(message) > self.max_payload:
-                raise PayloadTooBig(len(message), self.max_payload)
-            return self.parser.decode(message)
+            return self._receive_binary(message)
         assert isinstance(message, str)
         if not message:
             raise RemoteProtocolError("empty Engine.IO packet")
@@ -170,7 +170,8 @@ class Connection:
         events: list[ClientEvent] = []
         for packet in decode_payload(body, self.max_payload):
             if packet.type is PacketType.MESSAGE:
-                events.extend(self.parser.decode(packet.data))
+                data = packet.data
+                events.extend(self._receive_binary(data) if type(data) is bytes else self.parser.decode(data))
             elif packet.type is PacketType.PONG:
                 self._pong_deadline = 0.0
             elif packet.type is PacketType.CLOSE:
@@ -180,6 +181,18 @@ class Connection:
                 break
             elif packet.type is not PacketType.NOOP:
                 raise RemoteProtocolError(f"unexpected Engine.IO packet {packet.type.name} in polling body")
+        return events
+
+    def _receive_binary(self, data: bytes) -> list[ClientEvent]:
+        # Binary messages are attachments of one Socket.IO packet until the parser returns its event: they
+        # count together against max_payload, or a client announcing 64 attachments could make us hold
+        # 64 times max_payload before anything is dispatched.
+        self._binary_bytes += len(data)
+        if self._binary_bytes > self.max_payload:
+            raise PayloadTooBig(self._binary_bytes, self.max_payload)
+        events = self.parser.decode(data)
+        if events:
+            self._binary_bytes = 0
         return events
 
     def receive_pong(self) -> None:

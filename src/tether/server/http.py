@@ -59,6 +59,7 @@ class HttpProtocol(asyncio.Protocol):
         self._upgrade = False
         self._busy = False
         self._in_request = False  # bytes of a request have arrived and it is not complete yet
+        self._pipelined = bytearray()
         self._closed = False
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
@@ -100,6 +101,13 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
+        if self._busy:
+            # Only a held long-poll GET reads while busy (to notice a client that goes away); a request sent
+            # before its response (pipelining) waits for it, and reading stops until then.
+            self._pipelined += data
+            assert self.transport is not None
+            self.transport.pause_reading()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -340,6 +348,10 @@ class HttpProtocol(asyncio.Protocol):
             self._poll_cors = cors
             self._poll_client = client
             client.poll_waiter = self
+            # Read on while the GET is held: a client that closes the connection (a tab closed, a network
+            # switch) is seen at once (connection_lost: "transport close"), not a heartbeat later.
+            assert self.transport is not None
+            self.transport.resume_reading()
             return
         if request.method == "POST":
             try:
@@ -392,8 +404,21 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
             self._closed = True
             return
-        transport.resume_reading()
         self._arm_timeout()
+        if self._pipelined:
+            # Not from here: we may be inside a parser callback. Reading stays paused until it is fed, so
+            # nothing newer overtakes it.
+            asyncio.get_running_loop().call_soon(self._feed_pipelined)
+            return
+        transport.resume_reading()
+
+    def _feed_pipelined(self) -> None:
+        data = bytes(self._pipelined)
+        self._pipelined.clear()
+        if self._closed or self.transport is None:
+            return
+        self.transport.resume_reading()
+        self.data_received(data)
 
 
 class _Abort(Exception):

@@ -13,6 +13,7 @@ import base64
 import functools
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import socket as socket_module
@@ -410,13 +411,24 @@ class Server:
         sock = Socket(new_sid(), ns, client, self)
         try:
             for hook in self.connect_hooks:
-                hook(sock, ev.auth)
+                result = hook(sock, ev.auth)
+                if inspect.isawaitable(result):
+                    # Hooks run synchronously: an async one would be skipped unawaited, i.e. let everyone in.
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError(f"connect hook {hook!r} is async; connect hooks must be plain functions")
         except Reject as exc:
             self._refuse(sock, exc.data)
             return
         except Exception as exc:
             self._handler_failed(sock, "connect hook", exc)
             self._refuse(sock, {"message": "Connection rejected by server"})
+            return
+        except Exception as exc:
+            # Fail closed: a hook is auth middleware, and a broken check must not let the client in.
+            self._handler_failed(sock, "connect hook", exc)
+            client.send(parser.encode_connect_error(name, {"message": "Connection rejected by server"}))
+            self.state.rejected += 1
             return
         handler = self.router.get(name, "connect")
         if handler is None:
@@ -574,8 +586,11 @@ class Server:
             # for as long as TCP keeps probing a zero window, i.e. forever. Abort those; give the others a
             # bounded linger.
             graceful = reason not in _ABORT_REASONS
+            # Asked before closing: a closed TLS transport cannot tell its buffer size any more.
+            under = ws.underlying_transport
+            linger = graceful and not under.is_closing() and under.get_write_buffer_size()
             ws.disconnect(graceful)
-            if graceful and ws.underlying_transport.get_write_buffer_size():
+            if linger:
                 asyncio.get_running_loop().call_later(CLOSE_LINGER, ws.disconnect, False)
         elif client.poll_waiter is not None:
             waiter, client.poll_waiter = client.poll_waiter, None

@@ -46,7 +46,7 @@ class Client:
         "conn",
         "dropped",
         "fast_ws",
-        "hb_deadline",
+        "hb_box",
         "parser",
         "paused",
         "poll_waiter",
@@ -67,8 +67,8 @@ class Client:
         self.sockets: dict[str, Socket] = {}
         self.ws: Any = None  # picows WSTransport once on WebSocket
         self.fast_ws = False
-        self.hb_deadline = 0.0
-        """The deadline of this client's live entry in the server's Heartbeat heap."""
+        self.hb_box: list[Client | None] | None = None
+        """The box of this client's live entry in the server's Heartbeat heap."""
         """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.poll_waiter: PollWaiter | None = None
         self._flush_scheduled = False

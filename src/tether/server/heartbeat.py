@@ -3,8 +3,9 @@
 Theory of operation: each client has at most one live heap entry, at ``conn.next_deadline()``. A tick
 (every :data:`TICK` seconds, one timer handle per process) pops the entries that are due, lets the
 sans-I/O :meth:`Connection.check_timers` say what to do (ping, time out), and pushes the client back at
-its new deadline. Entries made stale by a pong or a close are skipped when they surface (lazy deletion),
-so receiving a pong costs nothing here.
+its new deadline. An entry holds the client through a one-slot box: :meth:`Heartbeat.cancel` empties
+the box when the client closes, so a closed client is freed at once while its stale entry waits to
+surface (lazy deletion: no O(n) removal from the heap). A pong costs nothing here.
 
 With 10,000 idle clients and the default 25 s ping interval this is ~800 heap operations a second,
 instead of visiting all 10,000 clients on every tick (which cost ~0.6% of a core on its own).
@@ -34,7 +35,7 @@ class Heartbeat:
     __slots__ = ("_heap", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Client]] = []
+        self._heap: list[tuple[float, int, list[Client | None]]] = []
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -42,19 +43,31 @@ class Heartbeat:
 
     def schedule(self, client: Client) -> None:
         """(Re)insert ``client`` at its connection's next deadline."""
-        when = client.conn.next_deadline()
-        client.hb_deadline = when
-        heapq.heappush(self._heap, (when, next(self._seq), client))
+        self.cancel(client)
+        box: list[Client | None] = [client]
+        client.hb_box = box
+        heapq.heappush(self._heap, (client.conn.next_deadline(), next(self._seq), box))
+
+    @staticmethod
+    def cancel(client: Client) -> None:
+        """Forget ``client`` (closed): its entry no longer refers to it."""
+        box = client.hb_box
+        if box is not None:
+            box[0] = None
+            client.hb_box = None
 
     def run(self, now: float, act: Callable[[Client, Timer], None]) -> int:
         """Handle every due client: ``act(client, timer)`` for pings and timeouts. Returns how many were due."""
         heap = self._heap
         n = 0
         while heap and heap[0][0] <= now:
-            when, _, client = heapq.heappop(heap)
+            client = heapq.heappop(heap)[2][0]
+            if client is None:
+                continue  # cancelled or rescheduled since: a stale entry
+            client.hb_box = None
             conn = client.conn
-            if conn.state is State.CLOSED or client.hb_deadline != when:
-                continue  # closed, or rescheduled since: this entry is stale
+            if conn.state is State.CLOSED:
+                continue
             n += 1
             action = conn.check_timers(now)
             if action is not Timer.NOTHING:

@@ -546,6 +546,7 @@ class Server:
             return
         del self.clients[conn.sid]
         client.fast_ws = False
+        self.heartbeat.cancel(client)
         remaining = self._per_ip.get(client.remote, 1) - 1
         if remaining > 0:
             self._per_ip[client.remote] = remaining

@@ -115,13 +115,10 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
                 try:
                     data = _loads(memoryview(payload)[2:])
                 except JSONDecodeError:
-                    self._fail(transport, 1007, "invalid JSON (or UTF-8) in Socket.IO packet")
+                    data = None  # the general path below says precisely what is wrong
+                if type(data) is list and data and type(data[0]) is str:
+                    self.server.receive_event(self.client, "/", data[0], data[1:], None)
                     return
-                if type(data) is not list or not data or type(data[0]) is not str:
-                    self._fail(transport, 1002, "EVENT payload must be an array starting with the event name")
-                    return
-                self.server.receive_event(self.client, "/", data[0], data[1:], None)
-                return
             try:
                 self._receive(transport, payload.decode())
             except UnicodeDecodeError:

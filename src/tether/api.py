@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .cluster.wire import SessionCommand
-from .emitter import RESERVED_EVENTS, user_room
+from .cluster.wire import RESERVED_EVENTS, SessionCommand, user_room
 
 if TYPE_CHECKING:
     from .handler import Request

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 
 from .cluster.wire import (
     EMITTER_UID,
+    RESERVED_EVENTS,
     SESSION_CHANNEL,
     Channels,
     Request,
@@ -39,20 +40,11 @@ from .cluster.wire import (
     SessionCommand,
     encode_broadcast,
     encode_session_command,
+    user_room,
 )
 from .errors import LocalProtocolError
 
 __all__ = ["RESERVED_EVENTS", "AsyncEmitter", "Emitter", "Target", "user_room"]
-
-RESERVED_EVENTS = frozenset(
-    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
-)
-"""Event names the Socket.IO client uses itself; emitting them is refused, as node's emitter does."""
-
-
-def user_room(user_id: Any) -> str:
-    """The room of a user's sockets (``Server.user_room``): ``user:<id>``."""
-    return f"user:{user_id}"
 
 
 def _as_rooms(room: str | Any) -> tuple[str, ...]:

@@ -63,6 +63,7 @@ from ..errors import ClusterError
 
 __all__ = [
     "EMITTER_UID",
+    "RESERVED_EVENTS",
     "SESSION_CHANNEL",
     "WIRE_VERSION",
     "Broadcast",
@@ -78,12 +79,24 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "encode_session_command",
+    "user_room",
 ]
 
 WIRE_VERSION = 1
 EMITTER_UID = "emitter"
 """The uid emitters put in broadcasts (as ``@socket.io/redis-emitter`` does): no node has it."""
 SESSION_CHANNEL = "tether#session#"
+
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+"""Event names the Socket.IO client uses itself; emitting them is refused, as node's emitter does."""
+
+
+def user_room(user_id: Any) -> str:
+    """The room of a user's sockets (``Server.user_room``): ``user:<id>``."""
+    return f"user:{user_id}"
+
 
 EVENT = 2
 BINARY_EVENT = 5

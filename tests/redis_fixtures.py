@@ -65,8 +65,21 @@ class RedisServer:
         if not os.path.exists(REDIS_BIN):
             pytest.fail(f"{REDIS_BIN} is missing: install Debian's redis-server (make system-deps)")
         self.proc = subprocess.Popen(
-            [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder), "--logfile", str(self.folder / "redis.log")],
+            [
+                REDIS_BIN,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -131,7 +144,9 @@ class TetherNode:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS")}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS")
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tether", "start", "--config", str(self.config)],
             stdout=subprocess.PIPE,
@@ -177,7 +192,7 @@ class TetherNode:
         self.proc = None
 
 
-def node_config(redis_url: str, extra: str = "") -> str:
+def node_config(redis_url: str, extra: str = "", prefix: str = "socket.io") -> str:
     return f"""
 [server]
 host = "127.0.0.1"
@@ -192,6 +207,7 @@ driver = "redis"
 
 [redis]
 url = "{redis_url}"
+prefix = "{prefix}"
 request_timeout = {scaled(3)}
 reconnect_max = 0.5
 
@@ -261,14 +277,16 @@ class Client:
         self.sio.on("*", record, namespace=namespace)
 
     async def connect(self) -> Client:
-        await self.sio.connect(self.url, namespaces=[self.namespace], transports=["websocket"],
-                               wait_timeout=scaled(5))
+        await self.sio.connect(
+            self.url, namespaces=[self.namespace], transports=["websocket"], wait_timeout=scaled(5)
+        )
         self.sid = self.sio.get_sid(self.namespace) or ""
         return self
 
     async def call(self, event: str, *args: Any) -> Any:
-        return await self.sio.call(event, args if len(args) != 1 else args[0], namespace=self.namespace,
-                                   timeout=scaled(10))
+        return await self.sio.call(
+            event, args if len(args) != 1 else args[0], namespace=self.namespace, timeout=scaled(10)
+        )
 
     async def close(self) -> None:
         await self.sio.disconnect()

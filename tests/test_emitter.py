@@ -126,7 +126,9 @@ async def test_async_emitter_rooms_except_namespace_and_binary(cluster: Cluster)
             extra = uniq("extra")
             await emitter.to(b1.sid).sockets_join(extra)
             await emitter.to(extra).emit(event + "-x", 1)
-            await wait_for(lambda: got(b1, event + "-x"), what="an emit to the room joined through the emitter")
+            await wait_for(
+                lambda: got(b1, event + "-x"), what="an emit to the room joined through the emitter"
+            )
             await emitter.to(extra).disconnect_sockets()
             await wait_for(lambda: not b1.sio.connected, what="the disconnect")
     finally:
@@ -147,7 +149,10 @@ async def test_touch_and_end_session_are_published_for_every_node(cluster: Clust
             msg = pubsub.get_message(timeout=0.1)
             if msg:
                 commands.append(decode_session_command(msg["data"]))
-        assert [(c.type, c.session, c.reason) for c in commands] == [("touch", "sess-1", None), ("end", "sess-1", "admin")]
+        assert [(c.type, c.session, c.reason) for c in commands] == [
+            ("touch", "sess-1", None),
+            ("end", "sess-1", "admin"),
+        ]
     finally:
         pubsub.close()
         listener.close()
@@ -161,7 +166,10 @@ def run_npm_emitter(redis_url: str, steps: list[dict[str, object]]) -> None:
     js_modules_ready("@socket.io/redis-emitter", "redis")
     proc = subprocess.run(
         [node_bin(), str(JS_DIR / "redis_emit.mjs"), redis_url, json.dumps(steps)],
-        capture_output=True, text=True, timeout=scaled(30), cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+        cwd=JS_DIR,
     )
     assert proc.returncode == 0 and "sent" in proc.stdout, proc.stderr
 
@@ -178,7 +186,13 @@ async def test_npm_redis_emitter_reaches_tether_clients(cluster: Cluster) -> Non
         await admin.call("join", room)
         steps = [
             {"op": "emit", "event": event + "-all", "args": ["everyone", {"n": 1}]},
-            {"op": "emit", "to": room, "except": muted, "event": event, "args": [{"bin": {"$bin": "00ff10"}}]},
+            {
+                "op": "emit",
+                "to": room,
+                "except": muted,
+                "event": event,
+                "args": [{"bin": {"$bin": "00ff10"}}],
+            },
             {"op": "emit", "to": f"user:{user}", "event": event + "-user", "args": ["you"]},
             {"op": "emit", "nsp": "/admin", "to": room, "event": event + "-admin", "args": []},
             {"op": "socketsJoin", "to": b2.sid, "rooms": [uniq("ignored"), "from-node"]},
@@ -186,7 +200,9 @@ async def test_npm_redis_emitter_reaches_tether_clients(cluster: Cluster) -> Non
         await asyncio.to_thread(run_npm_emitter, cluster.redis.url, steps)
         await wait_for(lambda: all(got(c, event + "-all") for c in (a1, b1, b2)), what="emit to all")
         await wait_for(lambda: got(a1, event) and got(b1, event), what="emit to the room")
-        await wait_for(lambda: got(a1, event + "-user") and got(admin, event + "-admin"), what="user and /admin")
+        await wait_for(
+            lambda: got(a1, event + "-user") and got(admin, event + "-admin"), what="user and /admin"
+        )
         await settle()
         for c in (a1, b1, b2):
             assert got(c, event + "-all") == [["everyone", {"n": 1}]]
@@ -204,7 +220,9 @@ def test_npm_emitter_payload_decodes_in_python(redis_server: RedisServer) -> Non
     pubsub = r.pubsub(ignore_subscribe_messages=True)
     pubsub.psubscribe("socket.io#*")
     try:
-        run_npm_emitter(url, [{"op": "emit", "to": "r1", "except": "r2", "event": "e", "args": [1.5, None, "é"]}])
+        run_npm_emitter(
+            url, [{"op": "emit", "to": "r1", "except": "r2", "event": "e", "args": [1.5, None, "é"]}]
+        )
         msg = None
         deadline = time.monotonic() + scaled(5)
         while msg is None and time.monotonic() < deadline:
@@ -212,7 +230,12 @@ def test_npm_emitter_payload_decodes_in_python(redis_server: RedisServer) -> Non
         assert msg is not None and msg["channel"] == b"socket.io#/#r1#"
         b = decode_broadcast(msg["data"])
         assert (b.uid, b.namespace, b.event, b.args, b.rooms, b.except_rooms) == (
-            "emitter", "/", "e", (1.5, None, "é"), ("r1",), ("r2",)
+            "emitter",
+            "/",
+            "e",
+            (1.5, None, "é"),
+            ("r1",),
+            ("r2",),
         )
     finally:
         pubsub.close()

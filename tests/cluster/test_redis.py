@@ -92,7 +92,12 @@ async def test_emit_to_sid_on_the_other_node(cluster: Cluster) -> None:
 
 async def test_emit_to_user_reaches_every_tab_on_every_node_once(cluster: Cluster) -> None:
     user, event = uniq("u"), uniq("ev")
-    async with clients(cluster.a.url, cluster.a.url, cluster.b.url, cluster.b.url) as (tab1, sender, tab2, stranger):
+    async with clients(cluster.a.url, cluster.a.url, cluster.b.url, cluster.b.url) as (
+        tab1,
+        sender,
+        tab2,
+        stranger,
+    ):
         for tab in (tab1, tab2):
             assert await tab.call("login", user) == "ok"
         await sender.call("emit_to", {"event": event, "args": ["logout"], "user": user})
@@ -212,7 +217,9 @@ async def test_redis_killed_and_restarted_mid_test_delivery_resumes() -> None:
                 await sender.call("emit_to", {"event": "after", "args": [n], "room": room})
                 await asyncio.sleep(0.1)
             assert got(remote, "after"), "delivery did not resume after redis came back"
-            await wait_for(lambda: "is back" in c.a.log() and "is back" in c.b.log(), what="the back-online log")
+            await wait_for(
+                lambda: "is back" in c.a.log() and "is back" in c.b.log(), what="the back-online log"
+            )
             # Logged once per outage, not once per attempt.
             for node in c.nodes:
                 assert node.log().count("unreachable") == 1, node.log()

@@ -1,18 +1,18 @@
 // A Node.js Socket.IO server on @socket.io/redis-adapter, to run in one cluster with Tether nodes:
-// node node_server.mjs <redis url>. Prints "listening <port>" (port 0: the OS picks one).
+// node node_server.mjs <redis url> [key prefix]. Prints "listening <port>" (port 0: the OS picks one).
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
 import { createClient } from "redis";
 
-const [url] = process.argv.slice(2);
+const [url, key = "socket.io"] = process.argv.slice(2);
 const pub = createClient({ url });
 const sub = pub.duplicate();
 for (const c of [pub, sub]) c.on("error", (err) => console.error("redis error", err.message));
 await Promise.all([pub.connect(), sub.connect()]);
 
 const httpServer = createServer();
-const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { requestsTimeout: 3000 }) });
+const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { key, requestsTimeout: 3000 }) });
 io.on("connection", (socket) => {
   socket.on("join", (room, cb) => { socket.join(room); cb("ok"); });
   socket.on("rooms", (cb) => cb([...socket.rooms].sort()));

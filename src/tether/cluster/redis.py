@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -297,8 +298,8 @@ class RedisAdapter(Adapter):
             channel = msg["channel"]
             channel = channel.decode() if isinstance(channel, bytes) else channel
             data = msg["data"]
-            if not isinstance(data, bytes):  # a pong: liveness only
-                return
+            if msg["type"] not in ("message", "pmessage") or not isinstance(data, bytes):
+                return  # a pong: liveness only
             if msg["type"] == "pmessage":
                 self._on_broadcast(channel, data)
             elif channel == SESSION_CHANNEL:
@@ -340,10 +341,12 @@ class RedisAdapter(Adapter):
             return
         if self.debug:
             log.debug("< session %s %s", command.type, command.session)
-        if command.type == "touch":
-            sessions.touch(command.session)
-        else:
-            sessions.end_session(command.session)
+        method = getattr(sessions, "touch" if command.type == "touch" else "end_session", None)
+        if method is None:
+            return
+        result = method(command.session)
+        if inspect.isawaitable(result):
+            self.server.spawn(_checked(result, f"sessions.{command.type}"))
 
     # -- requests from other nodes --------------------------------------------------------------------
 
@@ -630,6 +633,13 @@ class RedisAdapter(Adapter):
             "queued": len(self._queue),
             **self.counters,
         }
+
+
+async def _checked(awaitable: Awaitable[Any], what: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("! %s failed", what)
 
 
 def _info_json(info: SocketInfo) -> dict[str, Any]:

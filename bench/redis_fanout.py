@@ -252,7 +252,8 @@ def main() -> None:
                         stop(proc)
                 results[scenario] = r
                 print(
-                    f"{scenario:>9}: {r['clients']} clients on {r['nodes']} node(s): fan-out median {r['median_ms']} ms, "
+                    f"{scenario:>9}: {r['clients']} clients on {r['nodes']} node(s): "
+                    f"fan-out median {r['median_ms']} ms, "
                     f"p95 {r['p95_ms']} ms, max {r['max_ms']} ms, {r['deliveries_per_s']} deliveries/s "
                     f"(connect {r['connect_s']} s)",
                     flush=True,

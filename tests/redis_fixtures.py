@@ -271,8 +271,9 @@ class Client:
         self.events: dict[str, list[Any]] = defaultdict(list)
         self.sid = ""
 
-        async def record(event: str, *args: Any) -> None:
+        async def record(event: str, *args: Any) -> str:
             self.events[event].append(args[0] if len(args) == 1 else list(args))
+            return f"ack-{event}"  # the answer when the server asked for an ack
 
         self.sio.on("*", record, namespace=namespace)
 

@@ -287,30 +287,42 @@ async def test_api_emit_on_one_node_reaches_clients_of_the_other(
         assert got(b1, "r") == [1] and got(a1, "r") == [] and got(a1, "u") == [2]
 
 
-async def test_session_touch_reaches_the_sessions_feature_of_every_node(
+async def test_session_commands_reach_the_sessions_feature_of_every_node_once(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
-    """A node in this process (Redis adapter) sees a touch made through another node's API."""
+    """Two nodes in this process (Redis adapter) with a sessions feature each, plus the session's nodes."""
     cfg = Config.load(
         env={},
-        overrides={"server": {"port": 0}, "room": {"driver": "redis"}, "redis": {"url": cluster.redis.url}},
+        overrides={
+            "server": {"port": 0},
+            "room": {"driver": "redis"},
+            "redis": {"url": cluster.redis.url},
+            "api": {"key": KEY},
+        },
     )
-    here = await run_server(cfg, routes())
+    first, second = await run_server(cfg, routes()), await run_server(cfg, routes())
     try:
-        sessions = here.extensions["sessions"] = RecordingSessions(set())
-        # Node A has no sessions feature in this build: its API says so.
+        s1 = first.extensions["sessions"] = RecordingSessions({"s9"})
+        s2 = second.extensions["sessions"] = RecordingSessions(set())
+        # Node A of the session cluster has no sessions feature in this build: its API says so.
         status, _ = await post(http, cluster.a.url + "/api/sessions/s9/touch", b"", API_KEY)
         assert status == 404
-        # Published straight on the session channel (what Emitter.touch does), the command reaches us.
+        # Through the first node's API: it acts locally, the other node hears it through Redis, once each.
+        status, body = await post(http, first.url + "/api/sessions/s9/touch", b"")
+        assert (status, body["found_here"]) == (200, True)
+        await wait_for(lambda: s2.calls, what="the other node to hear the touch")
+        # Published by an emitter (no node of origin): every node acts on it.
         from tether.emitter import AsyncEmitter
 
         emitter = AsyncEmitter.from_url(cluster.redis.url)
         try:
-            assert await emitter.touch("s9") >= 3
-            await emitter.end_session("s9")
+            assert await emitter.end_session("s9") >= 4  # 2 nodes here + the 2 of the session cluster
         finally:
             await emitter.aclose()
-        await wait_for(lambda: len(sessions.calls) == 2, what="the session commands")
-        assert sessions.calls == [("touch", "s9"), ("end", "s9")]
+        await wait_for(lambda: len(s1.calls) == 2 and len(s2.calls) == 2, what="the end command")
+        await settle()
+        assert s1.calls == [("touch", "s9"), ("end", "s9")]
+        assert s2.calls == [("touch", "s9"), ("end", "s9")]
     finally:
-        await here.shutdown()
+        await first.shutdown()
+        await second.shutdown()

@@ -73,7 +73,7 @@ class Target:
 
     def emit_message(self, event: str, args: tuple[Any, ...]) -> tuple[str, bytes]:
         """Raises: LocalProtocolError for a reserved event name; ClusterError for unencodable arguments."""
-        if event in RESERVED_EVENTS or not isinstance(event, str):
+        if not isinstance(event, str) or event in RESERVED_EVENTS:
             raise LocalProtocolError(f"{event!r} is a reserved event name")
         return encode_broadcast(
             self.channels, EMITTER_UID, self.namespace, event, args, self.rooms, self.except_rooms

@@ -86,13 +86,18 @@ async def test_own_broadcasts_are_delivered_once(server: Server) -> None:
         assert "once" not in c2.events
 
 
-async def test_a_node_starts_without_redis_and_joins_when_it_appears(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_node_starts_without_redis_and_joins_when_it_appears(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with running_redis() as redis:
         redis.stop()  # the port is known and nothing listens on it
         cfg = Config.load(
             env={},
-            overrides={"server": {"port": 0}, "room": {"driver": "redis"},
-                       "redis": {"url": redis.url, "reconnect_max": 0.2}},
+            overrides={
+                "server": {"port": 0},
+                "room": {"driver": "redis"},
+                "redis": {"url": redis.url, "reconnect_max": 0.2},
+            },
         )
         with caplog.at_level(logging.WARNING, logger="tether.cluster.redis"):
             srv = await run_server(cfg, routes())

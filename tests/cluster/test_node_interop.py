@@ -131,3 +131,14 @@ async def test_cluster_questions_are_answered_both_ways(mixed: tuple[str, str]) 
             await asyncio.sleep(0.02)
         assert {"joined-by-node", "joined-by-tether"} <= set(t_rooms)
         assert {"joined-by-node", "joined-by-tether"} <= set(n_rooms)
+
+
+async def test_node_emit_with_ack_collects_acks_from_tether_clients(mixed: tuple[str, str]) -> None:
+    """BROADCAST requests: Tether tells how many acks to expect, then forwards each client's answer."""
+    tether_url, node_url = mixed
+    async with clients(tether_url, tether_url, node_url) as (t1, t2, n):
+        for c in (t1, t2, n):
+            await c.call("join", "ack-room")
+        answers = await n.call("emit_with_ack", "ack-room", "ping-ack")
+        assert answers == ["ack-ping-ack"] * 3, answers
+        assert got(t1, "ping-ack") == ["please ack"] and got(t2, "ping-ack") == ["please ack"]

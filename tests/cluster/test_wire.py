@@ -70,7 +70,11 @@ def test_values_orjson_accepts_cross_the_cluster_too() -> None:
     uid = uuid.UUID(int=1)
     _, payload = encode_broadcast(Channels(), "n", "/", "ev", (Point(1, 2), when, uid, (1, 2), {3}))
     assert decode_broadcast(payload).args == (
-        {"x": 1, "y": 2}, "2024-05-01T12:00:00+00:00", str(uid), [1, 2], [3]
+        {"x": 1, "y": 2},
+        "2024-05-01T12:00:00+00:00",
+        str(uid),
+        [1, 2],
+        [3],
     )
     with pytest.raises(ClusterError):
         encode_broadcast(Channels(), "n", "/", "ev", (object(),))
@@ -79,7 +83,9 @@ def test_values_orjson_accepts_cross_the_cluster_too() -> None:
 def test_what_notepack_writes_is_read() -> None:
     # JS `undefined` (fixext1 type 0), numeric rooms, no nsp, BINARY_EVENT type: all from real JS senders.
     undefined = msgpack.ExtType(0, b"\x00")
-    raw = msgpack.packb(["emitter", {"type": 5, "data": ["ev", undefined, 1]}, {"rooms": [42, 1.0], "except": []}])
+    raw = msgpack.packb(
+        ["emitter", {"type": 5, "data": ["ev", undefined, 1]}, {"rooms": [42, 1.0], "except": []}]
+    )
     b = decode_broadcast(raw)
     assert b.namespace == "/" and b.args == (None, 1) and b.rooms == ("42", "1")
 
@@ -104,7 +110,11 @@ def test_requests_in_json_and_msgpack() -> None:
     node_fetch = b'{"uid":"x","requestId":"r1","type":5,"opts":{"rooms":["a"],"except":["b"]}}'
     r = decode_request(node_fetch)
     assert (r.type, r.uid, r.request_id, r.target_rooms, r.except_rooms) == (
-        RequestType.REMOTE_FETCH, "x", "r1", ("a",), ("b",)
+        RequestType.REMOTE_FETCH,
+        "x",
+        "r1",
+        ("a",),
+        ("b",),
     )
     emitter_join = b'{"type":2,"opts":{"rooms":["a"],"except":[]},"rooms":["new"]}'
     r = decode_request(emitter_join)
@@ -113,8 +123,13 @@ def test_requests_in_json_and_msgpack() -> None:
     r = decode_request(single)
     assert (r.sid, r.close) == ("S", True)
     ack_broadcast = msgpack.packb(
-        {"uid": "x", "requestId": "r3", "type": 7, "packet": {"type": 2, "data": ["e", b"\x01"], "nsp": "/"},
-         "opts": {"rooms": [], "except": [], "flags": {"timeout": 1000}}}
+        {
+            "uid": "x",
+            "requestId": "r3",
+            "type": 7,
+            "packet": {"type": 2, "data": ["e", b"\x01"], "nsp": "/"},
+            "opts": {"rooms": [], "except": [], "flags": {"timeout": 1000}},
+        }
     )
     r = decode_request(ack_broadcast)
     assert r.type is RequestType.BROADCAST and r.packet == {"type": 2, "data": ["e", b"\x01"], "nsp": "/"}
@@ -127,7 +142,10 @@ def test_requests_in_json_and_msgpack() -> None:
 def test_encoded_requests_are_what_node_sends() -> None:
     join = Request(RequestType.REMOTE_JOIN, "me", None, ("new",), ("a",), ("b",))
     assert orjson.loads(join.encode()) == {
-        "uid": "me", "type": 2, "opts": {"rooms": ["a"], "except": ["b"]}, "rooms": ["new"]
+        "uid": "me",
+        "type": 2,
+        "opts": {"rooms": ["a"], "except": ["b"]},
+        "rooms": ["new"],
     }
     sockets = Request(RequestType.SOCKETS, "me", "id1", ("user:1",))
     assert orjson.loads(sockets.encode()) == {"uid": "me", "type": 0, "requestId": "id1", "rooms": ["user:1"]}

@@ -33,6 +33,10 @@ io.on("connection", (socket) => {
   socket.on("all_rooms", async (cb) => {
     try { cb([...(await io.of("/").adapter.allRooms())].sort()); } catch (err) { cb({ error: String(err) }); }
   });
+  socket.on("emit_with_ack", async (room, event, cb) => {
+    try { cb(await io.timeout(3000).to(room).emitWithAck(event, "please ack")); }
+    catch (err) { cb({ error: String(err) }); }
+  });
   socket.on("server_count", async (cb) => cb(await io.of("/").adapter.serverCount()));
 });
 httpServer.listen(0, "127.0.0.1", () => console.log(`listening ${httpServer.address().port}`));

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import random
@@ -336,8 +337,9 @@ class RedisAdapter(Adapter):
 
     def _on_session(self, data: bytes) -> None:
         command = decode_session_command(data)
-        sessions = self.server.extensions.get("sessions") if self.server is not None else None
-        if sessions is None:
+        server = self.server
+        sessions = server.extensions.get("sessions") if server is not None else None
+        if server is None or sessions is None or command.node == self.uid:
             return
         if self.debug:
             log.debug("< session %s %s", command.type, command.session)
@@ -346,7 +348,7 @@ class RedisAdapter(Adapter):
             return
         result = method(command.session)
         if inspect.isawaitable(result):
-            self.server.spawn(_checked(result, f"sessions.{command.type}"))
+            server.spawn(_checked(result, f"sessions.{command.type}"))
 
     # -- requests from other nodes --------------------------------------------------------------------
 
@@ -558,6 +560,8 @@ class RedisAdapter(Adapter):
         self._enqueue(self.channels.request(namespace), request.encode())
 
     def publish_session(self, command: SessionCommand) -> None:
+        if command.node is None:
+            command = dataclasses.replace(command, node=self.uid)  # we acted locally: skip our own echo
         self._enqueue(SESSION_CHANNEL, encode_session_command(command))
 
     # -- writing --------------------------------------------------------------------------------------

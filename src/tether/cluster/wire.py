@@ -43,9 +43,10 @@ Responses, on ``<prefix>-response#<nsp>#`` (every node listens; ``requestId`` sa
 
 Tether extension, on ``tether#session#`` (JSON, so ``redis-cli PUBLISH`` can send one)::
 
-    {"v": 1, "type": "touch" | "end", "session": "<session id>", "reason"?: str}
+    {"v": 1, "type": "touch" | "end", "session": "<session id>", "reason"?: str, "node"?: uid}
 
-It tells every node's sessions feature that a session is active (``touch``) or over (``end``).
+It tells every node's sessions feature that a session is active (``touch``) or over (``end``). ``node`` is
+set when a node publishes it (the HTTP API): that node acted locally already and skips its own message.
 A message with a ``v`` this version does not know is dropped, so later versions can change the shape.
 """
 
@@ -405,6 +406,8 @@ class SessionCommand:
     type: str
     session: str
     reason: str | None = None
+    node: str | None = None
+    """The uid of the node that published it, which acted locally already; None from emitters."""
     version: int = WIRE_VERSION
 
     TYPES = ("touch", "end")
@@ -414,6 +417,8 @@ def encode_session_command(command: SessionCommand) -> bytes:
     obj: dict[str, Any] = {"v": command.version, "type": command.type, "session": command.session}
     if command.reason is not None:
         obj["reason"] = command.reason
+    if command.node is not None:
+        obj["node"] = command.node
     return orjson.dumps(obj)
 
 
@@ -432,7 +437,10 @@ def decode_session_command(data: bytes) -> SessionCommand:
         raise ClusterError("wire", f"unknown session command {ctype!r}")
     if not isinstance(session, str) or not session:
         raise ClusterError("wire", "session command without a session id")
-    return SessionCommand(ctype, session, reason if isinstance(reason, str) else None)
+    node = obj.get("node")
+    return SessionCommand(
+        ctype, session, reason if isinstance(reason, str) else None, node if isinstance(node, str) else None
+    )
 
 
 def handshake_time(ts: float) -> str:

@@ -118,3 +118,18 @@ async def test_a_node_starts_without_redis_and_joins_when_it_appears(
         warnings = [r.getMessage() for r in caplog.records]
         assert sum("unreachable" in m for m in warnings) == 1, warnings  # ...logged once
         assert any("is back" in m for m in warnings)
+
+
+async def test_a_failed_publish_restarts_the_reader_and_the_node_recovers(redis_server: RedisServer) -> None:
+    """A publisher failure while the subscriber looks healthy must not leave the node marked down."""
+    overrides = {"server": {"port": 0}, "room": {"driver": "redis"}, "redis": {"url": redis_server.url}}
+    srv = await run_server(Config.load(env={}, overrides=overrides), routes())
+    try:
+        adapter = srv.adapter
+        assert isinstance(adapter, RedisAdapter) and adapter.connected
+        adapter._failed(ConnectionError("simulated publisher failure"))
+        assert not adapter.connected
+        await wait_for(lambda: adapter.connected, what="the reader to reconnect and mark the node up")
+        assert adapter.counters["reconnects"] == 1
+    finally:
+        await srv.shutdown()

@@ -214,7 +214,7 @@ class RedisAdapter(Adapter):
         try:
             await pubsub.subscribe(*self._namespace_channels(namespace))
         except Exception as exc:  # the reader will notice the connection is gone and resubscribe everything
-            self._note_down(exc)
+            self._failed(exc)
 
     def _namespace_channels(self, namespace: str) -> list[str]:
         c = self.channels
@@ -236,6 +236,19 @@ class RedisAdapter(Adapter):
             )
         elif self.debug:
             log.debug("! redis still unreachable: %s", exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A command failed outside the reader: restart the reader, which owns the connection state.
+
+        Only the reader sets ``connected`` back to True (after resubscribing); if we only marked the node
+        down here while the subscriber stayed healthy, nothing would ever mark it up again.
+        """
+        was_connected = self.connected
+        self._note_down(exc)
+        if was_connected and self._tasks and not self._stopping:
+            reader = self._tasks[0]
+            reader.cancel()
+            self._tasks[0] = asyncio.get_running_loop().create_task(self._read_forever())
 
     def _note_up(self) -> None:
         self.connected = True
@@ -463,7 +476,7 @@ class RedisAdapter(Adapter):
         try:
             numsub = await self._pub.pubsub_numsub(channel)
         except Exception as exc:
-            self._note_down(exc)
+            self._failed(exc)
             return []
         expected = int(numsub[0][1]) - 1 if numsub else 0  # we are subscribed too
         if expected <= 0:
@@ -520,7 +533,7 @@ class RedisAdapter(Adapter):
         try:
             numsub = await self._pub.pubsub_numsub(self.channels.request("/"))
         except Exception as exc:
-            self._note_down(exc)
+            self._failed(exc)
             return 1
         return max(1, int(numsub[0][1]) if numsub else 1)
 
@@ -618,7 +631,7 @@ class RedisAdapter(Adapter):
             raise
         except Exception as exc:
             self.counters["dropped"] += len(batch)
-            self._note_down(exc)
+            self._failed(exc)
 
     # -- introspection --------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 API_KEY = "bench-key"
 
 
-class FanoutClient(WSListener):  # type: ignore[misc]
+class FanoutClient(WSListener):
     """One Socket.IO client on a raw WebSocket: connects to ``/``, answers pings, counts ``42`` packets."""
 
     def __init__(self, bench: Bench) -> None:

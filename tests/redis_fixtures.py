@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import socketio
+import socketio  # type: ignore[import-untyped]
 
 REDIS_BIN = "/usr/bin/redis-server"
 REDIS_PORTS = range(23900, 23950)

@@ -8,6 +8,7 @@ import itertools
 import json
 import subprocess
 import time
+from typing import Any
 
 import msgpack
 import orjson
@@ -26,7 +27,13 @@ from redis_fixtures import (
     settle,
     wait_for,
 )
-from tether.cluster.wire import SESSION_CHANNEL, Channels, decode_broadcast, decode_session_command
+from tether.cluster.wire import (
+    SESSION_CHANNEL,
+    Channels,
+    SessionCommand,
+    decode_broadcast,
+    decode_session_command,
+)
 from tether.emitter import AsyncEmitter, Emitter, Target
 from tether.errors import LocalProtocolError
 
@@ -137,13 +144,13 @@ async def test_async_emitter_rooms_except_namespace_and_binary(cluster: Cluster)
 
 async def test_touch_and_end_session_are_published_for_every_node(cluster: Cluster) -> None:
     listener = redis.Redis.from_url(cluster.redis.url)
-    pubsub = listener.pubsub(ignore_subscribe_messages=True)
+    pubsub = listener.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.subscribe(SESSION_CHANNEL)
     emitter = Emitter.from_url(cluster.redis.url)
     try:
         assert emitter.touch("sess-1") == 3  # both nodes and the listener
         assert emitter.end_session("sess-1", "admin") == 3
-        commands = []
+        commands: list[SessionCommand] = []
         deadline = time.monotonic() + scaled(5)
         while len(commands) < 2 and time.monotonic() < deadline:
             msg = pubsub.get_message(timeout=0.1)
@@ -162,7 +169,7 @@ async def test_touch_and_end_session_are_published_for_every_node(cluster: Clust
 # -- the npm emitter ---------------------------------------------------------------------------------------
 
 
-def run_npm_emitter(redis_url: str, steps: list[dict[str, object]]) -> None:
+def run_npm_emitter(redis_url: str, steps: list[dict[str, Any]]) -> None:
     js_modules_ready("@socket.io/redis-emitter", "redis")
     proc = subprocess.run(
         [node_bin(), str(JS_DIR / "redis_emit.mjs"), redis_url, json.dumps(steps)],
@@ -184,7 +191,7 @@ async def test_npm_redis_emitter_reaches_tether_clients(cluster: Cluster) -> Non
         await b2.call("join", muted)
         await a1.call("login", user)
         await admin.call("join", room)
-        steps = [
+        steps: list[dict[str, Any]] = [
             {"op": "emit", "event": event + "-all", "args": ["everyone", {"n": 1}]},
             {
                 "op": "emit",
@@ -217,7 +224,7 @@ def test_npm_emitter_payload_decodes_in_python(redis_server: RedisServer) -> Non
     """The codec alone: what notepack.io wrote, captured on Redis, is what decode_broadcast reads."""
     url = redis_server.url
     r = redis.Redis.from_url(url)
-    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub = r.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     pubsub.psubscribe("socket.io#*")
     try:
         run_npm_emitter(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -122,7 +123,11 @@ async def test_a_node_starts_without_redis_and_joins_when_it_appears(
 
 async def test_a_failed_publish_restarts_the_reader_and_the_node_recovers(redis_server: RedisServer) -> None:
     """A publisher failure while the subscriber looks healthy must not leave the node marked down."""
-    overrides = {"server": {"port": 0}, "room": {"driver": "redis"}, "redis": {"url": redis_server.url}}
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"port": 0},
+        "room": {"driver": "redis"},
+        "redis": {"url": redis_server.url},
+    }
     srv = await run_server(Config.load(env={}, overrides=overrides), routes())
     try:
         adapter = srv.adapter

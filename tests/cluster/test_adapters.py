@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from redis_fixtures import RedisServer, clients, running_redis, scaled, settle, wait_for
-from tether import Config, Router, Server, Socket, run_server
+from tether import Config, ConfigError, Router, Server, Socket, run_server
 from tether.cluster import make_adapter
 from tether.cluster.memory import LocalAdapter
 from tether.cluster.redis import RedisAdapter
@@ -52,6 +52,21 @@ def test_the_factory_follows_room_driver(redis_server: RedisServer) -> None:
     adapter = make_adapter(cfg)
     assert isinstance(adapter, RedisAdapter)
     assert adapter.url == redis_server.url and adapter.channels.prefix == "socket.io"
+
+
+@pytest.mark.parametrize(
+    ("redis", "key"),
+    [
+        ({"url": "http://localhost:6379"}, "redis.url"),
+        ({"prefix": "a#b"}, "redis.prefix"),
+        ({"prefix": ""}, "redis.prefix"),
+    ],
+)
+def test_bad_redis_settings_fail_before_anything_starts(redis: dict[str, str], key: str) -> None:
+    cfg = Config.load(env={}, overrides={"room": {"driver": "redis"}, "redis": redis})
+    with pytest.raises(ConfigError) as info:
+        Server(cfg, routes())
+    assert info.value.key == key
 
 
 async def test_cluster_operations_on_one_node(server: Server) -> None:

@@ -43,7 +43,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from ..errors import ClusterError, ConnectionClosed, TetherError
+from ..errors import ClusterError, ConfigError, ConnectionClosed, TetherError
 from .base import Adapter, BroadcastMessage, SocketInfo, socket_info
 from .wire import (
     SESSION_CHANNEL,
@@ -147,7 +147,17 @@ class RedisAdapter(Adapter):
 
     @classmethod
     def from_config(cls, config: Config) -> RedisAdapter:
+        """The adapter ``[redis]`` describes.
+
+        Raises:
+            ConfigError: a URL that is not ``redis://``, ``rediss://`` or ``unix://``, or a prefix that is
+                empty or contains ``#`` (the channel separator).
+        """
         r = config.redis
+        if urlsplit(r.url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(config.source, "redis.url", f"{redact_url(r.url)!r} is not a redis:// URL")
+        if not r.prefix or "#" in r.prefix:
+            raise ConfigError(config.source, "redis.prefix", "must be non-empty and without '#'")
         return cls(
             r.url,
             r.prefix,

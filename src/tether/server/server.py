@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..cluster.base import Adapter, BroadcastMessage
 from ..cluster import make_adapter
+from ..cluster.base import Adapter, BroadcastMessage
 from ..config import Config
 from ..context import BroadcastOperator, Socket
 from ..errors import ConfigError, Reject, TetherError

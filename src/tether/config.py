@@ -149,7 +149,13 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
-    """Channel prefix, as ``key`` in node's @socket.io/redis-adapter (``socket.io#/#``)."""
+    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
+    request_timeout: float = 5.0
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    max_queue: int = 10_000
+    """Messages waiting to be published beyond which new ones are dropped (and counted)."""
+    reconnect_max: float = 5.0
+    """Longest wait in seconds between two attempts to reach Redis again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +315,8 @@ class Config:
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
         if self.server.net not in ("uvloop", "aiofastnet"):
             raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
+        if self.redis.request_timeout <= 0 or self.redis.reconnect_max <= 0 or self.redis.max_queue < 1:
+            raise ConfigError(src, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1")
         if self.room.driver not in ("memory", "redis"):
             raise ConfigError(src, "room.driver", "must be 'memory' or 'redis'")
         if self.session.enabled and not self.session.secret and not self.session.validator:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from types import CoroutineType
 from typing import Any
 
+from ..cluster import make_adapter
 from ..cluster.base import Adapter, BroadcastMessage
-from ..cluster.memory import LocalAdapter
 from ..config import Config
 from ..context import BroadcastOperator, Socket
 from ..errors import ConfigError, Reject, TetherError
@@ -94,7 +94,7 @@ class Server:
         self.router = router
         self.handler = handler or _load_object(ws.handler, Handler, "websocket.handler", self.config)()
         self.parser_cls: type[Parser] = parser or _load_parser(ws.parser, self.config)
-        self.adapter: Adapter = adapter or LocalAdapter()
+        self.adapter: Adapter = adapter or make_adapter(self.config)
         self.clients: dict[str, Client] = {}
         self.namespaces: dict[str, Namespace] = {"/": Namespace("/")}
         self.state = ServerState()
@@ -687,6 +687,10 @@ class Server:
         if ns is not None and ns.rooms.members(self.user_room(user_id)):
             return True
         return self.adapter.is_user_online_remote(self.user_room(user_id), namespace)
+
+    async def user_online(self, user_id: Any, namespace: str = "/") -> bool:
+        """Cluster-wide :meth:`is_user_online`: asks the other nodes (bounded by ``[redis] request_timeout``)."""
+        return await self.adapter.is_user_online(self.user_room(user_id), namespace)
 
     def get_socket(self, sid: str, namespace: str = "/") -> Socket | None:
         ns = self.namespaces.get(namespace)

@@ -10,6 +10,7 @@ import uvloop
 
 from tests.apps.basic_routes import build_router
 from tests.helpers import Recorder, scaled
+from tests.redis_fixtures import cluster, redis_server  # noqa: F401 - fixtures: a real redis-server and two nodes
 from tether import Config, Router, Server, run_server
 
 ServerFactory = Callable[..., Awaitable[Server]]

@@ -37,20 +37,31 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
+    """Listen address; ``0.0.0.0`` for every interface."""
     port: int = 9501
+    """Listen port; 0 picks a free one (tests)."""
     workers: int = 1
     """Worker processes; 0 means one per CPU core."""
     pid_file: str = "run/tether.pid"
+    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance."""
     log_file: str = "run/tether.log"
+    """Where a daemon (``start -d``) logs."""
     control_socket: str = "run/tether.sock"
+    """Unix socket (mode 0600) the CLI uses to talk to the live master."""
     log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
+    net: str = "uvloop"
+    """Socket transports: ``uvloop`` (default) or ``aiofastnet`` (picows' own; more memory per connection)."""
     tls_cert: str = ""
+    """PEM certificate chain: serves https/wss when set (with ``tls_key``)."""
     tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
     debug: bool = False
+    """Debug logs of every packet (``>`` sent, ``<`` received, ``=`` state, ``!`` error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +73,13 @@ class WebSocketConfig:
     parser: str = "socketio"
     """``socketio``, ``json``, ``raw`` or ``module:Class`` of a :class:`tether.parsers.Parser`."""
     path: str = "/socket.io/"
+    """Engine.IO endpoint (polling and WebSocket), as socket.io-client's ``path`` option."""
     ws_path: str = "/ws"
     """Bare WebSocket endpoint: no Engine.IO handshake, one parser message per frame."""
     ping_interval: float = 25.0
+    """Seconds between the server's heartbeat pings (Engine.IO ``pingInterval``)."""
     ping_timeout: float = 20.0
+    """Seconds a client has to answer a ping before it is considered gone (``pingTimeout``)."""
     connect_timeout: float = 45.0
     """Seconds a client has to connect to a namespace after the Engine.IO handshake."""
     max_payload: int = 1_000_000
@@ -73,6 +87,7 @@ class WebSocketConfig:
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to connect; empty: same origin only; ``"*"``: any. No Origin header: allowed."""
     cors_credentials: bool = True
+    """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,15 +95,19 @@ class LimitsConfig:
     max_connections: int = 0
     """Total open connections per worker; 0: unlimited."""
     max_connections_per_ip: int = 0
+    """Open connections per client IP per worker; 0: unlimited."""
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
+    """Largest request line plus headers, in bytes (HTTP 431 past it)."""
     event_rate: float = 0.0
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
+    """Token bucket size: events a connection may send at once before the rate applies."""
     rate_disconnect_after: int = 50
-    """Events over the rate, within one refill window, before the client is disconnected."""
+    """Events refused (over the rate) before the bucket is full again, past which the client is disconnected."""
     max_rooms_per_socket: int = 0
+    """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
     """High-water mark of one connection's outgoing buffer in bytes."""
     send_buffer_messages: int = 10_000
@@ -104,10 +123,15 @@ class SessionConfig:
     enabled: bool = False
     """True as soon as the ``[session]`` section is present in the config file."""
     idle_timeout: float = 900.0
+    """Seconds without activity after which a session expires (``session:expired`` is pushed)."""
     warn_before: float = 0.0
+    """Seconds before expiry to push ``session:warning``; 0: no warning."""
     secret: str = ""
+    """HMAC secret of session tokens (or ``TETHER_SESSION_SECRET``). Never logged."""
     token_ttl: float = 86_400.0
+    """Seconds a signed token stays valid for connecting."""
     close_on_expire: bool = True
+    """Close the sockets of an expired session after pushing ``session:expired``."""
     activity_interval: float = 30.0
     """Seconds between two ``activity`` reports from the JS helper."""
     validator: str = ""
@@ -123,7 +147,15 @@ class RoomConfig:
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
+    """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
+    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
+    request_timeout: float = 5.0
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    max_queue: int = 10_000
+    """Messages waiting to be published beyond which new ones are dropped (and counted)."""
+    reconnect_max: float = 5.0
+    """Longest wait in seconds between two attempts to reach Redis again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +163,15 @@ class ApiConfig:
     key: str = ""
     """Bearer key for the HTTP API; empty: the API is off."""
     max_body: int = 1_000_000
+    """Largest API request body in bytes (HTTP 413 past it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
+    """Serve Prometheus metrics on the service port."""
     path: str = "/metrics"
+    """Where the metrics are served."""
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -213,7 +248,7 @@ class Config:
             if len(parts) != 2 or parts[0] not in _SECTIONS:
                 continue
             section, key = parts
-            raw.setdefault(section, {})[key] = _parse_env_value(value)
+            raw.setdefault(section, {})[key] = _parse_env_value(value, _SECTIONS[section], key)
             if section == "session" and key == "secret" and value:
                 raw["session"].setdefault("enabled", True)
         for section, values in (overrides or {}).items():
@@ -278,6 +313,10 @@ class Config:
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
+        if self.server.net not in ("uvloop", "aiofastnet"):
+            raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
+        if self.redis.request_timeout <= 0 or self.redis.reconnect_max <= 0 or self.redis.max_queue < 1:
+            raise ConfigError(src, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1")
         if self.room.driver not in ("memory", "redis"):
             raise ConfigError(src, "room.driver", "must be 'memory' or 'redis'")
         if self.session.enabled and not self.session.secret and not self.session.validator:
@@ -293,11 +332,16 @@ class Config:
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
 
 
-def _parse_env_value(value: str) -> Any:
+def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
     try:
-        return tomllib.loads(f"v = {value}")["v"]
+        parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
         return value
+    # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
+    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the error.
+    if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
+        return value
+    return parsed
 
 
 def _build_section(source: str, section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
@@ -307,7 +351,13 @@ def _build_section(source: str, section: str, cls: type[Any], values: Mapping[st
     for key, value in values.items():
         if key not in known:
             raise ConfigError(source, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(source, f"{section}.{key}", hints[key], value)
+        try:
+            kwargs[key] = _coerce(source, f"{section}.{key}", hints[key], value)
+        except ConfigError:
+            if (section, key) not in _SECRET_KEYS:
+                raise
+            # The message would quote the value: for a secret, say what is wrong without it.
+            raise ConfigError(source, f"{section}.{key}", f"expected str, got {type(value).__name__}") from None
     return cls(**kwargs)
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AckTimeout, ConnectionClosed
 
 if TYPE_CHECKING:
+    from .cluster.base import SocketInfo
     from .server.client import Client
     from .server.server import Namespace, Server
 
@@ -77,6 +78,30 @@ class BroadcastOperator:
         """The target sockets that live in this process."""
         return list(self._server.local_sockets(self._namespace, self._rooms, self._except))
 
+    # Cluster-wide, through the adapter (this process alone with the in-process adapter); socket.io names.
+
+    async def fetch_sockets(self) -> list[SocketInfo]:
+        """The target sockets of every node: id, rooms, data, handshake, user_id."""
+        return await self._server.adapter.fetch_sockets(self._namespace, self._rooms, self._except)
+
+    async def count(self) -> int:
+        """How many target sockets are connected on all nodes (exclusions are not applied)."""
+        return len(await self._server.adapter.sids(self._namespace, self._rooms))
+
+    def sockets_join(self, room: str | Iterable[str]) -> None:
+        """Make the target sockets of every node join ``room``."""
+        rooms = (room,) if isinstance(room, str) else tuple(room)
+        self._server.adapter.add_sockets(self._namespace, self._rooms, self._except, rooms)
+
+    def sockets_leave(self, room: str | Iterable[str]) -> None:
+        """Make the target sockets of every node leave ``room``."""
+        rooms = (room,) if isinstance(room, str) else tuple(room)
+        self._server.adapter.del_sockets(self._namespace, self._rooms, self._except, rooms)
+
+    def disconnect_sockets(self, close: bool = False) -> None:
+        """Disconnect the target sockets of every node; ``close`` also closes their connections."""
+        self._server.adapter.disconnect_sockets(self._namespace, self._rooms, self._except, close)
+
 
 class Socket:
     """One client in one namespace. Handlers receive it as their first argument."""
@@ -87,8 +112,8 @@ class Socket:
         "_ns",
         "_pending",
         "client",
+        "_data",
         "connected",
-        "data",
         "namespace",
         "server",
         "session_id",
@@ -105,8 +130,7 @@ class Socket:
         self.connected = True
         self.user_id: str | None = None
         self.session_id: str | None = None
-        self.data: dict[str, Any] = {}
-        """Free for the application: per-socket state."""
+        self._data: dict[str, Any] | None = None
         self._ack_seq = 0
         self._acks: dict[int, asyncio.Future[Any]] | None = None
         self._pending: list[bytes] | None = None
@@ -114,6 +138,13 @@ class Socket:
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Free for the application: per-socket state (made on first use: most sockets never need one)."""
+        if self._data is None:
+            self._data = {}
+        return self._data
 
     # -- sending --------------------------------------------------------------------------------------
 

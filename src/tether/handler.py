@@ -7,6 +7,7 @@ False refuses the client (HTTP 403 on the handshake). ``on_close`` runs once whe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,8 +21,8 @@ class Request:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str] = field(repr=False)
-    """Lower-cased header names."""
+    headers: Mapping[str, str] = field(repr=False)
+    """Header names are case-insensitive for lookups: use lower case (``request.headers.get("cookie")``)."""
     remote: str = ""
 
 

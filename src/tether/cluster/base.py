@@ -7,13 +7,20 @@ delivers it locally. Local-first keeps the common single-process case free of an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from ..server.server import Server
+from ..errors import TetherError
 
-__all__ = ["Adapter", "BroadcastMessage"]
+if TYPE_CHECKING:
+    from ..context import Socket
+    from ..server.server import Server
+    from .wire import SessionCommand
+
+__all__ = ["Adapter", "BroadcastMessage", "SocketInfo", "socket_info"]
+
+log = logging.getLogger("tether.cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +59,105 @@ class Adapter:
 
     def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
         return False
+
+    # -- cluster-wide operations ----------------------------------------------------------------------
+    # Added with the Redis adapter. Each default acts on this process only, which is the whole answer for
+    # a single process; a remote adapter does the same locally and asks the other processes.
+
+    def add_sockets(
+        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], join: tuple[str, ...]
+    ) -> None:
+        """Make the matching sockets (everywhere) join ``join`` (socket.io's ``socketsJoin``)."""
+        server = self._server()
+        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
+            for room in join:
+                try:
+                    server.enter_room(sock, room)
+                except TetherError as exc:
+                    log.warning("! %s cannot join %r: %s", sock.sid, room, exc)
+
+    def del_sockets(
+        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], leave: tuple[str, ...]
+    ) -> None:
+        """Make the matching sockets (everywhere) leave ``leave`` (socket.io's ``socketsLeave``)."""
+        for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
+            sock.leave(leave)
+
+    def disconnect_sockets(
+        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], close: bool = False
+    ) -> None:
+        """Disconnect the matching sockets (everywhere); ``close`` also closes their connection."""
+        server = self._server()
+        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
+            sock.disconnect()
+            if close:
+                server.close_client(sock.client, "server namespace disconnect", send_close=True)
+
+    async def fetch_sockets(
+        self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+    ) -> list[SocketInfo]:
+        """The matching sockets of every process, as :class:`SocketInfo`."""
+        return [socket_info(s) for s in self._server().local_sockets(namespace, rooms, except_rooms)]
+
+    async def sids(self, namespace: str, rooms: tuple[str, ...] = ()) -> set[str]:
+        """Sids of the sockets in any of ``rooms`` (all when empty), in every process."""
+        return {s.sid for s in self._server().local_sockets(namespace, rooms)}
+
+    async def all_rooms(self, namespace: str) -> set[str]:
+        """Every room of ``namespace`` in every process, sid rooms included (as socket.io's ``allRooms``)."""
+        ns = self._server().namespaces.get(namespace)
+        if ns is None:
+            return set()
+        return {*ns.rooms.all_rooms(), *(s.sid for s in ns.rooms.select(()))}
+
+    async def server_count(self) -> int:
+        """How many processes share this adapter's bus (this one included)."""
+        return 1
+
+    async def is_user_online(self, user_room: str, namespace: str) -> bool:
+        """Whether a socket in ``user_room`` is connected in any process."""
+        ns = self._server().namespaces.get(namespace)
+        return ns is not None and bool(ns.rooms.members(user_room))
+
+    def publish_session(self, command: SessionCommand) -> None:
+        """Tell the other processes about a session (``touch`` / ``end``); no-op for one process."""
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        """What ``GET /api/stats`` shows about the bus."""
+        return {"driver": type(self).__name__, "remote": self.remote}
+
+    def _server(self) -> Server:
+        if self.server is None:
+            raise TetherError(f"{type(self).__name__} is not attached to a server")
+        return self.server
+
+
+@dataclass(frozen=True, slots=True)
+class SocketInfo:
+    """A socket of some process, as ``fetch_sockets`` returns it (socket.io's ``RemoteSocket`` data)."""
+
+    id: str
+    namespace: str
+    rooms: tuple[str, ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+    handshake: dict[str, Any] = field(default_factory=dict)
+    user_id: str | None = None
+    node: str = ""
+    """The uid of the node that has it; empty: this process."""
+
+
+def socket_info(sock: Socket, node: str = "") -> SocketInfo:
+    req = sock.client.request
+    query = "&".join(f"{k}={v}" for k, v in req.query.items())
+    handshake = {
+        "headers": dict(req.headers),
+        "address": req.remote,
+        "xdomain": "origin" in req.headers,
+        "secure": sock.server.ssl_context is not None,
+        "url": req.path + ("?" + query if query else ""),
+        "query": dict(req.query),
+    }
+    return SocketInfo(
+        sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, handshake, sock.user_id, node
+    )

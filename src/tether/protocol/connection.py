@@ -59,6 +59,7 @@ class Timer(enum.Enum):
     CONNECT_TIMEOUT = 3
 
 
+_EMPTY: list[bytes] = []  # shared, never appended to (see Connection._push)
 _PING = b"2"
 _PONG = b"3"
 _NOOP = b"6"
@@ -68,6 +69,7 @@ class Connection:
     """One client session. See the module docstring for the states and timers."""
 
     __slots__ = (
+        "_binary_bytes",
         "_connect_deadline",
         "_next_ping",
         "_pong_deadline",
@@ -106,8 +108,9 @@ class Connection:
         self._next_ping = now + ping_interval
         self._pong_deadline = 0.0
         self._connect_deadline = now + connect_timeout if parser.requires_connect else 0.0
-        self._queue: list[bytes] = []
+        self._queue: list[bytes] = _EMPTY  # a list of its own on first use: WebSocket clients never queue
         self._queued_bytes = 0
+        self._binary_bytes = 0
 
     # -- handshake ------------------------------------------------------------------------------------
 
@@ -136,9 +139,7 @@ class Connection:
             RemoteProtocolError: the packet breaks Engine.IO or the parser's format; close the connection.
         """
         if type(message) is bytes:
-            if len(message) > self.max_payload:
-                raise PayloadTooBig(len(message), self.max_payload)
-            return self.parser.decode(message)
+            return self._receive_binary(message)
         assert isinstance(message, str)
         if not message:
             raise RemoteProtocolError("empty Engine.IO packet")
@@ -169,7 +170,8 @@ class Connection:
         events: list[ClientEvent] = []
         for packet in decode_payload(body, self.max_payload):
             if packet.type is PacketType.MESSAGE:
-                events.extend(self.parser.decode(packet.data))
+                data = packet.data
+                events.extend(self._receive_binary(data) if type(data) is bytes else self.parser.decode(data))
             elif packet.type is PacketType.PONG:
                 self._pong_deadline = 0.0
             elif packet.type is PacketType.CLOSE:
@@ -179,6 +181,18 @@ class Connection:
                 break
             elif packet.type is not PacketType.NOOP:
                 raise RemoteProtocolError(f"unexpected Engine.IO packet {packet.type.name} in polling body")
+        return events
+
+    def _receive_binary(self, data: bytes) -> list[ClientEvent]:
+        # Binary messages are attachments of one Socket.IO packet until the parser returns its event: they
+        # count together against max_payload, or a client announcing 64 attachments could make us hold
+        # 64 times max_payload before anything is dispatched.
+        self._binary_bytes += len(data)
+        if self._binary_bytes > self.max_payload:
+            raise PayloadTooBig(self._binary_bytes, self.max_payload)
+        events = self.parser.decode(data)
+        if events:
+            self._binary_bytes = 0
         return events
 
     def receive_pong(self) -> None:
@@ -229,6 +243,8 @@ class Connection:
             self._push(p)
 
     def _push(self, packet: bytes) -> None:
+        if self._queue is _EMPTY:
+            self._queue = []
         self._queue.append(packet)
         self._queued_bytes += len(packet)
 
@@ -242,8 +258,8 @@ class Connection:
 
     def take_queued(self) -> list[bytes]:
         """Everything queued, in order; the queue is left empty."""
-        queue, self._queue, self._queued_bytes = self._queue, [], 0
-        return queue
+        queue, self._queue, self._queued_bytes = self._queue, _EMPTY, 0
+        return list(queue) if queue is _EMPTY else queue
 
     def take_payload(self) -> bytes | None:
         """The body of a polling GET response, or None if nothing is queued (the GET waits).
@@ -280,6 +296,15 @@ class Connection:
                 self._pong_deadline = now + self.ping_timeout
             return Timer.PING
         return Timer.NOTHING
+
+    def next_deadline(self) -> float:
+        """The earliest time :meth:`check_timers` may have something to do."""
+        due = self._next_ping
+        if self._pong_deadline and self._pong_deadline < due:
+            due = self._pong_deadline
+        if self._connect_deadline and self._connect_deadline < due:
+            due = self._connect_deadline
+        return due
 
     def close(self, reason: str) -> None:
         """Mark the session closed with ``reason`` (idempotent: the first reason wins)."""

@@ -64,6 +64,9 @@ class Parser:
         return []
 
 
+_NO_ATTACHMENTS: list[bytes] = []  # shared and never appended to: a binary packet gets its own list
+
+
 class SocketIOParser(Parser):
     name = "socketio"
     requires_connect = True
@@ -73,7 +76,7 @@ class SocketIOParser(Parser):
 
     def __init__(self) -> None:
         self._pending: sio.Packet | None = None
-        self._attachments: list[bytes] = []
+        self._attachments: list[bytes] = _NO_ATTACHMENTS  # a fresh list only while a binary packet is in flight
 
     def decode(self, message: str | bytes) -> list[ClientEvent]:
         if isinstance(message, bytes):
@@ -85,7 +88,7 @@ class SocketIOParser(Parser):
                 return []
             data = sio.reconstruct(pending.data, self._attachments)
             self._pending = None
-            self._attachments = []
+            self._attachments = _NO_ATTACHMENTS
             return [self._to_event(pending, data)]
         if self._pending is not None:
             raise RemoteProtocolError("text packet while binary attachments were expected")
@@ -101,6 +104,7 @@ class SocketIOParser(Parser):
         packet = sio.Packet.decode(message)
         if packet.attachments:
             self._pending = packet
+            self._attachments = []
             return []
         return [self._to_event(packet, packet.data)]
 

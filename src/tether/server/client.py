@@ -40,8 +40,13 @@ class Client:
     __slots__ = (
         "__weakref__",
         "_flush_scheduled",
+        "_rate_last",
+        "_rate_over",
+        "_rate_tokens",
         "conn",
         "dropped",
+        "fast_ws",
+        "hb_box",
         "parser",
         "paused",
         "poll_waiter",
@@ -61,10 +66,17 @@ class Client:
         self.remote = request.remote
         self.sockets: dict[str, Socket] = {}
         self.ws: Any = None  # picows WSTransport once on WebSocket
+        self.fast_ws = False
+        self.hb_box: list[Client | None] | None = None
+        """The box of this client's live entry in the server's Heartbeat heap."""
+        """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.poll_waiter: PollWaiter | None = None
         self._flush_scheduled = False
         self.paused = False
         self.dropped = 0
+        self._rate_tokens = float(server.config.limits.event_burst)
+        self._rate_last = 0.0
+        self._rate_over = 0
         # On the bare endpoint, the json/raw parsers' frames carry no Engine.IO type digit.
         self.strip_prefix = conn.transport is Transport.BARE and not self.parser.requires_connect
 
@@ -76,12 +88,31 @@ class Client:
     def transport(self) -> str:
         return self.conn.transport.value
 
+    def attach_websocket(self, ws: Any) -> None:
+        """The client now writes to the WebSocket ``ws``."""
+        self.ws = ws
+        self.fast_ws = not self.strip_prefix and not self.paused
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.fast_ws = self.ws is not None and not paused and not self.strip_prefix and self.conn.state is State.OPEN
+
     def send(self, packets: list[bytes]) -> None:
-        """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order."""
+        """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order.
+
+        Never blocks and never buffers without limit: past the high-water mark of ``[limits]`` the
+        client is a slow consumer (see :meth:`Server.on_slow_consumer`) and what it is sent is dropped
+        (and counted) until it has read enough, or until the ``disconnect`` policy has closed it.
+        """
+        if self.fast_ws:
+            ws = self.ws
+            for p in packets:
+                ws.send(_BINARY if type(p) is Binary else _TEXT, p)
+            return
         ws = self.ws
         if ws is not None and self.conn.state is State.OPEN:
-            if self.paused and not self.server.on_slow_consumer(self):
-                self.dropped += len(packets)
+            if self.paused:
+                self._drop(packets)
                 return
             if self.strip_prefix:
                 for p in packets:
@@ -98,19 +129,62 @@ class Client:
             return
         if self.conn.state is State.CLOSED:
             return
+        if self.paused:
+            # Drop the newest rather than the oldest: what the client gets stays a contiguous prefix,
+            # and queued control packets (the CONNECT reply, a noop releasing an upgrade) are never lost.
+            self._drop(packets)
+            return
         conn = self.conn
         conn.queue(packets)
         limits = self.server.config.limits
         if conn.queued_messages > limits.send_buffer_messages or conn.queued_bytes > limits.send_buffer_bytes:
-            if not self.server.on_slow_consumer(self):
-                # drop policy: keep the newest messages within the limits
-                queued = conn.take_queued()
-                keep = queued[len(queued) // 2 :]
-                self.dropped += len(queued) - len(keep)
-                conn.queue(keep)
+            self.paused = True
+            self.server.on_slow_consumer(self)
         if self.poll_waiter is not None and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_poll)
+
+    def _drop(self, packets: list[bytes]) -> None:
+        self.dropped += len(packets)
+        self.server.state.dropped_messages += len(packets)
+
+    def take_payload(self) -> bytes | None:
+        """The body for a polling GET (see :meth:`Connection.take_payload`); ends a slow-consumer episode
+        once the queue is down to a quarter of its marks, as a transport's low-water mark does."""
+        body = self.conn.take_payload()
+        if self.paused:
+            limits = self.server.config.limits
+            conn = self.conn
+            if (
+                conn.queued_messages <= limits.send_buffer_messages // 4
+                and conn.queued_bytes <= limits.send_buffer_bytes // 4
+            ):
+                self.paused = False
+        return body
+
+    def take_rate_token(self, now: float, rate: float, burst: int) -> bool:
+        """Token bucket of ``[limits] event_rate`` / ``event_burst``: may this client send one more event?
+
+        Refusals add up until the bucket is full again, i.e. until the client has stayed under the rate long
+        enough to earn its whole burst back. Resetting on any single token instead would forgive a client
+        that floods at a steady two or three times the rate, since it gets a token now and then.
+        """
+        tokens = self._rate_tokens + (now - self._rate_last) * rate
+        self._rate_last = now
+        if tokens >= burst:
+            tokens = burst
+            self._rate_over = 0
+        if tokens >= 1.0:
+            self._rate_tokens = tokens - 1.0
+            return True
+        self._rate_tokens = tokens
+        self._rate_over += 1
+        return False
+
+    @property
+    def rate_violations(self) -> int:
+        """Events refused since the bucket was last full: one episode of flooding."""
+        return self._rate_over
 
     def send_raw_frame(self, data: bytes) -> None:
         """A control packet written as is on the WebSocket (ping, pong, noop, open)."""
@@ -122,13 +196,14 @@ class Client:
         waiter = self.poll_waiter
         if waiter is None:
             return
-        body = self.conn.take_payload()
+        body = self.take_payload()
         if body is not None:
             self.poll_waiter = None
             waiter.respond_payload(body)
 
     def flush_to_websocket(self) -> None:
         """After an upgrade: what was queued for polling goes out on the WebSocket."""
+        self.paused = False  # a polling slow-consumer episode ends here: the WebSocket has its own buffer
         queued = self.conn.take_queued()
         if queued:
             self.send(queued)

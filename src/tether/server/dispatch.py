@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from types import CoroutineType
 from typing import Any
 
-__all__ = ["NOT_DONE", "run_handler"]
+__all__ = ["NOT_DONE", "continue_in_task", "run_handler"]
 
 log = logging.getLogger("tether.handlers")
 
@@ -58,12 +58,24 @@ def run_handler(
     except Exception as exc:
         on_error(exc)
         return NOT_DONE
+    continue_in_task(coro, yielded, on_done, on_error, timeout)
+    return NOT_DONE
+
+
+def continue_in_task(
+    coro: Coroutine[Any, Any, Any],
+    yielded: Any,
+    on_done: Callable[[Any], None] | None,
+    on_error: Callable[[BaseException], None],
+    timeout: float = 0.0,
+) -> asyncio.Task[Any]:
+    """Finish a coroutine that suspended on its eager start (it yielded ``yielded``) in a Task."""
     task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
     if timeout > 0:
         handle = asyncio.get_running_loop().call_later(timeout, task.cancel)
         task.add_done_callback(lambda _t: handle.cancel())
     task.add_done_callback(lambda t: _finished(t, on_done, on_error))
-    return NOT_DONE
+    return task
 
 
 def _finished(task: asyncio.Task[Any], on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None]) -> None:

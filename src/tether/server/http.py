@@ -59,6 +59,7 @@ class HttpProtocol(asyncio.Protocol):
         self._upgrade = False
         self._busy = False
         self._in_request = False  # bytes of a request have arrived and it is not complete yet
+        self._pipelined = bytearray()
         self._closed = False
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
@@ -100,6 +101,13 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
+        if self._busy:
+            # Only a held long-poll GET reads while busy (to notice a client that goes away); a request sent
+            # before its response (pipelining) waits for it, and reading stops until then.
+            self._pipelined += data
+            assert self.transport is not None
+            self.transport.pause_reading()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -141,14 +149,21 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._upgrade = bool(self.parser.should_upgrade())
         self._keep_alive = bool(self.parser.should_keep_alive())
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.server.config.websocket.max_payload:
+            # Refuse on the announced size: no need to read (and hold) a megabyte to learn it is too big.
+            self._payload_too_large()
 
     def on_body(self, body: bytes) -> None:
         self._body += body
         if len(self._body) > self.server.config.websocket.max_payload:
-            self.server.state.protocol_errors += 1
-            self._drop_polling_session()
-            self._respond_error(413, 3, "Payload too large", close=True)
-            raise _Abort
+            self._payload_too_large()
+
+    def _payload_too_large(self) -> None:
+        self.server.state.protocol_errors += 1
+        self._drop_polling_session()
+        self._respond_error(413, 3, "Payload too large", close=True)
+        raise _Abort
 
     def _drop_polling_session(self) -> None:
         """A polling POST too big to read: its session lost packets, so it ends (as engine.io does)."""
@@ -195,7 +210,11 @@ class HttpProtocol(asyncio.Protocol):
         assert self.transport is not None
         method = self.parser.get_method()
         request = b"".join([method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n", tail])
+        # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
+        self._headers = {}
+        self._raw_headers = []
+        self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
 
     def _route(self, request: Request, body: bytes) -> None:
@@ -322,13 +341,17 @@ class HttpProtocol(asyncio.Protocol):
                 server.close_client(client, "transport error", send_close=True)
                 self._respond_error(400, 3, "Overlapping GET requests", cors)
                 return
-            payload = client.conn.take_payload()
+            payload = client.take_payload()
             if payload is not None:
                 self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, payload)
                 return
             self._poll_cors = cors
             self._poll_client = client
             client.poll_waiter = self
+            # Read on while the GET is held: a client that closes the connection (a tab closed, a network
+            # switch) is seen at once (connection_lost: "transport close"), not a heartbeat later.
+            assert self.transport is not None
+            self.transport.resume_reading()
             return
         if request.method == "POST":
             try:
@@ -381,8 +404,21 @@ class HttpProtocol(asyncio.Protocol):
             transport.close()
             self._closed = True
             return
-        transport.resume_reading()
         self._arm_timeout()
+        if self._pipelined:
+            # Not from here: we may be inside a parser callback. Reading stays paused until it is fed, so
+            # nothing newer overtakes it.
+            asyncio.get_running_loop().call_soon(self._feed_pipelined)
+            return
+        transport.resume_reading()
+
+    def _feed_pipelined(self) -> None:
+        data = bytes(self._pipelined)
+        self._pipelined.clear()
+        if self._closed or self.transport is None:
+            return
+        self.transport.resume_reading()
+        self.data_received(data)
 
 
 class _Abort(Exception):

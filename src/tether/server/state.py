@@ -18,6 +18,10 @@ class ServerState:
     rejected: int = 0
     protocol_errors: int = 0
     slow_consumers: int = 0
+    """Times a client went over its send buffer's high-water mark."""
+    dropped_messages: int = 0
+    """Packets not sent to slow consumers (``drop`` policy, or while a ``disconnect`` is pending)."""
+    rate_limited: int = 0
     http_requests: int = 0
     handshakes: int = 0
     draining: bool = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from sys import intern
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -25,7 +26,11 @@ from picows import (
 )
 from picows.picows import WSProtocol
 
+from orjson import JSONDecodeError
+from orjson import loads as _loads
+
 from ..errors import RemoteProtocolError
+from ..protocol.parsers import SocketIOParser
 from ..handler import Request
 from ..protocol.connection import State, Transport
 from .client import Client
@@ -41,6 +46,8 @@ log = logging.getLogger("tether.websocket")
 # One adapter for all connections: picows makes a child Logger per connection when given a Logger,
 # which costs about 1 KiB each and is never freed; an adapter is passed through as is.
 _PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("tether.picows"), {})
+# picows logs every accepted and closed connection at INFO: at 5k handshakes/s that is the log.
+logging.getLogger("tether.picows").setLevel(logging.WARNING)
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -48,12 +55,28 @@ _CLOSE = WSMsgType.CLOSE
 _PONG = WSMsgType.PONG
 _CONTINUATION = WSMsgType.CONTINUATION
 
+_REASON_BY_CODE = {1002: "parse error", 1007: "parse error", 1009: "message too big"}
+"""Disconnect reason for the close codes of a protocol error."""
+
 READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
 
 
 class WebSocketListener(WSListener):  # type: ignore[misc]
     """Frames of one WebSocket connection -> its Client."""
+
+    __slots__ = (
+        "_fragment_size",
+        "_fragment_type",
+        "_fragments",
+        "client",
+        "conn",
+        "fast",
+        "parser",
+        "server",
+        "transport",
+        "upgrading",
+    )
 
     def __init__(self, server: Server, client: Client, upgrading: bool) -> None:
         self.server = server
@@ -64,6 +87,10 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         self._fragments: list[bytes] | None = None
         self._fragment_type: WSMsgType = _TEXT
         self._fragment_size = 0
+        parser = client.parser
+        # The hot path applies to Socket.IO framing on an Engine.IO WebSocket (not while probing an upgrade).
+        self.fast = isinstance(parser, SocketIOParser) and not upgrading and client.conn.transport is Transport.WEBSOCKET
+        self.parser = parser
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -72,13 +99,31 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         server = self.server
         if self.upgrading:
             return
-        client.ws = transport
+        client.attach_websocket(transport)
         if self.conn.transport is Transport.WEBSOCKET:
             transport.send(_TEXT, self.conn.open_packet(upgrades=False))
         server.client_opened(client)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if transport.is_close_frame_sent:
+            return  # RFC 6455 §5.5.1: after our close frame, what the peer still sends is discarded
         mt = frame.msg_type
+        if mt is _TEXT and self.fast and frame.fin:
+            # Hot path: 42["name",...] on "/" without ack id, straight from the frame bytes to the route.
+            payload = frame.get_payload_as_bytes()
+            if payload[:3] == b'42[' and self.parser._pending is None:
+                try:
+                    data = _loads(memoryview(payload)[2:])
+                except JSONDecodeError:
+                    data = None  # the general path below says precisely what is wrong
+                if type(data) is list and data and type(data[0]) is str:
+                    self.server.receive_event(self.client, "/", data[0], data[1:], None)
+                    return
+            try:
+                self._receive(transport, payload.decode())
+            except UnicodeDecodeError:
+                self._fail(transport, 1007, "invalid UTF-8 in text frame")
+            return
         if not frame.fin or mt is _CONTINUATION:
             self._on_fragment(transport, frame)
             return
@@ -140,7 +185,8 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
                         self.client._flush_poll()
                 else:
                     self.upgrading = False
-                    self.client.ws = transport
+                    self.fast = isinstance(self.parser, SocketIOParser)
+                    self.client.attach_websocket(transport)
                     self.client.flush_to_websocket()
                 return
             if self.client.strip_prefix and isinstance(message, str):
@@ -159,29 +205,48 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
     def _fail(self, transport: WSTransport, code: int, reason: str) -> None:
         self.server.state.protocol_errors += 1
         log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
+        # The close frame carries the precise reason; close_client then sends no second one.
+        transport.send_close(WSCloseCode(code), close_reason(reason))
         if self.upgrading:
             # Only the probing WebSocket goes; the session carries on over polling.
             self.conn.cancel_upgrade()
-        elif self.server.clients.get(self.conn.sid) is self.client:
-            # Handlers see "parse error" (Socket.IO's reason); the close frame says what was wrong.
-            self.server.close_client(self.client, "parse error", send_close=False, ws_code=code, ws_reason=reason)
+            transport.disconnect()
             return
-        transport.send_close(WSCloseCode(code), close_reason(reason))
+        if self.server.clients.get(self.conn.sid) is self.client:
+            # Handlers see Socket.IO's reason ("parse error"); the close frame says what was wrong.
+            self.server.close_client(
+                self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code, ws_reason=reason
+            )
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         if self.upgrading:
             self.conn.cancel_upgrade()
             return
-        if self.client.ws is transport:
-            self.server.close_client(self.client, "transport close", send_close=False)
+        client = self.client
+        if client.ws is transport and self.server.clients.get(client.sid) is client:
+            reason = "transport close"
+            handshake = transport.close_handshake
+            if handshake is not None and handshake.sent is not None and not handshake.recv_then_sent:
+                # Not closed by the peer nor by us (close_client ran first): picows closed it itself,
+                # for a frame over max_payload (1009) or a broken frame (1002).
+                code = int(handshake.sent.code)
+                if code in _REASON_BY_CODE:
+                    reason = _REASON_BY_CODE[code]
+                    self.server.state.protocol_errors += 1
+                    log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, handshake.sent.reason)
+            self.server.close_client(client, reason, send_close=False)
 
     def pause_writing(self) -> None:
-        self.client.paused = True
-        self.server.on_slow_consumer(self.client) if self.server.config.limits.slow_consumer_policy == "disconnect" else None
+        # picows forwards the transport's pause_writing: its buffer passed [limits] send_buffer_bytes
+        # (set as the high-water mark in on_ws_connected). From here on Client.send drops, so the buffer
+        # grows by at most the frame that crossed the mark.
+        if not self.client.paused:
+            self.client.set_paused(True)
+            self.server.on_slow_consumer(self.client)
 
     def resume_writing(self) -> None:
-        self.client.paused = False
+        self.client.set_paused(False)
 
 
 def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
@@ -194,10 +259,17 @@ def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
 
 
 def _listener_factory(server: Server, remote: str) -> Any:
+    remote = intern(remote)
+
     def factory(req: WSUpgradeRequest) -> Any:
         path, _, qs = req.path.decode("latin-1").partition("?")
-        query = dict(parse_qsl(qs))
-        headers = {k.lower(): v for k, v in req.headers.items()}
+        # Interned: every idle connection would otherwise hold its own copies of "EIO", "transport",
+        # "websocket", the path and the peer address (~0.4 KiB of a ~10 KiB budget).
+        query = {intern(k): intern(v) if len(v) <= 16 else v for k, v in parse_qsl(qs)}
+        path = intern(path)
+        # picows keeps its request (a case-insensitive CIMultiDict) for the connection's lifetime anyway:
+        # sharing it instead of copying saves about 1 KiB per idle connection.
+        headers = req.headers
         cfg = server.config.websocket
         if not origin_allowed(headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None):
             return _bad(403, 4, "Origin not allowed")

@@ -151,7 +151,9 @@ def socket_info(sock: Socket, node: str = "") -> SocketInfo:
     req = sock.client.request
     query = "&".join(f"{k}={v}" for k, v in req.query.items())
     handshake = {
-        "headers": dict(req.headers),
+        # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
+        # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
+        "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
         "address": req.remote,
         "xdomain": "origin" in req.headers,
         "secure": sock.server.ssl_context is not None,

@@ -105,7 +105,8 @@ class LimitsConfig:
     event_burst: int = 100
     """Token bucket size: events a connection may send at once before the rate applies."""
     rate_disconnect_after: int = 50
-    """Events refused (over the rate) before the bucket is full again, past which the client is disconnected."""
+    """Events refused (over the rate) before the bucket is full again, past which the client is
+    disconnected."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -190,7 +191,10 @@ _SECRET_KEYS = {("session", "secret"), ("api", "key")}
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """All settings of one Tether instance. Build it with :meth:`load`, :meth:`from_file` or :meth:`from_env`."""
+    """All settings of one Tether instance.
+
+    Build it with :meth:`load`, :meth:`from_file` or :meth:`from_env`.
+    """
 
     server: ServerConfig = field(default_factory=ServerConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
@@ -213,7 +217,8 @@ class Config:
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Config:
-        """Defaults, then the file (if any), then ``TETHER_*`` from ``env`` (default ``os.environ``), then overrides.
+        """Defaults, then the file (if any), then ``TETHER_*`` from ``env`` (default ``os.environ``), then
+        ``overrides``.
 
         Raises:
             ConfigError: an unknown section or key, or a value of the wrong type or range.
@@ -323,9 +328,9 @@ class Config:
             raise ConfigError(
                 src, "session.secret", "[session] needs a secret (or TETHER_SESSION_SECRET) or a validator"
             )
-        if self.session.warn_before < 0 or self.session.warn_before >= self.session.idle_timeout:
-            if self.session.warn_before != 0:
-                raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
+        warn = self.session.warn_before
+        if warn != 0 and (warn < 0 or warn >= self.session.idle_timeout):
+            raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
         if bool(self.server.tls_cert) != bool(self.server.tls_key):
@@ -338,7 +343,8 @@ def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
     except tomllib.TOMLDecodeError:
         return value
     # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
-    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the error.
+    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the
+    # error.
     if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
         return value
     return parsed
@@ -357,7 +363,9 @@ def _build_section(source: str, section: str, cls: type[Any], values: Mapping[st
             if (section, key) not in _SECRET_KEYS:
                 raise
             # The message would quote the value: for a secret, say what is wrong without it.
-            raise ConfigError(source, f"{section}.{key}", f"expected str, got {type(value).__name__}") from None
+            raise ConfigError(
+                source, f"{section}.{key}", f"expected str, got {type(value).__name__}"
+            ) from None
     return cls(**kwargs)
 
 

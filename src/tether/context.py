@@ -109,10 +109,10 @@ class Socket:
     __slots__ = (
         "_ack_seq",
         "_acks",
+        "_data",
         "_ns",
         "_pending",
         "client",
-        "_data",
         "connected",
         "namespace",
         "server",

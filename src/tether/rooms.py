@@ -100,7 +100,7 @@ class Rooms(Generic[T]):
         return excluded
 
     def select(self, rooms: Iterable[str], exclude: Iterable[str] = ()) -> Iterator[T]:
-        """Members in any of ``rooms`` (all members when ``rooms`` is empty), minus those in ``exclude`` rooms.
+        """Members in any of ``rooms`` (all members when ``rooms`` is empty), minus those in ``exclude``.
 
         Each member is yielded once even when it is in several of the rooms.
         """

@@ -55,7 +55,9 @@ class Router:
             if isinstance(h, str):
                 _split_target(h)  # fail at registration, not at the first event
             elif not callable(h):
-                raise ConfigError("routes", event, f"handler must be callable or 'module:Class@method', not {h!r}")
+                raise ConfigError(
+                    "routes", event, f"handler must be callable or 'module:Class@method', not {h!r}"
+                )
             self._routes.setdefault(namespace, {})[event] = h
             self._resolved.pop((namespace, event), None)
             return h
@@ -129,7 +131,9 @@ class Router:
 
 def _split_target(target: str) -> tuple[str, str, str | None]:
     if ":" not in target:
-        raise ConfigError("routes", target, "expected 'package.module:Class@method' or 'package.module:function'")
+        raise ConfigError(
+            "routes", target, "expected 'package.module:Class@method' or 'package.module:function'"
+        )
     module_name, _, rest = target.partition(":")
     cls_name, _, method = rest.partition("@")
     if not module_name or not cls_name:

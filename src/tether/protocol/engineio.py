@@ -5,7 +5,7 @@ Wire format (https://socket.io/docs/v4/engine-io-protocol/):
 * A text packet is one ASCII digit, the packet type, followed by its data::
 
       0{"sid":"...","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}
-      2        ping (server -> client in v4)        2probe   upgrade probe (client -> server, on the new transport)
+      2        ping (server -> client in v4)        2probe   upgrade probe (client -> server, new transport)
       3        pong                                 3probe   probe answer
       4hello   message with text data               5        upgrade   6  noop   1  close
 

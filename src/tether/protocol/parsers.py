@@ -44,7 +44,9 @@ class Parser:
         raise NotImplementedError
 
     @staticmethod
-    def encode_event(namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None) -> list[bytes]:
+    def encode_event(
+        namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None
+    ) -> list[bytes]:
         raise NotImplementedError
 
     @staticmethod
@@ -76,7 +78,7 @@ class SocketIOParser(Parser):
 
     def __init__(self) -> None:
         self._pending: sio.Packet | None = None
-        self._attachments: list[bytes] = _NO_ATTACHMENTS  # a fresh list only while a binary packet is in flight
+        self._attachments: list[bytes] = _NO_ATTACHMENTS
 
     def decode(self, message: str | bytes) -> list[ClientEvent]:
         if isinstance(message, bytes):
@@ -170,7 +172,9 @@ class JsonParser(Parser):
         return [Event("/", event, args, ack)]
 
     @staticmethod
-    def encode_event(namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None) -> list[bytes]:
+    def encode_event(
+        namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None
+    ) -> list[bytes]:
         msg: dict[str, Any] = {"event": event}
         if args:
             msg["data"] = args[0] if len(args) == 1 else list(args)
@@ -193,7 +197,9 @@ class RawParser(Parser):
         return [Event("/", "message", [message])]
 
     @staticmethod
-    def encode_event(namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None) -> list[bytes]:
+    def encode_event(
+        namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None
+    ) -> list[bytes]:
         out: list[bytes] = []
         for arg in args:
             if isinstance(arg, bytes | bytearray | memoryview):

@@ -141,7 +141,7 @@ class Packet:
             raise RemoteProtocolError(f"{t.name} carries no ack id")
 
     def encode(self) -> list[bytes]:
-        """The packet as Engine.IO MESSAGE encodings: the text packet, then one :class:`Binary` per attachment."""
+        """The packet as MESSAGE encodings: the text packet, then one :class:`Binary` per attachment."""
         data = self.data
         attachments: list[bytes] = []
         ptype = self.type
@@ -172,7 +172,9 @@ def _dumps(data: Any) -> bytes:
         raise LocalProtocolError(f"value is not JSON serializable: {exc}") from exc
 
 
-def encode_event(namespace: str, event: str, args: tuple[Any, ...] | list[Any], ack_id: int | None = None) -> list[bytes]:
+def encode_event(
+    namespace: str, event: str, args: tuple[Any, ...] | list[Any], ack_id: int | None = None
+) -> list[bytes]:
     """Encode an EVENT (or BINARY_EVENT when an argument holds bytes) for any number of recipients.
 
     This is the hot path of every emit and broadcast: one orjson call and one concatenation when the
@@ -189,7 +191,7 @@ def encode_event(namespace: str, event: str, args: tuple[Any, ...] | list[Any], 
 
 
 def deconstruct(data: Any) -> tuple[Any, list[bytes]]:
-    """Replace each ``bytes`` in ``data`` by a placeholder; return the new data and the attachments in order."""
+    """Replace each ``bytes`` in ``data`` by a placeholder; return the new data and the attachments."""
     attachments: list[bytes] = []
 
     def walk(value: Any) -> Any:

@@ -95,7 +95,9 @@ class Client:
 
     def set_paused(self, paused: bool) -> None:
         self.paused = paused
-        self.fast_ws = self.ws is not None and not paused and not self.strip_prefix and self.conn.state is State.OPEN
+        self.fast_ws = (
+            self.ws is not None and not paused and not self.strip_prefix and self.conn.state is State.OPEN
+        )
 
     def send(self, packets: list[bytes]) -> None:
         """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order.

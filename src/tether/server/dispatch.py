@@ -78,9 +78,11 @@ def continue_in_task(
     return task
 
 
-def _finished(task: asyncio.Task[Any], on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None]) -> None:
+def _finished(
+    task: asyncio.Task[Any], on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None]
+) -> None:
     if task.cancelled():
-        on_error(asyncio.TimeoutError("handler cancelled (timeout or shutdown)"))
+        on_error(TimeoutError("handler cancelled (timeout or shutdown)"))
         return
     exc = task.exception()
     if exc is not None:

@@ -57,7 +57,7 @@ class Heartbeat:
             client.hb_box = None
 
     def run(self, now: float, act: Callable[[Client, Timer], None]) -> int:
-        """Handle every due client: ``act(client, timer)`` for pings and timeouts. Returns how many were due."""
+        """Handle every due client: ``act(client, timer)`` for pings and timeouts. Returns the count."""
         heap = self._heap
         n = 0
         while heap and heap[0][0] <= now:
@@ -72,6 +72,6 @@ class Heartbeat:
             action = conn.check_timers(now)
             if action is not Timer.NOTHING:
                 act(client, action)
-            if conn.state is not State.CLOSED:
+            if client.conn.state is not State.CLOSED:  # act() may have closed it
                 self.schedule(client)
         return n

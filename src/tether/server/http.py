@@ -209,7 +209,8 @@ class HttpProtocol(asyncio.Protocol):
             self._timeout = None
         assert self.transport is not None
         method = self.parser.get_method()
-        request = b"".join([method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n", tail])
+        head = [method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n"]
+        request = b"".join(head) + tail
         # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
         self._headers = {}
@@ -275,7 +276,9 @@ class HttpProtocol(asyncio.Protocol):
         """CORS headers for this request, or None when its Origin is not allowed."""
         origin = request.headers.get("origin")
         cfg = self.server.config.websocket
-        if not origin_allowed(origin, request.headers.get("host"), cfg.allowed_origins, self.server.ssl_context is not None):
+        if not origin_allowed(
+            origin, request.headers.get("host"), cfg.allowed_origins, self.server.ssl_context is not None
+        ):
             return None
         if origin is None:
             return {}
@@ -294,7 +297,9 @@ class HttpProtocol(asyncio.Protocol):
             cors.update(
                 {
                     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-                    "Access-Control-Allow-Headers": request.headers.get("access-control-request-headers", "content-type"),
+                    "Access-Control-Allow-Headers": request.headers.get(
+                        "access-control-request-headers", "content-type"
+                    ),
                     "Access-Control-Max-Age": "600",
                 }
             )
@@ -317,12 +322,18 @@ class HttpProtocol(asyncio.Protocol):
                 self._respond_error(400, 2, "Bad handshake method", cors)
                 return
             if not server.admit(request):
-                self._respond_error(503 if server.at_capacity(request) else 403, 4, "Connection refused", cors)
+                self._respond_error(
+                    503 if server.at_capacity(request) else 403, 4, "Connection refused", cors
+                )
                 return
-            client = server.new_connection(Transport.POLLING, request)
+            opened = server.new_connection(Transport.POLLING, request)
             server.state.handshakes += 1
-            self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, client.conn.open_packet(upgrades=True))
-            server.client_opened(client)
+            self._respond(
+                200,
+                {**cors, "Content-Type": "text/plain; charset=UTF-8"},
+                opened.conn.open_packet(upgrades=True),
+            )
+            server.client_opened(opened)
             return
         client = server.clients.get(sid)
         if client is None:
@@ -370,7 +381,9 @@ class HttpProtocol(asyncio.Protocol):
             if events:
                 server.receive(client, events)
             if client.conn.state is State.CLOSED:
-                server.close_client(client, client.conn.close_reason or "client namespace disconnect", send_close=False)
+                server.close_client(
+                    client, client.conn.close_reason or "client namespace disconnect", send_close=False
+                )
             return
         self._respond_error(400, 2, "Bad handshake method", cors)
 

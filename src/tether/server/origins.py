@@ -5,7 +5,9 @@ from __future__ import annotations
 __all__ = ["origin_allowed"]
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...], secure: bool = False) -> bool:
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: tuple[str, ...], secure: bool = False
+) -> bool:
     """Whether a request with this ``Origin`` may connect.
 
     No Origin header (non-browser clients): allowed. ``"*"`` in ``allowed``: any origin. An empty

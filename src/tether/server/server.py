@@ -35,8 +35,8 @@ from ..protocol.parsers import PARSERS, Parser
 from ..rooms import Rooms
 from ..router import Router, load_route_file
 from .client import Client
-from .heartbeat import TICK, Heartbeat
 from .dispatch import NOT_DONE, continue_in_task, run_handler
+from .heartbeat import TICK, Heartbeat
 from .state import ServerState
 
 __all__ = ["Namespace", "Server", "run_server"]
@@ -54,7 +54,7 @@ DisconnectHook = Callable[[Socket, str], None]
 
 
 def close_reason(text: str) -> bytes:
-    """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut on a character boundary."""
+    """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut between characters."""
     return text.encode()[:123].decode("utf-8", "ignore").encode()
 
 
@@ -105,12 +105,13 @@ class Server:
         self.sid_prefix = ""
         self.debug = self.config.server.debug
         self.connect_hooks: list[ConnectHook] = []
-        """Called ``(socket, auth)`` before the ``connect`` route; may raise :class:`Reject` (auth middleware)."""
+        """Called ``(socket, auth)`` before the ``connect`` route; may raise :class:`Reject` (auth)."""
         self.event_hooks: list[EventHook] = []
         """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
         self.disconnect_hooks: list[DisconnectHook] = []
         self.http_routes: dict[tuple[str, str], Any] = {}
-        """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in ``*``."""
+        """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in
+        ``*``."""
         self.extensions: dict[str, Any] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -141,7 +142,9 @@ class Server:
         cfg = self.config.server
         if cfg.tls_cert:
             self.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.ssl_context.load_cert_chain(self.config.resolve_path(cfg.tls_cert), self.config.resolve_path(cfg.tls_key))
+            self.ssl_context.load_cert_chain(
+                self.config.resolve_path(cfg.tls_cert), self.config.resolve_path(cfg.tls_key)
+            )
         if sock is None:
             sock = socket_module.socket(socket_module.AF_INET6 if ":" in cfg.host else socket_module.AF_INET)
             sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
@@ -155,7 +158,9 @@ class Server:
             import aiofastnet
 
             create_server = functools.partial(aiofastnet.create_server, loop)
-        server = await create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context)
+        server = await create_server(
+            lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.ssl_context
+        )
         self._servers.append(server)
         await self.adapter.start()
         self._sweeper = loop.create_task(self._sweep_forever())
@@ -190,7 +195,7 @@ class Server:
             # Engine.IO close: the client's reason is "transport close", on which socket.io-client reconnects.
             self.close_client(client, reason, send_close=True)
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
                 task.cancel()
         if self._sweeper is not None:
@@ -265,7 +270,10 @@ class Server:
         limits = self.config.limits
         if limits.max_connections and len(self.clients) >= limits.max_connections:
             return True
-        return bool(limits.max_connections_per_ip and self._per_ip.get(request.remote, 0) >= limits.max_connections_per_ip)
+        return bool(
+            limits.max_connections_per_ip
+            and self._per_ip.get(request.remote, 0) >= limits.max_connections_per_ip
+        )
 
     def admit(self, request: Request) -> bool:
         """Limits, then the lifecycle handler's ``on_open``: may this request open a connection?"""
@@ -296,9 +304,9 @@ class Server:
             elif t is Ack:
                 assert isinstance(ev, Ack)
                 sock = client.sockets.get(ev.namespace)
-                if sock is None or not sock._receive_ack(ev.id, ev.args):
-                    if self.debug:
-                        log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
+                acked = sock is not None and sock._receive_ack(ev.id, ev.args)
+                if not acked and self.debug:
+                    log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
             elif t is Connect:
                 assert isinstance(ev, Connect)
                 # Each CONNECT costs a reply (or a connect handler): a flood of them is limited like events.
@@ -316,7 +324,9 @@ class Server:
                 if sock is not None:
                     self.disconnect_socket(sock, ev.reason, notify=False)
 
-    def receive_event(self, client: Client, namespace: str, name: str, args: list[Any], ack_id: int | None) -> None:
+    def receive_event(
+        self, client: Client, namespace: str, name: str, args: list[Any], ack_id: int | None
+    ) -> None:
         """One event from a client: rate limit, hooks, route, and the ack with the handler's result.
 
         This is the hot path of every message; the WebSocket transport calls it directly for the common
@@ -362,7 +372,11 @@ class Server:
         """The handler awaits something: let a Task finish it, then ack."""
         on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
         continue_in_task(
-            coro, yielded, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
+            coro,
+            yielded,
+            on_done,
+            lambda exc: self._handler_failed(sock, name, exc),
+            self.config.limits.handler_timeout,
         )
 
     def _within_rate(self, client: Client, rate: float) -> bool:
@@ -378,7 +392,9 @@ class Server:
             if sock is not None:
                 client.send(
                     client.parser.encode_event(
-                        sock.namespace, "tether:error", ({"code": 429, "message": "event rate limit exceeded"},)
+                        sock.namespace,
+                        "tether:error",
+                        ({"code": 429, "message": "event rate limit exceeded"},),
                     )
                 )
         return False
@@ -396,7 +412,12 @@ class Server:
         self.state.handler_errors += 1
         log.error(
             "! handler for %r failed (sid=%s namespace=%s): %s: %s",
-            event, sock.sid, sock.namespace, type(exc).__name__, exc, exc_info=exc,
+            event,
+            sock.sid,
+            sock.namespace,
+            type(exc).__name__,
+            exc,
+            exc_info=exc,
         )
 
     # -- namespaces -----------------------------------------------------------------------------------
@@ -425,14 +446,9 @@ class Server:
             self._refuse(sock, exc.data)
             return
         except Exception as exc:
-            self._handler_failed(sock, "connect hook", exc)
-            self._refuse(sock, {"message": "Connection rejected by server"})
-            return
-        except Exception as exc:
             # Fail closed: a hook is auth middleware, and a broken check must not let the client in.
             self._handler_failed(sock, "connect hook", exc)
-            client.send(parser.encode_connect_error(name, {"message": "Connection rejected by server"}))
-            self.state.rejected += 1
+            self._refuse(sock, {"message": "Connection rejected by server"})
             return
         handler = self.router.get(name, "connect")
         if handler is None:
@@ -537,7 +553,9 @@ class Server:
                 log.exception("! disconnect hook failed for %s", sock.sid)
         handler = self.router.get(sock.namespace, "disconnect")
         if handler is not None:
-            run_handler(handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc))
+            run_handler(
+                handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc)
+            )
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 
@@ -588,7 +606,7 @@ class Server:
 
                 if not ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
                     ws.send_close(WSCloseCode(code), close_reason(ws_reason or reason))
-            except Exception:  # noqa: S110 - transport already gone: nothing to tell
+            except Exception:
                 pass
             # A graceful close waits until the peer has read what is buffered. A peer that stopped reading
             # (slow consumer) or answering (ping timeout) never will: it would keep the socket and the buffer
@@ -629,14 +647,24 @@ class Server:
         """
         self.state.slow_consumers += 1
         policy = self.config.limits.slow_consumer_policy
-        log.info("! %s slow consumer (%s): send buffer over its high-water mark, %s", client.sid, client.remote, policy)
+        log.info(
+            "! %s slow consumer (%s): send buffer over its high-water mark, %s",
+            client.sid,
+            client.remote,
+            policy,
+        )
         if policy == "disconnect":
             asyncio.get_running_loop().call_soon(self.close_client, client, "slow consumer", False, 1008)
 
     # -- emitting -------------------------------------------------------------------------------------
 
     def broadcast(
-        self, namespace: str, event: str, args: tuple[Any, ...], rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
         packets = self.parser_cls.encode_event(namespace, event, args)
@@ -645,7 +673,11 @@ class Server:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
 
     def deliver_local(
-        self, namespace: str, packets: list[bytes], rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+        self,
+        namespace: str,
+        packets: list[bytes],
+        rooms: Iterable[str] = (),
+        except_rooms: Iterable[str] = (),
     ) -> int:
         """Write encoded packets to the matching sockets of this process. Returns how many got them."""
         ns = self.namespaces.get(namespace)
@@ -658,7 +690,9 @@ class Server:
         self.state.events_out += n
         return n
 
-    def local_sockets(self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()) -> Iterator[Socket]:
+    def local_sockets(
+        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> Iterator[Socket]:
         ns = self.namespaces.get(namespace)
         if ns is None:
             return iter(())
@@ -697,7 +731,7 @@ class Server:
         return self.adapter.is_user_online_remote(self.user_room(user_id), namespace)
 
     async def user_online(self, user_id: Any, namespace: str = "/") -> bool:
-        """Cluster-wide :meth:`is_user_online`: asks the other nodes (bounded by ``[redis] request_timeout``)."""
+        """Cluster-wide :meth:`is_user_online`: asks the other nodes (within ``[redis] request_timeout``)."""
         return await self.adapter.is_user_online(self.user_room(user_id), namespace)
 
     def get_socket(self, sid: str, namespace: str = "/") -> Socket | None:
@@ -742,12 +776,17 @@ def _load_parser(spec: str, config: Config) -> type[Parser]:
         return PARSERS[spec]
     cls = _load_object(spec, Parser, "websocket.parser", config)
     if not (isinstance(cls, type) and issubclass(cls, Parser)):
-        raise ConfigError(config.source, "websocket.parser", f"{spec!r} is not a tether.parsers.Parser subclass")
+        raise ConfigError(
+            config.source, "websocket.parser", f"{spec!r} is not a tether.parsers.Parser subclass"
+        )
     return cls
 
 
 async def run_server(config: Config | None = None, router: Router | None = None, **kwargs: Any) -> Server:
-    """Build and start a server (``port = 0`` picks a free port: see ``server.port``). Stop it with shutdown()."""
+    """Build and start a server (``port = 0`` picks a free port: see ``server.port``).
+
+    Stop it with :meth:`Server.shutdown`.
+    """
     server = Server(config, router, **kwargs)
     await server.startup()
     return server

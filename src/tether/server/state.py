@@ -1,4 +1,6 @@
-"""Counters a worker keeps about itself: what ``tether infos`` and ``/metrics`` read. Observed, never acted on."""
+"""Counters a worker keeps about itself: what ``tether infos`` and ``/metrics`` read.
+
+Observed, never acted on.."""
 
 from __future__ import annotations
 

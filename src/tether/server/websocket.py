@@ -13,6 +13,8 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from orjson import JSONDecodeError
+from orjson import loads as _loads
 from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
@@ -24,15 +26,12 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from picows.picows import WSProtocol
-
-from orjson import JSONDecodeError
-from orjson import loads as _loads
+from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from ..errors import RemoteProtocolError
-from ..protocol.parsers import SocketIOParser
 from ..handler import Request
-from ..protocol.connection import State, Transport
+from ..protocol.connection import Transport
+from ..protocol.parsers import SocketIOParser
 from .client import Client
 from .origins import origin_allowed
 from .server import close_reason
@@ -62,7 +61,7 @@ READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
 
 
-class WebSocketListener(WSListener):  # type: ignore[misc]
+class WebSocketListener(WSListener):
     """Frames of one WebSocket connection -> its Client."""
 
     __slots__ = (
@@ -89,12 +88,18 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         self._fragment_size = 0
         parser = client.parser
         # The hot path applies to Socket.IO framing on an Engine.IO WebSocket (not while probing an upgrade).
-        self.fast = isinstance(parser, SocketIOParser) and not upgrading and client.conn.transport is Transport.WEBSOCKET
-        self.parser = parser
+        self.fast = (
+            isinstance(parser, SocketIOParser)
+            and not upgrading
+            and client.conn.transport is Transport.WEBSOCKET
+        )
+        self.parser: Any = parser  # the hot path reads SocketIOParser._pending, only when self.fast
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        transport.underlying_transport.set_write_buffer_limits(high=self.server.config.limits.send_buffer_bytes)
+        transport.underlying_transport.set_write_buffer_limits(
+            high=self.server.config.limits.send_buffer_bytes
+        )
         client = self.client
         server = self.server
         if self.upgrading:
@@ -111,7 +116,7 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         if mt is _TEXT and self.fast and frame.fin:
             # Hot path: 42["name",...] on "/" without ack id, straight from the frame bytes to the route.
             payload = frame.get_payload_as_bytes()
-            if payload[:3] == b'42[' and self.parser._pending is None:
+            if payload[:3] == b"42[" and self.parser._pending is None:
                 try:
                     data = _loads(memoryview(payload)[2:])
                 except JSONDecodeError:
@@ -215,7 +220,11 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
         if self.server.clients.get(self.conn.sid) is self.client:
             # Handlers see Socket.IO's reason ("parse error"); the close frame says what was wrong.
             self.server.close_client(
-                self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code, ws_reason=reason
+                self.client,
+                _REASON_BY_CODE.get(code, "parse error"),
+                send_close=False,
+                ws_code=code,
+                ws_reason=reason,
             )
         transport.disconnect()
 
@@ -234,7 +243,12 @@ class WebSocketListener(WSListener):  # type: ignore[misc]
                 if code in _REASON_BY_CODE:
                     reason = _REASON_BY_CODE[code]
                     self.server.state.protocol_errors += 1
-                    log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, handshake.sent.reason)
+                    log.info(
+                        "! %s protocol error from %s: %s",
+                        self.conn.sid,
+                        self.client.remote,
+                        handshake.sent.reason,
+                    )
             self.server.close_client(client, reason, send_close=False)
 
     def pause_writing(self) -> None:
@@ -271,7 +285,9 @@ def _listener_factory(server: Server, remote: str) -> Any:
         # sharing it instead of copying saves about 1 KiB per idle connection.
         headers = req.headers
         cfg = server.config.websocket
-        if not origin_allowed(headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None):
+        if not origin_allowed(
+            headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
+        ):
             return _bad(403, 4, "Origin not allowed")
         request = Request("GET", path, query, headers, remote)
         if path.rstrip("/") == cfg.ws_path.rstrip("/"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +21,12 @@ from tether.protocol import engineio, socketio
 from tether.protocol.connection import Connection, Transport
 from tether.protocol.parsers import JsonParser, RawParser, SocketIOParser
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 300 examples each keeps `make test` quick; TETHER_FUZZ_EXAMPLES=20000 makes a deeper run by hand.
+FUZZ = settings(
+    max_examples=int(os.environ.get("TETHER_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # Text from a small alphabet of the characters the wire formats care about (digits, JSON punctuation, the
 # record separator, base64, non-ASCII digits that str.isdigit() accepts), plus some arbitrary Unicode.

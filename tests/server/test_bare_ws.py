@@ -6,6 +6,7 @@ Also the json and raw parsers there, and the raw parser as a plain Engine.IO ser
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import engineio
@@ -339,3 +340,16 @@ async def test_client_leaves_while_server_awaits_its_ack(server: Server, rec: Re
     # the handler learns that the client is gone: ConnectionClosed, which it may catch
     await wait_until(lambda: rec.ack_failures != [], what="ask to fail")
     assert rec.ack_failures == ["ConnectionClosed"]
+
+
+async def test_unknown_event_is_ignored_with_a_debug_log(
+    server_factory: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await server_factory(server={"debug": True})
+    with caplog.at_level(logging.DEBUG, logger="tether.server"):
+        async with await open_bare(server) as ws:
+            await ws.send('42["no_such_event",1]')
+            await ws.send('421["echo","next"]')
+            assert await recv_sio(ws) == ("42", ["echo", "next"])
+    assert any("no route for 'no_such_event'" in r.getMessage() for r in caplog.records)
+    assert server.state.handler_errors == 0

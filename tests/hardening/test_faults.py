@@ -93,10 +93,7 @@ async def test_client_whose_tcp_connection_dies_without_close_frame_is_freed() -
 
 async def test_polling_client_that_stops_polling_is_dropped_and_freed() -> None:
     reasons: list[str] = []
-    async with (
-        serve(stateful_router(reasons), websocket=HEARTBEAT) as server,
-        aiohttp.ClientSession() as session,
-    ):
+    async with serve(stateful_router(reasons), websocket=HEARTBEAT) as server, aiohttp.ClientSession() as session:
         poller = await PollingClient.open(session, server)
         assert await poller.post(b'421["setup"]') == 200
         assert "room-a" in await poller.get()
@@ -206,9 +203,7 @@ async def _async_reject(sock: Any, auth: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "handler",
-    [_sync_raise, _async_raise, _async_raise_later, _sync_reject, _async_reject],
-    ids=lambda f: f.__name__,
+    "handler", [_sync_raise, _async_raise, _async_raise_later, _sync_reject, _async_reject], ids=lambda f: f.__name__
 )
 async def test_connect_handler_that_raises_rejects_once(handler: Any) -> None:
     router = echo_router()

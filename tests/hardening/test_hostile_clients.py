@@ -251,9 +251,7 @@ async def test_huge_frames() -> None:
                 writer.write(upgrade_request())
                 await asyncio.wait_for(reader.readuntil(b'"maxPayload"'), scaled(5))
                 writer.write(ws_frame(b"40"))
-                writer.write(
-                    bytes([0x81, 0xFF]) + size.to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"4" * 1000
-                )
+                writer.write(bytes([0x81, 0xFF]) + size.to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"4" * 1000)
                 data = await read_until_closed(reader, 3)
                 assert b"\x03\xf1" in data  # close code 1009 in the close frame
                 writer.close()
@@ -332,7 +330,7 @@ async def test_acks_for_ids_never_sent() -> None:
                 await client.ws.send(f"43{i}[{i}]")
                 if i % 20 == 0:
                     await asyncio.sleep(0)
-            await client.ws.send("431/nowhere,5[1]".replace("1/", "/"))
+            await client.ws.send('431/nowhere,5[1]'.replace("1/", "/"))
             assert await client.call("echo", "ok") == ["ok"]
             await client.close()
 
@@ -363,9 +361,7 @@ async def test_random_garbage_on_the_socket() -> None:
 
         results = await latency_kept(server, abuse)
         for got in results[::2]:  # plain HTTP: 400 (or 408 if it looked like an unfinished request)
-            assert got == b"" or got.startswith(
-                (b"HTTP/1.1 400", b"HTTP/1.1 408", b"HTTP/1.1 413", b"HTTP/1.1 431")
-            )
+            assert got == b"" or got.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408", b"HTTP/1.1 413", b"HTTP/1.1 431"))
         await settle(server)
         assert server.state.protocol_errors >= 1
 

@@ -49,22 +49,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,
@@ -126,9 +113,7 @@ async def test_client_that_does_not_trust_the_certificate_is_refused(certificate
         data = await asyncio.wait_for(reader.read(1024), scaled(5))
         assert b"HTTP/1.1 200" not in data
         writer.close()
-        ok = await EioClient.connect(
-            server, ssl_context=ssl.create_default_context(cafile=str(certificate[0]))
-        )
+        ok = await EioClient.connect(server, ssl_context=ssl.create_default_context(cafile=str(certificate[0])))
         assert await ok.call("echo", 1) == [1]
         await ok.close()
 
@@ -170,9 +155,7 @@ def test_tls_paths_are_relative_to_the_config_file(tmp_path: Path, certificate: 
     (tmp_path / "certs").mkdir()
     for src in certificate:
         (tmp_path / "certs" / src.name).write_bytes(src.read_bytes())
-    (tmp_path / "tether.toml").write_text(
-        '[server]\nport = 0\ntls_cert = "certs/cert.pem"\ntls_key = "certs/key.pem"\n'
-    )
+    (tmp_path / "tether.toml").write_text('[server]\nport = 0\ntls_cert = "certs/cert.pem"\ntls_key = "certs/key.pem"\n')
     config = Config.load(tmp_path / "tether.toml", env={})
     assert Path(config.resolve_path(config.server.tls_cert)) == tmp_path / "certs" / "cert.pem"
     with pytest.raises(ConfigError, match="go together"):
@@ -297,10 +280,7 @@ def test_config_errors_do_not_echo_secrets() -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(env={}, overrides={"api": {"key": {"k": API_KEY}}})
     assert API_KEY not in str(info.value)
-    assert (
-        Config.load(env={}, overrides={"session": {"secret": SECRET}}).redacted()["session"]["secret"]
-        == "***"
-    )
+    assert Config.load(env={}, overrides={"session": {"secret": SECRET}}).redacted()["session"]["secret"] == "***"
 
 
 @pytest.mark.parametrize("value", ["1e5", "0x1F", "1_000", "true", "2024-01-01", "[1]", "12345"])

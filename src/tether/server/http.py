@@ -62,6 +62,8 @@ class HttpProtocol(asyncio.Protocol):
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
         self._poll_client: Client | None = None
+        self.handoff_allowed = True
+        """False on a connection another worker handed over: it is never passed on again."""
 
     # -- asyncio callbacks ----------------------------------------------------------------------------
 
@@ -172,8 +174,38 @@ class HttpProtocol(asyncio.Protocol):
             self._respond_error(400, 3, "WebSocket upgrade must be the first request on a connection", close=True)
             return
         assert self.transport is not None
+        if b"sid=" in self._url and self._foreign_upgrade(bytes(raw)):
+            return
         self.parser = None  # type: ignore[assignment]
         adopt(self.server, self.transport, bytes(raw), self.remote)
+
+    # -- sessions of other workers --------------------------------------------------------------------
+
+    def _foreign_upgrade(self, raw: bytes) -> bool:
+        """A WebSocket upgrade for another worker's polling session: hand the connection over."""
+        url = httptools.parse_url(bytes(self._url))
+        path = unquote(url.path.decode("latin-1"))
+        cfg = self.server.config.websocket
+        if path != cfg.path and path != cfg.path.rstrip("/"):
+            return False
+        sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid") if url.query else None
+        return bool(sid) and self._hand_to_owner(sid, raw)  # type: ignore[arg-type]
+
+    def _hand_to_owner(self, sid: str, data: bytes) -> bool:
+        """Give this connection to the worker that owns ``sid``, if there is one; True when it took it."""
+        handler = self.server.foreign_sid_handler
+        transport = self.transport
+        if handler is None or not self.handoff_allowed or transport is None or sid in self.server.clients:
+            return False
+        if not handler(sid, transport, data):
+            return False
+        # The handler closed the transport (it passed a duplicate of the socket on): forget it.
+        self._closed = True
+        self.transport = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        return True
 
     def _route(self, request: Request, body: bytes) -> None:
         cfg = self.server.config.websocket
@@ -284,6 +316,8 @@ class HttpProtocol(asyncio.Protocol):
             return
         client = server.clients.get(sid)
         if client is None:
+            if server.foreign_sid_handler is not None and self._hand_to_owner(sid, self._request_bytes(request, body)):
+                return
             self._respond_error(400, 1, "Session ID unknown", cors)
             return
         if client.conn.transport is not Transport.POLLING:
@@ -323,6 +357,15 @@ class HttpProtocol(asyncio.Protocol):
                 server.close_client(client, client.conn.close_reason or "client namespace disconnect", send_close=False)
             return
         self._respond_error(400, 2, "Bad handshake method", cors)
+
+    def _request_bytes(self, request: Request, body: bytes) -> bytes:
+        """The current request as bytes again, for the worker it is handed to (the parser consumed it)."""
+        head = [f"{request.method} {self._url.decode('latin-1')} HTTP/1.1\r\n"]
+        for name, value in request.headers.items():
+            if name not in ("content-length", "transfer-encoding"):
+                head.append(f"{name}: {value}\r\n")
+        head.append(f"content-length: {len(body)}\r\n\r\n")
+        return "".join(head).encode("latin-1") + body
 
     def respond_payload(self, body: bytes) -> None:
         """Answer the held polling GET (called by the Client)."""

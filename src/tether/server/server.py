@@ -45,6 +45,14 @@ SWEEP_INTERVAL = 0.5
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
+EmitHook = Callable[[str, str, int], None]
+"""``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
+HandlerHook = Callable[[str, str, float, bool], None]
+"""``(namespace, event, seconds, ok)`` when an event handler finished."""
+ForeignSidHandler = Callable[[str, Any, bytes], bool]
+"""``(sid, transport, request bytes)`` -> True when it took the connection (another worker owns ``sid``)."""
+
+USER_ROOM_PREFIX = "user:"
 
 
 def new_sid(prefix: str = "") -> str:
@@ -94,6 +102,13 @@ class Server:
         self.event_hooks: list[EventHook] = []
         """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
         self.disconnect_hooks: list[DisconnectHook] = []
+        self.emit_hooks: list[EmitHook] = []
+        """Called after every emit with how many local sockets it reached (metrics)."""
+        self.handler_hooks: list[HandlerHook] = []
+        """Called when an event handler finishes, with its duration (metrics); timing is off without hooks."""
+        self.foreign_sid_handler: ForeignSidHandler | None = None
+        """Consulted by the transports for a request naming a sid this process does not have: the manager
+        hands the connection to the worker that owns it (sticky long-polling with several workers)."""
         self.http_routes: dict[tuple[str, str], Any] = {}
         """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in ``*``."""
         self.extensions: dict[str, Any] = {}
@@ -156,15 +171,21 @@ class Server:
         if self._stopping is not None:
             self._stopping.set()
 
+    def stop_accepting(self) -> None:
+        """Close the listening sockets of this process; open connections go on (a reload's first step)."""
+        for server in self._servers:
+            server.close()
+
     async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
         """Stop accepting; close every client so that it reconnects; wait for running handlers."""
         timeout = self.config.server.stop_timeout if timeout is None else timeout
-        for server in self._servers:
-            server.close()
+        self.stop_accepting()
         self.state.draining = True
         for client in list(self.clients.values()):
-            # Engine.IO close: the client's reason is "transport close", on which socket.io-client reconnects.
-            self.close_client(client, reason, send_close=True)
+            # No Engine.IO close packet: python-socketio treats one as final ("io server disconnect"-like)
+            # and does not reconnect. A WebSocket closed with 1012 (service restart) is "transport close"
+            # for every client, and a polling client gets a noop, then "Session ID unknown": both reconnect.
+            self.close_client(client, reason, send_close=False, ws_code=1012)
         if self._tasks:
             done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
@@ -305,12 +326,45 @@ class Server:
             args = (sock, *ev.args)
         ack_id = ev.ack_id
         name = ev.name
+        if self.handler_hooks:
+            self._on_event_timed(sock, handler, args, ev)
+            return
         on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
         result = run_handler(
             handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
         )
         if ack_id is not None and result is not NOT_DONE:
             self._send_ack(sock, ack_id, result)
+
+    def _on_event_timed(self, sock: Socket, handler: Any, args: tuple[Any, ...], ev: Event) -> None:
+        """:meth:`_on_event`'s handler call, timed for the handler hooks (kept off the untimed path)."""
+        ack_id, name, namespace = ev.ack_id, ev.name, sock.namespace
+        started = time.perf_counter()
+        reported = False
+
+        def report(ok: bool) -> None:
+            nonlocal reported
+            if reported:  # a synchronous failure reports from on_error, then returns None
+                return
+            reported = True
+            elapsed = time.perf_counter() - started
+            for hook in self.handler_hooks:
+                hook(namespace, name, elapsed, ok)
+
+        def on_done(result: Any) -> None:
+            report(True)
+            if ack_id is not None:
+                self._send_ack(sock, ack_id, result)
+
+        def on_error(exc: BaseException) -> None:
+            report(False)
+            self._handler_failed(sock, name, exc)
+
+        result = run_handler(handler, args, on_done, on_error, self.config.limits.handler_timeout)
+        if result is not NOT_DONE:
+            report(True)
+            if ack_id is not None:
+                self._send_ack(sock, ack_id, result)
 
     def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
         if not sock.connected:
@@ -414,6 +468,14 @@ class Server:
         if limit and rooms.room_count_of(sock.sid) > limit:  # the sid room does not count
             raise TetherError(f"socket {sock.sid} is in {limit} rooms already (limits.max_rooms_per_socket)")
         rooms.join(sock.sid, room)
+        if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
+            self.adapter.user_online_changed(sock.namespace, room, True)
+
+    def leave_room(self, sock: Socket, room: str) -> None:
+        rooms = sock._ns.rooms
+        rooms.leave(sock.sid, room)
+        if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
+            self.adapter.user_online_changed(sock.namespace, room, False)
 
     def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None:
         """Remove ``sock`` from its namespace; ``notify`` sends the client a DISCONNECT packet."""
@@ -424,7 +486,15 @@ class Server:
             client.send(client.parser.encode_disconnect(sock.namespace))
         sock.connected = False
         client.sockets.pop(sock.namespace, None)
-        sock._ns.rooms.remove(sock.sid)
+        rooms = sock._ns.rooms
+        if self.adapter.remote:
+            user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
+            rooms.remove(sock.sid)
+            for room in user_rooms:
+                if not rooms.members(room):
+                    self.adapter.user_online_changed(sock.namespace, room, False)
+        else:
+            rooms.remove(sock.sid)
         self.state.sockets -= 1
         if sock._acks:
             for fut in sock._acks.values():
@@ -498,9 +568,11 @@ class Server:
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
         packets = self.parser_cls.encode_event(namespace, event, args)
-        self.deliver_local(namespace, packets, rooms, except_rooms)
+        n = self.deliver_local(namespace, packets, rooms, except_rooms)
         if self.adapter.remote:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
+        for hook in self.emit_hooks:
+            hook(namespace, event, n)
 
     def deliver_local(
         self, namespace: str, packets: list[bytes], rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
@@ -541,7 +613,7 @@ class Server:
     @staticmethod
     def user_room(user_id: Any) -> str:
         """The room every socket of ``user_id`` is in after ``login_using``."""
-        return f"user:{user_id}"
+        return f"{USER_ROOM_PREFIX}{user_id}"
 
     def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
         """Every socket (every tab, every worker) bound to ``user_id``."""

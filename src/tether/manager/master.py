@@ -193,7 +193,7 @@ class Master:
             return 1
         self.generation = 1
         try:
-            await self._start_generation(worker_count(self.config), self.generation)
+            await self._start_generation(worker_count(self.config), self.generation, one_by_one=False)
         except WorkerFailed as exc:
             self._ready(False, f"a worker failed to start: {exc}")
             self.stopping = True
@@ -261,7 +261,7 @@ class Master:
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         w = WorkerProc(slot, wid, generation, process, writer)
         self.workers[wid] = w
-        self.hub.add(wid, writer.write)
+        self.hub.add(wid, lambda data: None if writer.is_closing() else writer.write(data))
         self._spawn_task(self._read_worker(w, reader))
         self._spawn_task(self._watch(w))
         log.info("worker %d (slot %d) started: pid %d", wid, slot, w.pid)
@@ -278,20 +278,30 @@ class Master:
             raise WorkerFailed(f"worker {w.wid} not ready after {WORKER_START_TIMEOUT:g}s") from None
         return w
 
-    async def _start_generation(self, n: int, generation: int) -> list[WorkerProc]:
-        """Start ``n`` workers one after the other, each ready before the next.
+    async def _start_generation(self, n: int, generation: int, one_by_one: bool) -> list[WorkerProc]:
+        """Start ``n`` workers: all at once (first start), or one after the other, each ready before the next
+        (reload: the machine keeps its old workers' capacity while the new ones import the app).
 
         Raises:
             WorkerFailed: one could not start; the ones this call started are stopped.
         """
         new: list[WorkerProc] = []
         try:
-            for slot in range(n):
-                new.append(await self._start_worker(slot, generation))
+            if one_by_one:
+                for slot in range(n):
+                    new.append(await self._start_worker(slot, generation))
+            else:
+                results = await asyncio.gather(
+                    *(self._start_worker(slot, generation) for slot in range(n)), return_exceptions=True
+                )
+                new = [r for r in results if isinstance(r, WorkerProc)]
+                for r in results:
+                    if isinstance(r, BaseException):
+                        raise r
         except WorkerFailed:
             for w in new:
                 w.retiring = True
-            await self._stop_workers(new, "reload failed", 0)
+            await self._stop_workers(new, "start failed", 0)
             raise
         for w in new:
             old = self.slots.get(w.slot)
@@ -330,6 +340,10 @@ class Master:
             if not w.ready.done():
                 w.ready.set_result(None)
             self._peers_changed()
+        elif t == "paused":
+            future = self._pending.pop(msg["id"], None)
+            if future is not None and not future.done():
+                future.set_result(msg)
         elif t == "fatal":
             w.error = str(msg.get("error", ""))
         elif t == "collect":
@@ -595,6 +609,21 @@ class Master:
                         w.process.kill()
             await asyncio.wait(waits)
 
+    async def _pause(self, w: WorkerProc) -> None:
+        w.retiring = True
+        w.state = "paused"
+        self._next_request += 1
+        rid = self._next_request
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        w.send({"t": "pause", "id": rid})
+        try:
+            await asyncio.wait_for(future, 2.0)
+        except TimeoutError:
+            log.warning("! worker %d did not confirm it stopped accepting", w.wid)
+        finally:
+            self._pending.pop(rid, None)
+
     async def reload(self) -> dict[str, Any]:
         """Rolling reload with the config file read again and the route file imported afresh."""
         if self.stopping:
@@ -615,7 +644,7 @@ class Master:
             ]
             generation = self.generation + 1
             try:
-                new = await self._start_generation(worker_count(config), generation)
+                new = await self._start_generation(worker_count(config), generation, one_by_one=True)
             except WorkerFailed as exc:
                 log.error("! reload failed, the old workers keep serving: %s", exc)
                 return {
@@ -626,10 +655,9 @@ class Master:
             self.config = config
             self.reloads += 1
             old = [w for w in self.workers.values() if w not in new]
-            for w in old:
-                w.retiring = True
-                w.state = "paused"
-                w.send({"t": "pause"})
+            # Every old worker stops accepting before any of them closes its clients: a client told to
+            # reconnect must not land on an old worker that has not stopped accepting yet.
+            await asyncio.gather(*(self._pause(w) for w in old))
             log.info(
                 "reload: %d new workers ready (%s); draining %d old ones",
                 len(new),

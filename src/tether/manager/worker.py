@@ -155,6 +155,7 @@ class Worker:
             # A reload: the new workers accept now; stop taking connections, keep serving the open ones.
             self.paused = True
             server.stop_accepting()
+            self.send_control({"t": "paused", "id": msg.get("id")})
         elif t == "stop":
             self._request_stop(str(msg.get("reason") or "server shutting down"), msg.get("timeout"))
         elif t == "collected":

@@ -37,11 +37,13 @@ def run_handler(
     on_done: Callable[[Any], None] | None,
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
+    tasks: set[asyncio.Task[Any]] | None = None,
 ) -> Any:
     """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended.
 
     When it suspends, ``on_done(result)`` is called once it returns; ``on_error(exc)`` on an exception
     (also for a synchronous one). ``timeout`` > 0 cancels a suspended handler after that many seconds.
+    The Task of a suspended handler is kept in ``tasks`` until it ends (the server waits for them on stop).
     """
     try:
         result = handler(*args)
@@ -56,6 +58,9 @@ def run_handler(
         on_error(exc)
         return None
     task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
+    if tasks is not None:
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
     if timeout > 0:
         handle = asyncio.get_running_loop().call_later(timeout, task.cancel)
         task.add_done_callback(lambda _t: handle.cancel())

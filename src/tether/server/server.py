@@ -331,7 +331,8 @@ class Server:
             return
         on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
         result = run_handler(
-            handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout
+            handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout,
+            self._tasks,
         )
         if ack_id is not None and result is not NOT_DONE:
             self._send_ack(sock, ack_id, result)
@@ -360,7 +361,7 @@ class Server:
             report(False)
             self._handler_failed(sock, name, exc)
 
-        result = run_handler(handler, args, on_done, on_error, self.config.limits.handler_timeout)
+        result = run_handler(handler, args, on_done, on_error, self.config.limits.handler_timeout, self._tasks)
         if result is not NOT_DONE:
             report(True)
             if ack_id is not None:
@@ -414,6 +415,7 @@ class Server:
             lambda res: self._connect_result(sock, res, None, reply),
             lambda exc: self._connect_result(sock, None, exc, reply),
             self.config.limits.handler_timeout,
+            self._tasks,
         )
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
@@ -508,7 +510,9 @@ class Server:
                 log.exception("! disconnect hook failed for %s", sock.sid)
         handler = self.router.get(sock.namespace, "disconnect")
         if handler is not None:
-            run_handler(handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc))
+            run_handler(
+                handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc), 0.0, self._tasks
+            )
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 

@@ -22,9 +22,12 @@ from typing import Any
 
 import pytest
 
+from tether.manager import control
+from tether.manager.pidfile import running_pid
+
 FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
-ROUTES = '''
+ROUTES = """
 import asyncio
 import os
 
@@ -79,7 +82,7 @@ async def tick(socket, n):
 async def slow(socket, seconds):
     await asyncio.sleep(seconds)
     return "done"
-'''
+"""
 
 CONFIG = """
 [server]
@@ -140,7 +143,11 @@ class Instance:
         self.url = ""
 
     def env(self) -> dict[str, str]:
-        return {k: v for k, v in os.environ.items() if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS_")}
+        return {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS_")
+        }
 
     def cli(self, *args: str, wait: float = 30.0, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``tether ARGS --config tether.toml`` in the app folder."""
@@ -167,9 +174,14 @@ class Instance:
     def master_pid(self) -> int:
         return int(self.pid_file.read_text())
 
-    def infos(self) -> dict[str, Any]:
-        proc = self.cli("infos", "--json", check=True)
-        info: dict[str, Any] = json.loads(proc.stdout)
+    def infos(self, cli: bool = False) -> dict[str, Any]:
+        """``tether infos --json`` through the CLI, or (faster, for polling loops) the same request sent
+        to the control socket from this process."""
+        if cli:
+            info: dict[str, Any] = json.loads(self.cli("infos", "--json", check=True).stdout)
+        else:
+            info = control.request(str(self.control_socket), "infos", timeout=timeout(10))
+            assert info["ok"], info
         self.pids.add(info["pid"])
         self.pids.update(w["pid"] for w in info["workers"])
         return info
@@ -196,7 +208,10 @@ class Instance:
     def cleanup(self) -> None:
         if self.pid_file.exists():
             with contextlib.suppress(Exception):
-                self.cli("stop", "--wait", "10", wait=20)
+                control.request(str(self.control_socket), "stop", timeout=timeout(5))
+                deadline = time.monotonic() + timeout(15)
+                while running_pid(str(self.pid_file)) is not None and time.monotonic() < deadline:
+                    time.sleep(0.05)
         with contextlib.suppress(FileNotFoundError, ValueError):
             self.pids.add(self.master_pid())
         for pid in list(self.pids):

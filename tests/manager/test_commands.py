@@ -33,7 +33,7 @@ async def test_start_infos_stop(instance: Instance) -> None:
     clients = [await _client(instance.url) for _ in range(5)]
     for c in clients:
         await c.call("join", "room-a", timeout=timeout(5))
-    info = instance.infos()
+    info = instance.infos(cli=True)
     assert info["pid"] == master
     assert info["config"] == str(instance.config)
     assert info["listen"] == instance.url
@@ -168,7 +168,9 @@ async def test_foreground_signals(instance: Instance) -> None:
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "tether serving on http://127.0.0.1:" in line, line + (proc.stderr.read() if proc.stderr else "")
+        assert "tether serving on http://127.0.0.1:" in line, line + (
+            proc.stderr.read() if proc.stderr else ""
+        )
         url = line.split()[3]
         assert instance.master_pid() == proc.pid
         first = instance.infos()
@@ -198,7 +200,11 @@ def test_not_running_and_bad_requests(instance: Instance) -> None:
     env = dict(instance.env(), TETHER_SERVER_WORKERS="-1")
     proc = subprocess.run(
         [sys.executable, "-m", "tether", "start", "--config", str(instance.config)],
-        cwd=instance.folder, env=env, capture_output=True, text=True, timeout=timeout(30),
+        cwd=instance.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout(30),
     )
     assert proc.returncode == 2 and "server.workers: must be >= 0" in proc.stderr
     assert not os.path.exists(instance.pid_file)

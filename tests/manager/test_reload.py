@@ -18,7 +18,9 @@ class Tracked:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.sio = socketio.AsyncClient(reconnection_delay=0.2, reconnection_delay_max=1.0, randomization_factor=0.5)
+        self.sio = socketio.AsyncClient(
+            reconnection_delay=0.2, reconnection_delay_max=1.0, randomization_factor=0.5
+        )
         self.connects = 0
         self.connect_errors = 0
         self.disconnects: list[str] = []
@@ -100,12 +102,15 @@ async def test_reload_with_200_clients_emitting(instance: Instance) -> None:
         await asyncio.gather(*emitters)
 
     assert sum(c.connect_errors for c in clients) == 0, "a handshake failed during the reload"
-    assert all(c.connects == 2 for c in clients), [(c.connects, c.disconnects) for c in clients if c.connects != 2]
+    assert all(c.connects == 2 for c in clients), [
+        (c.connects, c.disconnects) for c in clients if c.connects != 2
+    ]
     assert acked_after > acked_before
     # Every client is back within a few seconds of being told to reconnect (the measured figures are printed).
     gaps = sorted(c.reconnected_at - c.disconnected_at for c in clients)
     print(
-        f"reload took {reload_done - reload_started:.2f}s; clients offline median {gaps[len(gaps) // 2]:.2f}s, "
+        f"reload took {reload_done - reload_started:.2f}s; "
+        f"clients offline median {gaps[len(gaps) // 2]:.2f}s, "
         f"max {gaps[-1]:.2f}s; all back {all_back - reload_done:+.2f}s after the reload returned"
     )
     assert gaps[-1] < timeout(5)
@@ -140,7 +145,9 @@ async def test_reload_with_a_broken_route_file_keeps_serving(instance: Instance)
     await client.disconnect()
 
     # Fixed again: the next reload goes through and picks the new code up.
-    instance.routes.write_text(good + "\n@websocket.on('version')\nasync def version(socket):\n    return 2\n")
+    instance.routes.write_text(
+        good + "\n@websocket.on('version')\nasync def version(socket):\n    return 2\n"
+    )
     instance.cli("reload", check=True)
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(instance.url, transports=["websocket"], wait_timeout=timeout(5))

@@ -211,6 +211,22 @@ class HubAdapter(Adapter):
         self._send(data)
         self.published += 1
 
+    def receive_frame(self, kind: int, raw: bytes) -> bool:
+        """Act on a B, P or G frame from the master; False for another kind (a control frame).
+
+        Raises:
+            ClusterError: a frame this worker cannot read.
+        """
+        if kind == BROADCAST:
+            self.receive_broadcast(raw)
+        elif kind == PRESENCE:
+            self.receive_presence(raw)
+        elif kind == GONE:
+            self.receive_gone(raw)
+        else:
+            return False
+        return True
+
     def receive_broadcast(self, raw: bytes) -> int:
         """Deliver a relayed B frame to this worker's sockets; returns how many sockets got it."""
         server = self.server

@@ -178,7 +178,12 @@ class Handoff:
 
     async def close(self) -> None:
         if self._accept_task is not None:
+            # Let the cancelled sock_accept unregister the descriptor before it is closed: a watcher left on
+            # a closed descriptor number fires for the next socket that gets the same number.
             self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+            self._accept_task = None
         if self._listener is not None:
             self._listener.close()
             with contextlib.suppress(FileNotFoundError):

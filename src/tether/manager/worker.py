@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..cluster.hub import BROADCAST, CONTROL, GONE, PRESENCE, FrameReader, HubAdapter, body_of, frame
+from ..cluster.hub import CONTROL, FrameReader, HubAdapter, body_of, frame
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..server.server import Server
@@ -126,14 +126,8 @@ class Worker:
                     break
                 for kind, raw in frames.feed(data):
                     try:
-                        if kind == BROADCAST:
-                            adapter.receive_broadcast(raw)
-                        elif kind == CONTROL:
+                        if not adapter.receive_frame(kind, raw) and kind == CONTROL:
                             self._on_control(body_of(raw))
-                        elif kind == PRESENCE:
-                            adapter.receive_presence(raw)
-                        elif kind == GONE:
-                            adapter.receive_gone(raw)
                     except ClusterError as exc:
                         log.error("! %s", exc)
         except (OSError, ClusterError) as exc:

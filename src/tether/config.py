@@ -38,8 +38,9 @@ __all__ = [
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9501
-    workers: int = 1
-    """Worker processes; 0 means one per CPU core."""
+    workers: int = 0
+    """Worker processes behind one port, started by ``tether start``; 0 (the default): one per CPU core.
+    A server built in code (``run_server``) is one process whatever this says."""
     pid_file: str = "run/tether.pid"
     log_file: str = "run/tether.log"
     control_socket: str = "run/tether.sock"

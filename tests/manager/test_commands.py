@@ -115,6 +115,17 @@ def test_start_fails_before_forking(instance: Instance) -> None:
     assert not instance.log_file.exists()  # nothing was forked, nothing logged
 
 
+def test_workers_stop_when_the_master_is_killed(instance: Instance) -> None:
+    instance.start()
+    info = instance.infos()
+    os.kill(info["pid"], signal.SIGKILL)
+    workers = [w["pid"] for w in info["workers"]]
+    instance.wait_for(lambda: not any(alive(pid) for pid in workers), 10, "orphaned workers to exit")
+    assert "the master is gone" in instance.log()
+    proc = instance.start()  # the pid file is stale now, and the port is free again
+    assert "replaced a stale pid file" in proc.stdout
+
+
 async def test_restart_uses_the_same_arguments(instance: Instance) -> None:
     instance.start("--workers", "1")
     old = instance.infos()

@@ -421,10 +421,17 @@ class Master:
             self._pending.pop(rid, None)
 
     async def _collect(self, timeout: float) -> list[WorkerProc]:
-        """Fresh stats of every live worker (``w.stats``; the last known one for a worker that is late)."""
-        live = [w for w in self.workers.values() if w.state in ("ready", "paused", "stopping")]
-        await asyncio.gather(*(self._request_stats(w, timeout) for w in live))
-        return sorted(live, key=lambda w: (w.retiring, w.slot, w.wid))
+        """Every worker, with fresh stats from those that serve (``w.stats``; the last known one for a
+        worker that is late; none yet for one that is starting)."""
+        workers = list(self.workers.values())
+        serving = [w for w in workers if w.state in ("ready", "paused", "stopping")]
+        await asyncio.gather(*(self._request_stats(w, timeout) for w in serving))
+        return sorted(workers, key=lambda w: (w.retiring, w.slot, w.wid))
+
+    @staticmethod
+    def _backlog(w: WorkerProc) -> int:
+        """Bytes the master has not yet written to a worker's channel (a slow worker's queue)."""
+        return 0 if w.writer.is_closing() else int(w.writer.transport.get_write_buffer_size())
 
     async def _sample_forever(self) -> None:
         while True:
@@ -435,11 +442,14 @@ class Master:
         live = await self._collect(2.0)
         snapshots = [w.stats["metrics"] for w in live if w.stats.get("metrics")] + self.retired
         instance = {
-            "workers": float(sum(1 for w in live if not w.retiring)),
+            "workers": float(sum(1 for w in live if not w.retiring and w.state == "ready")),
             "worker_restarts_total": float(self.restarts_total),
             "reloads_total": float(self.reloads),
             "uptime_seconds": time.monotonic() - self.started,
             "hub_frames_relayed_total": float(self.hub.relayed),
+            "hub_backlog_bytes": float(
+                sum(self._backlog(w) + w.stats.get("hub_backlog_bytes", 0) for w in live)
+            ),
         }
         asker.send({"t": "collected", "id": rid, "snapshots": snapshots, "instance": instance})
 
@@ -480,11 +490,11 @@ class Master:
                     "handshakes": s.get("handshakes", 0),
                     "handoffs_sent": s.get("handoffs_sent", 0),
                     "handoffs_received": s.get("handoffs_received", 0),
-                    "hub_backlog_bytes": s.get("hub_backlog_bytes", 0),
+                    "hub_backlog_bytes": s.get("hub_backlog_bytes", 0) + self._backlog(w),
                     "restarts": w.restarts,
                 }
             )
-        totals: dict[str, Any] = {"workers": sum(1 for w in live if not w.retiring)}
+        totals: dict[str, Any] = {"workers": sum(1 for w in live if not w.retiring and w.state == "ready")}
         for key in (
             "connections",
             "sockets",

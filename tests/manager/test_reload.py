@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import socketio
@@ -11,6 +15,7 @@ import socketio
 from .conftest import Instance, timeout
 
 CLIENTS = 200
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
 
 class Tracked:
@@ -164,3 +169,59 @@ async def test_reload_reads_the_config_again(instance: Instance) -> None:
     info = instance.infos()
     assert len(info["workers"]) == 1
     assert info["listen"] == instance.url
+
+
+NODE_RELOAD = r"""
+import { io } from "socket.io-client";
+import { execFileSync } from "child_process";
+const [url, command] = [process.argv[1], JSON.parse(process.argv[2])];
+const sockets = [];
+let connects = 0, errors = 0;
+for (let i = 0; i < 6; i++) {
+  // Default options (polling, then upgrade), faster reconnection only.
+  const s = io(url, { reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+  s.on("connect", () => connects++);
+  s.on("connect_error", () => errors++);
+  sockets.push(s);
+}
+const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+for (let i = 0; i < 100 && connects < 6; i++) await wait(50);
+const pid = (s) => s.timeout(5000).emitWithAck("whoami").then((w) => w.pid);
+const before = await Promise.all(sockets.map(pid));
+execFileSync(command[0], command.slice(1), { stdio: "inherit" });
+for (let i = 0; i < 100 && (connects < 12 || sockets.some((s) => !s.connected)); i++) await wait(100);
+const after = await Promise.all(sockets.map(pid));
+console.log(JSON.stringify({ connects, errors, before, after }));
+sockets.forEach((s) => s.close());
+"""
+
+
+async def test_reload_brings_back_polling_and_node_clients(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    python_clients = [Tracked(instance.url) for _ in range(6)]
+    for c in python_clients:
+        await c.sio.connect(instance.url, transports=["polling"], wait_timeout=timeout(10))
+    command = [sys.executable, "-m", "tether", "reload", "--config", str(instance.config)]
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "--input-type=module", "-e", NODE_RELOAD, instance.url, json.dumps(command)],
+        cwd=JS_DIR,
+        env=instance.env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+    )
+    assert proc.returncode == 0, proc.stderr + instance.log()[-3000:]
+    node = json.loads(proc.stdout.strip().splitlines()[-1])
+    new_pids = set(instance.worker_pids())
+    assert node["errors"] == 0 and node["connects"] == 12
+    assert not set(node["before"]) & new_pids and set(node["after"]) <= new_pids
+
+    deadline = time.monotonic() + timeout(10)
+    while any(c.connects < 2 or not c.sio.connected for c in python_clients):
+        assert time.monotonic() < deadline, [c.disconnects for c in python_clients]
+        await asyncio.sleep(0.1)
+    assert sum(c.connect_errors for c in python_clients) == 0
+    for c in python_clients:
+        assert (await c.sio.call("whoami", timeout=timeout(5)))["pid"] in new_pids
+        await c.sio.disconnect()

@@ -116,7 +116,7 @@ async def _until(predicate: Any) -> None:
 
 NODE_CLIENTS = r"""
 import { io } from "socket.io-client";
-const [url, n] = [process.argv[2], parseInt(process.argv[3])];
+const [url, n] = [process.argv[1], parseInt(process.argv[2])];  // node -e SCRIPT URL N
 const out = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve, reject) => {
   const s = io(url, { reconnection: false });  // default options otherwise: polling, then upgrade
   const timer = setTimeout(() => reject(new Error("client " + i + " timed out")), 15000);
@@ -140,19 +140,15 @@ console.log(JSON.stringify(out));
 
 async def test_node_client_default_options_with_two_workers(instance: Instance) -> None:
     instance.start("--workers", "2")
-    script = JS_DIR / "manager_clients.mjs"
-    script.write_text(NODE_CLIENTS)
-    try:
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            ["node", str(script), instance.url, "12"],
-            cwd=JS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=timeout(60),
-        )
-    finally:
-        script.unlink()
+    # Run from tests/js so that the import resolves to its node_modules.
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "--input-type=module", "-e", NODE_CLIENTS, instance.url, "12"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+    )
     assert proc.returncode == 0, proc.stderr + instance.log()[-3000:]
     results = json.loads(proc.stdout)
     assert len(results) == 12

@@ -73,7 +73,7 @@ async def test_start_infos_stop(instance: Instance) -> None:
 
 
 def test_start_twice_is_refused_and_a_stale_pid_file_is_replaced(instance: Instance) -> None:
-    instance.start()
+    instance.start("--workers", "1")
     master = instance.master_pid()
     proc = instance.cli("start", "-d")
     assert proc.returncode == 1
@@ -85,7 +85,7 @@ def test_start_twice_is_refused_and_a_stale_pid_file_is_replaced(instance: Insta
     dead.wait()
     instance.run_dir.mkdir(exist_ok=True)
     instance.pid_file.write_text(f"{dead.pid}\n")
-    proc = instance.start()
+    proc = instance.start("--workers", "1")
     assert f"replaced a stale pid file ({instance.pid_file}: pid {dead.pid} is not running)" in proc.stdout
     assert instance.master_pid() != dead.pid
 
@@ -168,7 +168,7 @@ async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> N
 async def test_foreground_signals(instance: Instance) -> None:
     env = instance.env()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tether", "start", "--config", str(instance.config)],
+        [sys.executable, "-m", "tether", "start", "--workers", "1", "--config", str(instance.config)],
         cwd=instance.folder,
         env=env,
         stdout=subprocess.PIPE,

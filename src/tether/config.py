@@ -47,6 +47,8 @@ class ServerConfig:
     log_level: str = "info"
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
+    worker_start_timeout: float = 30.0
+    """Seconds a worker started by ``tether start``/``reload`` has to import the app and accept."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
     tls_cert: str = ""
@@ -268,6 +270,8 @@ class Config:
             raise ConfigError(src, "server.port", f"{self.server.port} is not a TCP port")
         if self.server.workers < 0:
             raise ConfigError(src, "server.workers", "must be >= 0")
+        if self.server.worker_start_timeout <= 0:
+            raise ConfigError(src, "server.worker_start_timeout", "must be > 0")
         for key in ("ping_interval", "ping_timeout", "connect_timeout"):
             if getattr(ws, key) <= 0:
                 raise ConfigError(src, f"websocket.{key}", "must be > 0")

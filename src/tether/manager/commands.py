@@ -25,7 +25,7 @@ from ..config import Config
 from ..errors import ConfigError
 from .control import ControlError, request
 from .infos import render_table
-from .master import STOP_GRACE, WORKER_START_TIMEOUT, Launch, Master, worker_count
+from .master import STOP_GRACE, Launch, Master, worker_count
 from .paths import RunPaths
 from .pidfile import AlreadyRunning, PidFile, running_pid
 
@@ -285,6 +285,14 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
         daemon=bool(args.daemon),
     )
     if args.daemon:
+        try:
+            with open(paths.log_file, "a"):
+                pass  # the daemon's output goes there: find out now, while there is a terminal to say so
+        except OSError as exc:
+            pidfile.close()
+            sock.close()
+            _err(f"cannot write the log file {paths.log_file}: {exc.strerror or exc}")
+            return 1
         return _start_daemon(config, sock, paths, pidfile, launch)
     logging.basicConfig(level=config.server.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     pidfile.write(os.getpid())
@@ -316,7 +324,7 @@ def _start_daemon(
         assert pidfile.fd is not None
         os.close(pidfile.fd)  # the daemon holds the lock now
         pidfile.fd = None
-        status = _read_status(read_end, WORKER_START_TIMEOUT * (worker_count(config) + 1) + 10)
+        status = _read_status(read_end, config.server.worker_start_timeout + 30)
         os.waitpid(pid, 0)
         if status.startswith("ok "):
             url = status[3:]
@@ -427,9 +435,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     paths, stop_timeout = _paths(args)
     try:
-        reply = request(
-            paths.control_socket, "reload", timeout=stop_timeout + STOP_GRACE + WORKER_START_TIMEOUT * 8
-        )
+        # Workers start one by one on a reload: allow for several slow ones, then the old ones' drain.
+        reply = request(paths.control_socket, "reload", timeout=stop_timeout + STOP_GRACE + 600)
     except ControlError as exc:
         if running_pid(paths.pid_file) is None:
             return _not_running(paths)

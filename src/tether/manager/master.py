@@ -42,12 +42,10 @@ from .paths import RunPaths
 from .pidfile import PidFile
 from .tcpstates import count_states
 
-__all__ = ["Launch", "Master", "WorkerFailed", "describe_status", "worker_count"]
+__all__ = ["STOP_GRACE", "Launch", "Master", "WorkerFailed", "describe_status", "worker_count"]
 
 log = logging.getLogger("tether.manager")
 
-WORKER_START_TIMEOUT = 30.0
-"""Seconds a worker has to import its routes and say ``ready``."""
 STOP_GRACE = 5.0
 """Seconds after ``stop_timeout`` before workers that are still running are killed."""
 BACKOFF_MIN = 0.1
@@ -270,12 +268,15 @@ class Master:
     async def _start_worker(self, slot: int, generation: int) -> WorkerProc:
         w = await self._spawn(slot, generation)
         try:
-            await asyncio.wait_for(asyncio.shield(w.ready), WORKER_START_TIMEOUT)
+            await asyncio.wait_for(asyncio.shield(w.ready), self.config.server.worker_start_timeout)
         except TimeoutError:
             w.retiring = True
             with contextlib.suppress(ProcessLookupError):
                 w.process.kill()
-            raise WorkerFailed(f"worker {w.wid} not ready after {WORKER_START_TIMEOUT:g}s") from None
+            limit = self.config.server.worker_start_timeout
+            raise WorkerFailed(
+                f"worker {w.wid} not ready after {limit:g}s (server.worker_start_timeout)"
+            ) from None
         return w
 
     async def _start_generation(self, n: int, generation: int, one_by_one: bool) -> list[WorkerProc]:

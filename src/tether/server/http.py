@@ -189,7 +189,7 @@ class HttpProtocol(asyncio.Protocol):
         if path != cfg.path and path != cfg.path.rstrip("/"):
             return False
         sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid") if url.query else None
-        return bool(sid) and self._hand_to_owner(sid, raw)  # type: ignore[arg-type]
+        return self._hand_to_owner(sid, raw) if sid else False
 
     def _hand_to_owner(self, sid: str, data: bytes) -> bool:
         """Give this connection to the worker that owns ``sid``, if there is one; True when it took it."""
@@ -316,7 +316,10 @@ class HttpProtocol(asyncio.Protocol):
             return
         client = server.clients.get(sid)
         if client is None:
-            if server.foreign_sid_handler is not None and self._hand_to_owner(sid, self._request_bytes(request, body)):
+            # Another worker's session (the sid's prefix says which): the connection goes there.
+            if server.foreign_sid_handler is not None and self._hand_to_owner(
+                sid, self._request_bytes(request, body)
+            ):
                 return
             self._respond_error(400, 1, "Session ID unknown", cors)
             return

@@ -331,7 +331,11 @@ class Server:
             return
         on_done = None if ack_id is None else (lambda result: self._send_ack(sock, ack_id, result))
         result = run_handler(
-            handler, args, on_done, lambda exc: self._handler_failed(sock, name, exc), self.config.limits.handler_timeout,
+            handler,
+            args,
+            on_done,
+            lambda exc: self._handler_failed(sock, name, exc),
+            self.config.limits.handler_timeout,
             self._tasks,
         )
         if ack_id is not None and result is not NOT_DONE:
@@ -361,7 +365,8 @@ class Server:
             report(False)
             self._handler_failed(sock, name, exc)
 
-        result = run_handler(handler, args, on_done, on_error, self.config.limits.handler_timeout, self._tasks)
+        timeout = self.config.limits.handler_timeout
+        result = run_handler(handler, args, on_done, on_error, timeout, self._tasks)
         if result is not NOT_DONE:
             report(True)
             if ack_id is not None:
@@ -510,9 +515,8 @@ class Server:
                 log.exception("! disconnect hook failed for %s", sock.sid)
         handler = self.router.get(sock.namespace, "disconnect")
         if handler is not None:
-            run_handler(
-                handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc), 0.0, self._tasks
-            )
+            on_error = lambda exc: self._handler_failed(sock, "disconnect", exc)  # noqa: E731
+            run_handler(handler, (sock, reason), None, on_error, 0.0, self._tasks)
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 

@@ -69,7 +69,7 @@ class Tracked:
         self.acked += 1
 
 
-async def _gather_in_batches(coros: list[Any], size: int = 50) -> None:
+async def _gather_in_batches(coros: list[Any], size: int = 20) -> None:
     for i in range(0, len(coros), size):
         await asyncio.gather(*coros[i : i + size])
 

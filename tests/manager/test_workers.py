@@ -117,7 +117,9 @@ async def _until(predicate: Any) -> None:
 NODE_CLIENTS = r"""
 import { io } from "socket.io-client";
 const [url, n] = [process.argv[1], parseInt(process.argv[2])];  // node -e SCRIPT URL N
-const out = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve, reject) => {
+// Clients arrive 40 ms apart, as users do: a burst of simultaneous connects is accepted by one worker.
+const later = (ms) => new Promise((r) => setTimeout(r, ms));
+const client = (i) => new Promise((resolve, reject) => {
   const s = io(url, { reconnection: false });  // default options otherwise: polling, then upgrade
   const timer = setTimeout(() => reject(new Error("client " + i + " timed out")), 15000);
   s.on("connect_error", (e) => { clearTimeout(timer); reject(e); });
@@ -133,7 +135,8 @@ const out = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((r
       s.close();
     } catch (e) { clearTimeout(timer); reject(e); }
   });
-})));
+});
+const out = await Promise.all(Array.from({ length: n }, (_, i) => later(40 * i).then(() => client(i))));
 console.log(JSON.stringify(out));
 """
 

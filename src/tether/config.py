@@ -40,8 +40,9 @@ class ServerConfig:
     """Listen address; ``0.0.0.0`` for every interface."""
     port: int = 9501
     """Listen port; 0 picks a free one (tests)."""
-    workers: int = 1
-    """Worker processes; 0 means one per CPU core."""
+    workers: int = 0
+    """Worker processes behind one port, started by ``tether start``; 0 (the default): one per CPU core.
+    A server built in code (``run_server``) is one process whatever this says."""
     pid_file: str = "run/tether.pid"
     """Master pid file; how ``stop``/``reload``/``infos`` find the running instance."""
     log_file: str = "run/tether.log"
@@ -52,6 +53,8 @@ class ServerConfig:
     """``debug``, ``info``, ``warning`` or ``error``."""
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
+    worker_start_timeout: float = 30.0
+    """Seconds a worker started by ``tether start``/``reload`` has to import the app and accept."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
     net: str = "uvloop"
@@ -307,6 +310,8 @@ class Config:
             raise ConfigError(src, "server.port", f"{self.server.port} is not a TCP port")
         if self.server.workers < 0:
             raise ConfigError(src, "server.workers", "must be >= 0")
+        if self.server.worker_start_timeout <= 0:
+            raise ConfigError(src, "server.worker_start_timeout", "must be > 0")
         for key in ("ping_interval", "ping_timeout", "connect_timeout"):
             if getattr(ws, key) <= 0:
                 raise ConfigError(src, f"websocket.{key}", "must be > 0")

@@ -168,6 +168,10 @@ class Socket:
                 self._pending.extend(packets)
             else:
                 self.client.send(packets)
+            hooks = self.server.emit_hooks
+            if hooks:
+                for hook in hooks:
+                    hook(self.namespace, event, 1)
             return SENT
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -239,7 +243,7 @@ class Socket:
 
     def leave(self, room: str | Iterable[str]) -> None:
         for r in (room,) if isinstance(room, str) else room:
-            self._ns.rooms.leave(self.sid, r)
+            self.server.leave_room(self, r)
 
     leave_room = leave
 

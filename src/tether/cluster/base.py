@@ -58,7 +58,16 @@ class Adapter:
         return None
 
     def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
+        """True when another process has a socket in ``user_room`` of ``namespace``."""
         return False
+
+    def user_online_changed(self, namespace: str, user_room: str, online: bool) -> None:
+        """This process got its first socket in ``user_room`` (``online``) or lost its last one.
+
+        Called by the server for rooms named by :meth:`Server.user_room` only, so that an adapter can
+        answer :meth:`is_user_online_remote` without a round trip. Default: nothing to tell.
+        """
+        return None
 
     # -- cluster-wide operations ----------------------------------------------------------------------
     # Added with the Redis adapter. Each default acts on this process only, which is the whole answer for

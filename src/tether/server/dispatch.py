@@ -38,6 +38,7 @@ def run_handler(
     on_done: Callable[[Any], None] | None,
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
+    tasks: set[asyncio.Task[Any]] | None = None,
 ) -> Any:
     """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended or raised.
 
@@ -45,6 +46,7 @@ def run_handler(
     (also for a synchronous one, and then :data:`NOT_DONE` is returned, so that a caller never takes the
     failure for a result: a ``connect`` handler that raised Reject must not also accept the client, and a
     handler that raised answers no ack). ``timeout`` > 0 cancels a suspended handler after that many seconds.
+    The Task of a suspended handler is kept in ``tasks`` until it ends (the server waits for them on stop).
     """
     try:
         result = handler(*args)
@@ -58,7 +60,7 @@ def run_handler(
     except Exception as exc:
         on_error(exc)
         return NOT_DONE
-    continue_in_task(coro, yielded, on_done, on_error, timeout)
+    continue_in_task(coro, yielded, on_done, on_error, timeout, tasks)
     return NOT_DONE
 
 
@@ -68,9 +70,15 @@ def continue_in_task(
     on_done: Callable[[Any], None] | None,
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
+    tasks: set[asyncio.Task[Any]] | None = None,
 ) -> asyncio.Task[Any]:
-    """Finish a coroutine that suspended on its eager start (it yielded ``yielded``) in a Task."""
+    """Finish a coroutine that suspended on its eager start (it yielded ``yielded``) in a Task.
+
+    The Task is kept in ``tasks`` until it ends (the server waits for them on stop)."""
     task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
+    if tasks is not None:
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
     if timeout > 0:
         handle = asyncio.get_running_loop().call_later(timeout, task.cancel)
         task.add_done_callback(lambda _t: handle.cancel())

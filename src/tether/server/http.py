@@ -64,6 +64,8 @@ class HttpProtocol(asyncio.Protocol):
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
         self._poll_client: Client | None = None
+        self.handoff_allowed = True
+        """False on a connection another worker handed over: it is never passed on again."""
 
     # -- asyncio callbacks ----------------------------------------------------------------------------
 
@@ -211,12 +213,42 @@ class HttpProtocol(asyncio.Protocol):
         method = self.parser.get_method()
         head = [method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n"]
         request = b"".join(head) + tail
+        if b"sid=" in self._url and self._foreign_upgrade(request):
+            return
         # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
         self._headers = {}
         self._raw_headers = []
         self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
+
+    # -- sessions of other workers --------------------------------------------------------------------
+
+    def _foreign_upgrade(self, raw: bytes) -> bool:
+        """A WebSocket upgrade for another worker's polling session: hand the connection over."""
+        url = httptools.parse_url(bytes(self._url))
+        path = unquote(url.path.decode("latin-1"))
+        cfg = self.server.config.websocket
+        if path != cfg.path and path != cfg.path.rstrip("/"):
+            return False
+        sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid") if url.query else None
+        return self._hand_to_owner(sid, raw) if sid else False
+
+    def _hand_to_owner(self, sid: str, data: bytes) -> bool:
+        """Give this connection to the worker that owns ``sid``, if there is one; True when it took it."""
+        handler = self.server.foreign_sid_handler
+        transport = self.transport
+        if handler is None or not self.handoff_allowed or transport is None or sid in self.server.clients:
+            return False
+        if not handler(sid, transport, data):
+            return False
+        # The handler closed the transport (it passed a duplicate of the socket on): forget it.
+        self._closed = True
+        self.transport = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        return True
 
     def _route(self, request: Request, body: bytes) -> None:
         cfg = self.server.config.websocket
@@ -337,6 +369,11 @@ class HttpProtocol(asyncio.Protocol):
             return
         client = server.clients.get(sid)
         if client is None:
+            # Another worker's session (the sid's prefix says which): the connection goes there.
+            if server.foreign_sid_handler is not None and self._hand_to_owner(
+                sid, self._request_bytes(request, body)
+            ):
+                return
             last = server.take_closed_poll(sid) if request.method == "GET" else None
             if last is not None:
                 self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, last)
@@ -386,6 +423,15 @@ class HttpProtocol(asyncio.Protocol):
                 )
             return
         self._respond_error(400, 2, "Bad handshake method", cors)
+
+    def _request_bytes(self, request: Request, body: bytes) -> bytes:
+        """The current request as bytes again, for the worker it is handed to (the parser consumed it)."""
+        head = [f"{request.method} {self._url.decode('latin-1')} HTTP/1.1\r\n"]
+        for name, value in request.headers.items():
+            if name not in ("content-length", "transfer-encoding"):
+                head.append(f"{name}: {value}\r\n")
+        head.append(f"content-length: {len(body)}\r\n\r\n")
+        return "".join(head).encode("latin-1") + body
 
     def respond_payload(self, body: bytes) -> None:
         """Answer the held polling GET (called by the Client)."""

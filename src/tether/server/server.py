@@ -51,6 +51,14 @@ _ABORT_REASONS = frozenset({"slow consumer", "ping timeout"})
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
+EmitHook = Callable[[str, str, int], None]
+"""``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
+HandlerHook = Callable[[str, str, float, bool], None]
+"""``(namespace, event, seconds, ok)`` when an event handler finished."""
+ForeignSidHandler = Callable[[str, Any, bytes], bool]
+"""``(sid, transport, request bytes)`` -> True when it took the connection (another worker owns ``sid``)."""
+
+USER_ROOM_PREFIX = "user:"
 
 
 def close_reason(text: str) -> bytes:
@@ -109,6 +117,13 @@ class Server:
         self.event_hooks: list[EventHook] = []
         """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
         self.disconnect_hooks: list[DisconnectHook] = []
+        self.emit_hooks: list[EmitHook] = []
+        """Called after every emit with how many local sockets it reached (metrics)."""
+        self.handler_hooks: list[HandlerHook] = []
+        """Called when an event handler finishes, with its duration (metrics); timing is off without hooks."""
+        self.foreign_sid_handler: ForeignSidHandler | None = None
+        """Consulted by the transports for a request naming a sid this process does not have: the manager
+        hands the connection to the worker that owns it (sticky long-polling with several workers)."""
         self.http_routes: dict[tuple[str, str], Any] = {}
         """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in
         ``*``."""
@@ -185,15 +200,21 @@ class Server:
         if self._stopping is not None:
             self._stopping.set()
 
+    def stop_accepting(self) -> None:
+        """Close the listening sockets of this process; open connections go on (a reload's first step)."""
+        for server in self._servers:
+            server.close()
+
     async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
         """Stop accepting; close every client so that it reconnects; wait for running handlers."""
         timeout = self.config.server.stop_timeout if timeout is None else timeout
-        for server in self._servers:
-            server.close()
+        self.stop_accepting()
         self.state.draining = True
         for client in list(self.clients.values()):
-            # Engine.IO close: the client's reason is "transport close", on which socket.io-client reconnects.
-            self.close_client(client, reason, send_close=True)
+            # No Engine.IO close packet: python-socketio treats one as final ("io server disconnect"-like)
+            # and does not reconnect. A WebSocket closed with 1012 (service restart) is "transport close"
+            # for every client, and a polling client gets a noop, then "Session ID unknown": both reconnect.
+            self.close_client(client, reason, send_close=False, ws_code=1012)
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
             for task in pending:
@@ -343,6 +364,9 @@ class Server:
         for hook in self.event_hooks:
             hook(sock, name)
         handler = self.router.get(namespace, name)
+        if self.handler_hooks:
+            self._on_event_timed(sock, handler, name, args, ack_id)
+            return
         try:
             if handler is not None:
                 result = handler(sock, *args)
@@ -377,6 +401,7 @@ class Server:
             on_done,
             lambda exc: self._handler_failed(sock, name, exc),
             self.config.limits.handler_timeout,
+            self._tasks,
         )
 
     def _within_rate(self, client: Client, rate: float) -> bool:
@@ -398,6 +423,49 @@ class Server:
                     )
                 )
         return False
+
+    def _on_event_timed(
+        self, sock: Socket, handler: Any, name: str, event_args: list[Any], ack_id: int | None
+    ) -> None:
+        """:meth:`receive_event`'s handler call, timed for the handler hooks (kept off the untimed path)."""
+        namespace = sock.namespace
+        args: tuple[Any, ...]
+        if handler is None:
+            handler = self.router.get(namespace, "*")
+            if handler is None:
+                if self.debug:
+                    log.debug("< %s no route for %r in %s: ignored", sock.sid, name, namespace)
+                return
+            args = (sock, name, *event_args)
+        else:
+            args = (sock, *event_args)
+        started = time.perf_counter()
+        reported = False
+
+        def report(ok: bool) -> None:
+            nonlocal reported
+            if reported:  # a synchronous failure reports from on_error, then returns None
+                return
+            reported = True
+            elapsed = time.perf_counter() - started
+            for hook in self.handler_hooks:
+                hook(namespace, name, elapsed, ok)
+
+        def on_done(result: Any) -> None:
+            report(True)
+            if ack_id is not None:
+                self._send_ack(sock, ack_id, result)
+
+        def on_error(exc: BaseException) -> None:
+            report(False)
+            self._handler_failed(sock, name, exc)
+
+        timeout = self.config.limits.handler_timeout
+        result = run_handler(handler, args, on_done, on_error, timeout, self._tasks)
+        if result is not NOT_DONE:
+            report(True)
+            if ack_id is not None:
+                self._send_ack(sock, ack_id, result)
 
     def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
         if not sock.connected:
@@ -461,6 +529,7 @@ class Server:
             lambda res: self._connect_result(sock, res, None, reply),
             lambda exc: self._connect_result(sock, None, exc, reply),
             self.config.limits.handler_timeout,
+            self._tasks,
         )
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
@@ -525,6 +594,14 @@ class Server:
         if limit and rooms.room_count_of(sock.sid) >= limit and not rooms.is_in(sock.sid, room):
             raise TetherError(f"socket {sock.sid} is in {limit} rooms already (limits.max_rooms_per_socket)")
         rooms.join(sock.sid, room)
+        if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
+            self.adapter.user_online_changed(sock.namespace, room, True)
+
+    def leave_room(self, sock: Socket, room: str) -> None:
+        rooms = sock._ns.rooms
+        rooms.leave(sock.sid, room)
+        if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
+            self.adapter.user_online_changed(sock.namespace, room, False)
 
     def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None:
         """Remove ``sock`` from its namespace; ``notify`` sends the client a DISCONNECT packet."""
@@ -535,7 +612,15 @@ class Server:
             client.send(client.parser.encode_disconnect(sock.namespace))
         sock.connected = False
         client.sockets.pop(sock.namespace, None)
-        sock._ns.rooms.remove(sock.sid)
+        rooms = sock._ns.rooms
+        if self.adapter.remote:
+            user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
+            rooms.remove(sock.sid)
+            for room in user_rooms:
+                if not rooms.members(room):
+                    self.adapter.user_online_changed(sock.namespace, room, False)
+        else:
+            rooms.remove(sock.sid)
         self.state.sockets -= 1
         if sock._acks:
             # A handler awaiting this client's ack learns why it will never come, as an exception it can
@@ -553,9 +638,8 @@ class Server:
                 log.exception("! disconnect hook failed for %s", sock.sid)
         handler = self.router.get(sock.namespace, "disconnect")
         if handler is not None:
-            run_handler(
-                handler, (sock, reason), None, lambda exc: self._handler_failed(sock, "disconnect", exc)
-            )
+            on_error = lambda exc: self._handler_failed(sock, "disconnect", exc)  # noqa: E731
+            run_handler(handler, (sock, reason), None, on_error, 0.0, self._tasks)
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_client(client, reason, send_close=False)
 
@@ -668,9 +752,11 @@ class Server:
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
         packets = self.parser_cls.encode_event(namespace, event, args)
-        self.deliver_local(namespace, packets, rooms, except_rooms)
+        n = self.deliver_local(namespace, packets, rooms, except_rooms)
         if self.adapter.remote:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
+        for hook in self.emit_hooks:
+            hook(namespace, event, n)
 
     def deliver_local(
         self,
@@ -717,7 +803,7 @@ class Server:
     @staticmethod
     def user_room(user_id: Any) -> str:
         """The room every socket of ``user_id`` is in after ``login_using``."""
-        return f"user:{user_id}"
+        return f"{USER_ROOM_PREFIX}{user_id}"
 
     def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
         """Every socket (every tab, every worker) bound to ``user_id``."""

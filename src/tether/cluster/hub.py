@@ -1,0 +1,328 @@
+"""Cross-worker delivery on one host with no Redis: the master is a hub between its workers.
+
+Theory of operation::
+
+    worker 1 ──frame──▶ master (Hub.relay) ──same bytes──▶ worker 2, worker 3, ...
+       │                    │
+       └ delivers locally   └ keeps who has which user room (presence) and who is alive
+
+Every worker has one Unix socket pair to the master (its *channel*). A broadcast is delivered to the
+worker's own sockets first (as with any adapter), then :meth:`HubAdapter.publish` writes one frame to the
+channel; the master writes the same bytes, undecoded, to every other worker, which delivers them with
+:meth:`Server.deliver_local`. The frame carries the packets already encoded by the sending worker, so a
+broadcast is encoded once for the whole host; binary packets keep their :class:`Binary` type through
+msgpack's extension type 1. When the workers do not all use the same parser (a reload that changed
+``[websocket] parser`` leaves old and new workers side by side for a moment), the master says so and
+frames carry the arguments as well, which the receiver re-encodes with its own parser.
+
+User presence (``is_user_online``) is replicated like Swoole's shared tables: a worker reports when its
+first socket joins, or its last socket leaves, a user room; the master relays that to the others, which
+keep a set of worker ids per ``(namespace, room)`` and answer without a round trip. When a worker dies,
+the master tells the others to forget its entries.
+
+Frame layout (one channel carries hub and control frames)::
+
+    !I length of what follows | 1 byte kind | msgpack body
+    kind B  broadcast  [version, parser, namespace, event, rooms, except_rooms, packets, args|nil]
+    kind P  presence   [namespace, room, online, wid]
+    kind G  gone       [wid]
+    kind C  control    {"t": ..., ...}   (hello, ready, stats, stop...: see tether.manager)
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgpack
+
+from ..errors import ClusterError
+from ..protocol.engineio import Binary
+from .base import Adapter, BroadcastMessage
+
+__all__ = [
+    "BROADCAST",
+    "CONTROL",
+    "GONE",
+    "PRESENCE",
+    "FrameReader",
+    "Hub",
+    "HubAdapter",
+    "decode_broadcast",
+    "encode_broadcast",
+    "frame",
+]
+
+log = logging.getLogger("tether.cluster.hub")
+
+BROADCAST = b"B"[0]
+PRESENCE = b"P"[0]
+GONE = b"G"[0]
+CONTROL = b"C"[0]
+
+WIRE_VERSION = 1
+MAX_FRAME = 64 * 1024 * 1024
+"""Largest frame accepted on a channel: well above ``max_payload``, small enough to catch a corrupt length."""
+
+_HEADER = struct.Struct("!I")
+_BINARY_EXT = 1
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Binary):
+        return msgpack.ExtType(_BINARY_EXT, bytes(obj))
+    if isinstance(obj, tuple | set | frozenset):
+        return list(obj)
+    raise TypeError(f"cannot send {type(obj).__name__} between workers")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _BINARY_EXT:
+        return Binary(data)
+    return msgpack.ExtType(code, data)
+
+
+def pack(obj: Any) -> bytes:
+    # Binary is a bytes subclass: strict_types makes msgpack hand it to _default instead of packing it as bin.
+    return msgpack.packb(obj, default=_default, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes | memoryview) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def frame(kind: int, body: Any) -> bytes:
+    """One channel frame: length, kind byte, msgpack body."""
+    payload = pack(body)
+    return _HEADER.pack(len(payload) + 1) + bytes((kind,)) + payload
+
+
+class FrameReader:
+    """Splits the bytes of a channel into ``(kind, frame bytes)``; sans-I/O, fed by the transport.
+
+    The frame bytes returned include the header, so the master can relay them without re-encoding.
+    """
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Add bytes read from the channel; return the frames now complete.
+
+        Raises:
+            ClusterError: a frame longer than :data:`MAX_FRAME` or empty (the channel is corrupt).
+        """
+        buf = self._buf
+        buf += data
+        out: list[tuple[int, bytes]] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            (length,) = _HEADER.unpack_from(buf, pos)
+            if length == 0 or length > MAX_FRAME:
+                raise ClusterError("hub", f"bad frame length {length}")
+            end = pos + 4 + length
+            if end > n:
+                break
+            out.append((buf[pos + 4], bytes(buf[pos:end])))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
+def body_of(raw: bytes) -> Any:
+    """The decoded body of a frame returned by :meth:`FrameReader.feed`."""
+    return unpack(memoryview(raw)[5:])
+
+
+def encode_broadcast(message: BroadcastMessage, packets: list[bytes], parser: str, with_args: bool) -> bytes:
+    """The B frame for ``message``; ``with_args`` adds the arguments for workers with another parser.
+
+    Raises:
+        TypeError: ``with_args`` and an argument msgpack cannot carry.
+    """
+    args = list(message.args) if with_args else None
+    return frame(
+        BROADCAST,
+        [
+            WIRE_VERSION,
+            parser,
+            message.namespace,
+            message.event,
+            message.rooms,
+            message.except_rooms,
+            packets,
+            args,
+        ],
+    )
+
+
+def decode_broadcast(raw: bytes) -> tuple[BroadcastMessage, str, list[bytes], bool]:
+    """``(message, parser name, packets, has_args)`` of a B frame (``message.args`` is ``()`` without args).
+
+    Raises:
+        ClusterError: an unknown wire version.
+    """
+    body = body_of(raw)
+    if body[0] != WIRE_VERSION:
+        raise ClusterError("hub", f"broadcast frame version {body[0]} (this worker speaks {WIRE_VERSION})")
+    _, parser, namespace, event, rooms, except_rooms, packets, args = body
+    message = BroadcastMessage(namespace, event, tuple(args or ()), tuple(rooms), tuple(except_rooms))
+    return message, parser, packets, args is not None
+
+
+class HubAdapter(Adapter):
+    """The worker side of the hub: publishes to the master and delivers what it relays.
+
+    Args:
+        send: writes one frame to the channel (never blocks; the transport buffers).
+        wid: this worker's id, used in presence frames.
+    """
+
+    remote = True
+
+    def __init__(self, send: Callable[[bytes], None], wid: int) -> None:
+        super().__init__()
+        self._send = send
+        self.wid = wid
+        self.mixed_parsers = False
+        """Set by the master when workers use different parsers: frames then carry the arguments."""
+        self.remote_users: dict[tuple[str, str], set[int]] = {}
+        """``(namespace, user room)`` -> ids of the *other* workers that have a socket in it."""
+        self.published = 0
+        self.received = 0
+        self.dropped = 0
+
+    def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
+        assert self.server is not None
+        parser = self.server.parser_cls.name
+        try:
+            data = encode_broadcast(message, packets, parser, self.mixed_parsers)
+        except TypeError as exc:
+            # Only reachable with mixed parsers: the other workers' clients cannot get this emit.
+            self.dropped += 1
+            log.error("! broadcast %r not sent to workers with another parser: %s", message.event, exc)
+            data = encode_broadcast(message, packets, parser, False)
+        self._send(data)
+        self.published += 1
+
+    def receive_frame(self, kind: int, raw: bytes) -> bool:
+        """Act on a B, P or G frame from the master; False for another kind (a control frame).
+
+        Raises:
+            ClusterError: a frame this worker cannot read.
+        """
+        if kind == BROADCAST:
+            self.receive_broadcast(raw)
+        elif kind == PRESENCE:
+            self.receive_presence(raw)
+        elif kind == GONE:
+            self.receive_gone(raw)
+        else:
+            return False
+        return True
+
+    def receive_broadcast(self, raw: bytes) -> int:
+        """Deliver a relayed B frame to this worker's sockets; returns how many sockets got it."""
+        server = self.server
+        assert server is not None
+        message, parser, packets, has_args = decode_broadcast(raw)
+        self.received += 1
+        if parser != server.parser_cls.name:
+            if not has_args:
+                self.dropped += 1
+                if server.debug:
+                    log.debug("! broadcast %r from a %s worker without args: dropped", message.event, parser)
+                return 0
+            packets = server.parser_cls.encode_event(message.namespace, message.event, message.args)
+        n = server.deliver_local(message.namespace, packets, message.rooms, message.except_rooms)
+        for hook in server.emit_hooks:
+            hook(message.namespace, message.event, n)
+        return n
+
+    def receive_presence(self, raw: bytes) -> None:
+        namespace, room, online, wid = body_of(raw)
+        key = (namespace, room)
+        if online:
+            self.remote_users.setdefault(key, set()).add(wid)
+        else:
+            wids = self.remote_users.get(key)
+            if wids is not None:
+                wids.discard(wid)
+                if not wids:
+                    del self.remote_users[key]
+
+    def receive_gone(self, raw: bytes) -> None:
+        (wid,) = body_of(raw)
+        for key in [k for k, wids in self.remote_users.items() if wid in wids]:
+            wids = self.remote_users[key]
+            wids.discard(wid)
+            if not wids:
+                del self.remote_users[key]
+
+    def user_online_changed(self, namespace: str, user_room: str, online: bool) -> None:
+        self._send(frame(PRESENCE, [namespace, user_room, online, self.wid]))
+
+    def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
+        return (namespace, user_room) in self.remote_users
+
+
+class Hub:
+    """The master side: relays frames between workers and keeps the presence table. No I/O.
+
+    ``add``/``remove`` register a worker's writer (a callable taking frame bytes).
+    """
+
+    def __init__(self) -> None:
+        self.writers: dict[int, Callable[[bytes], None]] = {}
+        self.presence: dict[tuple[str, str], set[int]] = {}
+        self.relayed = 0
+
+    def add(self, wid: int, write: Callable[[bytes], None]) -> None:
+        """Register worker ``wid`` and send it the presence of every other worker."""
+        self.writers[wid] = write
+        for (namespace, room), wids in self.presence.items():
+            for other in wids:
+                if other != wid:
+                    write(frame(PRESENCE, [namespace, room, True, other]))
+
+    def remove(self, wid: int) -> None:
+        """Forget worker ``wid``: its presence entries go, the others are told."""
+        self.writers.pop(wid, None)
+        for key in [k for k, wids in self.presence.items() if wid in wids]:
+            wids = self.presence[key]
+            wids.discard(wid)
+            if not wids:
+                del self.presence[key]
+        gone = frame(GONE, [wid])
+        for write in self.writers.values():
+            write(gone)
+
+    def relay(self, sender: int, kind: int, raw: bytes) -> None:
+        """Pass a B or P frame from ``sender`` to every other worker."""
+        if kind == PRESENCE:
+            namespace, room, online, wid = body_of(raw)
+            key = (namespace, room)
+            if online:
+                self.presence.setdefault(key, set()).add(wid)
+            else:
+                wids = self.presence.get(key)
+                if wids is not None:
+                    wids.discard(wid)
+                    if not wids:
+                        del self.presence[key]
+        for wid, write in self.writers.items():
+            if wid != sender:
+                write(raw)
+        self.relayed += 1
+
+    def broadcast_control(self, body: dict[str, Any], wids: Iterable[int] | None = None) -> None:
+        data = frame(CONTROL, body)
+        for wid, write in self.writers.items():
+            if wids is None or wid in wids:
+                write(data)

@@ -1,0 +1,80 @@
+"""``tether infos`` for people: the master's answer (see :meth:`Master.infos`) as a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["human_bytes", "human_duration", "render_table"]
+
+COLUMNS = (
+    ("SLOT", "slot", str),
+    ("PID", "pid", str),
+    ("STATE", "state", str),
+    ("UPTIME", "uptime", lambda v: human_duration(v)),
+    ("CONN", "connections", str),
+    ("SOCKETS", "sockets", str),
+    ("ROOMS", "rooms", str),
+    ("RSS", "rss", lambda v: human_bytes(v)),
+    ("IN/S", "events_in_per_s", lambda v: f"{v:.1f}"),
+    ("OUT/S", "events_out_per_s", lambda v: f"{v:.1f}"),
+    ("EVENTS IN", "events_in", str),
+    ("EVENTS OUT", "events_out", str),
+    ("RESTARTS", "restarts", str),
+)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_duration(seconds: float) -> str:
+    s = int(seconds)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours:02d}h{minutes:02d}m"
+    if hours:
+        return f"{hours}h{minutes:02d}m{s:02d}s"
+    if minutes:
+        return f"{minutes}m{s:02d}s"
+    return f"{seconds:.1f}s"
+
+
+def render_table(info: dict[str, Any]) -> str:
+    """The instance, its workers with a totals row, and the TCP states of the port, as aligned text."""
+    lines = [
+        f"tether {info['version']}  master pid {info['pid']}  up {human_duration(info['uptime'])}  "
+        f"listening on {info['listen']}",
+        f"config    {info['config']}",
+        f"pid file  {info['pid_file']}",
+    ]
+    if info.get("log_file"):
+        lines.append(f"log file  {info['log_file']}")
+    lines.append(
+        f"generation {info['generation']} ({info['reloads']} reloads, {info['restarts']} worker restarts)"
+        f"  master RSS {human_bytes(info['master_rss'])}"
+        + ("  STOPPING" if info.get("stopping") else "")
+        + ("  RELOADING" if info.get("reloading") else "")
+    )
+    rows = [[header for header, _, _ in COLUMNS]]
+    for w in info["workers"]:
+        rows.append([fmt(w[key]) for _, key, fmt in COLUMNS])
+    totals = info["totals"]
+    total_row = ["total", "", f"{totals['workers']} up", ""]
+    for _, key, fmt in COLUMNS[4:]:
+        total_row.append(fmt(totals[key]) if key in totals else "")
+    rows.append(total_row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines.append("")
+    for row in rows:
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    tcp = info.get("tcp") or {}
+    states = "  ".join(f"{state} {n}" for state, n in tcp.items()) or "none"
+    lines.append("")
+    lines.append(f"TCP port {info['port']}: {states}")
+    return "\n".join(lines)

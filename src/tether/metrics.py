@@ -1,0 +1,240 @@
+"""Prometheus ``/metrics`` on the service port, aggregated over every worker.
+
+Metrics observe and never drive: :func:`install` registers hooks on the server (events in, emits out,
+handler durations) that count into plain dicts, and reads :class:`~tether.server.state.ServerState` when
+scraped. Nothing here is imported by the core.
+
+Aggregation over workers: each worker keeps its own counters; a scrape that lands on any worker asks the
+master (over the worker's channel, see :mod:`tether.manager`) for every worker's :meth:`Metrics.snapshot`,
+sums them and renders the sum, so one scrape sees the whole instance. The master adds the last counters
+of workers that exited, so totals never go down on a reload or a crash. This was chosen over
+prometheus-client's multiprocess mode, which needs a shared folder of mmap files, cannot sum gauges
+without per-metric modes and leaves files behind dead workers; the master already talks to every worker.
+
+Label cardinality is bounded: event names come from clients, so only names with a route get their own
+label (``_unrouted`` otherwise) and at most :data:`MAX_NAMES` names are kept (``_other`` after that).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+if TYPE_CHECKING:
+    from .context import Socket
+    from .handler import Request
+    from .server.server import Server
+
+__all__ = ["BUCKETS", "MAX_NAMES", "Metrics", "aggregate", "install", "render"]
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the handler latency histogram; +Inf is implied."""
+
+MAX_NAMES = 200
+"""Distinct event names kept per direction; more are counted under ``_other``."""
+
+Snapshot = dict[str, Any]
+Collect = Callable[[], Awaitable[tuple[list[Snapshot], dict[str, float]]]]
+"""``server.extensions["metrics.collect"]``: every worker's snapshot plus instance gauges (manager)."""
+
+_COUNTERS = ("handshakes", "rejected", "handler_errors", "protocol_errors", "slow_consumers", "http_requests")
+_GAUGES = ("connections", "sockets", "queued_messages", "send_buffer_bytes")
+
+
+def _bounded(table: dict[str, Any], name: str) -> str:
+    if name in table or len(table) < MAX_NAMES:
+        return name
+    return "_other"
+
+
+class Metrics:
+    """One worker's counters. Built by :func:`install`; read with :meth:`snapshot`."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.events_in: dict[str, int] = {}
+        self.events_out: dict[str, int] = {}
+        self.latency: dict[str, list[float]] = {}
+        """event -> bucket counts (len(BUCKETS) + 1, the last is +Inf), then sum, then failures."""
+
+    def on_event(self, sock: Socket, name: str) -> None:
+        if (
+            self.server.router.get(sock.namespace, name) is None
+            and self.server.router.get(sock.namespace, "*") is None
+        ):
+            name = "_unrouted"
+        name = _bounded(self.events_in, name)
+        self.events_in[name] = self.events_in.get(name, 0) + 1
+
+    def on_emit(self, namespace: str, event: str, reached: int) -> None:
+        if reached:
+            name = _bounded(self.events_out, event)
+            self.events_out[name] = self.events_out.get(name, 0) + reached
+
+    def on_handler(self, namespace: str, event: str, seconds: float, ok: bool) -> None:
+        name = _bounded(self.latency, event)
+        row = self.latency.get(name)
+        if row is None:
+            row = self.latency[name] = [0.0] * (len(BUCKETS) + 3)
+        i = 0
+        for bound in BUCKETS:
+            if seconds <= bound:
+                break
+            i += 1
+        row[i] += 1
+        row[-2] += seconds
+        if not ok:
+            row[-1] += 1
+
+    def snapshot(self) -> Snapshot:
+        """This worker's metrics as plain data (msgpack/JSON-able), the unit of aggregation."""
+        server = self.server
+        state = server.state
+        queued = 0
+        buffered = 0
+        for client in server.clients.values():
+            queued += client.conn.queued_messages
+            ws = client.ws
+            if ws is not None:
+                try:
+                    buffered += ws.underlying_transport.get_write_buffer_size()
+                except Exception:
+                    continue
+        return {
+            "connections": len(server.clients),
+            "sockets": state.sockets,
+            "handshakes": state.connections_total,
+            "rejected": state.rejected,
+            "handler_errors": state.handler_errors,
+            "protocol_errors": state.protocol_errors,
+            "slow_consumers": state.slow_consumers,
+            "http_requests": state.http_requests,
+            "queued_messages": queued,
+            "send_buffer_bytes": buffered,
+            "disconnects": dict(state.disconnects),
+            "events_in": dict(self.events_in),
+            "events_out": dict(self.events_out),
+            "latency": {k: list(v) for k, v in self.latency.items()},
+        }
+
+
+def _add_counts(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        into[key] = into.get(key, 0) + value
+
+
+def aggregate(snapshots: Iterable[Snapshot], counters_only: bool = False) -> Snapshot:
+    """Sum worker snapshots; ``counters_only`` leaves gauges out (for the totals of exited workers)."""
+    total: Snapshot = {k: 0 for k in _COUNTERS}
+    if not counters_only:
+        total.update({k: 0 for k in _GAUGES})
+    for key in ("disconnects", "events_in", "events_out", "latency"):
+        total[key] = {}
+    for snap in snapshots:
+        for key in _COUNTERS if counters_only else _COUNTERS + _GAUGES:
+            total[key] += snap.get(key, 0)
+        for key in ("disconnects", "events_in", "events_out"):
+            _add_counts(total[key], snap.get(key, {}))
+        for name, row in snap.get("latency", {}).items():
+            mine = total["latency"].setdefault(name, [0.0] * len(row))
+            for i, v in enumerate(row):
+                mine[i] += v
+    return total
+
+
+class _Families:
+    def __init__(self, snap: Snapshot, instance: dict[str, float]) -> None:
+        self.snap = snap
+        self.instance = instance
+
+    def collect(self) -> Iterator[Any]:
+        s = self.snap
+        yield GaugeMetricFamily(
+            "tether_connections", "Open Engine.IO connections", value=s.get("connections", 0)
+        )
+        yield GaugeMetricFamily(
+            "tether_sockets", "Connected Socket.IO sockets (namespaces)", value=s.get("sockets", 0)
+        )
+        yield CounterMetricFamily("tether_handshakes", "Engine.IO sessions opened", value=s["handshakes"])
+        yield CounterMetricFamily("tether_rejected", "Connections or namespaces refused", value=s["rejected"])
+        yield CounterMetricFamily("tether_handler_errors", "Handlers that raised", value=s["handler_errors"])
+        yield CounterMetricFamily(
+            "tether_protocol_errors", "Clients that broke the protocol", value=s["protocol_errors"]
+        )
+        yield CounterMetricFamily(
+            "tether_slow_consumers", "Times a client's send buffer overflowed", value=s["slow_consumers"]
+        )
+        yield CounterMetricFamily("tether_http_requests", "HTTP requests served", value=s["http_requests"])
+        for key, help_text in (
+            ("events_in", "Events received from clients, by event name"),
+            ("events_out", "Event deliveries to sockets, by event name"),
+        ):
+            fam = CounterMetricFamily(f"tether_{key}", help_text, labels=["event"])
+            for name, n in sorted(s[key].items()):
+                fam.add_metric([name], n)
+            yield fam
+        fam = CounterMetricFamily("tether_disconnects", "Closed connections, by reason", labels=["reason"])
+        for reason, n in sorted(s["disconnects"].items()):
+            fam.add_metric([reason], n)
+        yield fam
+        hist = HistogramMetricFamily("tether_handler_seconds", "Event handler duration", labels=["event"])
+        fails = CounterMetricFamily(
+            "tether_handler_failures", "Handlers that raised or timed out, by event", labels=["event"]
+        )
+        for name, row in sorted(s["latency"].items()):
+            cumulative = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, n in zip((*(str(b) for b in BUCKETS), "+Inf"), row[: len(BUCKETS) + 1], strict=True):
+                cumulative += n
+                buckets.append((bound, cumulative))
+            hist.add_metric([name], buckets, row[-2])
+            fails.add_metric([name], row[-1])
+        yield hist
+        yield fails
+        yield GaugeMetricFamily(
+            "tether_queued_messages", "Packets queued for polling clients", value=s.get("queued_messages", 0)
+        )
+        yield GaugeMetricFamily(
+            "tether_send_buffer_bytes",
+            "Bytes waiting in WebSocket send buffers",
+            value=s.get("send_buffer_bytes", 0),
+        )
+        for key, value in sorted(self.instance.items()):
+            yield GaugeMetricFamily(f"tether_{key}", key.replace("_", " "), value=value)
+
+
+def render(snapshots: list[Snapshot], instance: dict[str, float] | None = None) -> bytes:
+    """The Prometheus text exposition of the sum of ``snapshots`` plus instance-wide gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(aggregate(snapshots), instance or {}))
+    return generate_latest(registry)
+
+
+def install(server: Server) -> None:
+    """Count events, emits and handler durations on ``server``; serve ``[metrics] path``."""
+    cfg = server.config.metrics
+    if not cfg.enabled:
+        return
+    metrics = Metrics(server)
+    server.extensions["metrics"] = metrics
+    server.event_hooks.append(metrics.on_event)
+    server.emit_hooks.append(metrics.on_emit)
+    server.handler_hooks.append(metrics.on_handler)
+
+    async def serve(request: Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        collect: Collect | None = server.extensions.get("metrics.collect")
+        instance: dict[str, float] = {}
+        if collect is not None:
+            snapshots, instance = await collect()
+        else:
+            snapshots = [metrics.snapshot()]
+            instance = {
+                "uptime_seconds": time.time() - server.state.started_at if server.state.started_at else 0.0
+            }
+        return 200, {"Content-Type": CONTENT_TYPE_LATEST}, render(snapshots, instance)
+
+    server.add_http_route("GET", cfg.path, serve)

@@ -1,0 +1,221 @@
+"""The real ``tether`` CLI as a subprocess: start, infos, stop, restart, refusals, failures, signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import aiohttp
+import socketio
+
+from .conftest import Instance, alive, timeout
+
+
+async def _client(url: str) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(url, transports=["websocket"], wait_timeout=timeout(5))
+    return client
+
+
+async def test_start_infos_stop(instance: Instance) -> None:
+    proc = instance.start("--workers", "2")
+    assert f"pid file:       {instance.pid_file}" in proc.stdout
+    assert f"log file:       {instance.log_file}" in proc.stdout
+    assert instance.url.startswith("http://127.0.0.1:")
+    master = instance.master_pid()
+    assert alive(master)
+
+    clients = [await _client(instance.url) for _ in range(5)]
+    for c in clients:
+        await c.call("join", "room-a", timeout=timeout(5))
+    info = instance.infos(cli=True)
+    assert info["pid"] == master
+    assert info["config"] == str(instance.config)
+    assert info["listen"] == instance.url
+    assert len(info["workers"]) == 2
+    assert all(w["state"] == "ready" and w["rss"] > 1_000_000 for w in info["workers"])
+    assert all(alive(w["pid"]) for w in info["workers"])
+    assert info["totals"]["connections"] == 5
+    assert sum(w["connections"] for w in info["workers"]) == 5
+    assert info["totals"]["sockets"] == 5
+    assert 1 <= info["totals"]["rooms"] <= 2  # room-a, counted once per worker that has members in it
+    assert info["totals"]["events_in"] >= 5
+    assert info["tcp"]["LISTEN"] == 1
+    assert info["tcp"]["ESTABLISHED"] >= 5
+
+    table = instance.cli("infos", check=True).stdout
+    assert f"master pid {master}" in table
+    assert "SLOT" in table and "CONN" in table and "RSS" in table and "RESTARTS" in table
+    for w in info["workers"]:
+        assert str(w["pid"]) in table
+    assert re.search(r"TCP port \d+: .*ESTABLISHED \d+", table), table
+    assert re.search(r"^total\s+2 up\s+5\s", table, re.M), table
+
+    for c in clients:
+        await c.disconnect()
+    workers = [w["pid"] for w in info["workers"]]
+    proc = instance.cli("stop", check=True)
+    assert f"tether stopped (pid {master})" in proc.stdout
+    assert not instance.pid_file.exists()
+    assert not instance.control_socket.exists()
+    assert not any(alive(pid) for pid in [master, *workers])
+    assert not list(instance.run_dir.glob("tether.sock*"))
+
+    proc = instance.cli("stop")
+    assert proc.returncode == 1 and "not running" in proc.stderr
+    proc = instance.cli("infos")
+    assert proc.returncode == 1 and "not running" in proc.stderr
+
+
+def test_start_twice_is_refused_and_a_stale_pid_file_is_replaced(instance: Instance) -> None:
+    instance.start("--workers", "1")
+    master = instance.master_pid()
+    proc = instance.cli("start", "-d")
+    assert proc.returncode == 1
+    assert f"already running (pid {master}" in proc.stderr and "tether stop" in proc.stderr
+    assert instance.master_pid() == master
+    instance.cli("stop", check=True)
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    instance.run_dir.mkdir(exist_ok=True)
+    instance.pid_file.write_text(f"{dead.pid}\n")
+    proc = instance.start("--workers", "1")
+    assert f"replaced a stale pid file ({instance.pid_file}: pid {dead.pid} is not running)" in proc.stdout
+    assert instance.master_pid() != dead.pid
+
+
+def test_start_fails_before_forking(instance: Instance) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = instance.cli("start", "-d", "--port", str(port))
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert not instance.pid_file.exists()
+
+    instance.config.write_text(instance.config.read_text() + "\n[limits]\nmax_conections = 5\n")
+    proc = instance.cli("start", "-d")
+    assert proc.returncode == 2
+    assert "limits.max_conections: unknown key" in proc.stderr
+    assert not instance.pid_file.exists()
+
+    instance.config.write_text(instance.config.read_text().replace("max_conections", "max_connections"))
+    instance.routes.write_text("from tether import websocket\nraise RuntimeError('the database is down')\n")
+    proc = instance.cli("start", "-d")
+    assert proc.returncode == 2
+    assert "RuntimeError: the database is down" in proc.stderr
+    assert not instance.pid_file.exists()
+    assert not instance.log_file.exists()  # nothing was forked, nothing logged
+
+
+def test_workers_stop_when_the_master_is_killed(instance: Instance) -> None:
+    instance.start()
+    info = instance.infos()
+    os.kill(info["pid"], signal.SIGKILL)
+    workers = [w["pid"] for w in info["workers"]]
+    instance.wait_for(lambda: not any(alive(pid) for pid in workers), 10, "orphaned workers to exit")
+    assert "the master is gone" in instance.log()
+    proc = instance.start()  # the pid file is stale now, and the port is free again
+    assert "replaced a stale pid file" in proc.stdout
+
+
+async def test_restart_uses_the_same_arguments(instance: Instance) -> None:
+    instance.start("--workers", "1")
+    old = instance.infos()
+    proc = instance.cli("restart", check=True)
+    assert "start -d --workers 1" in proc.stdout
+    assert not alive(old["pid"])
+    new = instance.infos()
+    instance.pids.add(new["pid"])
+    assert new["pid"] != old["pid"]
+    assert len(new["workers"]) == 1
+    client = await _client(new["listen"])
+    assert await client.call("echo", "after restart", timeout=timeout(5)) == "after restart"
+    await client.disconnect()
+
+
+async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> None:  # type: ignore[no-untyped-def]
+    instance = Instance(app_folder, workers=1, stop_timeout=30)
+    try:
+        instance.start()
+        workers = instance.worker_pids()
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(instance.url, transports=["websocket"], wait_timeout=timeout(5))
+        await client.emit("slow", 60)  # a handler that outlives any patience
+        await client.call("echo", 1, timeout=timeout(5))
+        proc = instance.cli("stop", "--wait", "1.5")
+        assert proc.returncode == 1 and "still running" in proc.stderr and "again to force" in proc.stderr
+        assert alive(instance.master_pid())
+        started = time.monotonic()
+        proc = instance.cli("stop", check=True)
+        assert "forcing" in proc.stdout
+        assert time.monotonic() - started < timeout(5)
+        assert not any(alive(pid) for pid in workers)
+        assert not instance.pid_file.exists()
+        assert "forced stop" in instance.log()
+        await client.disconnect()
+    finally:
+        instance.cleanup()
+
+
+async def test_foreground_signals(instance: Instance) -> None:
+    env = instance.env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tether", "start", "--workers", "1", "--config", str(instance.config)],
+        cwd=instance.folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    instance.pids.add(proc.pid)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "tether serving on http://127.0.0.1:" in line, line + (
+            proc.stderr.read() if proc.stderr else ""
+        )
+        url = line.split()[3]
+        assert instance.master_pid() == proc.pid
+        first = instance.infos()
+        proc.send_signal(signal.SIGHUP)
+        instance.wait_for(lambda: instance.infos()["generation"] == 2, 20, "SIGHUP reload")
+        proc.send_signal(signal.SIGUSR1)
+        instance.wait_for(lambda: instance.infos()["generation"] == 3, 20, "SIGUSR1 reload")
+        third = instance.infos()
+        assert not {w["pid"] for w in first["workers"]} & {w["pid"] for w in third["workers"]}
+        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
+            assert "tether_reloads_total 2.0" in await resp.text()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout(20)) == 0
+        assert not instance.pid_file.exists()
+        assert not any(alive(w["pid"]) for w in third["workers"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_not_running_and_bad_requests(instance: Instance) -> None:
+    for command in ("stop", "reload", "infos", "restart"):
+        proc = instance.cli(command)
+        assert proc.returncode == 1, command
+        assert "not running" in proc.stderr, (command, proc.stderr)
+    env = dict(instance.env(), TETHER_SERVER_WORKERS="-1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tether", "start", "--config", str(instance.config)],
+        cwd=instance.folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout(30),
+    )
+    assert proc.returncode == 2 and "server.workers: must be >= 0" in proc.stderr
+    assert not os.path.exists(instance.pid_file)

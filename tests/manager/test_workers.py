@@ -1,0 +1,254 @@
+"""Several workers behind one port: crash restarts, cross-worker delivery, sticky polling, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+
+from .conftest import Instance, alive, timeout
+
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+
+
+async def _clients_on_two_workers(url: str, per_worker: int = 1) -> dict[int, list[socketio.AsyncClient]]:
+    """Connect clients until ``per_worker`` of them sit on each of two workers (known by the worker's pid)."""
+    by_pid: dict[int, list[socketio.AsyncClient]] = {}
+    extra: list[socketio.AsyncClient] = []
+    for _ in range(60):
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(url, transports=["websocket"], wait_timeout=timeout(5))
+        pid = (await client.call("whoami", timeout=timeout(5)))["pid"]
+        bucket = by_pid.setdefault(pid, [])
+        (bucket if len(bucket) < per_worker else extra).append(client)
+        if len(by_pid) == 2 and all(len(v) == per_worker for v in by_pid.values()):
+            break
+    for client in extra:
+        await client.disconnect()
+    assert len(by_pid) == 2, "the kernel never gave a connection to the second worker"
+    return by_pid
+
+
+def test_a_killed_worker_is_replaced(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    before = instance.infos()
+    victim = before["workers"][0]
+    os.kill(victim["pid"], signal.SIGKILL)
+
+    def replaced() -> dict[str, Any] | None:
+        info = instance.infos()
+        slot = [w for w in info["workers"] if w["slot"] == victim["slot"]]
+        ok = (
+            slot
+            and slot[0]["pid"] != victim["pid"]
+            and slot[0]["state"] == "ready"
+            and len(info["workers"]) == 2
+        )
+        return info if ok else None
+
+    after = instance.wait_for(replaced, 10, "a new worker in the killed one's slot")
+    assert after["pid"] == before["pid"] and alive(before["pid"])  # the master survived
+    new = next(w for w in after["workers"] if w["slot"] == victim["slot"])
+    assert new["restarts"] == 1 and after["restarts"] == 1
+    other = next(w for w in after["workers"] if w["slot"] != victim["slot"])
+    assert other["pid"] == next(w["pid"] for w in before["workers"] if w["slot"] != victim["slot"])
+    log = instance.log()
+    assert f"(pid {victim['pid']}, slot {victim['slot']}) exited unexpectedly: killed by SIGKILL" in log
+    assert "restarting in 0.1s" in log
+
+
+async def test_rooms_and_users_across_workers(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    by_pid = await _clients_on_two_workers(instance.url, per_worker=1)
+    (pid_a, [a]), (pid_b, [b]) = by_pid.items()
+    assert pid_a != pid_b
+    said: dict[str, list[Any]] = {"a": [], "b": []}
+    a.on("said", lambda m: said["a"].append(m))
+    b.on("said", lambda m: said["b"].append(m))
+    notified: list[Any] = []
+    b.on("notified", lambda m: notified.append(m))
+
+    assert await a.call("join", "lobby", timeout=timeout(5))
+    assert await b.call("join", "lobby", timeout=timeout(5))
+    payload = {"text": "hi", "blob": b"\x00\x01\xff"}  # binary survives the hub
+    assert await a.call("say", ("lobby", payload), timeout=timeout(5))
+
+    async def both_got_it() -> None:
+        while not (said["a"] and said["b"]):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(both_got_it(), timeout(5))
+    assert said == {"a": [payload], "b": [payload]}
+
+    # A user logged in on worker B: online and reachable from worker A.
+    assert await a.call("online", "alice", timeout=timeout(5)) is False
+    assert await b.call("login", "alice", timeout=timeout(5))
+    for _ in range(50):
+        if await a.call("online", "alice", timeout=timeout(5)):
+            break
+        await asyncio.sleep(0.02)
+    assert await a.call("notify", ("alice", "ping"), timeout=timeout(5)) is True
+    await asyncio.wait_for(_until(lambda: notified), timeout(5))
+    assert notified == ["ping"]
+    await b.disconnect()
+    for _ in range(50):
+        if not await a.call("online", "alice", timeout=timeout(5)):
+            break
+        await asyncio.sleep(0.02)
+    assert await a.call("online", "alice", timeout=timeout(5)) is False
+    await a.disconnect()
+
+    info = instance.infos()
+    assert sum(w["handoffs_sent"] for w in info["workers"]) == 0  # all WebSocket: nothing to hand off
+
+
+async def _until(predicate: Any) -> None:
+    while not predicate():
+        await asyncio.sleep(0.02)
+
+
+NODE_CLIENTS = r"""
+import { io } from "socket.io-client";
+const [url, n] = [process.argv[1], parseInt(process.argv[2])];  // node -e SCRIPT URL N
+// Clients arrive 40 ms apart, as users do: a burst of simultaneous connects is accepted by one worker.
+const later = (ms) => new Promise((r) => setTimeout(r, ms));
+const client = (i) => new Promise((resolve, reject) => {
+  const s = io(url, { reconnection: false });  // default options otherwise: polling, then upgrade
+  const timer = setTimeout(() => reject(new Error("client " + i + " timed out")), 15000);
+  s.on("connect_error", (e) => { clearTimeout(timer); reject(e); });
+  s.on("connect", async () => {
+    try {
+      const first = await s.emitWithAck("whoami");
+      const echoed = await s.timeout(5000).emitWithAck("echo", { i, bin: Buffer.from([i, 255]) });
+      await new Promise((r) => setTimeout(r, 400));  // let the upgrade finish
+      const again = await s.timeout(5000).emitWithAck("whoami");
+      clearTimeout(timer);
+      const transport = s.io.engine.transport.name;
+      resolve({ i, first, again, transport, echoed: [echoed.i, [...echoed.bin]] });
+      s.close();
+    } catch (e) { clearTimeout(timer); reject(e); }
+  });
+});
+const out = await Promise.all(Array.from({ length: n }, (_, i) => later(40 * i).then(() => client(i))));
+console.log(JSON.stringify(out));
+"""
+
+
+async def test_node_client_default_options_with_two_workers(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    # Run from tests/js so that the import resolves to its node_modules.
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        ["node", "--input-type=module", "-e", NODE_CLIENTS, instance.url, "12"],
+        cwd=JS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout(60),
+    )
+    assert proc.returncode == 0, proc.stderr + instance.log()[-3000:]
+    results = json.loads(proc.stdout)
+    assert len(results) == 12
+    for r in results:
+        assert r["echoed"] == [r["i"], [r["i"], 255]]
+        assert r["transport"] == "websocket"  # upgraded, even when the upgrade reached the other worker
+        assert r["first"]["pid"] == r["again"]["pid"]  # one session, one worker, polling and WebSocket
+        assert r["first"]["sid"] == r["again"]["sid"]
+    assert len({r["first"]["pid"] for r in results}) == 2  # sessions on both workers
+    info = instance.infos()
+    handoffs = sum(w["handoffs_sent"] for w in info["workers"])
+    assert handoffs > 0  # requests reached the wrong worker and were handed over
+    assert handoffs == sum(w["handoffs_received"] for w in info["workers"])
+
+
+async def test_python_polling_client_with_two_workers(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    clients = []
+    for _i in range(6):
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(instance.url, transports=["polling"], wait_timeout=timeout(5))
+        clients.append(client)
+    for round_ in range(5):
+        answers = await asyncio.gather(
+            *(c.call("echo", [i, round_], timeout=timeout(5)) for i, c in enumerate(clients))
+        )
+        assert answers == [[i, round_] for i in range(len(clients))]
+    whoami = await asyncio.gather(*(c.call("whoami", timeout=timeout(5)) for c in clients))
+    assert {w["transport"] for w in whoami} == {"polling"}
+    info = instance.infos()
+    assert info["totals"]["connections"] == 6
+    for client in clients:
+        await client.disconnect()
+
+
+async def test_a_raw_request_for_another_workers_session_is_handed_over(instance: Instance) -> None:
+    """New TCP connection per request (no keep-alive): half of them land on the other worker."""
+    instance.start("--workers", "2")
+    base = instance.url + "/socket.io/?EIO=4&transport=polling"
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async with http.get(base) as resp:
+            sid = json.loads((await resp.text())[1:])["sid"]
+        owner = int(sid.split(".")[0])
+        async with http.post(f"{base}&sid={sid}", data="40") as resp:
+            assert await resp.text() == "ok"
+        for n in range(10):
+            async with http.post(f"{base}&sid={sid}", data=f'42{n}["echo","x{n}"]') as resp:
+                assert resp.status == 200 and await resp.text() == "ok"
+        received = ""
+        while received.count("43") < 10:
+            async with http.get(f"{base}&sid={sid}", timeout=aiohttp.ClientTimeout(total=timeout(5))) as resp:
+                assert resp.status == 200
+                received += await resp.text()
+        assert all(f'43{n}["x{n}"]' in received for n in range(10))
+        async with http.get(base + "&sid=999.nosuchsession") as resp:
+            assert resp.status == 400 and json.loads(await resp.text())["message"] == "Session ID unknown"
+    info = instance.infos()
+    assert any(w["id"] == owner for w in info["workers"])
+    assert sum(w["handoffs_sent"] for w in info["workers"]) > 0
+
+
+async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
+    instance.start("--workers", "2")
+    by_pid = await _clients_on_two_workers(instance.url, per_worker=2)
+    clients = [c for group in by_pid.values() for c in group]
+    instance.wait_for(lambda: instance.infos()["totals"]["connections"] == 4, 5, "the extra clients to leave")
+    for c in clients:
+        await c.call("echo", "x", timeout=timeout(5))
+    await clients[0].call("join", "r", timeout=timeout(5))
+    await clients[0].call("say", ("r", "m"), timeout=timeout(5))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(4):  # whichever worker answers the scrape, it counts all of them
+            async with http.get(instance.url + "/metrics") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/plain")
+                text = await resp.text()
+            assert "tether_connections 4.0" in text
+            assert "tether_workers 2.0" in text
+            assert 'tether_events_in_total{event="echo"} 4.0' in text
+            assert 'tether_events_out_total{event="said"} 1.0' in text
+            assert 'tether_handler_seconds_count{event="echo"} 4.0' in text
+            assert "tether_handshakes_total" in text and "tether_queued_messages" in text
+        victim = next(iter(by_pid))
+        for c in by_pid[victim]:
+            await c.disconnect()
+        os.kill(victim, signal.SIGKILL)
+        instance.wait_for(
+            lambda: len([w for w in instance.infos()["workers"] if w["state"] == "ready"]) == 2, 10, "restart"
+        )
+        async with http.get(instance.url + "/metrics") as resp:
+            text = await resp.text()
+        # The dead worker's counters stay in the totals: counters never go down.
+        assert 'tether_events_in_total{event="echo"} 4.0' in text
+        assert "tether_connections 2.0" in text
+        assert "tether_worker_restarts_total 1.0" in text
+    for group in by_pid.values():
+        for c in group:
+            if c.connected:
+                await c.disconnect()

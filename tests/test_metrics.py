@@ -1,0 +1,127 @@
+"""/metrics on one server: counters from hooks, bounded labels, aggregation of worker snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+import socketio
+
+from tether import Config, Router, run_server
+from tether import metrics as metrics_module
+from tether.metrics import aggregate, render
+
+
+def make_router() -> Router:
+    router = Router()
+
+    async def echo(socket: Any, data: Any) -> Any:
+        return data
+
+    async def boom(socket: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def slow(socket: Any) -> str:
+        await asyncio.sleep(0.05)
+        return "done"
+
+    async def shout(socket: Any, text: str) -> None:
+        socket.server.emit("shout", text)
+
+    router.on("echo", echo)
+    router.on("boom", boom)
+    router.on("slow", slow)
+    router.on("shout", shout)
+    return router
+
+
+async def test_metrics_endpoint_counts_what_happened() -> None:
+    server = await run_server(Config().replace(server={"port": 0}), make_router())
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        for _ in range(3):
+            await client.call("echo", 1)
+        assert await client.call("slow") == "done"
+        await client.emit("boom")
+        await client.emit("no-such-route")
+        await client.call("shout", "hey")
+        await client.call("echo", 2)
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
+            assert resp.status == 200
+            text = await resp.text()
+    finally:
+        await client.disconnect()
+        await server.shutdown(timeout=1)
+    assert "tether_connections 1.0" in text
+    assert 'tether_events_in_total{event="echo"} 4.0' in text
+    assert 'tether_events_in_total{event="_unrouted"} 1.0' in text
+    assert 'tether_events_out_total{event="shout"} 1.0' in text
+    assert 'tether_handler_seconds_count{event="echo"} 4.0' in text
+    assert 'tether_handler_seconds_bucket{event="slow",le="0.025"} 0.0' in text
+    assert 'tether_handler_seconds_bucket{event="slow",le="0.1"} 1.0' in text
+    assert 'tether_handler_failures_total{event="boom"} 1.0' in text
+    assert "tether_handshakes_total 1.0" in text
+
+
+async def test_metrics_can_be_turned_off() -> None:
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"enabled": False}), Router())
+    try:
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
+            assert resp.status == 404
+        assert "metrics" not in server.extensions
+    finally:
+        await server.shutdown(timeout=1)
+
+
+async def test_event_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_NAMES", 2)
+    router = Router()
+
+    async def any_event(socket: Any, name: str, *args: Any) -> None:
+        socket.emit(name)
+
+    router.on("*", any_event)
+    server = await run_server(Config().replace(server={"port": 0}), router)
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        for i in range(5):
+            await client.emit(f"e{i}")
+        await asyncio.sleep(0.1)
+        snap = server.extensions["metrics"].snapshot()
+    finally:
+        await client.disconnect()
+        await server.shutdown(timeout=1)
+    assert snap["events_in"] == {"e0": 1, "e1": 1, "_other": 3}
+    assert snap["events_out"] == {"e0": 1, "e1": 1, "_other": 3}
+
+
+def test_aggregate_and_render() -> None:
+    a = {
+        "connections": 2,
+        "handshakes": 5,
+        "events_in": {"x": 1},
+        "disconnects": {"transport close": 1},
+        "latency": {"x": [1.0] + [0.0] * 14 + [0.0004, 0.0]},
+    }
+    b = {
+        "connections": 3,
+        "handshakes": 1,
+        "events_in": {"x": 2, "y": 1},
+        "disconnects": {},
+        "latency": {"x": [0.0, 2.0] + [0.0] * 13 + [0.002, 1.0]},
+    }
+    total = aggregate([a, b])
+    assert total["connections"] == 5 and total["handshakes"] == 6
+    assert total["events_in"] == {"x": 3, "y": 1}
+    assert total["latency"]["x"][:2] == [1.0, 2.0] and total["latency"]["x"][-1] == 1.0
+    counters = aggregate([a, b], counters_only=True)
+    assert "connections" not in counters and counters["handshakes"] == 6
+    text = render([a, b], {"workers": 2.0}).decode()
+    assert "tether_connections 5.0" in text
+    assert 'tether_handler_seconds_bucket{event="x",le="0.001"} 3.0' in text
+    assert 'tether_handler_seconds_count{event="x"} 3.0' in text
+    assert "tether_workers 2.0" in text

@@ -137,7 +137,9 @@ class TetherNode:
     def __init__(self, name: str, config_text: str, folder: Path) -> None:
         self.name = name
         self.config = folder / f"{name}.toml"
-        self.config.write_text(config_text)
+        # Nodes share a folder: each needs its own pid file and control socket (they default to run/tether.*).
+        own = f'[server]\npid_file = "run/{name}.pid"\ncontrol_socket = "run/{name}.sock"\nlog_file = "run/{name}.log"\n'
+        self.config.write_text(config_text.replace("[server]\n", own, 1))
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.log_lines: list[str] = []
@@ -198,6 +200,7 @@ def node_config(redis_url: str, extra: str = "", prefix: str = "socket.io") -> s
 host = "127.0.0.1"
 port = 0
 log_level = "warning"
+workers = 1  # one process per node: these tests model nodes, the manager's tests cover workers
 
 [websocket]
 route_file = "{ROUTES}"

@@ -18,6 +18,7 @@ label (``_unrouted`` otherwise) and at most :data:`MAX_NAMES` names are kept (``
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -62,13 +63,14 @@ class Metrics:
         """event -> bucket counts (len(BUCKETS) + 1, the last is +Inf), then sum, then failures."""
 
     def on_event(self, sock: Socket, name: str) -> None:
-        if (
-            self.server.router.get(sock.namespace, name) is None
-            and self.server.router.get(sock.namespace, "*") is None
-        ):
-            name = "_unrouted"
-        name = _bounded(self.events_in, name)
-        self.events_in[name] = self.events_in.get(name, 0) + 1
+        # On every event: one dict update. Names with no route are folded into "_unrouted" when a
+        # snapshot is taken, not here.
+        events_in = self.events_in
+        n = events_in.get(name)
+        if n is None:
+            name = _bounded(events_in, name)
+            n = events_in.get(name, 0)
+        events_in[name] = n + 1
 
     def on_emit(self, namespace: str, event: str, reached: int) -> None:
         if reached:
@@ -76,19 +78,29 @@ class Metrics:
             self.events_out[name] = self.events_out.get(name, 0) + reached
 
     def on_handler(self, namespace: str, event: str, seconds: float, ok: bool) -> None:
-        name = _bounded(self.latency, event)
-        row = self.latency.get(name)
+        row = self.latency.get(event)
         if row is None:
-            row = self.latency[name] = [0.0] * (len(BUCKETS) + 3)
-        i = 0
-        for bound in BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        row[i] += 1
+            name = _bounded(self.latency, event)
+            row = self.latency.get(name)
+            if row is None:
+                row = self.latency[name] = [0.0] * (len(BUCKETS) + 3)
+        row[bisect_left(BUCKETS, seconds)] += 1
         row[-2] += seconds
         if not ok:
             row[-1] += 1
+
+    def _events_in_routed(self) -> dict[str, int]:
+        """``events_in`` with the names no namespace routes folded into ``_unrouted``."""
+        router = self.server.router
+        namespaces = router.namespaces() or ["/"]
+        out: dict[str, int] = {}
+        for name, n in self.events_in.items():
+            routed = name == "_other" or any(
+                router.get(ns, name) is not None or router.get(ns, "*") is not None for ns in namespaces
+            )
+            key = name if routed else "_unrouted"
+            out[key] = out.get(key, 0) + n
+        return out
 
     def snapshot(self) -> Snapshot:
         """This worker's metrics as plain data (msgpack/JSON-able), the unit of aggregation."""
@@ -116,7 +128,7 @@ class Metrics:
             "queued_messages": queued,
             "send_buffer_bytes": buffered,
             "disconnects": dict(state.disconnects),
-            "events_in": dict(self.events_in),
+            "events_in": self._events_in_routed(),
             "events_out": dict(self.events_out),
             "latency": {k: list(v) for k, v in self.latency.items()},
         }

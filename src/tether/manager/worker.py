@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..cluster import make_adapter
 from ..cluster.hub import CONTROL, FrameReader, HubAdapter, body_of, frame
 from ..config import Config
 from ..errors import ClusterError, ConfigError
@@ -99,7 +100,10 @@ class Worker:
         spec = self.spec
         config = Config.load(spec["config"], overrides=spec["overrides"])
         self.adapter = HubAdapter(self.send, self.wid)
-        server = Server(config, adapter=self.adapter)  # imports the route file
+        # With [room] driver = "redis" every worker is a node of the Redis cluster: Redis carries emits
+        # between workers as between hosts, and the hub link to the master is only the control channel.
+        server_adapter = make_adapter(config) if config.room.driver == "redis" else self.adapter
+        server = Server(config, adapter=server_adapter)  # imports the route file
         server.sid_prefix = f"{self.wid}."
         prefix = spec["handoff_prefix"]
         self.handoff = Handoff(server, self.wid, lambda wid: prefix + str(wid))

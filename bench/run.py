@@ -105,13 +105,13 @@ def server_command(name: str, port: int) -> list[str]:
 
 
 class RunningServer:
-    def __init__(self, name: str, port: int, tag: str) -> None:
+    def __init__(self, name: str, port: int, tag: str, extra: list[str] | None = None) -> None:
         self.name = name
         self.port = port
         self.log_path = OUT / f"{name}-{tag}-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *server_command(name, port)],
+            ["taskset", "-c", SERVER_CPU, *server_command(name, port), *(extra or [])],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

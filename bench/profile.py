@@ -5,7 +5,7 @@ with py-spy (``pip install py-spy``; non-blocking, so the server is not paused) 
 with cProfile inside the server (exact call counts per message). Prints the top functions by self and
 inclusive time, scaled to server CPU µs per message, and writes the raw profiles to ``bench/out/``.
 
-Usage: ``python bench/profile.py [--quick] [--only W1,W2,W6] [--no-cprofile]``.
+Usage: ``python bench/profile.py [--quick] [--only W1,W1ack,W2,W3,W6] [--no-cprofile]``.
 """
 
 from __future__ import annotations
@@ -158,8 +158,9 @@ def cprofile_table(path: Path, messages: int, top: int) -> str:
     return "\n".join(out)
 
 
-def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
+def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int, ack: bool = False) -> str:
     duration = 6 if quick else 12
+    name, event = ("W1ack", "echoack") if ack else ("W1", "echo")
     report = []
     server = RunningServer("tether", ports.take(), "prof-w1")
     server.wait_ready()
@@ -167,6 +168,7 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
         lg = start_loadgen(
             [
                 "echo",
+                *(["--ack"] if ack else []),
                 "--url",
                 f"ws://127.0.0.1:{server.port}",
                 "--server-pid",
@@ -178,7 +180,7 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
             ]
         )
         time.sleep(1.5)
-        out = OUT / "profile-W1.txt"
+        out = OUT / f"profile-{name}.txt"
         spy = sample(server.pid, duration - 2, out)
         spy.wait(duration + 30)
         res = finish(lg, duration + 60)
@@ -186,16 +188,16 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
         server.stop()
     total, rows = summarize_stacks(out, None, 400)
     report.append(
-        f"W1 echo, py-spy ({total} samples): {res['rps']:,.0f} round trips/s, server "
+        f"{name} ({event}), py-spy ({total} samples): {res['rps']:,.0f} round trips/s, server "
         f"{res['server_us_per_msg']:.1f} µs CPU per round trip "
         f"(at {res['server_cpu_share'] * 100:.0f}% of a core).\n"
     )
     report.append("By function (self time, all lines merged):\n")
     report.append(table(total, by_function(rows), res["server_us_per_msg"], top))
     if cprofile:
-        report.append("\n\nW1 echo, cProfile (exact calls; times inflated by the profiler):\n")
+        report.append(f"\n\n{name} ({event}), cProfile (exact calls; times inflated by the profiler):\n")
         server = RunningServer(
-            "tether", ports.take(), "prof-w1c", extra=["--profile", str(OUT / "cprofile-W1.prof")]
+            "tether", ports.take(), "prof-w1c", extra=["--profile", str(OUT / f"cprofile-{name}.prof")]
         )
         server.wait_ready()
         try:
@@ -204,6 +206,8 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
                 start_loadgen(
                     [
                         "echo",
+                        *(["--ack"] if ack else []),
+                        *(["--ack"] if ack else []),
                         "--url",
                         f"ws://127.0.0.1:{server.port}",
                         "--warmup",
@@ -217,7 +221,7 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
         finally:
             server.stop()
         # Round trips counted by the generator include the warm-up's: close enough for calls per message.
-        report.append(cprofile_table(OUT / "cprofile-W1.prof", max(1, res2["round_trips"]), top))
+        report.append(cprofile_table(OUT / f"cprofile-{name}.prof", max(1, res2["round_trips"]), top))
     return "\n".join(report)
 
 
@@ -356,10 +360,67 @@ def _established(port: int) -> int:
     return len(out.splitlines())
 
 
+def profile_w3(quick: bool, ports: Ports, top: int) -> str:
+    """Python allocations per idle connection (tracemalloc), next to the RSS growth per connection."""
+    clients = 2000 if quick else 10_000
+    out = OUT / "tracemalloc-W3.txt"
+    server = RunningServer("tether", ports.take(), "prof-w3", extra=["--tracemalloc", str(out)])
+    server.wait_ready()
+    try:
+        time.sleep(0.5)
+        server.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        lg = start_loadgen(
+            [
+                "idle",
+                "--url",
+                f"ws://127.0.0.1:{server.port}",
+                "--server-pid",
+                str(server.pid),
+                "--clients",
+                str(clients),
+                "--hold",
+                "0",
+                "--rounds",
+                "0",
+                "--settle",
+                "6",
+            ]
+        )
+        wait_established(server.port, lambda n: n >= clients, 180)
+        time.sleep(2)
+        server.proc.send_signal(signal.SIGUSR2)
+        res = finish(lg, 300)
+        time.sleep(0.5)
+    finally:
+        server.stop()
+    rss = res["W3"]["bytes_per_conn"]
+    lines = [
+        f"W3 with {clients} idle clients: RSS grew {rss / 1024:.1f} KiB per connection "
+        "(tracemalloc on, which "
+        "adds its own overhead to RSS); Python allocations by line, per connection:\n",
+        "| where | bytes/conn | objects/conn |",
+        "|---|---|---|",
+    ]
+    total = 0
+    for line in out.read_text().splitlines()[:top]:
+        size, count, where = line.split(" ", 2)
+        for marker in ("site-packages/", "src/tether/", "/bench/", "lib/python3.11/"):
+            if marker in where:
+                where = where.split(marker, 1)[1]
+        total += int(size)
+        lines.append(f"| `{where}` | {int(size) / clients:.0f} | {int(count) / clients:.1f} |")
+    lines.append(
+        f"\nTop {top} lines: {total / clients / 1024:.2f} KiB per connection of Python objects; the rest "
+        "of the RSS is native (uvloop transport and libuv handle, picows buffers, malloc overhead)."
+    )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/profile.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="W1,W2,W6")
+    parser.add_argument("--only", default="W1,W1ack,W2,W3,W6")
     parser.add_argument("--no-cprofile", action="store_true")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
@@ -370,8 +431,12 @@ def main() -> int:
     parts = []
     if "W1" in only:
         parts.append(profile_w1(args.quick, not args.no_cprofile, ports, args.top))
+    if "W1ACK" in only:
+        parts.append(profile_w1(args.quick, not args.no_cprofile, ports, args.top, ack=True))
     if "W2" in only:
         parts.append(profile_w2(args.quick, not args.no_cprofile, ports, args.top))
+    if "W3" in only:
+        parts.append(profile_w3(args.quick, ports, args.top))
     if "W6" in only:
         parts.append(profile_w6(args.quick, ports, args.top))
     text = "\n\n".join(parts)

@@ -110,28 +110,18 @@ def summarize_stacks(path: Path, keep: str | None, top: int) -> tuple[int, list[
 
 
 def _short_frame(frame: str) -> str:
-    # "send (tether/server/client.py:72)" -> "send (server/client.py:72)"; line numbers kept.
+    # "send (tether/server/client.py:72)" -> "send (tether/server/client.py)": one row per function.
     name, _, where = frame.partition(" (")
-    where = where.rstrip(")")
+    where = where.rstrip(")").rsplit(":", 1)[0]
     for marker in ("site-packages/", "src/tether/", "/bench/"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})" if where else name
 
 
-def strip_line(frame: str) -> str:
-    name, _, where = frame.partition(" (")
-    return f"{name} ({where.rsplit(':', 1)[0]}" + (")" if where else "")
-
-
 def by_function(rows: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
-    """Merge rows of the same function at different lines."""
-    s: Counter[str] = Counter()
-    i: Counter[str] = Counter()
-    for f, a, b in rows:
-        s[strip_line(f)] += a
-        i[strip_line(f)] = max(i[strip_line(f)], b)
-    return sorted(((f, s[f], i[f]) for f in i), key=lambda r: -r[1])
+    """Rows sorted by self time."""
+    return sorted(rows, key=lambda r: (-r[1], -r[2]))
 
 
 def table(total: int, rows: list[tuple[str, int, int]], us_per_msg: float | None, top: int) -> str:
@@ -192,7 +182,7 @@ def profile_w1(quick: bool, cprofile: bool, ports: Ports, top: int, ack: bool = 
         f"{res['server_us_per_msg']:.1f} µs CPU per round trip "
         f"(at {res['server_cpu_share'] * 100:.0f}% of a core).\n"
     )
-    report.append("By function (self time, all lines merged):\n")
+    report.append("By function (self time; incl = with callees):\n")
     report.append(table(total, by_function(rows), res["server_us_per_msg"], top))
     if cprofile:
         report.append(f"\n\n{name} ({event}), cProfile (exact calls; times inflated by the profiler):\n")

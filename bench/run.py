@@ -175,7 +175,8 @@ def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
         return {"error": f"loadgen timed out after {timeout:.0f}s"}
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": f"loadgen exit {proc.returncode}: {proc.stderr.strip()[-400:]}"}
+        last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+        return {"error": f"loadgen exit {proc.returncode}: {last[0][:300]}"}
     result: dict[str, Any] = json.loads(lines[-1])
     return result
 
@@ -262,7 +263,14 @@ def run_server_groups(name: str, only: set[str], plan: Plan, ports: Ports) -> di
                 if w in only:
                     results[w] = res
         else:
-            results["connect_10k"] = {"connect_s": res["connect_s"], "connect_rate": res["connect_rate"]}
+            results["connect_10k"] = {
+                "connect_s": res["connect_s"],
+                "connect_rate": res["connect_rate"],
+                "connected": res["connected"],
+                "requested": plan.idle_clients,
+                "errors": res["connect_errors"],
+                "error_samples": res["connect_error_samples"],
+            }
             results["W3"] = res["W3"]
             if "W6" in res:
                 results["W6"] = res["W6"]
@@ -471,6 +479,13 @@ def auto_notes(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         w4 = r.get("W4")
         if isinstance(w4, dict) and w4.get("errors"):
             notes.append(f"{LABELS[s]} W4: {w4['errors']} failed handshakes, e.g. {w4.get('error_samples')}.")
+        c10k = r.get("connect_10k")
+        if c10k and c10k["connected"] < c10k["requested"]:
+            notes.append(
+                f"{LABELS[s]}: only {c10k['connected']:,} of {c10k['requested']:,} idle clients connected "
+                f"({c10k['errors']} handshakes failed, e.g. {c10k['error_samples'][:1]}): its W2, W3 and W6 "
+                f"figures are for {c10k['connected']:,} clients."
+            )
         if s in results and "connect_10k" in r:
             notes.append(
                 f"{LABELS[s]}: idle clients connected at {r['connect_10k']['connect_rate']:,.0f}/s "
@@ -582,6 +597,10 @@ def plot_history() -> str:
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xticks(xs, [f"{e['date'][:10]}\n{e['commit'][:7]}" for e in entries], fontsize=7)
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}x"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("times better than the peer (log)")
     ax.set_title("Tether vs peers per run (> 1: Tether ahead)")
     ax.legend(fontsize=7, loc="best")

@@ -57,6 +57,8 @@ _CONTINUATION = WSMsgType.CONTINUATION
 _REASON_BY_CODE = {1002: "parse error", 1007: "parse error", 1009: "message too big"}
 """Disconnect reason for the close codes of a protocol error."""
 
+_DETACHED = asyncio.Protocol()
+
 READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
 
@@ -336,6 +338,10 @@ def adopt(server: Server, transport: asyncio.Transport, data: bytes, remote: str
         None,
         READ_BUFFER_INIT_SIZE,
     )
+    # uvloop caches the plain protocol's data_received and keeps it when the new protocol is a buffered
+    # one: the HttpProtocol (and what it holds) would live as long as the WebSocket. Passing through a
+    # shared, empty protocol first leaves only that one cached.
+    transport.set_protocol(_DETACHED)
     transport.set_protocol(proto)
     proto.connection_made(transport)
     view = memoryview(data)

@@ -117,15 +117,27 @@ class WebSocketListener(WSListener):
         mt = frame.msg_type
         if mt is _TEXT and self.fast and frame.fin:
             # Hot path: 42["name",...] on "/" without ack id, straight from the frame bytes to the route.
+            # Also 42<ack id>[...] (an event that wants an answer). Anything else, or anything invalid,
+            # takes the general path below, which says precisely what is wrong.
             payload = frame.get_payload_as_bytes()
-            if payload[:3] == b"42[" and self.parser._pending is None:
-                try:
-                    data = _loads(memoryview(payload)[2:])
-                except JSONDecodeError:
-                    data = None  # the general path below says precisely what is wrong
-                if type(data) is list and data and type(data[0]) is str:
-                    self.server.receive_event(self.client, "/", data[0], data[1:], None)
-                    return
+            if payload[:2] == b"42" and self.parser._pending is None:
+                ack_id: int | None = None
+                start = 2
+                if payload[2:3] != b"[":
+                    start = payload.find(b"[", 2)
+                    digits = payload[2:start]
+                    if 0 < len(digits) <= 15 and digits.isdigit():
+                        ack_id = int(digits)
+                    else:
+                        start = -1
+                if start > 0:
+                    try:
+                        data = _loads(memoryview(payload)[start:])
+                    except JSONDecodeError:
+                        data = None
+                    if type(data) is list and data and type(data[0]) is str:
+                        self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
+                        return
             try:
                 self._receive(transport, payload.decode())
             except UnicodeDecodeError:

@@ -35,7 +35,8 @@ from .support import EioClient, echo_router, make_config, raw_tcp, upgrade_reque
 
 REQUEST_TEMPLATES = [
     b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    b"POST /socket.io/?EIO=4&transport=polling&sid=SID HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n40\x1e3",
+    b"POST /socket.io/?EIO=4&transport=polling&sid=SID HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+    b"40\x1e3",
     b"OPTIONS /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nOrigin: http://evil\r\n\r\n",
     b"GET /tether/../../etc/passwd HTTP/1.1\r\n\r\n",
     b"POST /socket.io/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -47,8 +48,25 @@ REQUEST_TEMPLATES = [
 
 ENGINEIO_TEXT = st.one_of(
     st.text(max_size=60),
-    st.sampled_from(["40", "42[\"echo\",1]", "421[\"echo\"]", "451-[\"x\",{\"_placeholder\":true,\"num\":0}]",
-                     "43999[]", "2", "3", "5", "6", "1", "2probe", "40/nope,", "4", "0", ""]),
+    st.sampled_from(
+        [
+            "40",
+            '42["echo",1]',
+            '421["echo"]',
+            '451-["x",{"_placeholder":true,"num":0}]',
+            "43999[]",
+            "2",
+            "3",
+            "5",
+            "6",
+            "1",
+            "2probe",
+            "40/nope,",
+            "4",
+            "0",
+            "",
+        ]
+    ),
     st.builds(lambda n, body: f"4{n}{body}", st.integers(0, 6).map(str), st.text(max_size=30)),
 )
 
@@ -64,9 +82,13 @@ def websocket_frames(draw: Any) -> bytes:
         elif kind == "binary":
             parts.append(ws_frame(draw(st.binary(max_size=200)), opcode=0x2))
         elif kind == "control":
-            parts.append(ws_frame(draw(st.binary(max_size=125)), opcode=draw(st.sampled_from([0x8, 0x9, 0xA]))))
+            parts.append(
+                ws_frame(draw(st.binary(max_size=125)), opcode=draw(st.sampled_from([0x8, 0x9, 0xA])))
+            )
         elif kind == "fragment":
-            parts.append(ws_frame(draw(ENGINEIO_TEXT).encode(), opcode=draw(st.sampled_from([0x0, 0x1])), fin=False))
+            parts.append(
+                ws_frame(draw(ENGINEIO_TEXT).encode(), opcode=draw(st.sampled_from([0x0, 0x1])), fin=False)
+            )
         else:
             parts.append(draw(st.binary(max_size=64)))
     return b"".join(parts)
@@ -216,7 +238,9 @@ class LoopErrors(logging.Handler):
 def test_fuzz_http_protocol_in_memory() -> None:
     loop = asyncio.new_event_loop()
     errors = LoopErrors(loop)
-    server = Server(make_config(limits={"handshake_timeout": 0.2}, websocket={"max_payload": 4096}), echo_router())
+    server = Server(
+        make_config(limits={"handshake_timeout": 0.2}, websocket={"max_payload": 4096}), echo_router()
+    )
     sids: list[str] = []
 
     async def one(data: bytes, cuts: list[int]) -> None:

@@ -10,8 +10,8 @@
    flight each, for ``--echo-seconds``).
 3. Soaks for ``--minutes``: ``--clients`` slots, each running client lives back to back. A life connects
    (over the WebSocket transport, from one of 16 loopback addresses so that TIME_WAIT never runs out of
-   ports), joins a room, sends events (echo with ack, room broadcasts), and after 2-20 s leaves in one of
-   four ways: a clean close (70 %), a login to a user room first (10 %), a TCP reset without a close frame
+   ports), joins one of 1,000 rooms, sends events (echo with ack, room broadcasts), and after 2-20 s
+   leaves in one of four ways: a clean close (70 %), a login to a user room first (10 %), a TCP reset without a close frame
    (10 %), or going silent (no reads, no pongs) until the heartbeat drops it (10 %). Every
    ``--sample`` seconds the server's RSS and open file descriptors (``/proc/<pid>/fd``) are sampled, with
    the server's own count of clients, sockets and rooms (the ``stats`` event).
@@ -206,18 +206,32 @@ class Client(WSListener):  # type: ignore[misc]
 
 
 async def connect(port: int, counters: Counters, source: str | None = None) -> Client:
+    made: list[Client] = []
+
+    def factory() -> Client:
+        made.append(Client(counters))
+        return made[-1]
+
     async def go() -> Client:
         _t, client = await ws_connect(
-            lambda: Client(counters),
+            factory,
             f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
             read_buffer_init_size=1024,
             local_addr=(source or random.choice(SOURCES), 0),
-            websocket_handshake_timeout=10,
+            websocket_handshake_timeout=20,
         )
         await client.ready
         return client  # type: ignore[no-any-return]
 
-    client = await asyncio.wait_for(go(), 15)
+    try:
+        client = await asyncio.wait_for(go(), 30)
+    except BaseException:
+        # A timeout may strike after the connection was made: close it, or it lives on as an orphan that
+        # answers pings (and the server rightly keeps it).
+        for c in made:
+            if c.transport is not None:
+                c.transport.disconnect(graceful=False)
+        raise
     counters.opened += 1
     return client
 
@@ -233,7 +247,7 @@ async def close(client: Client) -> None:
 async def one_life(port: int, counters: Counters, rng: random.Random, deadline: float) -> None:
     client = await connect(port, counters)
     try:
-        room = f"room-{rng.randrange(100)}".encode()
+        room = f"room-{rng.randrange(1000)}".encode()  # ~5 members each at 5,000 clients
         await client.call(b'["join","' + room + b'"]')
         roll = rng.random()
         kind = "close" if roll < 0.7 else "login" if roll < 0.8 else "reset" if roll < 0.9 else "silent"
@@ -510,9 +524,8 @@ def report(args: argparse.Namespace, out: dict[str, Any], path: Path, img: Path)
         "",
         f"- Duration: {out['soak_seconds'] / 60:.1f} min of soak (`--minutes {args.minutes}`), "
         f"{args.clients} client slots (`--clients {args.clients}`), each running client lives back to back: "
-        "connect, join a room, echo with ack and room broadcasts every 0.5-3 s, leave after 2-20 s by a "
-        "clean "
-        "close (70 %), a login to a user room then a close (10 %), a TCP reset with no close frame (10 %), "
+        "connect, join one of 1,000 rooms, echo with ack and room broadcasts every 0.5-3 s, leave after "
+        "2-20 s by a clean close (70 %), a login to a user room then a close (10 %), a TCP reset with no close frame (10 %), "
         "or by going silent until the heartbeat drops it (10 %; ping_interval 10 s, ping_timeout 5 s).",
         f"- Connections opened: {c.opened:,} in all; failed lives: {c.failed} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(c.errors.items())) or 'none'}); "

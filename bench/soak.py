@@ -11,10 +11,10 @@
 3. Soaks for ``--minutes``: ``--clients`` slots, each running client lives back to back. A life connects
    (over the WebSocket transport, from one of 16 loopback addresses so that TIME_WAIT never runs out of
    ports), joins one of 1,000 rooms, sends events (echo with ack, room broadcasts), and after 2-20 s
-   leaves in one of four ways: a clean close (70 %), a login to a user room first (10 %), a TCP reset without a close frame
-   (10 %), or going silent (no reads, no pongs) until the heartbeat drops it (10 %). Every
-   ``--sample`` seconds the server's RSS and open file descriptors (``/proc/<pid>/fd``) are sampled, with
-   the server's own count of clients, sockets and rooms (the ``stats`` event).
+   leaves in one of four ways: a clean close (70 %), a login to a user room first (10 %), a TCP reset
+   without a close frame (10 %), or going silent (no reads, no pongs) until the heartbeat drops it
+   (10 %). Every ``--sample`` seconds the server's RSS and open file descriptors (``/proc/<pid>/fd``)
+   are sampled, with the server's own count of clients, sockets and rooms (the ``stats`` event).
 4. Lets the server settle (heartbeat timeouts of the silent clients), samples the end state, tops the
    connection count up to ``--min-churn`` (15,000) with quick connect/close cycles if the soak did not get
    there, and measures echo throughput again.
@@ -525,8 +525,9 @@ def report(args: argparse.Namespace, out: dict[str, Any], path: Path, img: Path)
         f"- Duration: {out['soak_seconds'] / 60:.1f} min of soak (`--minutes {args.minutes}`), "
         f"{args.clients} client slots (`--clients {args.clients}`), each running client lives back to back: "
         "connect, join one of 1,000 rooms, echo with ack and room broadcasts every 0.5-3 s, leave after "
-        "2-20 s by a clean close (70 %), a login to a user room then a close (10 %), a TCP reset with no close frame (10 %), "
-        "or by going silent until the heartbeat drops it (10 %; ping_interval 10 s, ping_timeout 5 s).",
+        "2-20 s by a clean close (70 %), a login to a user room then a close (10 %), a TCP reset with no "
+        "close frame (10 %), or by going silent until the heartbeat drops it (10 %; ping_interval 10 s, "
+        "ping_timeout 5 s).",
         f"- Connections opened: {c.opened:,} in all; failed lives: {c.failed} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(c.errors.items())) or 'none'}); "
         f"events sent {c.events:,}, acks received {c.acks:,}, room broadcasts received {c.broadcasts:,}.",

@@ -314,10 +314,11 @@ class HttpProtocol(asyncio.Protocol):
             if not server.admit(request):
                 self._respond_error(503 if server.at_capacity(request) else 403, 4, "Connection refused", cors)
                 return
-            client = server.new_connection(Transport.POLLING, request)
+            opened = server.new_connection(Transport.POLLING, request)
             server.state.handshakes += 1
-            self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, client.conn.open_packet(upgrades=True))
-            server.client_opened(client)
+            open_packet = opened.conn.open_packet(upgrades=True)
+            self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, open_packet)
+            server.client_opened(opened)
             return
         client = server.clients.get(sid)
         if client is None:

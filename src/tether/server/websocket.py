@@ -23,7 +23,7 @@ from picows import (
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
 )
-from picows.picows import WSProtocol
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in picows' stubs
 
 from ..errors import RemoteProtocolError
 from ..handler import Request
@@ -67,7 +67,7 @@ READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
 
 
-class WebSocketListener(WSListener):  # type: ignore[misc]
+class WebSocketListener(WSListener):
     """Frames of one WebSocket connection -> its Client."""
 
     def __init__(self, server: Server, client: Client, upgrading: bool) -> None:

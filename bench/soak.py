@@ -136,7 +136,7 @@ class Counters:
         self.errors[key] = self.errors.get(key, 0) + 1
 
 
-class Client(WSListener):  # type: ignore[misc]
+class Client(WSListener):
     """A Socket.IO client over picows that speaks the protocol by hand, answering pings unless silent."""
 
     def __init__(self, counters: Counters) -> None:
@@ -213,15 +213,16 @@ async def connect(port: int, counters: Counters, source: str | None = None) -> C
         return made[-1]
 
     async def go() -> Client:
-        _t, client = await ws_connect(
+        await ws_connect(
             factory,
             f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
             read_buffer_init_size=1024,
             local_addr=(source or random.choice(SOURCES), 0),
             websocket_handshake_timeout=20,
         )
+        client = made[-1]
         await client.ready
-        return client  # type: ignore[no-any-return]
+        return client
 
     try:
         client = await asyncio.wait_for(go(), 30)
@@ -505,6 +506,7 @@ def report(args: argparse.Namespace, out: dict[str, Any], path: Path, img: Path)
         return sum(x.rss_kib for x in xs) / len(xs) / 1024
 
     peak = max(s, key=lambda x: x.rss_kib)
+    concurrent_mean = sum(x.clients for x in loaded) / len(loaded)
     ratio = median([r for r, _ in out["compare"]["soaked"]]) / median([r for r, _ in out["compare"]["fresh"]])
     cpu_ratio = median([u for _, u in out["compare"]["soaked"]]) / median(
         [u for _, u in out["compare"]["fresh"]]
@@ -531,6 +533,11 @@ def report(args: argparse.Namespace, out: dict[str, Any], path: Path, img: Path)
         f"- Connections opened: {c.opened:,} in all; failed lives: {c.failed} "
         f"({', '.join(f'{k} {v}' for k, v in sorted(c.errors.items())) or 'none'}); "
         f"events sent {c.events:,}, acks received {c.acks:,}, room broadcasts received {c.broadcasts:,}.",
+        f"- Connected at once, by the server's count once ramped up: mean {concurrent_mean:,.0f}, "
+        f"{min(x.clients for x in loaded):,} to {max(x.clients for x in loaded):,} "
+        f"for {args.clients:,} slots "
+        "(a slot spends part of its time connecting and between lives; on a busy machine the Python load "
+        "generator is the bottleneck).",
         f"- Endings: {', '.join(f'{k} {v:,}' for k, v in sorted(c.endings.items()))}. "
         f"Server's disconnect reasons: {out['stats_final']['disconnects']}.",
         f"- Server CPU: {out['server_cpu']:.0f} s over the {out['soak_seconds']:.0f} s of soak and the "

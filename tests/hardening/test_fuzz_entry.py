@@ -101,7 +101,8 @@ def entry_bytes(draw: Any) -> bytes:
         return bytes(draw(st.binary(max_size=600)))
     template = draw(st.sampled_from(REQUEST_TEMPLATES))
     if choice == "upgrade+frames":
-        return upgrade_request() + draw(websocket_frames())
+        frames: bytes = draw(websocket_frames())
+        return upgrade_request() + frames
     data = bytearray(template)
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))

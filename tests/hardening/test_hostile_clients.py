@@ -421,8 +421,8 @@ async def test_overlapping_and_pipelined_polling_requests() -> None:
 async def test_everything_at_once(seed: int) -> None:
     """A mix of the above from many connections at the same time."""
     rng = random.Random(seed)
-    config = {"limits": SHORT, "websocket": {"max_payload": 50_000, **HEARTBEAT}}
-    async with serve(**config) as server, aiohttp.ClientSession() as session:
+    websocket = {"max_payload": 50_000, **HEARTBEAT}
+    async with serve(limits=SHORT, websocket=websocket) as server, aiohttp.ClientSession() as session:
 
         async def garbage() -> None:
             _, w = await raw_tcp(server)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import socketio
+import socketio  # type: ignore[import-untyped]
 from websockets.exceptions import InvalidStatus
 
 from tether import Config, ConfigError, Reject, Server
@@ -332,7 +332,7 @@ def test_secrets_never_logged_by_the_cli(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         port = None
         while port is None:
             line = proc.stdout.readline().decode()

@@ -87,7 +87,7 @@ class LimitsConfig:
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
     rate_disconnect_after: int = 50
-    """Events refused (over the rate) before the bucket is full again, past which the client is disconnected."""
+    """Events refused (over the rate) before the bucket is full again, past which the client is closed."""
     max_rooms_per_socket: int = 0
     send_buffer_bytes: int = 4 * 1024 * 1024
     """High-water mark of one connection's outgoing buffer in bytes."""
@@ -299,7 +299,7 @@ def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
     except tomllib.TOMLDecodeError:
         return value
     # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
-    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the error.
+    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load, quoted in the error.
     if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
         return value
     return parsed
@@ -318,7 +318,8 @@ def _build_section(source: str, section: str, cls: type[Any], values: Mapping[st
             if (section, key) not in _SECRET_KEYS:
                 raise
             # The message would quote the value: for a secret, say what is wrong without it.
-            raise ConfigError(source, f"{section}.{key}", f"expected str, got {type(value).__name__}") from None
+            reason = f"expected str, got {type(value).__name__}"
+            raise ConfigError(source, f"{section}.{key}", reason) from None
     return cls(**kwargs)
 
 

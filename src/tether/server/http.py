@@ -171,7 +171,8 @@ class HttpProtocol(asyncio.Protocol):
         server.state.protocol_errors += 1
         # A polling session that sends an oversized body is broken: close it, as for any bad POST.
         url = httptools.parse_url(bytes(self._url))
-        if url.query and unquote(url.path.decode("latin-1")).rstrip("/") == server.config.websocket.path.rstrip("/"):
+        path = unquote(url.path.decode("latin-1")).rstrip("/")
+        if url.query and path == server.config.websocket.path.rstrip("/"):
             sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid")
             client = server.clients.get(sid) if sid else None
             if client is not None and client.conn.transport is Transport.POLLING:

@@ -550,7 +550,7 @@ class Server:
         """
         self.state.slow_consumers += 1
         policy = self.config.limits.slow_consumer_policy
-        log.info("! %s slow consumer (%s): send buffer over its high-water mark, %s", client.sid, client.remote, policy)
+        log.info("! %s slow consumer (%s): send buffer over its mark, %s", client.sid, client.remote, policy)
         if policy == "disconnect":
             asyncio.get_running_loop().call_soon(self.close_client, client, "slow consumer", False, 1008)
 

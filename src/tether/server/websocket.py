@@ -182,7 +182,8 @@ class WebSocketListener(WSListener):
             self.conn.cancel_upgrade()
             transport.disconnect()
             return
-        self.server.close_client(self.client, _REASON_BY_CODE.get(code, "parse error"), send_close=False, ws_code=code)
+        reason_key = _REASON_BY_CODE.get(code, "parse error")
+        self.server.close_client(self.client, reason_key, send_close=False, ws_code=code)
         transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -200,7 +201,7 @@ class WebSocketListener(WSListener):
                 if code in _REASON_BY_CODE:
                     reason = _REASON_BY_CODE[code]
                     self.server.state.protocol_errors += 1
-                    log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, handshake.sent.reason)
+                    log.info("! %s protocol error from %s: %s", client.sid, client.remote, handshake.sent.reason)
             self.server.close_client(client, reason, send_close=False)
 
     def pause_writing(self) -> None:

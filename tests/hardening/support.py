@@ -144,7 +144,7 @@ class EioClient:
         client._reader = asyncio.get_running_loop().create_task(client._read())
         return client
 
-    connect_reply: str | bytes = ""
+    connect_reply: str = ""
     on_event: Callable[[str, list[Any]], None] | None = None
 
     async def _read(self) -> None:

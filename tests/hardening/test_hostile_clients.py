@@ -251,7 +251,9 @@ async def test_huge_frames() -> None:
                 writer.write(upgrade_request())
                 await asyncio.wait_for(reader.readuntil(b'"maxPayload"'), scaled(5))
                 writer.write(ws_frame(b"40"))
-                writer.write(bytes([0x81, 0xFF]) + size.to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"4" * 1000)
+                writer.write(
+                    bytes([0x81, 0xFF]) + size.to_bytes(8, "big") + b"\x00\x00\x00\x00" + b"4" * 1000
+                )
                 data = await read_until_closed(reader, 3)
                 assert b"\x03\xf1" in data  # close code 1009 in the close frame
                 writer.close()
@@ -330,7 +332,7 @@ async def test_acks_for_ids_never_sent() -> None:
                 await client.ws.send(f"43{i}[{i}]")
                 if i % 20 == 0:
                     await asyncio.sleep(0)
-            await client.ws.send('431/nowhere,5[1]'.replace("1/", "/"))
+            await client.ws.send("431/nowhere,5[1]".replace("1/", "/"))
             assert await client.call("echo", "ok") == ["ok"]
             await client.close()
 
@@ -361,7 +363,9 @@ async def test_random_garbage_on_the_socket() -> None:
 
         results = await latency_kept(server, abuse)
         for got in results[::2]:  # plain HTTP: 400 (or 408 if it looked like an unfinished request)
-            assert got == b"" or got.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408", b"HTTP/1.1 413", b"HTTP/1.1 431"))
+            assert got == b"" or got.startswith(
+                (b"HTTP/1.1 400", b"HTTP/1.1 408", b"HTTP/1.1 413", b"HTTP/1.1 431")
+            )
         await settle(server)
         assert server.state.protocol_errors >= 1
 
@@ -417,31 +421,31 @@ async def test_overlapping_and_pipelined_polling_requests() -> None:
 async def test_everything_at_once(seed: int) -> None:
     """A mix of the above from many connections at the same time."""
     rng = random.Random(seed)
-    async with serve(limits=SHORT, websocket={"max_payload": 50_000, **HEARTBEAT}) as server:
-        async with aiohttp.ClientSession() as session:
+    websocket = {"max_payload": 50_000, **HEARTBEAT}
+    async with serve(limits=SHORT, websocket=websocket) as server, aiohttp.ClientSession() as session:
 
-            async def garbage() -> None:
-                _, w = await raw_tcp(server)
-                w.write(os.urandom(rng.randint(1, 2000)))
-                await asyncio.sleep(0.2)
-                w.close()
+        async def garbage() -> None:
+            _, w = await raw_tcp(server)
+            w.write(os.urandom(rng.randint(1, 2000)))
+            await asyncio.sleep(0.2)
+            w.close()
 
-            async def broken_ws() -> None:
-                c = await EioClient.connect(server)
-                try:
-                    for _ in range(50):
-                        await c.ws.send(rng.choice(["4{", "42[1]", "45-[]", "3", "6", "43x", "40/x,"]))
-                except ConnectionClosed:
-                    pass
-                await c.close()
+        async def broken_ws() -> None:
+            c = await EioClient.connect(server)
+            try:
+                for _ in range(50):
+                    await c.ws.send(rng.choice(["4{", "42[1]", "45-[]", "3", "6", "43x", "40/x,"]))
+            except ConnectionClosed:
+                pass
+            await c.close()
 
-            async def idle_poller() -> None:
-                await PollingClient.open(session, server)
+        async def idle_poller() -> None:
+            await PollingClient.open(session, server)
 
-            async def abuse(server: Server) -> None:
-                jobs = [rng.choice([garbage, broken_ws, idle_poller])() for _ in range(60)]
-                await asyncio.gather(*jobs)
-                await wait_until(lambda: len(server.clients) <= 1, 5)
+        async def abuse(server: Server) -> None:
+            jobs = [rng.choice([garbage, broken_ws, idle_poller])() for _ in range(60)]
+            await asyncio.gather(*jobs)
+            await wait_until(lambda: len(server.clients) <= 1, 5)
 
-            await latency_kept(server, abuse)
-            await settle(server)
+        await latency_kept(server, abuse)
+        await settle(server)

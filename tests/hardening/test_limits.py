@@ -112,7 +112,9 @@ async def test_handshake_timeout_is_not_reset_by_trickled_bytes() -> None:
     """Slowloris: one byte every 100 ms keeps nothing alive past handshake_timeout."""
     async with serve(limits={"handshake_timeout": 0.6}) as server:
         reader, writer = await raw_tcp(server)
-        request = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+        request = (
+            b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+        )
         t0 = time.monotonic()
         closed_after = None
         for byte in request:
@@ -152,7 +154,9 @@ async def test_idle_keep_alive_connection_is_closed_after_handshake_timeout() ->
 async def test_oversized_headers_get_431() -> None:
     async with serve(limits={"http_max_header_size": 1024}) as server:
         reader, writer = await raw_tcp(server)
-        writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n")
+        writer.write(
+            b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nX-Big: " + b"a" * 2000 + b"\r\n\r\n"
+        )
         data = await read_until_closed(reader, 3)
         assert data.startswith(b"HTTP/1.1 431"), data
         writer.close()
@@ -179,7 +183,9 @@ async def test_event_rate_sends_one_429_error_then_disconnects() -> None:
             await client.emit("count", n)
         await wait_until(lambda: bool(client.events_named("tether:error")))
         await asyncio.sleep(0.1)
-        assert client.events_named("tether:error") == [[{"code": 429, "message": "event rate limit exceeded"}]]
+        assert client.events_named("tether:error") == [
+            [{"code": 429, "message": "event rate limit exceeded"}]
+        ]
         assert not client.closed.is_set()
         assert server.state.rate_limited >= 9
         # Keep flooding: past rate_disconnect_after refusals the client is closed with 1008.

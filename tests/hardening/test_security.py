@@ -1,4 +1,4 @@
-"""Security: TLS from config, origins over TLS, auth middleware, secrets kept out of logs, no code on the wire.
+"""Security: TLS from config, origins over TLS, auth middleware, secrets out of logs, no code on the wire.
 
 The basic origin and CORS checks are in tests/server/test_malformed.py; here they run over TLS with a
 certificate the test makes with ``openssl req`` (installed with the system; a missing openssl fails the
@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import socketio
+import socketio  # type: ignore[import-untyped]
 from websockets.exceptions import InvalidStatus
 
 from tether import Config, ConfigError, Reject, Server
@@ -49,9 +49,22 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
         ],
         check=True,
         capture_output=True,
@@ -91,16 +104,19 @@ async def test_python_socketio_client_upgrades_to_wss(
     certificate: tuple[Path, Path], client_tls: ssl.SSLContext
 ) -> None:
     """The real client library: https polling handshake, then the upgrade to wss on the same port."""
-    async with serve(server=tls_config(certificate)) as server:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_tls)) as session:
-            client = socketio.AsyncClient(http_session=session, reconnection=False)
-            await asyncio.wait_for(client.connect(server.url, wait_timeout=scaled(5)), scaled(10))
-            try:
-                assert await client.call("echo", {"a": 1}, timeout=scaled(5)) == {"a": 1}
-                await wait_until(lambda: client.transport() == "websocket", what="the upgrade to wss")
-                assert await client.call("echo", "after upgrade", timeout=scaled(5)) == "after upgrade"
-            finally:
-                await client.disconnect()
+    connector = aiohttp.TCPConnector(ssl=client_tls)
+    async with (
+        serve(server=tls_config(certificate)) as server,
+        aiohttp.ClientSession(connector=connector) as session,
+    ):
+        client = socketio.AsyncClient(http_session=session, reconnection=False)
+        await asyncio.wait_for(client.connect(server.url, wait_timeout=scaled(5)), scaled(10))
+        try:
+            assert await client.call("echo", {"a": 1}, timeout=scaled(5)) == {"a": 1}
+            await wait_until(lambda: client.transport() == "websocket", what="the upgrade to wss")
+            assert await client.call("echo", "after upgrade", timeout=scaled(5)) == "after upgrade"
+        finally:
+            await client.disconnect()
 
 
 async def test_client_that_does_not_trust_the_certificate_is_refused(certificate: tuple[Path, Path]) -> None:
@@ -113,7 +129,9 @@ async def test_client_that_does_not_trust_the_certificate_is_refused(certificate
         data = await asyncio.wait_for(reader.read(1024), scaled(5))
         assert b"HTTP/1.1 200" not in data
         writer.close()
-        ok = await EioClient.connect(server, ssl_context=ssl.create_default_context(cafile=str(certificate[0])))
+        ok = await EioClient.connect(
+            server, ssl_context=ssl.create_default_context(cafile=str(certificate[0]))
+        )
         assert await ok.call("echo", 1) == [1]
         await ok.close()
 
@@ -155,7 +173,9 @@ def test_tls_paths_are_relative_to_the_config_file(tmp_path: Path, certificate: 
     (tmp_path / "certs").mkdir()
     for src in certificate:
         (tmp_path / "certs" / src.name).write_bytes(src.read_bytes())
-    (tmp_path / "tether.toml").write_text('[server]\nport = 0\ntls_cert = "certs/cert.pem"\ntls_key = "certs/key.pem"\n')
+    (tmp_path / "tether.toml").write_text(
+        '[server]\nport = 0\ntls_cert = "certs/cert.pem"\ntls_key = "certs/key.pem"\n'
+    )
     config = Config.load(tmp_path / "tether.toml", env={})
     assert Path(config.resolve_path(config.server.tls_cert)) == tmp_path / "certs" / "cert.pem"
     with pytest.raises(ConfigError, match="go together"):
@@ -280,7 +300,10 @@ def test_config_errors_do_not_echo_secrets() -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(env={}, overrides={"api": {"key": {"k": API_KEY}}})
     assert API_KEY not in str(info.value)
-    assert Config.load(env={}, overrides={"session": {"secret": SECRET}}).redacted()["session"]["secret"] == "***"
+    assert (
+        Config.load(env={}, overrides={"session": {"secret": SECRET}}).redacted()["session"]["secret"]
+        == "***"
+    )
 
 
 @pytest.mark.parametrize("value", ["1e5", "0x1F", "1_000", "true", "2024-01-01", "[1]", "12345"])
@@ -309,7 +332,7 @@ def test_secrets_never_logged_by_the_cli(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        lines = []
+        lines: list[str] = []
         port = None
         while port is None:
             line = proc.stdout.readline().decode()

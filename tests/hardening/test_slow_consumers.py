@@ -34,7 +34,7 @@ def record_disconnects(reasons: list[str]) -> Any:
 
 
 async def broadcast_bulk(server: Server, total: int, probe: Any = None) -> None:
-    """``total`` 1 KiB broadcasts in chunks of 100, giving the loop a turn between chunks as a busy app would."""
+    """``total`` 1 KiB broadcasts in chunks of 100, with a loop turn between chunks as a busy app would."""
     for i in range(0, total, 100):
         for j in range(i, i + 100):
             server.emit("bulk", j, time.perf_counter(), PAYLOAD)
@@ -47,7 +47,9 @@ async def good_client(server: Server) -> tuple[EioClient, list[float]]:
     """A well-behaved client that counts ``bulk`` events and records how late each one arrived."""
     good = await EioClient.connect(server, keep=False)
     lateness: list[float] = []
-    good.on_event = lambda name, args: lateness.append(time.perf_counter() - args[1]) if name == "bulk" else None
+    good.on_event = lambda name, args: (
+        lateness.append(time.perf_counter() - args[1]) if name == "bulk" else None
+    )
     return good, lateness
 
 
@@ -66,8 +68,12 @@ async def test_stalled_websocket_reader_is_bounded(policy: str) -> None:
             ws = slow.ws
             buffered: list[int] = []
             rss_before = rss()
-            await broadcast_bulk(server, total, lambda: buffered.append(ws.underlying_transport.get_write_buffer_size()))
-            await wait_until(lambda: good.counts["bulk"] == total, 30, "the good client to get every broadcast")
+            await broadcast_bulk(
+                server, total, lambda: buffered.append(ws.underlying_transport.get_write_buffer_size())
+            )
+            await wait_until(
+                lambda: good.counts["bulk"] == total, 30, "the good client to get every broadcast"
+            )
             growth = rss() - rss_before
 
             # What the server holds for the stalled client never exceeds the mark by more than one frame.
@@ -77,7 +83,9 @@ async def test_stalled_websocket_reader_is_bounded(policy: str) -> None:
             assert p99(lateness) < scaled(1.0), f"p99 lateness {p99(lateness):.3f}s"
             assert server.state.slow_consumers == 1
             if policy == "disconnect":
-                await wait_until(lambda: bool(ws.is_disconnected), 1, "the slow consumer's socket to be closed")
+                await wait_until(
+                    lambda: bool(ws.is_disconnected), 1, "the slow consumer's socket to be closed"
+                )
                 assert slow.sid not in server.clients
                 assert server.state.disconnects.get("slow consumer") == 1
                 assert reasons == ["slow consumer"]
@@ -127,7 +135,10 @@ async def test_dropping_stalled_reader_resumes_when_it_reads_again() -> None:
 async def test_polling_queue_is_bounded(policy: str) -> None:
     reasons: list[str] = []
     limits = {"send_buffer_messages": 100, "send_buffer_bytes": 1024 * 1024, "slow_consumer_policy": policy}
-    async with serve(record_disconnects(reasons), limits=limits) as server, aiohttp.ClientSession() as session:
+    async with (
+        serve(record_disconnects(reasons), limits=limits) as server,
+        aiohttp.ClientSession() as session,
+    ):
         good, lateness = await good_client(server)
         poller = await PollingClient.open(session, server)
         try:

@@ -115,11 +115,16 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as exc:
             # httptools stops at the end of the upgrade request; what follows is already WebSocket data.
             self._hand_off(data[exc.args[0] :])
+        except httptools.HttpParserCallbackError as exc:
+            # httptools wraps what our callbacks raise. _Abort: the error response went out already. Anything
+            # else escaped request handling (on_message_complete routes the request): a bug, not a bad client.
+            if not isinstance(exc.__context__, _Abort):
+                log.error("! request from %s failed", self.remote, exc_info=exc.__context__)
+                if not self._closed:
+                    self._respond_error(500, 3, "Internal server error", close=True)
         except httptools.HttpParserError as exc:
             if not self._closed:
                 self._respond_error(400, 3, f"Bad HTTP request: {exc}", close=True)
-        except _Abort:
-            pass
 
     # -- httptools callbacks --------------------------------------------------------------------------
 

@@ -42,9 +42,22 @@ if TYPE_CHECKING:
 __all__ = ["WebSocketListener", "adopt"]
 
 log = logging.getLogger("tether.websocket")
+
+
+class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows logs a client's malformed frame (too big, bad opcode) at ERROR. For Tether that is the
+    client's fault, logged at INFO like the protocol errors Tether finds itself: at ERROR, any client
+    could flood the error log."""
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR and isinstance(msg, str) and msg.startswith("WS parser error"):
+            level = logging.INFO
+        super().log(level, msg, *args, **kwargs)
+
+
 # One adapter for all connections: picows makes a child Logger per connection when given a Logger,
 # which costs about 1 KiB each and is never freed; an adapter is passed through as is.
-_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("tether.picows"), {})
+_PICOWS_LOG = _PicowsLog(logging.getLogger("tether.picows"), {})
 # picows logs every accepted and closed connection at INFO: at 5k handshakes/s that is the log.
 logging.getLogger("tether.picows").setLevel(logging.WARNING)
 

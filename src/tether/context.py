@@ -168,10 +168,11 @@ class Socket:
                 self._pending.extend(packets)
             else:
                 self.client.send(packets)
-            hooks = self.server.emit_hooks
-            if hooks:
-                for hook in hooks:
-                    hook(self.namespace, event, 1)
+            server = self.server
+            if server.state.observe:
+                server.state.count_out(event, 1)
+            for hook in server.emit_hooks:
+                hook(self.namespace, event, 1)
             return SENT
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

@@ -18,25 +18,22 @@ label (``_unrouted`` otherwise) and at most :data:`MAX_NAMES` names are kept (``
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from .server.state import LATENCY_BUCKETS, MAX_NAMES
+
 if TYPE_CHECKING:
-    from .context import Socket
     from .handler import Request
     from .server.server import Server
 
 __all__ = ["BUCKETS", "MAX_NAMES", "Metrics", "aggregate", "install", "render"]
 
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds (seconds) of the handler latency histogram; +Inf is implied."""
+BUCKETS = LATENCY_BUCKETS
 
-MAX_NAMES = 200
-"""Distinct event names kept per direction; more are counted under ``_other``."""
 
 Snapshot = dict[str, Any]
 Collect = Callable[[], Awaitable[tuple[list[Snapshot], dict[str, float]]]]
@@ -46,48 +43,16 @@ _COUNTERS = ("handshakes", "rejected", "handler_errors", "protocol_errors", "slo
 _GAUGES = ("connections", "sockets", "queued_messages", "send_buffer_bytes")
 
 
-def _bounded(table: dict[str, Any], name: str) -> str:
-    if name in table or len(table) < MAX_NAMES:
-        return name
-    return "_other"
-
-
 class Metrics:
     """One worker's counters. Built by :func:`install`; read with :meth:`snapshot`."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.events_in: dict[str, int] = {}
-        self.events_out: dict[str, int] = {}
-        self.latency: dict[str, list[float]] = {}
-        """event -> bucket counts (len(BUCKETS) + 1, the last is +Inf), then sum, then failures."""
-
-    def on_event(self, sock: Socket, name: str) -> None:
-        # On every event: one dict update. Names with no route are folded into "_unrouted" when a
-        # snapshot is taken, not here.
-        events_in = self.events_in
-        n = events_in.get(name)
-        if n is None:
-            name = _bounded(events_in, name)
-            n = events_in.get(name, 0)
-        events_in[name] = n + 1
-
-    def on_emit(self, namespace: str, event: str, reached: int) -> None:
-        if reached:
-            name = _bounded(self.events_out, event)
-            self.events_out[name] = self.events_out.get(name, 0) + reached
-
-    def on_handler(self, namespace: str, event: str, seconds: float, ok: bool) -> None:
-        row = self.latency.get(event)
-        if row is None:
-            name = _bounded(self.latency, event)
-            row = self.latency.get(name)
-            if row is None:
-                row = self.latency[name] = [0.0] * (len(BUCKETS) + 3)
-        row[bisect_left(BUCKETS, seconds)] += 1
-        row[-2] += seconds
-        if not ok:
-            row[-1] += 1
+        # The per-name tables live on ServerState, updated inline by the server (see ServerState.observe).
+        server.state.observe = True
+        self.events_in = server.state.events_in_by_name
+        self.events_out = server.state.events_out_by_name
+        self.latency = server.state.handler_latency
 
     def _events_in_routed(self) -> dict[str, int]:
         """``events_in`` with the names no namespace routes folded into ``_unrouted``."""
@@ -233,9 +198,6 @@ def install(server: Server) -> None:
         return
     metrics = Metrics(server)
     server.extensions["metrics"] = metrics
-    server.event_hooks.append(metrics.on_event)
-    server.emit_hooks.append(metrics.on_emit)
-    server.handler_hooks.append(metrics.on_handler)
 
     async def serve(request: Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
         collect: Collect | None = server.extensions.get("metrics.collect")

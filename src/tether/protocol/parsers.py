@@ -127,7 +127,7 @@ class SocketIOParser(Parser):
     @staticmethod
     def encode_ack(namespace: str, ack_id: int, args: tuple[Any, ...]) -> list[bytes]:
         if namespace == "/":
-            # The common answer: 43<id>[...] in one orjson call; bytes inside (TypeError) take the general path.
+            # The common answer: 43<id>[...] in one orjson call; bytes inside (TypeError) go the general way.
             try:
                 return [b"43" + str(ack_id).encode() + orjson.dumps(args)]
             except TypeError:

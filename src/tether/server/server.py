@@ -356,7 +356,8 @@ class Server:
         handler hooks (metrics) a handler is timed with two clock reads; closures are made only for a
         handler that suspends.
         """
-        self.state.events_in += 1
+        state = self.state
+        state.events_in += 1
         if self._event_rate and not self._within_rate(client, self._event_rate):
             return
         sock = client.sockets.get(namespace)
@@ -367,8 +368,13 @@ class Server:
         for hook in self.event_hooks:
             hook(sock, name)
         handler = self.router.get(namespace, name)
-        timed = self.handler_hooks
-        started = perf_counter() if timed else 0.0
+        timed = state.observe or self.handler_hooks
+        if timed:
+            if state.observe:
+                state.count_in(name)
+            started = perf_counter()
+        else:
+            started = 0.0
         try:
             if handler is not None:
                 result = handler(sock, *args)
@@ -400,6 +406,8 @@ class Server:
 
     def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
         elapsed = perf_counter() - started
+        if self.state.observe:
+            self.state.time_handler(name, elapsed, ok)
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
@@ -407,7 +415,7 @@ class Server:
         self, sock: Socket, name: str, ack_id: int | None, coro: Any, yielded: Any, started: float
     ) -> None:
         """The handler awaits something: let a Task finish it, then time it and ack."""
-        timed = bool(self.handler_hooks)
+        timed = bool(self.state.observe or self.handler_hooks)
         namespace = sock.namespace
 
         def on_done(result: Any) -> None:
@@ -733,6 +741,8 @@ class Server:
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
         if self.adapter.remote:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
+        if self.state.observe and n:
+            self.state.count_out(event, n)
         for hook in self.emit_hooks:
             hook(namespace, event, n)
 

@@ -10,9 +10,8 @@ import pytest
 import socketio
 
 from tether import Config, Router, run_server
-from tether import metrics as metrics_module
-from tether.server import state as state_module
 from tether.metrics import aggregate, render
+from tether.server import state as state_module
 
 
 def make_router() -> Router:

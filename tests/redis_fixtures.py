@@ -138,7 +138,10 @@ class TetherNode:
         self.name = name
         self.config = folder / f"{name}.toml"
         # Nodes share a folder: each needs its own pid file and control socket (they default to run/tether.*).
-        own = f'[server]\npid_file = "run/{name}.pid"\ncontrol_socket = "run/{name}.sock"\nlog_file = "run/{name}.log"\n'
+        own = (
+            f'[server]\npid_file = "run/{name}.pid"\ncontrol_socket = "run/{name}.sock"\n'
+            f'log_file = "run/{name}.log"\n'
+        )
         self.config.write_text(config_text.replace("[server]\n", own, 1))
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""

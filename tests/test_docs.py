@@ -8,7 +8,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_configuration_reference_is_current() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "config_reference.py"), "--check"], capture_output=True, text=True
-    )
+    script = ROOT / "scripts" / "config_reference.py"
+    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -17,7 +17,9 @@ class PipeParser(Parser):
         return [Event("/", name, [text])]
 
     @staticmethod
-    def encode_event(namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None) -> list[bytes]:
+    def encode_event(
+        namespace: str, event: str, args: tuple[Any, ...], ack_id: int | None = None
+    ) -> list[bytes]:
         return [b"4" + f"{event}|{args[0] if args else ''}".encode()]  # "4": an Engine.IO message
 
     @staticmethod

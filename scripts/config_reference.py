@@ -50,8 +50,9 @@ def render() -> str:
             doc = ""
             if i + 1 < len(body):
                 nxt = body[i + 1]
-                if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                    doc = " ".join(nxt.value.value.split()).replace("|", "\\|").replace("``", "`")
+                value = nxt.value if isinstance(nxt, ast.Expr) else None
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    doc = " ".join(value.value.split()).replace("|", "\\|").replace("``", "`")
             env = f"TETHER_{section.upper()}_{key.upper()}"
             out.append(f"| `{key}` | `{default}` | `{env}` | {doc} |")
     return "\n".join(out) + "\n"
@@ -61,7 +62,7 @@ def main() -> int:
     text = render()
     if "--check" in sys.argv:
         if not TARGET.exists() or TARGET.read_text() != text:
-            print("docs/configuration.md is out of date: run python scripts/config_reference.py", file=sys.stderr)
+            print("docs/configuration.md is out of date: python scripts/config_reference.py", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text)

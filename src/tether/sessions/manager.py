@@ -248,7 +248,7 @@ class SessionManager:
         return None if session is None else max(0.0, session.deadline - self._now())
 
     def issue_token(self, user_id: Any, session_id: str | None = None) -> str:
-        """A token for ``user_id`` signed with this server's secret (see :func:`~tether.sessions.issue_token`)."""
+        """A token for ``user_id`` signed with this server's secret and ``token_ttl``."""
         return issue_token(user_id, session_id, secret=self.config.secret, ttl=self.config.token_ttl)
 
     def is_ended(self, session_id: str) -> bool:
@@ -264,7 +264,11 @@ class SessionManager:
         }
 
     async def settings_route(self, request: Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": "application/json", "Cache-Control": "no-cache", "Access-Control-Allow-Origin": "*"}
+        headers = {
+            "Content-Type": "application/json",
+            "Cache-Control": "no-cache",
+            "Access-Control-Allow-Origin": "*",
+        }
         return 200, headers, orjson.dumps(self.public_settings())
 
     def close(self) -> None:
@@ -304,7 +308,7 @@ class SessionManager:
         session.warned = False
         self.counters.extended += 1
         self._push(session.id, EXTENDED, {"seconds_left": round(self.idle_timeout)})
-        # The entry stood for the expiry; the next warning may come before it when idle_timeout < 2 * warn_before.
+        # The entry stood for the expiry; the next warning may come earlier (idle_timeout < 2 * warn_before).
         self._timers.schedule(session.id, self._next_time(session))
         self._arm()
 

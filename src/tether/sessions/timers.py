@@ -35,6 +35,7 @@ __all__ = ["Deadlines"]
 
 K = TypeVar("K", bound=Hashable)
 
+
 class _Entry:
     """A key's true deadline and the sequence number of the heap entry that stands for it."""
 
@@ -107,7 +108,7 @@ class Deadlines(Generic[K]):
         self._maybe_compact()
 
     def touch(self, key: K, when: float) -> bool:
-        """Move the deadline of an existing ``key`` to ``when``. Returns False (and adds nothing) if unknown."""
+        """Move the deadline of an existing ``key`` to ``when``. False (and nothing added) if unknown."""
         if key not in self._live:
             return False
         self.schedule(key, when)

@@ -1,6 +1,6 @@
 """Session tokens: who a connection belongs to, signed by the app and checked by Tether on connect.
 
-A built-in token is an ``itsdangerous`` URL-safe signed string (HMAC-SHA1 over a key derived from the
+A built-in token is an ``itsdangerous`` URL-safe signed string (HMAC-SHA256 over a key derived from the
 secret with the salt ``tether.session``; see itsdangerous' ``URLSafeTimedSerializer``) of::
 
     {"u": "<user id>", "s": "<session id>", "t": <issued at, unix seconds>, "e": <expires at>}
@@ -10,10 +10,11 @@ can make one. The expiry is checked against ``e`` (set at issue time from ``ttl`
 ``[session] token_ttl`` at check time, so lowering ``token_ttl`` also shortens tokens already out there.
 
 Apps with their own sessions (a Django session cookie, an OAuth token) name a validator instead, with
-``[session] validator = "module:function"``: ``function(token) -> Claims | {"user_id": ..., "session_id"?: ...}``,
-returning None or raising :class:`~tether.errors.InvalidToken` to refuse. It runs on the event loop for
-each connect, so it must be quick (a cache lookup, not a network round trip). When both a secret and a
-validator are configured, a token that is not a Tether-signed token is handed to the validator.
+``[session] validator = "module:function"``: ``function(token)`` returns :class:`Claims` or a mapping
+``{"user_id": ..., "session_id": ...}`` (``session_id`` optional), or None / raises
+:class:`~tether.errors.InvalidToken` to refuse. It runs on the event loop for each connect, so it must be
+quick (a cache lookup, not a network round trip). When both a secret and a validator are configured, a
+token that is not a Tether-signed token is handed to the validator.
 """
 
 from __future__ import annotations
@@ -68,12 +69,14 @@ def new_session_id() -> str:
 
 def _check_id(kind: str, value: str) -> str:
     if not _ID_RE.fullmatch(value):
-        raise ValueError(f"{kind} must be 1-{MAX_ID_LENGTH} printable ASCII characters without spaces: {value!r}")
+        raise ValueError(
+            f"{kind} must be 1-{MAX_ID_LENGTH} printable ASCII characters without spaces: {value!r}"
+        )
     return value
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=SALT)
+    return URLSafeTimedSerializer(secret, salt=SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
 
 def issue_token(
@@ -102,7 +105,9 @@ def issue_token(
         secret = config.session.secret if secret is None else secret
         ttl = config.session.token_ttl if ttl is None else ttl
     if not secret:
-        raise ConfigError("session", "session.secret", "a secret is needed to sign tokens (or TETHER_SESSION_SECRET)")
+        raise ConfigError(
+            "session", "session.secret", "a secret is needed to sign tokens (or TETHER_SESSION_SECRET)"
+        )
     if ttl <= 0:
         raise ValueError(f"ttl must be > 0, got {ttl}")
     uid = _check_id("user id", str(user_id))

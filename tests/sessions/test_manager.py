@@ -410,3 +410,28 @@ async def test_a_later_hook_rejecting_undoes_the_session_rooms(
     assert ns.rooms.members("session:m") == {} and ns.rooms.members("user:mallory") == {}
     assert len(ns.rooms) == 0
     assert not server.is_user_online("mallory")
+
+
+async def test_a_burst_of_expiries_is_spread_over_loop_iterations(make_server: ServerFactory) -> None:
+    from tether.sessions import Claims
+    from tether.sessions.manager import EXPIRE_BATCH
+
+    server = await make_server(idle_timeout=0.3 * FACTOR)
+    manager = get_manager(server)
+    n = EXPIRE_BATCH * 3 + 5
+    for i in range(n):
+        manager._open(Claims(f"u{i}", f"s{i}"))  # the bookkeeping of a connect, without the sockets
+    ticks_during_burst = 0
+
+    async def ticker() -> None:
+        nonlocal ticks_during_burst
+        while manager.sessions:
+            if manager.counters.expired:
+                ticks_during_burst += 1  # this task ran while some sessions were expired and some not
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(ticker(), 5 * FACTOR)
+    assert manager.counters.expired == n
+    # Four batches, with other work running between them.
+    assert manager.counters.wakeups >= 4
+    assert ticks_during_burst >= 3

@@ -158,3 +158,14 @@ def test_random_operations_match_a_reference_model() -> None:
             assert wake is not None and wake <= min(model.values())
         else:
             assert wake is None
+
+
+def test_pop_expired_with_a_limit_leaves_the_rest_due() -> None:
+    d: Deadlines[int] = Deadlines()
+    for i in range(10):
+        d.schedule(i, float(i))
+    assert [k for k, _ in d.pop_expired(100.0, limit=4)] == [0, 1, 2, 3]
+    assert d.next_wakeup() == 4.0
+    assert [k for k, _ in d.pop_expired(100.0, limit=4)] == [4, 5, 6, 7]
+    assert [k for k, _ in d.pop_expired(100.0, limit=4)] == [8, 9]
+    assert d.pop_expired(100.0, limit=4) == []

@@ -137,12 +137,17 @@ class Deadlines(Generic[K]):
             heapq.heappop(heap)
         return None
 
-    def pop_expired(self, now: float) -> list[tuple[K, float]]:
-        """Remove and return every key whose deadline is ``<= now``, earliest first, with its deadline."""
+    def pop_expired(self, now: float, limit: int | None = None) -> list[tuple[K, float]]:
+        """Remove and return keys whose deadline is ``<= now``, earliest first, with their deadline.
+
+        Args:
+            limit: return at most this many (the rest stay due: call again). Lets the owner spread a
+                burst of expiries over several loop iterations.
+        """
         heap = self._heap
         live = self._live
         out: list[tuple[K, float]] = []
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and (limit is None or len(out) < limit):
             _, seq, key = heapq.heappop(heap)
             rec = live.get(key)
             if rec is None or rec.seq != seq:

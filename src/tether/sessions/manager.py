@@ -334,6 +334,8 @@ class SessionManager:
 
     def _wake(self) -> None:
         self._handle = None
+        if self.server.state.draining:
+            return  # shutting down: clients are being closed, the adapter may be gone; nothing to push
         self.counters.wakeups += 1
         try:
             self.process(self._now())

@@ -36,7 +36,7 @@ def test_setup_functions_move_with_the_routes_and_run_once(tmp_path: Path) -> No
 
 def test_setup_needs_a_callable() -> None:
     with pytest.raises(ConfigError):
-        Router().setup("not callable")  # type: ignore[arg-type]
+        Router().setup("not callable")  # type: ignore[type-var]
 
 
 async def test_setup_can_add_an_http_route() -> None:

@@ -1,4 +1,4 @@
-"""Routes of the log-in timeout demo: the article's ``loginCheck``, an echo, and a DEMO-ONLY log-in endpoint."""
+"""Routes of the log-in timeout demo: the article's ``loginCheck``, an echo, and a DEMO-ONLY log-in route."""
 
 import re
 
@@ -41,8 +41,10 @@ def demo_login(server):
         except (orjson.JSONDecodeError, AttributeError):
             username = ""
         if not _USERNAME.fullmatch(username):
-            return 422, {"Content-Type": "application/json"}, orjson.dumps(
-                {"code": 422, "message": "username: 1-32 letters, digits, '.', '_' or '-'"}
+            return (
+                422,
+                {"Content-Type": "application/json"},
+                orjson.dumps({"code": 422, "message": "username: 1-32 letters, digits, '.', '_' or '-'"}),
             )
         session_id = new_session_id()
         token = sessions.issue_token(username, session_id)

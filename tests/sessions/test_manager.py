@@ -93,7 +93,7 @@ async def test_bare_ws_token_in_query(make_server: ServerFactory) -> None:
     token = get_manager(server).issue_token("alice")
     base = server.url.replace("http", "ws")
     async with websockets.connect(f"{base}/ws?token={quote(token)}") as ws:
-        assert (await asyncio.wait_for(ws.recv(), 2 * FACTOR)).startswith("40")
+        assert str(await asyncio.wait_for(ws.recv(), 2 * FACTOR)).startswith("40")
         msg = await asyncio.wait_for(ws.recv(), 3 * FACTOR)
         assert msg == '42["session:expired",{"reason":"idle"}]'
         assert await asyncio.wait_for(ws.recv(), 2 * FACTOR) == "41"
@@ -107,7 +107,7 @@ async def test_bare_ws_refused(make_server: ServerFactory, query: str, code: int
     base = server.url.replace("http", "ws")
     async with websockets.connect(f"{base}/ws{query}") as ws:
         msg = await asyncio.wait_for(ws.recv(), 2 * FACTOR)
-        assert msg.startswith(f'44{{"code":{code}')
+        assert isinstance(msg, str) and msg.startswith(f'44{{"code":{code}')
         with pytest.raises(websockets.ConnectionClosed) as info:
             await asyncio.wait_for(ws.recv(), 2 * FACTOR)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1008

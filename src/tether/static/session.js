@@ -345,8 +345,13 @@
       clearTimeout(this._pending);
       this._pending = null;
       this._lastSent = Date.now();
+      // Not socket.volatile: that drops the packet whenever the polling transport is busy (before the
+      // upgrade), and a lost report can expire an active user. Only skipped while disconnected, since
+      // socket.io-client would otherwise buffer it and send stale activity after a reconnect.
+      var open = this.mode === "socket.io" ? this.socket.connected : this.socket.readyState === 1;
+      if (!open) return;
       this.activitySent++;
-      if (this.mode === "socket.io") this.socket.volatile.emit("activity");
+      if (this.mode === "socket.io") this.socket.emit("activity");
       else this.emit("activity");
       if (this._warned) {
         this._warned = false;

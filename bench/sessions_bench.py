@@ -16,8 +16,8 @@ Three parts, each in a fresh process so that RSS figures are that part's own:
   bare WebSocket clients (``/ws?token=``), one session each. Once all are connected, each sends one
   ``activity`` (spread over ``--spread`` seconds) and measures from that send + idle_timeout to the
   arrival of ``session:expired``: the push latency as the page sees it, plus the activity's one-way
-  trip (tens of microseconds on loopback). Negative values down to -20 ms are by design: deadlines
-  that close together are handled in one wake-up (``SLACK`` in the manager). Also the server's CPU
+  trip (tens of microseconds on loopback). The server wakes up to 20 ms after a deadline to handle its
+  neighbours in the same wake-up (``SLACK`` in the manager), never before it. Also the server's CPU
   share while the sessions sit idle.
 
 Prints a human-readable summary to stderr and, as its last stdout line, one JSON object (the contract of

@@ -79,7 +79,8 @@ PARAMETER_ERROR = {"code": 422, "message": "Parameter error", "data": {"code": 4
 """CONNECT_ERROR without a token. ``data`` repeats the code: socket.io-client only exposes ``err.data``."""
 
 SLACK = 0.02
-"""Seconds: deadlines this close are handled in the same wake-up instead of a wake-up each."""
+"""Seconds the timer may wake after the earliest deadline, so that deadlines this close together are
+handled in one wake-up instead of one each. A session is never expired early, at most this late."""
 
 EXPIRE_BATCH = 1000
 """Most warnings or expiries handled per loop iteration. Expiring a session costs about 15 us (push,
@@ -330,7 +331,10 @@ class SessionManager:
                 return  # the armed wake-up comes first; it re-arms after
             self._handle.cancel()
         self._armed_at = when
-        self._handle = asyncio.get_running_loop().call_at(when, self._wake)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Due already (the rest of a burst): at once. Otherwise a little late, to gather neighbours.
+        self._handle = loop.call_at(now if when <= now else when + SLACK, self._wake)
 
     def _wake(self) -> None:
         self._handle = None
@@ -349,12 +353,12 @@ class SessionManager:
         Returns:
             True when more may be due (the limit was reached); the timer wakes again at once for them.
         """
-        due = self._timers.pop_expired(now + SLACK, limit)
+        due = self._timers.pop_expired(now, limit)
         for session_id, _ in due:
             session = self.sessions.get(session_id)
             if session is None:
                 continue
-            if self.warn_before and not session.warned and now + SLACK < session.deadline:
+            if self.warn_before and not session.warned and now < session.deadline:
                 session.warned = True
                 self.counters.warned += 1
                 self._timers.schedule(session_id, session.deadline)

@@ -349,7 +349,10 @@ async def test_disabled_installs_nothing_and_user_binding_still_works(
     assert not config.session.enabled
     server = await make_server(config, router)
     assert "sessions" not in server.extensions
-    assert server.connect_hooks == [] and server.event_hooks == []
+    from tether.sessions import SessionManager
+
+    hooks = [*server.connect_hooks, *server.event_hooks, *server.disconnect_hooks]
+    assert not any(isinstance(getattr(h, "__self__", None), SessionManager) for h in hooks)
     assert ("GET", "/tether/session-config.json") not in server.http_routes
     r, other = clients(), clients()
     await r.connect(server.url, None)  # no token needed

@@ -369,7 +369,9 @@ class RedisAdapter(Adapter):
         method = getattr(sessions, "touch" if command.type == "touch" else "end_session", None)
         if method is None:
             return
-        result = method(command.session)
+        # An end carries its reason (an emitter's end_session(id, reason)): the page sees it in session:ended.
+        args = (command.session,) if command.type == "touch" else (command.session, command.reason)
+        result = method(*args)
         if inspect.isawaitable(result):
             server.spawn(_checked(result, f"sessions.{command.type}"))
 

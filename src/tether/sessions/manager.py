@@ -22,9 +22,14 @@ Ended and expired sessions are remembered (a *tombstone*) for ``token_ttl`` seco
 issued before the end can live, so a page cannot revive an expired session by reconnecting with its old
 token. A token issued after the end (same session id, explicitly) is accepted.
 
-Activity is tracked in the worker that sees it. With several workers, tabs of one session on different
-workers each keep their own deadline here; carrying activity between workers needs a control message in
-the cluster adapter (see docs/sessions.md, "Several workers").
+Several processes (workers, nodes): every process that has sockets of a session tracks it on its own
+timer and pushes warnings and expiry to its own sockets only. With an adapter that relays session
+commands (Redis: ``Adapter.publish_session``), activity seen in one process is shared as a ``touch``
+(at most once per :data:`SHARE_INTERVAL` per session), so all timers agree within about that, and a
+log-out is shared as an ``end``: each process tells and closes its own sockets, so every socket hears
+each push exactly once. With an adapter that does not relay them (the master hub of ``workers > 1``),
+a log-out is pushed through the session room instead (every socket hears it; other workers do not
+tombstone the session), and each worker's timer follows the activity it sees itself.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..cluster.base import Adapter
+from ..cluster.wire import SessionCommand
 from ..errors import InvalidToken, Reject, TokenExpired
 from .timers import Deadlines
 from .tokens import Claims, TokenChecker, issue_token
@@ -82,6 +89,9 @@ SLACK = 0.02
 """Seconds the timer may wake after the earliest deadline, so that deadlines this close together are
 handled in one wake-up instead of one each. A session is never expired early, at most this late."""
 
+SHARE_INTERVAL = 1.0
+"""Seconds between two ``touch`` commands one session sends to the other processes (relaying adapters)."""
+
 EXPIRE_BATCH = 1000
 """Most warnings or expiries handled per loop iteration. Expiring a session costs about 15 us (push,
 close, tombstone); a burst of 100,000 at once is spread over 100 iterations of ~15 ms instead of
@@ -100,7 +110,17 @@ def _reject(code: int, message: str) -> Reject:
 class Session:
     """One tracked session (the deadline itself lives in the manager's heap)."""
 
-    __slots__ = ("activity", "created_at", "deadline", "events", "id", "last_activity", "user_id", "warned")
+    __slots__ = (
+        "activity",
+        "created_at",
+        "deadline",
+        "events",
+        "id",
+        "last_activity",
+        "shared_at",
+        "user_id",
+        "warned",
+    )
 
     def __init__(self, session_id: str, user_id: str, now: float, deadline: float) -> None:
         self.id = session_id
@@ -110,6 +130,8 @@ class Session:
         self.deadline = deadline
         """Loop time (monotonic) at which the session expires."""
         self.warned = False
+        self.shared_at = now
+        """Loop time of the last ``touch`` shared with the other processes."""
         self.events = 0
         """Events received from the sockets of this session (``activity`` included)."""
         self.activity = 0
@@ -211,39 +233,71 @@ class SessionManager:
                 # After the router has run (an app route for the event may still answer its ack).
                 asyncio.get_running_loop().call_soon(_disconnect_if_connected, sock)
             return
-        self._touch(session, self._now())
+        now = self._now()
+        self._touch(session, now)
+        if now - session.shared_at >= SHARE_INTERVAL and self._relays():
+            session.shared_at = now
+            self.server.adapter.publish_session(SessionCommand("touch", sid))
 
     # -- Python API -----------------------------------------------------------------------------------
 
-    def touch(self, session_id: str) -> bool:
+    def touch(self, session_id: str, *, everywhere: bool = False) -> bool:
         """Activity seen by the backend (an HTTP request of that session): restart its idle timeout.
+
+        Args:
+            everywhere: also tell the other processes (adapters that relay session commands). The
+                adapter itself calls ``touch(session_id)`` for commands from other processes.
 
         Returns:
             False if this process does not track ``session_id`` (unknown, expired or ended).
         """
+        if everywhere and self._relays():
+            self.server.adapter.publish_session(SessionCommand("touch", session_id))
         session = self.sessions.get(session_id)
         if session is None:
             return False
         self._touch(session, self._now())
         return True
 
-    def end(self, session_id: str, reason: str = "logout", *, except_sid: str | None = None) -> bool:
+    def end(
+        self,
+        session_id: str,
+        reason: str = "logout",
+        *,
+        except_sid: str | None = None,
+        everywhere: bool = True,
+    ) -> bool:
         """End ``session_id`` now: push ``session:ended`` to its sockets (but ``except_sid``), close them.
 
+        Args:
+            everywhere: the other processes too (the default): as an ``end`` command where the adapter
+                relays them, else as a push through the session room.
+
         Returns:
-            False if the session was not tracked here (the push is sent anyway, for other workers).
+            False if the session was not tracked here (the push is sent anyway, for other processes).
         """
+        relay = everywhere and self._relays()
         session = self.sessions.pop(session_id, None)
         self._timers.cancel(session_id)
         self._bury(session_id, reason)
         self.counters.ended += 1
-        self._push(session_id, ENDED, {"reason": reason}, except_sid)
+        self._push(session_id, ENDED, {"reason": reason}, except_sid, everywhere=everywhere and not relay)
+        if relay:
+            self.server.adapter.publish_session(SessionCommand("end", session_id, reason))
         if self.config.close_on_expire:
             self._close_local(session_id, except_sid)
         if self.debug:
             log.debug("= session %s ended: %s", session_id, reason)
         self._arm()
         return session is not None
+
+    def end_session(self, session_id: str, reason: str | None = None) -> bool:
+        """What the HTTP API and the adapter call: end ``session_id`` in this process.
+
+        The caller shares it with the other processes where the adapter relays session commands; where it
+        does not, the push goes through the session room so that every socket still hears it.
+        """
+        return self.end(session_id, reason or "logout", everywhere=not self._relays())
 
     def get(self, session_id: str) -> Session | None:
         return self.sessions.get(session_id)
@@ -386,11 +440,31 @@ class SessionManager:
         self._ended[session_id] = (time.time(), reason)
         self._ended_timers.schedule(session_id, self._now() + self.config.token_ttl)
 
-    def _push(self, session_id: str, event: str, data: dict[str, Any], except_sid: str | None = None) -> None:
-        room = session_room(session_id)
+    def _push(
+        self,
+        session_id: str,
+        event: str,
+        data: dict[str, Any],
+        except_sid: str | None = None,
+        *,
+        everywhere: bool = False,
+    ) -> None:
+        """``event`` to the sockets of the session in this process, or in every process (``everywhere``)."""
+        room = (session_room(session_id),)
         exclude = (except_sid,) if except_sid else ()
-        for namespace in list(self.server.namespaces):
-            self.server.broadcast(namespace, event, (data,), (room,), exclude)
+        server = self.server
+        for namespace in list(server.namespaces):
+            if everywhere:
+                server.broadcast(namespace, event, (data,), room, exclude)
+            else:
+                packets = server.parser_cls.encode_event(namespace, event, (data,))
+                server.deliver_local(namespace, packets, room, exclude)
+
+    def _relays(self) -> bool:
+        """Whether the adapter carries session commands to other processes (checked each time: a worker
+        may swap the adapter after install)."""
+        adapter = self.server.adapter
+        return adapter.remote and type(adapter).publish_session is not Adapter.publish_session
 
     def _close_local(self, session_id: str, except_sid: str | None) -> None:
         room = session_room(session_id)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import Config
+from .errors import ConfigError
 from .manager import commands as service
 
 __all__ = ["build_parser", "load_config", "main"]
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tether", description="Tether realtime WebSocket server")
     sub = parser.add_subparsers(dest="command", required=True)
     service.add_subcommands(sub)  # start, stop, restart, reload, infos
+    _add_token_parser(sub)
     return parser
 
 
@@ -33,9 +35,43 @@ def load_config(args: argparse.Namespace) -> Config:
     return service.load_config(args)
 
 
+# -- tether token (sessions) --------------------------------------------------------------------------
+
+
+def _add_token_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = sub.add_parser("token", help="print a signed session token for a user (tests, scripts, the demo)")
+    token.add_argument("user_id", metavar="USER_ID", help="the user the token is for")
+    token.add_argument("--session", help="session id (default: a new random one)")
+    token.add_argument("--config", "-c", help="tether.toml with [session] secret (env TETHER_CONFIG)")
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .sessions import issue_token
+
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        print(f"tether: config error: {exc}", file=sys.stderr)
+        return 2
+    if not config.session.secret:
+        print("tether: config error: no [session] secret (config or TETHER_SESSION_SECRET)", file=sys.stderr)
+        return 2
+    try:
+        print(issue_token(args.user_id, args.session, config=config))
+    except ValueError as exc:
+        print(f"tether: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+# -----------------------------------------------------------------------------------------------------
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.command in service.COMMANDS:
         return service.run(args, argv)
+    if args.command == "token":
+        return _token(args)
     return 0

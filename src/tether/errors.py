@@ -13,6 +13,8 @@
       Reject(data)                   raised by a ``connect`` handler to refuse a client
       ClusterError(adapter)          the cross-worker or cross-host bus failed
       ConfigError(file, key, reason) a bad config value (also a ValueError)
+      InvalidToken(reason)           a session token that is forged, malformed or refused by the validator
+        TokenExpired(reason)         a session token past its expiry
 
 Remote protocol errors disconnect the client that caused them and nothing else; local ones are
 Tether bugs and propagate.
@@ -28,12 +30,14 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "HandlerError",
+    "InvalidToken",
     "LocalProtocolError",
     "PayloadTooBig",
     "ProtocolError",
     "Reject",
     "RemoteProtocolError",
     "TetherError",
+    "TokenExpired",
 ]
 
 
@@ -122,3 +126,15 @@ class ConfigError(TetherError, ValueError):
         self.key = key
         self.reason = reason
         super().__init__(f"{source}: {key}: {reason}")
+
+
+class InvalidToken(TetherError):
+    """A session token is forged, malformed, or refused by the app's validator (CONNECT_ERROR code 401)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TokenExpired(InvalidToken):
+    """A session token is past its expiry (or its session has ended or expired)."""

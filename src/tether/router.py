@@ -8,7 +8,9 @@ gets ``(socket, auth)`` and may raise :class:`tether.Reject`; ``disconnect`` get
 A handler is a callable (sync or async) or a string ``"package.module:Class@method"``; the class is
 imported on first use and built once per process with no arguments, as laravel-swoole builds
 ``UserController`` once. A route file is a Python file or module that calls :func:`on` on the
-module-level :data:`websocket` router (or on a router it is given).
+module-level :data:`websocket` router (or on a router it is given). A route file that needs the server
+itself (to add an HTTP route, a hook) registers a function with :meth:`Router.setup`; the server calls
+it with itself once its extensions are installed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ class Router:
         self._routes: dict[str, dict[str, Handler | str]] = {}
         self._resolved: dict[tuple[str, str], Handler] = {}
         self._instances: dict[type[Any], Any] = {}
+        self._setups: list[Callable[[Any], Any]] = []
+
+    def setup(self, fn: H) -> H:
+        """Register ``fn(server)``, called once by the server that uses these routes (a decorator)."""
+        if not callable(fn):
+            raise ConfigError("routes", repr(fn), "setup function must be callable")
+        self._setups.append(fn)
+        return fn
+
+    @property
+    def setups(self) -> list[Callable[[Any], Any]]:
+        return list(self._setups)
 
     @overload
     def on(self, event: str, handler: None = None, namespace: str = "/") -> Callable[[H], H]: ...
@@ -124,6 +138,7 @@ class Router:
         return bound  # type: ignore[no-any-return]
 
     def clear(self) -> None:
+        self._setups.clear()
         self._routes.clear()
         self._resolved.clear()
         self._instances.clear()
@@ -184,6 +199,7 @@ def load_route_file(path_or_module: str, router: Router | None = None, base_dir:
     except Exception as exc:
         raise ConfigError("websocket.route_file", path_or_module, f"{type(exc).__name__}: {exc}") from exc
     router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
+    router._setups = list(websocket._setups)
     websocket.clear()
     router.resolve_all()
     return router

@@ -369,7 +369,11 @@ class RedisAdapter(Adapter):
         method = getattr(sessions, "touch" if command.type == "touch" else "end_session", None)
         if method is None:
             return
-        result = method(command.session)
+        # An end may carry a reason (an emitter's end_session(id, reason)): the page sees it in session:ended.
+        if command.type == "end" and command.reason is not None:
+            result = method(command.session, command.reason)
+        else:
+            result = method(command.session)
         if inspect.isawaitable(result):
             server.spawn(_checked(result, f"sessions.{command.type}"))
 

@@ -142,6 +142,8 @@ class Server:
         self.ssl_context: ssl.SSLContext | None = None
         self.adapter.attach(self)
         install_extensions(self)
+        for setup in self.router.setups:
+            setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

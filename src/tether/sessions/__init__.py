@@ -1,0 +1,95 @@
+"""Sessions that expire and say so: tokens on connect, idle timeouts pushed to the page, log-out in every tab.
+
+The server imports this package and calls :func:`install` from ``Server.__init__``. With ``[session]``
+in the config (or ``TETHER_SESSION_SECRET`` set), every connection must carry a session token (the
+Socket.IO CONNECT ``auth`` payload ``{"token": ...}``, or ``?token=`` on the bare ``/ws`` endpoint);
+without ``[session]`` nothing is installed and user binding (``socket.login_using``) works as usual.
+
+Python API::
+
+    from tether.sessions import issue_token, get_manager
+    token = issue_token("alice")                    # secret from TETHER_SESSION_SECRET / TETHER_CONFIG
+    get_manager(server).touch(session_id)           # backend activity
+    get_manager(server).end(session_id)             # log out everywhere: session:ended in every tab
+
+See docs/sessions.md for the config keys, the events and the JS helper (``/tether/session.js``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import TetherError
+from .manager import (
+    ACTIVITY,
+    ENDED,
+    EXPIRED,
+    EXTENDED,
+    LOGOUT,
+    WARNING,
+    Session,
+    SessionCounters,
+    SessionManager,
+    session_room,
+)
+from .timers import Deadlines
+from .tokens import Claims, TokenChecker, Validator, issue_token, new_session_id, verify_token
+
+if TYPE_CHECKING:
+    from ..server.server import Server
+
+__all__ = [
+    "ACTIVITY",
+    "ENDED",
+    "EXPIRED",
+    "EXTENDED",
+    "LOGOUT",
+    "WARNING",
+    "Claims",
+    "Deadlines",
+    "Session",
+    "SessionCounters",
+    "SessionManager",
+    "TokenChecker",
+    "Validator",
+    "get_manager",
+    "install",
+    "issue_token",
+    "new_session_id",
+    "session_room",
+    "verify_token",
+]
+
+EXTENSION_KEY = "sessions"
+SETTINGS_PATH = "/tether/session-config.json"
+
+
+def install(server: Server) -> SessionManager | None:
+    """Wire sessions into ``server`` when ``[session]`` is enabled; otherwise do nothing.
+
+    Registers a connect hook (token check, ``login_using``, the ``session:<id>`` room), an event hook
+    (activity, ``session:logout``) and ``GET /tether/session-config.json`` (the helper's settings).
+
+    Raises:
+        ConfigError: ``[session] validator`` cannot be loaded.
+    """
+    if not server.config.session.enabled:
+        return None
+    manager = SessionManager(server)
+    server.extensions[EXTENSION_KEY] = manager
+    server.connect_hooks.append(manager.on_connect)
+    server.event_hooks.append(manager.on_event)
+    server.add_http_route("GET", SETTINGS_PATH, manager.settings_route)
+    return manager
+
+
+def get_manager(server: Server) -> SessionManager:
+    """The session manager of ``server``.
+
+    Raises:
+        TetherError: sessions are not enabled (no ``[session]`` in the config).
+    """
+    manager = server.extensions.get(EXTENSION_KEY)
+    if not isinstance(manager, SessionManager):
+        raise TetherError("sessions are not enabled: add a [session] section (or TETHER_SESSION_SECRET)")
+    return manager

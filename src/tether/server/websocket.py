@@ -133,6 +133,10 @@ class WebSocketListener(WSListener):
             # Also 42<ack id>[...] (an event that wants an answer). Anything else, or anything invalid,
             # takes the general path below, which says precisely what is wrong.
             payload = frame.get_payload_as_bytes()
+            if payload == b"3":
+                # The pong of every idle client every ping_interval: most of what an idle server does.
+                self.conn.receive_pong()
+                return
             if payload[:2] == b"42" and self.parser._pending is None:
                 ack_id: int | None = None
                 start = 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import socket
 import ssl
 import statistics
@@ -23,23 +22,9 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+# One definition of the timeout scaling for the whole suite.
+from tests.helpers import TIMEOUT_FACTOR, scaled, wait_until  # noqa: F401
 from tether import Config, Router, Server, run_server
-
-TIMEOUT_FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1") or "1")
-
-
-def scaled(seconds: float) -> float:
-    """``seconds`` stretched by ``TETHER_TESTS_TIMEOUT_FACTOR``."""
-    return seconds * TIMEOUT_FACTOR
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 10 ms; fail after ``scaled(timeout)`` seconds."""
-    deadline = time.monotonic() + scaled(timeout)
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {scaled(timeout):g}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def make_config(**sections: dict[str, Any]) -> Config:

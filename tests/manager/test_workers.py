@@ -252,3 +252,58 @@ async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
         for c in group:
             if c.connected:
                 await c.disconnect()
+
+
+async def test_session_activity_on_one_worker_keeps_tabs_on_another_alive(instance: Instance) -> None:
+    """One session, a tab on each worker: activity in one tab must count for the other (the hub relays it)."""
+    from tether.sessions import issue_token
+
+    secret = "workers-test-secret"
+    with instance.config.open("a") as f:
+        f.write(f'\n[session]\nidle_timeout = 3\nsecret = "{secret}"\n')
+    instance.start("--workers", "2")
+    token = issue_token("alice", "s-shared", secret=secret, ttl=300)
+    by_pid: dict[int, socketio.AsyncClient] = {}
+    extra: list[socketio.AsyncClient] = []
+    expired: dict[int, list[float]] = {}
+    for _ in range(60):
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(
+            instance.url, transports=["websocket"], auth={"token": token}, wait_timeout=timeout(5)
+        )
+        pid = (await client.call("whoami", timeout=timeout(5)))["pid"]
+        if pid in by_pid:
+            extra.append(client)
+        else:
+            by_pid[pid] = client
+            marks = expired.setdefault(pid, [])
+
+            def on_expired(*_args: Any, marks: list[float] = marks) -> None:
+                marks.append(asyncio.get_running_loop().time())
+
+            client.on("session:expired", on_expired)
+        if len(by_pid) == 2:
+            break
+    for client in extra:
+        await client.disconnect()
+    assert len(by_pid) == 2, "the kernel never gave a connection to the second worker"
+    active = next(iter(by_pid.values()))  # the other tab, on the other worker, stays idle
+
+    loop = asyncio.get_running_loop()
+    busy_until = loop.time() + 6  # twice the idle timeout, activity in the first tab only
+    while loop.time() < busy_until:
+        await active.emit("activity")
+        await asyncio.sleep(0.5)
+    assert all(not marks for marks in expired.values()), "a tab expired while its session was active"
+
+    stopped = loop.time()
+    deadline = stopped + timeout(8)
+    while not all(expired.values()) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+    assert all(expired.values()), "both tabs hear session:expired once the session is idle"
+    # Not before the idle timeout, give or take how activity is shared: at most one touch a second per session
+    # (SHARE_INTERVAL) after the last event, which came up to 0.5 s before ``stopped``.
+    assert all(marks[0] - stopped >= 3 - 1.0 - 0.5 - 0.2 for marks in expired.values())
+    for client in by_pid.values():
+        if client.connected:
+            await client.disconnect()

@@ -41,12 +41,14 @@ import msgpack
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
 from .base import Adapter, BroadcastMessage
+from .wire import SessionCommand
 
 __all__ = [
     "BROADCAST",
     "CONTROL",
     "GONE",
     "PRESENCE",
+    "SESSION",
     "FrameReader",
     "Hub",
     "HubAdapter",
@@ -61,6 +63,7 @@ BROADCAST = b"B"[0]
 PRESENCE = b"P"[0]
 GONE = b"G"[0]
 CONTROL = b"C"[0]
+SESSION = b"S"[0]
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -223,9 +226,33 @@ class HubAdapter(Adapter):
             self.receive_presence(raw)
         elif kind == GONE:
             self.receive_gone(raw)
+        elif kind == SESSION:
+            self.receive_session(raw)
         else:
             return False
         return True
+
+    def publish_session(self, command: SessionCommand) -> None:
+        """A session ``touch`` or ``end`` this worker acted on: the other workers act on it too.
+
+        Without it each worker would keep its own idle timer for a session whose tabs sit on several
+        workers, and expire a tab the user is active in on another worker.
+        """
+        self._send(frame(SESSION, [command.type, command.session, command.reason]))
+
+    def receive_session(self, raw: bytes) -> None:
+        """Act on a relayed S frame: the sessions feature touches or ends the session here."""
+        server = self.server
+        sessions = server.extensions.get("sessions") if server is not None else None
+        if server is None or sessions is None:
+            return
+        ctype, session_id, reason = body_of(raw)
+        if ctype == "touch":
+            sessions.touch(session_id)
+        elif ctype == "end":
+            sessions.end_session(session_id, reason)
+        else:
+            raise ClusterError("hub", f"unknown session command {ctype!r}")
 
     def receive_broadcast(self, raw: bytes) -> int:
         """Deliver a relayed B frame to this worker's sockets; returns how many sockets got it."""
@@ -304,7 +331,7 @@ class Hub:
             write(gone)
 
     def relay(self, sender: int, kind: int, raw: bytes) -> None:
-        """Pass a B or P frame from ``sender`` to every other worker."""
+        """Pass a B, P or S frame from ``sender`` to every other worker."""
         if kind == PRESENCE:
             namespace, room, online, wid = body_of(raw)
             key = (namespace, room)

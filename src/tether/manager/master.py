@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.hub import BROADCAST, CONTROL, PRESENCE, FrameReader, Hub, body_of, frame
+from ..cluster.hub import BROADCAST, CONTROL, PRESENCE, SESSION, FrameReader, Hub, body_of, frame
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..metrics import aggregate
@@ -320,7 +320,7 @@ class Master:
                 if not data:
                     break
                 for kind, raw in frames.feed(data):
-                    if kind in (BROADCAST, PRESENCE):
+                    if kind in (BROADCAST, PRESENCE, SESSION):
                         hub.relay(w.wid, kind, raw)
                     elif kind == CONTROL:
                         self._on_worker_message(w, body_of(raw))

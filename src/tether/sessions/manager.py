@@ -24,12 +24,12 @@ token. A token issued after the end (same session id, explicitly) is accepted.
 
 Several processes (workers, nodes): every process that has sockets of a session tracks it on its own
 timer and pushes warnings and expiry to its own sockets only. With an adapter that relays session
-commands (Redis: ``Adapter.publish_session``), activity seen in one process is shared as a ``touch``
-(at most once per :data:`SHARE_INTERVAL` per session), so all timers agree within about that, and a
-log-out is shared as an ``end``: each process tells and closes its own sockets, so every socket hears
-each push exactly once. With an adapter that does not relay them (the master hub of ``workers > 1``),
-a log-out is pushed through the session room instead (every socket hears it; other workers do not
-tombstone the session), and each worker's timer follows the activity it sees itself.
+commands (Redis, and the master hub of ``workers > 1``: ``Adapter.publish_session``), activity seen in
+one process is shared as a ``touch`` (at most once per :data:`SHARE_INTERVAL` per session), so all timers
+agree within about that, and a log-out is shared as an ``end``: each process tells and closes its own
+sockets, so every socket hears each push exactly once. With an adapter that does not relay them, a
+log-out is pushed through the session room instead (every socket hears it; other processes do not
+tombstone the session), and each process's timer follows the activity it sees itself.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ delivers it locally. Local-first keeps the common single-process case free of an
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +134,25 @@ class Adapter:
         """Tell the other processes about a session (``touch`` / ``end``); no-op for one process."""
         return None
 
+    def deliver_session(self, command: SessionCommand) -> None:
+        """Act here on a session command another process published: the sessions feature touches or
+        ends the session (with the end's reason, which the page sees in ``session:ended``)."""
+        server = self.server
+        sessions = server.extensions.get("sessions") if server is not None else None
+        if server is None or sessions is None:
+            return
+        if server.debug:
+            log.debug("< session %s %s", command.type, command.session)
+        method = getattr(sessions, "touch" if command.type == "touch" else "end_session", None)
+        if method is None:
+            return
+        if command.type == "end" and command.reason is not None:
+            result = method(command.session, command.reason)
+        else:
+            result = method(command.session)
+        if inspect.isawaitable(result):
+            server.spawn(_checked(result, f"sessions.{command.type}"))
+
     def stats(self) -> dict[str, Any]:
         """What ``GET /api/stats`` shows about the bus."""
         return {"driver": type(self).__name__, "remote": self.remote}
@@ -172,3 +193,10 @@ def socket_info(sock: Socket, node: str = "") -> SocketInfo:
     return SocketInfo(
         sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, handshake, sock.user_id, node
     )
+
+
+async def _checked(awaitable: Awaitable[Any], what: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("! %s failed", what)

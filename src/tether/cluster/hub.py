@@ -241,18 +241,11 @@ class HubAdapter(Adapter):
         self._send(frame(SESSION, [command.type, command.session, command.reason]))
 
     def receive_session(self, raw: bytes) -> None:
-        """Act on a relayed S frame: the sessions feature touches or ends the session here."""
-        server = self.server
-        sessions = server.extensions.get("sessions") if server is not None else None
-        if server is None or sessions is None:
-            return
+        """Act on a relayed S frame (see :meth:`Adapter.deliver_session`)."""
         ctype, session_id, reason = body_of(raw)
-        if ctype == "touch":
-            sessions.touch(session_id)
-        elif ctype == "end":
-            sessions.end_session(session_id, reason)
-        else:
-            raise ClusterError("hub", f"unknown session command {ctype!r}")
+        if ctype not in SessionCommand.TYPES or not isinstance(session_id, str):
+            raise ClusterError("hub", f"bad session command {ctype!r}")
+        self.deliver_session(SessionCommand(ctype, session_id, reason))
 
     def receive_broadcast(self, raw: bytes) -> int:
         """Deliver a relayed B frame to this worker's sockets; returns how many sockets got it."""

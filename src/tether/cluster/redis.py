@@ -28,13 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import logging
 import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -360,22 +359,8 @@ class RedisAdapter(Adapter):
 
     def _on_session(self, data: bytes) -> None:
         command = decode_session_command(data)
-        server = self.server
-        sessions = server.extensions.get("sessions") if server is not None else None
-        if server is None or sessions is None or command.node == self.uid:
-            return
-        if self.debug:
-            log.debug("< session %s %s", command.type, command.session)
-        method = getattr(sessions, "touch" if command.type == "touch" else "end_session", None)
-        if method is None:
-            return
-        # An end may carry a reason (an emitter's end_session(id, reason)): the page sees it in session:ended.
-        if command.type == "end" and command.reason is not None:
-            result = method(command.session, command.reason)
-        else:
-            result = method(command.session)
-        if inspect.isawaitable(result):
-            server.spawn(_checked(result, f"sessions.{command.type}"))
+        if command.node != self.uid:  # our own command: we acted on it when we published it
+            self.deliver_session(command)
 
     # -- requests from other nodes --------------------------------------------------------------------
 
@@ -664,13 +649,6 @@ class RedisAdapter(Adapter):
             "queued": len(self._queue),
             **self.counters,
         }
-
-
-async def _checked(awaitable: Awaitable[Any], what: str) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.exception("! %s failed", what)
 
 
 def _info_json(info: SocketInfo) -> dict[str, Any]:

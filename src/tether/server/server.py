@@ -557,8 +557,7 @@ class Server:
         client.sockets[sock.namespace] = sock
         client.conn.namespace_connected()
         if reply:
-            # Emits made inside the connect handler were sent through client.send already; they must come
-            # after the CONNECT reply, so the reply is put in front of anything queued since.
+            # What the connect handler emitted waits in sock._pending: it goes right after this reply.
             packets = client.parser.encode_connect(sock.namespace, sock.sid)
             if packets:
                 client.send(packets)

@@ -3,22 +3,113 @@
 ``emit`` sends at once and returns an object that may be awaited or not: ``await socket.emit(...)``
 (as in the route examples) and a bare ``socket.emit(...)`` both work, and neither creates a coroutine
 per message. With ``ack=True`` it returns a future that resolves to the client's answer.
+
+The server is seen here through two small interfaces, :class:`SocketHost` (what a socket asks of the
+server) and :class:`ClientLink` (what a socket writes to), which :class:`~tether.server.Server` and
+:class:`~tether.server.client.Client` implement: this module imports nothing from :mod:`tether.server`
+but the plain counters of :mod:`~tether.server.state`, so the server builds sockets without an import
+circle.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AckTimeout, ConnectionClosed
+from .rooms import Rooms
 
 if TYPE_CHECKING:
-    from .cluster.base import SocketInfo
-    from .server.client import Client
-    from .server.server import Namespace, Server
+    from .cluster.base import Adapter, SocketInfo
+    from .handler import Request
+    from .protocol.connection import Connection
+    from .protocol.parsers import Parser
+    from .server.state import ServerState
 
-__all__ = ["BroadcastOperator", "Socket"]
+__all__ = ["BroadcastHost", "BroadcastOperator", "ClientLink", "Namespace", "Socket", "SocketHost"]
+
+
+class Namespace:
+    """A namespace's sockets and rooms."""
+
+    __slots__ = ("name", "rooms")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rooms: Rooms[Socket] = Rooms()
+
+
+class ClientLink(Protocol):
+    """The Engine.IO session a socket belongs to, as the socket uses it (:class:`.server.client.Client`)."""
+
+    conn: Connection
+    parser: Parser
+    request: Request
+    sockets: dict[str, Socket]
+
+    @property
+    def sid(self) -> str: ...
+
+    def send(self, packets: list[bytes]) -> None: ...
+
+
+class BroadcastHost(Protocol):
+    """The server as an emit chain uses it (implemented by :class:`~tether.server.Server`)."""
+
+    adapter: Adapter
+
+    def broadcast(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+    ) -> None: ...
+
+    def local_sockets(
+        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> Iterator[Socket]: ...
+
+
+class SocketHost(BroadcastHost, Protocol):
+    """The server as a socket (and a route file, through ``socket.server``) uses it.
+
+    Implemented by :class:`~tether.server.Server`; the methods are documented there.
+    """
+
+    state: ServerState
+    emit_hooks: list[Callable[[str, str, int], None]]
+    ssl_context: ssl.SSLContext | None
+
+    def enter_room(self, sock: Socket, room: str) -> None: ...
+
+    def leave_room(self, sock: Socket, room: str) -> None: ...
+
+    def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None: ...
+
+    def close_connection(self, sock: Socket, reason: str) -> None: ...
+
+    @staticmethod
+    def user_room(user_id: Any) -> str: ...
+
+    def of(self, namespace: str) -> BroadcastOperator: ...
+
+    def emit(self, event: str, *args: Any, namespace: str = "/") -> Any: ...
+
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator: ...
+
+    def is_user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
+
+    async def user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
+
+    def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
 
 
 class _Sent:
@@ -46,7 +137,11 @@ class BroadcastOperator:
     __slots__ = ("_except", "_namespace", "_rooms", "_server")
 
     def __init__(
-        self, server: Server, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+        self,
+        server: BroadcastHost,
+        namespace: str,
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
     ) -> None:
         self._server = server
         self._namespace = namespace
@@ -121,7 +216,7 @@ class Socket:
         "user_id",
     )
 
-    def __init__(self, sid: str, namespace: Namespace, client: Client, server: Server) -> None:
+    def __init__(self, sid: str, namespace: Namespace, client: ClientLink, server: SocketHost) -> None:
         self.sid = sid
         self.namespace = namespace.name
         self._ns = namespace
@@ -270,6 +365,30 @@ class Socket:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def disconnect(self) -> None:
-        """Disconnect this socket from its namespace (client reason ``io server disconnect``)."""
+    def disconnect(self, close: bool = False) -> None:
+        """Disconnect this socket from its namespace (client reason ``io server disconnect``).
+
+        Args:
+            close: also close the client's connection, every namespace of it (node's
+                ``socket.disconnect(true)``).
+        """
         self.server.disconnect_socket(self, "server namespace disconnect", notify=True)
+        if close:
+            self.server.close_connection(self, "server namespace disconnect")
+
+    @property
+    def handshake(self) -> dict[str, Any]:
+        """The request that opened the connection, shaped as node's ``socket.handshake``: ``headers``
+        (lower-case names), ``address``, ``xdomain``, ``secure``, ``url`` and ``query``."""
+        req = self.client.request
+        query = "&".join(f"{k}={v}" for k, v in req.query.items())
+        return {
+            # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
+            # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
+            "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
+            "address": req.remote,
+            "xdomain": "origin" in req.headers,
+            "secure": self.server.ssl_context is not None,
+            "url": req.path + ("?" + query if query else ""),
+            "query": dict(req.query),
+        }

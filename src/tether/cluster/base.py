@@ -3,24 +3,108 @@
 A server always delivers to its own sockets first (:meth:`Server.deliver_local`), then, when its
 adapter is remote, calls :meth:`Adapter.publish`; every other process receives the message and
 delivers it locally. Local-first keeps the common single-process case free of any bus.
+
+An adapter sees its server only as a :class:`LocalNode` (and the server's sockets as
+:class:`LocalSocket`): the few calls it needs to act on this process. The server implements them;
+nothing in :mod:`tether.cluster` imports :mod:`tether.server`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TetherError
 
 if TYPE_CHECKING:
-    from ..context import Socket
-    from ..server.server import Server
+    from ..protocol.parsers import Parser
+    from ..rooms import Rooms
+    from ..router import Router
     from .wire import SessionCommand
 
-__all__ = ["Adapter", "BroadcastMessage", "SocketInfo", "socket_info"]
+__all__ = ["Adapter", "BroadcastMessage", "LocalNode", "LocalSocket", "SocketInfo", "socket_info"]
+
+
+class LocalSocket(Protocol):
+    """A socket of this process, as an adapter acts on it (:class:`tether.Socket`)."""
+
+    sid: str
+    namespace: str
+    user_id: str | None
+
+    @property
+    def rooms(self) -> set[str]: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    @property
+    def handshake(self) -> dict[str, Any]: ...
+
+    def emit(
+        self, event: str, *args: Any, ack: bool = False, timeout: float | None = None
+    ) -> Awaitable[Any]: ...
+
+    def join(self, room: str | Iterable[str]) -> None: ...
+
+    def leave(self, room: str | Iterable[str]) -> None: ...
+
+    def disconnect(self, close: bool = False) -> None: ...
+
+
+class LocalNamespace(Protocol):
+    """A namespace of this process: its rooms, for cheap filtering before decoding a message."""
+
+    @property
+    def rooms(self) -> Rooms[Any]: ...
+
+
+class LocalNode(Protocol):
+    """This process's server, as its adapter uses it (implemented by :class:`tether.Server`)."""
+
+    debug: bool
+
+    @property
+    def parser_cls(self) -> type[Parser]: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def namespaces(self) -> Mapping[str, LocalNamespace]: ...
+
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
+
+    @property
+    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+
+    def deliver_local(
+        self,
+        namespace: str,
+        packets: list[bytes],
+        rooms: Iterable[str] = (),
+        except_rooms: Iterable[str] = (),
+    ) -> int:
+        """Write encoded packets to the matching sockets of this process; how many got them."""
+        ...
+
+    def local_sockets(
+        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> Iterator[LocalSocket]:
+        """The matching sockets of this process."""
+        ...
+
+    def get_socket(self, sid: str, namespace: str = "/") -> LocalSocket | None: ...
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background task the server waits for on shutdown."""
+        ...
+
 
 log = logging.getLogger("tether.cluster")
 
@@ -44,9 +128,9 @@ class Adapter:
     """True when :meth:`publish` must be called for other processes."""
 
     def __init__(self) -> None:
-        self.server: Server | None = None
+        self.server: LocalNode | None = None
 
-    def attach(self, server: Server) -> None:
+    def attach(self, server: LocalNode) -> None:
         self.server = server
 
     async def start(self) -> None:
@@ -79,11 +163,10 @@ class Adapter:
         self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], join: tuple[str, ...]
     ) -> None:
         """Make the matching sockets (everywhere) join ``join`` (socket.io's ``socketsJoin``)."""
-        server = self._server()
-        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
+        for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
             for room in join:
                 try:
-                    server.enter_room(sock, room)
+                    sock.join(room)
                 except TetherError as exc:
                     log.warning("! %s cannot join %r: %s", sock.sid, room, exc)
 
@@ -98,11 +181,8 @@ class Adapter:
         self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], close: bool = False
     ) -> None:
         """Disconnect the matching sockets (everywhere); ``close`` also closes their connection."""
-        server = self._server()
-        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
-            sock.disconnect()
-            if close:
-                server.close_client(sock.client, "server namespace disconnect", send_close=True)
+        for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
+            sock.disconnect(close)
 
     async def fetch_sockets(
         self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
@@ -157,7 +237,7 @@ class Adapter:
         """What ``GET /api/stats`` shows about the bus."""
         return {"driver": type(self).__name__, "remote": self.remote}
 
-    def _server(self) -> Server:
+    def _server(self) -> LocalNode:
         if self.server is None:
             raise TetherError(f"{type(self).__name__} is not attached to a server")
         return self.server
@@ -177,21 +257,9 @@ class SocketInfo:
     """The uid of the node that has it; empty: this process."""
 
 
-def socket_info(sock: Socket, node: str = "") -> SocketInfo:
-    req = sock.client.request
-    query = "&".join(f"{k}={v}" for k, v in req.query.items())
-    handshake = {
-        # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
-        # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
-        "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
-        "address": req.remote,
-        "xdomain": "origin" in req.headers,
-        "secure": sock.server.ssl_context is not None,
-        "url": req.path + ("?" + query if query else ""),
-        "query": dict(req.query),
-    }
+def socket_info(sock: LocalSocket, node: str = "") -> SocketInfo:
     return SocketInfo(
-        sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, handshake, sock.user_id, node
+        sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, sock.handshake, sock.user_id, node
     )
 
 

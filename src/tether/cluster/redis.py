@@ -43,7 +43,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..errors import ClusterError, ConfigError, ConnectionClosed, TetherError
-from .base import Adapter, BroadcastMessage, SocketInfo, socket_info
+from .base import Adapter, BroadcastMessage, LocalNode, SocketInfo, socket_info
 from .wire import (
     SESSION_CHANNEL,
     Channels,
@@ -62,7 +62,6 @@ from .wire import (
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..server.server import Server
 
 __all__ = ["RedisAdapter"]
 
@@ -168,7 +167,7 @@ class RedisAdapter(Adapter):
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def attach(self, server: Server) -> None:
+    def attach(self, server: LocalNode) -> None:
         super().attach(server)
         self._namespaces.update(server.router.namespaces())
 

@@ -32,7 +32,7 @@ from .websocket import adopt
 
 if TYPE_CHECKING:
     from .client import Client
-    from .server import Server
+    from .receive import Receiver
 
 __all__ = ["HttpProtocol"]
 
@@ -46,7 +46,7 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 class HttpProtocol(asyncio.Protocol):
     """One TCP connection speaking HTTP/1.1 until it upgrades to WebSocket."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Receiver) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)

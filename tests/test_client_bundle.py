@@ -44,7 +44,8 @@ async def test_serves_every_client_file_with_etag(server_factory: ServerFactory)
             assert resp.status == 200
         async with http.get(url, headers={"Accept-Encoding": "gzip, br"}) as resp:
             assert resp.headers["Content-Encoding"] == "gzip"
-            assert gzip.decompress(await resp.read()) == (NPM_CLIENT / "dist" / "socket.io.min.js").read_bytes()
+            unzipped = gzip.decompress(await resp.read())
+            assert unzipped == (NPM_CLIENT / "dist" / "socket.io.min.js").read_bytes()
         async with http.get(server.url + "/socket.io/socket.io.other.js") as resp:
             assert resp.status != 200  # only the reference server's file names
 
@@ -68,7 +69,9 @@ async def test_serve_client_off(server_factory: ServerFactory) -> None:
         assert resp.status == 404
 
 
-async def test_install_copies_the_files_and_the_licence(server_factory: ServerFactory, tmp_path: Path) -> None:
+async def test_install_copies_the_files_and_the_licence(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     target = tmp_path / "client"
     cmd = [sys.executable, "-m", "tether.client_bundle", "install", "--from", str(NPM_CLIENT)]
     proc = subprocess.run([*cmd, "--target", str(target)], capture_output=True, text=True, timeout=60)
@@ -80,8 +83,9 @@ async def test_install_copies_the_files_and_the_licence(server_factory: ServerFa
 
 
 def test_install_from_a_folder_that_is_not_the_package(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "tether.client_bundle", "install", "--from", str(tmp_path)]
     proc = subprocess.run(
-        [sys.executable, "-m", "tether.client_bundle", "install", "--from", str(tmp_path), "--target", str(tmp_path)],
+        [*cmd, "--target", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -116,6 +116,9 @@ class LimitsConfig:
     rate_disconnect_after: int = 50
     """Events refused (over the rate) before the bucket is full again, past which the client is
     disconnected."""
+    max_depth: int = 32
+    """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
+    a protocol error. At most 254, the deepest orjson writes back."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -346,6 +349,8 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if not 1 <= self.limits.max_depth <= 254:
+            raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
         if self.server.net not in ("uvloop", "aiofastnet"):

@@ -317,13 +317,21 @@ class HttpProtocol(asyncio.Protocol):
         self._respond(status, headers, out)
 
     def _static(self, folder: Path, name: str) -> None:
+        """Serve ``folder/name``: 404 for anything outside the folder, a dotfile or dot-folder (``.env``,
+        ``.git/``), or a name the file system refuses (too long: ENAMETOOLONG); 400 for a NUL byte, which
+        no file name holds."""
+        if "\x00" in name:
+            self._respond(400, {"Content-Type": "text/plain"}, b"Bad Request")
+            return
         try:
+            if any(part.startswith(".") for part in name.split("/")):
+                raise FileNotFoundError(name)  # dotfiles are private by convention; "..": traversal
             root = folder.resolve()
             target = (root / name).resolve()
             if root not in target.parents and target != root:
-                raise FileNotFoundError(name)  # path traversal
+                raise FileNotFoundError(name)  # path traversal (a symlink pointing out)
             data = target.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        except OSError:  # not found, a folder, no permission, a name too long, ...
             self._respond(404, {"Content-Type": "text/plain"}, b"Not Found")
             return
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"

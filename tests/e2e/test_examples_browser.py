@@ -11,7 +11,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.e2e.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, FACTOR
-from tether import Config, Server, run_server
+from tether import Config, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
 NPM_CLIENT_DIST = ROOT / "tests" / "js" / "node_modules" / "socket.io-client" / "dist"

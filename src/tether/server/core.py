@@ -24,7 +24,7 @@ import os
 import socket as socket_module
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..cluster import make_adapter
 from ..cluster.base import Adapter
@@ -38,7 +38,7 @@ from .client import Client
 from .heartbeat import Heartbeat
 from .state import ServerState
 
-__all__ = ["ServerCore", "new_sid"]
+__all__ = ["AppMount", "ServerCore", "new_sid"]
 
 log = logging.getLogger("tether.server")
 
@@ -51,6 +51,30 @@ HandlerHook = Callable[[str, str, float, bool], None]
 """``(namespace, event, seconds, ok)`` when an event handler finished."""
 ForeignSidHandler = Callable[[str, Any, bytes], bool]
 """``(sid, transport, request bytes)`` -> True when it took the connection (another worker owns ``sid``)."""
+
+
+class AppMount(Protocol):
+    """A mounted ASGI application, as the server uses it (:class:`.app_door.AppDoor`)."""
+
+    def request_path(self, data: bytes) -> str | None:
+        """The path of the request starting ``data``; None until the request line is complete."""
+        ...
+
+    def owns(self, path: str) -> bool:
+        """True when ``path`` is Tether's (Engine.IO, API, routes), not the application's."""
+        ...
+
+    def take(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Give ``transport`` (``data`` read so far) to the application."""
+        ...
+
+    async def startup(self) -> None:
+        """Run the application's lifespan startup."""
+        ...
+
+    async def shutdown(self, timeout: float) -> None:
+        """Run the application's lifespan shutdown, within ``timeout`` seconds."""
+        ...
 
 
 def new_sid(prefix: str = "") -> str:
@@ -101,6 +125,8 @@ class ServerCore:
         """``(method, path)`` -> ``async fn(request, body) -> (status, headers, body)``; path may end in
         ``*``."""
         self.extensions: dict[str, Any] = {}
+        self.app_door: AppMount | None = None
+        """The mounted ASGI application (``app`` or ``[app] asgi``), served for every path not Tether's."""
         self._servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None

@@ -68,6 +68,7 @@ class Lifecycle(Emitting):
         """A new Engine.IO session for a handshake on ``transport``."""
         ws = self.config.websocket
         parser = self.parser_cls()
+        parser.max_depth = self.config.limits.max_depth
         conn = Connection(
             sid or new_sid(self.sid_prefix),
             parser,

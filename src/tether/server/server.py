@@ -49,12 +49,18 @@ class Server(Receiver):
         handler: Handler | None = None,
         adapter: Adapter | None = None,
         parser: type[Parser] | None = None,
+        app: Any = None,
     ) -> None:
         super().__init__(config, router, handler=handler, adapter=adapter, parser=parser)
         self.adapter.attach(self)
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
+        app = app if app is not None else self.config.app.asgi
+        if app:
+            from .app_door import AppDoor  # uvicorn is imported only when an app is mounted
+
+            self.app_door = AppDoor(self, app)
 
     # -- phases ---------------------------------------------------------------------------------------
 
@@ -76,6 +82,8 @@ class Server(Receiver):
             sock = socket_module.socket(socket_module.AF_INET6 if ":" in cfg.host else socket_module.AF_INET)
             sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
             sock.bind((cfg.host, cfg.port))
+        if self.app_door is not None:
+            await self.app_door.startup()  # the app's lifespan, before this process takes a connection
         sock.setblocking(False)
         self.sockets.append(sock)
         create_server = loop.create_server
@@ -133,6 +141,8 @@ class Server(Receiver):
                 task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.app_door is not None:
+            await self.app_door.shutdown(timeout)
         await self.adapter.stop()
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
@@ -151,7 +161,7 @@ class Server(Receiver):
         self.http_routes[(method.upper(), path)] = fn
 
 
-EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api")
+EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.client_bundle")
 """Feature modules wired into every server: each has ``install(server)``, which registers hooks and routes
 on the server and reads its own config section. Core modules never import them (metrics observe, they
 do not drive)."""

@@ -25,6 +25,7 @@ from .errors import ConfigError
 __all__ = [
     "AdminConfig",
     "ApiConfig",
+    "AppConfig",
     "Config",
     "LimitsConfig",
     "MetricsConfig",
@@ -93,6 +94,11 @@ class WebSocketConfig:
     """Origins allowed to connect; empty: same origin only; ``"*"``: any. No Origin header: allowed."""
     cors_credentials: bool = True
     """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling)."""
+    serve_client: bool = True
+    """Serve the official client at ``<path>socket.io.js`` (``.min.js``, ``.esm.min.js``, maps), as node's
+    ``serveClient``; installed by ``python -m tether.client_bundle install``."""
+    client_dir: str = ""
+    """Folder of the client files (an npm ``socket.io-client/dist``); empty: the copy installed in Tether."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,9 @@ class LimitsConfig:
     rate_disconnect_after: int = 50
     """Events refused (over the rate) before the bucket is full again, past which the client is
     disconnected."""
+    max_depth: int = 32
+    """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
+    a protocol error. At most 254, the deepest orjson writes back."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -206,6 +215,23 @@ class AdminConfig:
     """Seconds the UI may reconnect with the session id it got at log-in, without the password."""
 
 
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    asgi: str = ""
+    """``module:attr`` of an ASGI 3 application served on the same port for every path that is not
+    Tether's (``tether start --app``); empty: none. Imported in every worker, next to the config file."""
+    lifespan: str = "auto"
+    """The app's ASGI lifespan: ``auto`` (run it if the app supports it), ``on`` (a failure stops the
+    worker), ``off``; uvicorn's ``--lifespan``."""
+    root_path: str = ""
+    """ASGI ``root_path`` when the app is mounted below a proxy prefix; uvicorn's ``--root-path``."""
+    access_log: bool = False
+    """Log every app request at INFO (``uvicorn.access``)."""
+    proxy_headers: bool = False
+    """Trust ``X-Forwarded-For``/``-Proto`` from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1), as uvicorn's
+    ``--proxy-headers``."""
+
+
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
@@ -216,6 +242,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "api": ApiConfig,
     "metrics": MetricsConfig,
     "admin": AdminConfig,
+    "app": AppConfig,
 }
 
 _SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password")}
@@ -237,6 +264,7 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    app: AppConfig = field(default_factory=AppConfig)
     source: str = "<defaults>"
     """The config file in use, or ``<defaults>``."""
     base_dir: str = "."
@@ -352,6 +380,8 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if not 1 <= self.limits.max_depth <= 254:
+            raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
         if self.server.net not in ("uvloop", "aiofastnet"):
@@ -370,6 +400,10 @@ class Config:
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
         self._validate_admin()
+        if self.app.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
+        if self.app.asgi and ":" not in self.app.asgi:
+            raise ConfigError(src, "app.asgi", "must be 'module:attr'")
         if bool(self.server.tls_cert) != bool(self.server.tls_key):
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
 

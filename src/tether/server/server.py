@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from types import CoroutineType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cluster import make_adapter
 from ..cluster.base import Adapter, BroadcastMessage
@@ -39,6 +39,9 @@ from .client import Client
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from .app_door import AppDoor
 
 __all__ = ["Namespace", "Server", "run_server"]
 
@@ -106,6 +109,7 @@ class Server:
         handler: Handler | None = None,
         adapter: Adapter | None = None,
         parser: type[Parser] | None = None,
+        app: Any = None,
     ) -> None:
         self.config = config or Config.load()
         ws = self.config.websocket
@@ -159,6 +163,13 @@ class Server:
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
+        self.app_door: AppDoor | None = None
+        """The mounted ASGI application (``app`` or ``[app] asgi``), served for every path not Tether's."""
+        app = app if app is not None else self.config.app.asgi
+        if app:
+            from .app_door import AppDoor  # uvicorn is imported only when an app is mounted
+
+            self.app_door = AppDoor(self, app)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -182,6 +193,8 @@ class Server:
             sock = socket_module.socket(socket_module.AF_INET6 if ":" in cfg.host else socket_module.AF_INET)
             sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
             sock.bind((cfg.host, cfg.port))
+        if self.app_door is not None:
+            await self.app_door.startup()  # the app's lifespan, before this process takes a connection
         sock.setblocking(False)
         self.sockets.append(sock)
         create_server = loop.create_server
@@ -239,6 +252,8 @@ class Server:
                 task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.app_door is not None:
+            await self.app_door.shutdown(timeout)
         await self.adapter.stop()
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
@@ -287,6 +302,7 @@ class Server:
         """A new Engine.IO session for a handshake on ``transport``."""
         ws = self.config.websocket
         parser = self.parser_cls()
+        parser.max_depth = self.config.limits.max_depth
         conn = Connection(
             sid or new_sid(self.sid_prefix),
             parser,
@@ -850,7 +866,7 @@ class Server:
         return len(self.clients)
 
 
-EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.admin")
+EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.client_bundle", "tether.admin")
 """Feature modules wired into every server: each has ``install(server)``, which registers hooks and routes
 on the server and reads its own config section. Core modules never import them (metrics observe, they
 do not drive)."""

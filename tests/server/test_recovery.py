@@ -112,6 +112,10 @@ async def test_official_client_recovers_everything_after_a_cut(
     assert stats["recovered"] == 1 and stats["sessions"] == 0 and stats["replayed"] > 0
 
 
+async def session_kept(server: Server) -> None:
+    await wait_until(lambda: bool(server.recovery and server.recovery.log.sessions), what="the session kept")
+
+
 async def raw_connect(
     server: Server | CutProxy, auth: Any = None
 ) -> tuple[Any, dict[str, Any], list[list[Any]]]:
@@ -268,7 +272,7 @@ async def test_forged_pids_and_offsets_learn_nothing(
     ws, reply, _ = await raw_connect(server)
     await call(ws, "join", "r")
     await ws.close()
-    await wait_until(lambda: bool(server.recovery and server.recovery.log.sessions), what="the session kept")
+    await session_kept(server)
     forged = [
         {"pid": "0" * 30, "offset": "0"},
         {"pid": reply["pid"][:-1] + "x", "offset": "0"},
@@ -305,7 +309,7 @@ async def test_sessions_keep_their_meaning() -> None:
         assert session is not None
         deadline = session.deadline
         await ws.close()
-        await wait_until(lambda: bool(server.recovery and server.recovery.log.sessions), what="the session kept")
+        await session_kept(server)
         ws2, reply2, _ = await raw_connect(server, {"token": token, "pid": reply["pid"], "offset": "0"})
         assert reply2["sid"] == reply["sid"]
         sock = server.get_socket(reply["sid"])
@@ -314,7 +318,7 @@ async def test_sessions_keep_their_meaning() -> None:
         assert session.deadline == deadline  # coming back is not activity: the idle deadline holds
         await ws2.close()
         # Logged out while away: the session is not recovered (and the token no longer connects).
-        await wait_until(lambda: bool(server.recovery and server.recovery.log.sessions), what="the session kept")
+        await session_kept(server)
         sessions.end("sess-1", "logout")
         ws3, reply3, before = await raw_connect(server, {"token": token, "pid": reply["pid"], "offset": "0"})
         assert "sid" not in reply3 and before == []

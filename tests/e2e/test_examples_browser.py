@@ -80,3 +80,49 @@ async def test_socketio_chat_page_with_the_served_client(context: BrowserContext
         assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
     finally:
         await server.shutdown(timeout=2)
+
+
+REFUSED_PAGE = """<!doctype html><html lang="en"><head><title>refused</title></head><body>
+<script src="/socket.io/socket.io.js"></script>
+<script src="/tether/session.js"></script>
+<script>
+  window.errors = [];
+  const params = new URLSearchParams(location.search);
+  Tether.session({
+    token: "any", url: params.get("url"), transport: params.get("transport"), activityInterval: 30,
+    ioOptions: { reconnectionDelay: 100 }, onError: (e) => window.errors.push(e),
+  });
+</script></body></html>
+"""
+
+
+@pytest.mark.parametrize("transport", ["websocket", "socket.io"])
+async def test_session_js_reports_a_refused_origin(
+    context: BrowserContext, tmp_path: Path, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "refused.html").write_text(REFUSED_PAGE)
+    config = Config.load(
+        None,
+        env={},
+        overrides={
+            "server": {"port": 0, "static_dir": str(tmp_path)},
+            "websocket": {"client_dir": str(NPM_CLIENT_DIST)},
+        },
+    )
+    server = await run_server(config)
+    try:
+        # The page comes from 127.0.0.1, Tether is addressed as localhost: another origin, refused by the
+        # default (same origin only).
+        other = f"http://localhost:{server.port}"
+        page = await open_page(context, f"{server.url}/refused.html?url={other}&transport={transport}")
+        await page.wait_for_function("window.errors.length > 0", timeout=5000 * FACTOR)
+        await page.wait_for_timeout(500)  # retries go on; the error is reported once
+        errors = await page.evaluate("window.errors")
+        assert len(errors) == 1
+        assert errors[0]["code"] == "origin"
+        assert "[websocket] allowed_origins" in errors[0]["message"] and server.url in errors[0]["message"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "tether.origins"]
+        assert any(repr(server.url) in w for w in warnings)
+        await page.close()
+    finally:
+        await server.shutdown(timeout=2)

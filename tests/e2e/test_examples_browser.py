@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
-from tests.e2e.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, FACTOR
+from tests.browser import launch_chromium
+from tests.e2e.test_demo_browser import FACTOR
 from tether import Config, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,17 +22,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch_chromium() as browser:
+        yield browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    # Not tests/browser.py's new_page: the origin test needs "localhost" as well as 127.0.0.1.
     context = await browser.new_context()
     try:
         yield context

@@ -33,7 +33,7 @@ from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from .client import Client
-from .origins import origin_allowed
+from .origins import origin_allowed, warn_refused
 from .server import close_reason
 
 if TYPE_CHECKING:
@@ -152,7 +152,14 @@ class WebSocketListener(WSListener):
                         data = _loads(memoryview(payload)[start:])
                     except JSONDecodeError:
                         data = None
-                    if type(data) is list and data and type(data[0]) is str:
+                    # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
+                    # a message with more than [limits] max_depth of them takes the general path.
+                    if (
+                        type(data) is list
+                        and data
+                        and type(data[0]) is str
+                        and payload.count(b"[") + payload.count(b"{") <= self.parser.max_depth
+                    ):
                         self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
                         return
             try:
@@ -319,6 +326,7 @@ def _listener_factory(server: Server, remote: str) -> Any:
         if not origin_allowed(
             headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
         ):
+            warn_refused(headers.get("origin", ""), path)
             return _bad(403, 4, "Origin not allowed")
         request = Request("GET", path, query, headers, remote)
         if path.rstrip("/") == cfg.ws_path.rstrip("/"):

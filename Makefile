@@ -4,8 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/js/node_modules/.installed
+# The official Socket.IO client Tether serves at /socket.io/socket.io.js: copied from npm's socket.io-client
+# into the package (never committed). Without npm the step fails, says so, and Tether serves a 404 hint.
+BUNDLE := src/tether/static/client/socket.io.js
 
-.PHONY: run test style types cov bench soak system-deps clean
+.PHONY: run test style types cov bench bench-quick soak system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,14 +20,17 @@ $(JS_STAMP): tests/js/package.json
 	cd tests/js && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(BUNDLE): | $(STAMP)
+	-$(PY) -m tether.client_bundle install
+
 system-deps:
 	bash scripts/ensure-system-deps.sh
 
 # The demo app (examples/login_timeout) on the embedded defaults: no Redis, one process.
-run: $(STAMP)
+run: $(STAMP) $(BUNDLE)
 	$(VENV)/bin/tether start --config examples/login_timeout/tether.toml
 
-test: system-deps $(STAMP) $(JS_STAMP)
+test: system-deps $(STAMP) $(JS_STAMP) $(BUNDLE)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 style: $(STAMP)
@@ -38,8 +44,13 @@ cov: system-deps $(STAMP) $(JS_STAMP)
 	$(PY) -m coverage run --branch --source=src/tether -m pytest -q
 	$(PY) -m coverage report -m
 
+# W1-W8 and the growth curves in one run (about 20 minutes on 2 cores); recorded in bench/RESULTS.md only
+# when the machine is quiet (load average < 0.5 at start and end). bench-quick: a few minutes, never recorded.
 bench: system-deps $(STAMP)
 	$(PY) bench/run.py
+
+bench-quick: system-deps $(STAMP)
+	$(PY) bench/run.py --quick
 
 soak: $(STAMP)
 	$(PY) bench/soak.py

@@ -27,10 +27,11 @@ import orjson
 from ..errors import PayloadTooBig, RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import State, Transport
-from .origins import origin_allowed
+from .origins import origin_allowed, warn_refused
 from .websocket import adopt
 
 if TYPE_CHECKING:
+    from .app_door import AppDoor
     from .client import Client
     from .server import Server
 
@@ -64,6 +65,7 @@ class HttpProtocol(asyncio.Protocol):
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
         self._poll_client: Client | None = None
+        self._peek = b""  # the start of a request line, while an app is mounted (see app_door)
         self.handoff_allowed = True
         """False on a connection another worker handed over: it is never passed on again."""
 
@@ -103,6 +105,18 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
+        door = self.server.app_door
+        if door is not None and not self._in_request and not self._busy:
+            # An ASGI app is mounted: a request for a path not Tether's goes to it, connection and all.
+            if self._peek:
+                data, self._peek = self._peek + data, b""
+            path = door.request_path(data)
+            if path is None:
+                self._peek = data
+                return
+            if not door.owns(path):
+                self._to_app(door, data)
+                return
         if self._busy:
             # Only a held long-poll GET reads while busy (to notice a client that goes away); a request sent
             # before its response (pipelining) waits for it, and reading stops until then.
@@ -227,6 +241,16 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
 
+    def _to_app(self, door: AppDoor, data: bytes) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        self._closed = True
+        door.take(transport, data)
+
     # -- sessions of other workers --------------------------------------------------------------------
 
     def _foreign_upgrade(self, raw: bytes) -> bool:
@@ -336,6 +360,7 @@ class HttpProtocol(asyncio.Protocol):
         server = self.server
         cors = self._cors(request)
         if cors is None:
+            warn_refused(request.headers.get("origin", ""), request.path)
             self._respond_error(403, 4, "Origin not allowed")
             return
         if request.method == "OPTIONS":

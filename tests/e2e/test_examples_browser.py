@@ -1,0 +1,125 @@
+"""The chat examples in headless Chromium: pages that load the official client from /socket.io/socket.io.js
+(served by Tether) and talk to a Tether route file, two tabs seeing each other's messages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page
+
+from tests.browser import launch_chromium
+from tests.e2e.test_demo_browser import FACTOR
+from tether import Config, run_server
+
+ROOT = Path(__file__).resolve().parents[2]
+NPM_CLIENT_DIST = ROOT / "tests" / "js" / "node_modules" / "socket.io-client" / "dist"
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launch_chromium() as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    # Not tests/browser.py's new_page: the origin test needs "localhost" as well as 127.0.0.1.
+    context = await browser.new_context()
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+async def open_page(context: BrowserContext, url: str) -> Page:
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    await page.goto(url)
+    return page
+
+
+async def chat_as(page: Page, name: str) -> None:
+    await page.fill("#username", name)
+    await page.press("#username", "Enter")
+    await page.wait_for_selector(".log:has-text('Welcome')", timeout=5000 * FACTOR)
+
+
+async def test_socketio_chat_page_with_the_served_client(context: BrowserContext) -> None:
+    assert NPM_CLIENT_DIST.exists(), "run `npm install` in tests/js (make test does)"
+    config = Config.load(
+        ROOT / "examples" / "chat" / "tether.toml",
+        env={},
+        overrides={"server": {"port": 0}, "websocket": {"client_dir": str(NPM_CLIENT_DIST)}},
+    )
+    server = await run_server(config)
+    try:
+        ann = await open_page(context, server.url + "/")
+        await chat_as(ann, "ann")
+        bob = await open_page(context, server.url + "/")
+        await chat_as(bob, "bob")
+        await ann.wait_for_selector(".log:has-text('bob joined')", timeout=5000 * FACTOR)
+        await bob.fill("#message", "hello ann")
+        await bob.press("#message", "Enter")
+        msg = ann.locator(".message", has_text="hello ann")
+        await msg.wait_for(timeout=5000 * FACTOR)
+        assert await msg.locator(".username").text_content() == "bob"
+        # The page really used the client Tether served (not a copy of its own).
+        assert await ann.evaluate("typeof io === 'function'")
+        await bob.close()
+        await ann.wait_for_selector(".log:has-text('bob left')", timeout=5000 * FACTOR)
+        assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+    finally:
+        await server.shutdown(timeout=2)
+
+
+REFUSED_PAGE = """<!doctype html><html lang="en"><head><title>refused</title></head><body>
+<script src="/socket.io/socket.io.js"></script>
+<script src="/tether/session.js"></script>
+<script>
+  window.errors = [];
+  const params = new URLSearchParams(location.search);
+  Tether.session({
+    token: "any", url: params.get("url"), transport: params.get("transport"), activityInterval: 30,
+    ioOptions: { reconnectionDelay: 100 }, onError: (e) => window.errors.push(e),
+  });
+</script></body></html>
+"""
+
+
+@pytest.mark.parametrize("transport", ["websocket", "socket.io"])
+async def test_session_js_reports_a_refused_origin(
+    context: BrowserContext, tmp_path: Path, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "refused.html").write_text(REFUSED_PAGE)
+    config = Config.load(
+        None,
+        env={},
+        overrides={
+            "server": {"port": 0, "static_dir": str(tmp_path)},
+            "websocket": {"client_dir": str(NPM_CLIENT_DIST)},
+        },
+    )
+    server = await run_server(config)
+    try:
+        # The page comes from 127.0.0.1, Tether is addressed as localhost: another origin, refused by the
+        # default (same origin only).
+        other = f"http://localhost:{server.port}"
+        page = await open_page(context, f"{server.url}/refused.html?url={other}&transport={transport}")
+        await page.wait_for_function("window.errors.length > 0", timeout=5000 * FACTOR)
+        await page.wait_for_timeout(500)  # retries go on; the error is reported once
+        errors = await page.evaluate("window.errors")
+        assert len(errors) == 1
+        assert errors[0]["code"] == "origin"
+        assert "[websocket] allowed_origins" in errors[0]["message"] and server.url in errors[0]["message"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "tether.origins"]
+        assert any(repr(server.url) in w for w in warnings)
+        await page.close()
+    finally:
+        await server.shutdown(timeout=2)

@@ -8,7 +8,7 @@ JS_STAMP := tests/js/node_modules/.installed
 # into the package (never committed). Without npm the step fails, says so, and Tether serves a 404 hint.
 BUNDLE := src/tether/static/client/socket.io.js
 
-.PHONY: run test style types cov bench soak system-deps clean
+.PHONY: run test style types cov bench bench-quick soak system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,13 @@ cov: system-deps $(STAMP) $(JS_STAMP)
 	$(PY) -m coverage run --branch --source=src/tether -m pytest -q
 	$(PY) -m coverage report -m
 
+# W1-W8 and the growth curves in one run (about 20 minutes on 2 cores); recorded in bench/RESULTS.md only
+# when the machine is quiet (load average < 0.5 at start and end). bench-quick: a few minutes, never recorded.
 bench: system-deps $(STAMP)
 	$(PY) bench/run.py
+
+bench-quick: system-deps $(STAMP)
+	$(PY) bench/run.py --quick
 
 soak: $(STAMP)
 	$(PY) bench/soak.py

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,11 +23,13 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "AdminConfig",
     "ApiConfig",
     "AppConfig",
     "Config",
     "LimitsConfig",
     "MetricsConfig",
+    "RecoveryConfig",
     "RedisConfig",
     "RoomConfig",
     "ServerConfig",
@@ -172,6 +175,23 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    max_disconnection_duration: float = 0.0
+    """Seconds a disconnected socket's sid, rooms, data and missed packets are kept for the client to
+    recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
+    every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
+    skip_connect_handler: bool = True
+    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
+    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    max_session_bytes: int = 1_000_000
+    """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
+    max_buffer_bytes: int = 64 * 1024 * 1024
+    """Most bytes of recent packets kept per process (oldest dropped first); 0: bounded by time only."""
+    max_sessions: int = 100_000
+    """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
+
+
+@dataclass(frozen=True, slots=True)
 class ApiConfig:
     key: str = ""
     """Bearer key for the HTTP API; empty: the API is off."""
@@ -185,6 +205,32 @@ class MetricsConfig:
     """Serve Prometheus metrics on the service port."""
     path: str = "/metrics"
     """Where the metrics are served."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    enabled: bool = False
+    """True as soon as the ``[admin]`` section is present: serve the Socket.IO admin UI's namespace."""
+    namespace: str = "/admin"
+    """The namespace the admin UI connects to (its "Advanced options"; the reference's ``namespaceName``)."""
+    auth: bool = True
+    """Ask the UI for ``username`` and ``password``; false lets anyone who can connect in (as the
+    reference's ``auth: false``: a trusted network only)."""
+    username: str = "admin"
+    """The user name the UI must send."""
+    password: str = ""
+    """bcrypt hash of the password (``$2b$...``), as the reference server's ``auth.password`` (how to make
+    one: docs/admin-ui.md). Never logged."""
+    read_only: bool = False
+    """Refuse the UI's commands (join, leave, disconnect, emit): it only watches."""
+    mode: str = "development"
+    """``development``: every socket, room and event is reported; ``production``: server stats only."""
+    server_id: str = ""
+    """How this process is named in the UI; empty: ``hostname#pid``."""
+    stats_interval: float = 2.0
+    """Seconds between two ``server_stats`` reports of each process."""
+    session_ttl: float = 86_400.0
+    """Seconds the UI may reconnect with the session id it got at log-in, without the password."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,12 +257,14 @@ _SECTIONS: dict[str, type[Any]] = {
     "session": SessionConfig,
     "room": RoomConfig,
     "redis": RedisConfig,
+    "recovery": RecoveryConfig,
     "api": ApiConfig,
     "metrics": MetricsConfig,
+    "admin": AdminConfig,
     "app": AppConfig,
 }
 
-_SECRET_KEYS = {("session", "secret"), ("api", "key")}
+_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +280,10 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     room: RoomConfig = field(default_factory=RoomConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     app: AppConfig = field(default_factory=AppConfig)
     source: str = "<defaults>"
     """The config file in use, or ``<defaults>``."""
@@ -274,8 +324,9 @@ class Config:
                 if not isinstance(values, dict):
                     raise ConfigError(source, section, "must be a table")
                 raw.setdefault(section, {}).update(values)
-            if "session" in data:
-                raw["session"].setdefault("enabled", True)
+            for present in ("session", "admin"):
+                if present in data:
+                    raw[present].setdefault("enabled", True)
         env = os.environ if env is None else env
         for name, value in env.items():
             if not name.startswith("TETHER_") or name.startswith("TETHER_TESTS_"):
@@ -368,12 +419,44 @@ class Config:
             raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
+        rec = self.recovery
+        if rec.max_disconnection_duration < 0:
+            raise ConfigError(src, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
+        for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
+            if getattr(rec, key) < 0:
+                raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
+        self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
         if self.app.asgi and ":" not in self.app.asgi:
             raise ConfigError(src, "app.asgi", "must be 'module:attr'")
         if bool(self.server.tls_cert) != bool(self.server.tls_key):
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
+
+    def _validate_admin(self) -> None:
+        src = self.source
+        admin = self.admin
+        if not admin.namespace.startswith("/") or admin.namespace == "/":
+            raise ConfigError(src, "admin.namespace", "must start with '/' and not be the main namespace '/'")
+        if admin.mode not in ("development", "production"):
+            raise ConfigError(src, "admin.mode", "must be 'development' or 'production'")
+        if admin.stats_interval <= 0 or admin.session_ttl <= 0:
+            raise ConfigError(src, "admin", "stats_interval and session_ttl must be > 0")
+        if admin.enabled and admin.auth:
+            if not admin.password:
+                raise ConfigError(
+                    src,
+                    "admin.password",
+                    "[admin] needs a bcrypt password hash (or auth = false, trusted networks)",
+                )
+            if not _BCRYPT_HASH.fullmatch(admin.password):
+                # Not quoted: the value is a secret (and maybe a plain password typed by mistake).
+                raise ConfigError(
+                    src, "admin.password", "must be a bcrypt hash ($2b$<cost>$..., 60 characters)"
+                )
+
+
+_BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
 
 
 def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:

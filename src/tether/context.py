@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AckTimeout, ConnectionClosed
@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from .protocol.parsers import Parser
     from .server.state import ServerState
 
-__all__ = ["BroadcastHost", "BroadcastOperator", "ClientLink", "Namespace", "Socket", "SocketHost"]
+__all__ = [
+    "BroadcastHost",
+    "BroadcastOperator",
+    "ClientLink",
+    "Namespace",
+    "PacketLog",
+    "Socket",
+    "SocketHost",
+]
 
 
 class Namespace:
@@ -47,6 +55,7 @@ class ClientLink(Protocol):
     conn: Connection
     parser: Parser
     request: Request
+    remote: str
     sockets: dict[str, Socket]
 
     @property
@@ -74,15 +83,43 @@ class BroadcastHost(Protocol):
     ) -> Iterator[Socket]: ...
 
 
+class PacketLog(Protocol):
+    """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
+
+    def encode(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+    ) -> list[bytes]: ...
+
+
 class SocketHost(BroadcastHost, Protocol):
     """The server as a socket (and a route file, through ``socket.server``) uses it.
 
-    Implemented by :class:`~tether.server.Server`; the methods are documented there.
+    Implemented by :class:`~tether.server.Server`; the methods are documented there. It is the whole
+    contract between this module and the server: a feature that needs more of ``socket.server`` adds it
+    here (mypy then checks that the server has it).
     """
 
     state: ServerState
-    emit_hooks: list[Callable[[str, str, int], None]]
     ssl_context: ssl.SSLContext | None
+
+    @property
+    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+
+    @property
+    def outgoing_hooks(
+        self,
+    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+
+    @property
+    def recovery(self) -> PacketLog | None: ...
+
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
 
     def enter_room(self, sock: Socket, room: str) -> None: ...
 
@@ -207,9 +244,12 @@ class Socket:
         "_data",
         "_ns",
         "_pending",
+        "_recovery_base",
         "client",
         "connected",
         "namespace",
+        "pid",
+        "recovered",
         "server",
         "session_id",
         "sid",
@@ -230,6 +270,12 @@ class Socket:
         self._acks: dict[int, asyncio.Future[Any]] | None = None
         self._pending: list[bytes] | None = None
         """Packets emitted while the ``connect`` handler runs: sent right after the CONNECT reply."""
+        self.pid: str | None = None
+        """Private id of connection state recovery (``[recovery]``); None when recovery is off."""
+        self.recovered = False
+        """True when this socket is a recovered one: same sid, rooms and ``data``, missed packets replayed
+        (Socket.IO 4.6 connection state recovery; see docs/recovery.md)."""
+        self._recovery_base = 0
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"
@@ -258,7 +304,12 @@ class Socket:
         if not self.connected:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
-            packets = self.client.parser.encode_event(self.namespace, event, args)
+            recovery = self.server.recovery
+            if recovery is None:
+                packets = self.client.parser.encode_event(self.namespace, event, args)
+            else:
+                # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
+                packets = recovery.encode(self.namespace, event, args, (self.sid,), ())
             if self._pending is not None:
                 self._pending.extend(packets)
             else:
@@ -268,6 +319,8 @@ class Socket:
                 server.state.count_out(event, 1)
             for hook in server.emit_hooks:
                 hook(self.namespace, event, 1)
+            for outgoing in server.outgoing_hooks:
+                outgoing(self.namespace, event, args, (self.sid,), ())
             return SENT
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -284,6 +337,8 @@ class Socket:
             self._pending.extend(packets)
         else:
             self.client.send(packets)
+        for outgoing in self.server.outgoing_hooks:
+            outgoing(self.namespace, event, args, (self.sid,), ())
         return future
 
     def send(self, *args: Any) -> Awaitable[Any]:

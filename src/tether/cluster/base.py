@@ -83,6 +83,11 @@ class LocalNode(Protocol):
     @property
     def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
 
+    @property
+    def outgoing_hooks(
+        self,
+    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+
     def deliver_local(
         self,
         namespace: str,

@@ -36,6 +36,7 @@ from ..protocol.parsers import PARSERS, Parser
 from ..router import Router, load_route_file
 from .client import Client
 from .heartbeat import Heartbeat
+from .recovery import Recovery
 from .state import ServerState
 
 __all__ = ["AppMount", "ServerCore", "new_sid"]
@@ -47,6 +48,15 @@ EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
 EmitHook = Callable[[str, str, int], None]
 """``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
+AcceptHook = Callable[[Socket], None]
+"""Called with a socket once its CONNECT was accepted (after the ``connect`` route)."""
+EventArgsHook = Callable[[Socket, str, list[Any]], None]
+"""``(socket, event, args)`` for every event a client sends, with its arguments (the admin UI)."""
+RoomHook = Callable[[Socket, str, bool], None]
+"""``(socket, room, joined)`` when a socket enters (True) or leaves (False) a named room."""
+OutgoingHook = Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]
+"""``(namespace, event, args, rooms, except_rooms)`` of an emit delivered in this process (a socket's
+own emit: ``rooms == (sid,)``); the admin UI's ``event_sent``."""
 HandlerHook = Callable[[str, str, float, bool], None]
 """``(namespace, event, seconds, ok)`` when an event handler finished."""
 ForeignSidHandler = Callable[[str, Any, bytes], bool]
@@ -114,6 +124,12 @@ class ServerCore:
         self.event_hooks: list[EventHook] = []
         """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
         self.disconnect_hooks: list[DisconnectHook] = []
+        self.accept_hooks: list[AcceptHook] = []
+        self.event_args_hooks: list[EventArgsHook] = []
+        self.room_hooks: list[RoomHook] = []
+        self.outgoing_hooks: list[OutgoingHook] = []
+        """These four are for observers that need more than counts (the admin UI, :mod:`tether.admin`);
+        each is one empty-list check on its path when nothing is installed."""
         self.emit_hooks: list[EmitHook] = []
         """Called after every emit with how many local sockets it reached (metrics)."""
         self.handler_hooks: list[HandlerHook] = []
@@ -138,6 +154,8 @@ class ServerCore:
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
+        self.recovery: Recovery | None = None
+        """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background task the server waits for on shutdown."""

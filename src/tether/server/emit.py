@@ -29,8 +29,14 @@ class Emitting(Membership):
         except_rooms: tuple[str, ...] = (),
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
-        packets = self.parser_cls.encode_event(namespace, event, args)
+        recovery = self.recovery
+        if recovery is None:
+            packets = self.parser_cls.encode_event(namespace, event, args)
+        else:
+            packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
+        for outgoing in self.outgoing_hooks:
+            outgoing(namespace, event, args, rooms, except_rooms)
         if self.adapter.remote:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
         if self.state.observe and n:

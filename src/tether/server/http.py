@@ -27,7 +27,7 @@ import orjson
 from ..errors import PayloadTooBig, RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import State, Transport
-from .origins import origin_allowed
+from .origins import origin_allowed, warn_refused
 from .websocket import adopt
 
 if TYPE_CHECKING:
@@ -360,6 +360,7 @@ class HttpProtocol(asyncio.Protocol):
         server = self.server
         cors = self._cors(request)
         if cors is None:
+            warn_refused(request.headers.get("origin", ""), request.path)
             self._respond_error(403, 4, "Origin not allowed")
             return
         if request.method == "OPTIONS":

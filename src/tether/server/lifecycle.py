@@ -126,7 +126,17 @@ class Lifecycle(Emitting):
         ns = self.namespaces.get(name)
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
-        sock = Socket(new_sid(), ns, client, self)
+        recovery = self.recovery
+        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if restored is not None:
+            sock = self._recovered_socket(client, ns, restored)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
+        else:
+            sock = Socket(new_sid(), ns, client, self)
+            if recovery is not None:
+                sock.pid = recovery.new_pid()
         try:
             for hook in self.connect_hooks:
                 result = hook(sock, ev.auth)
@@ -159,6 +169,32 @@ class Lifecycle(Emitting):
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
 
+    def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
+        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+
+        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
+        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        """
+        saved = restored.session
+        sock = Socket(saved.sid, ns, client, self)
+        sock.pid = saved.pid
+        sock.recovered = True
+        sock._data = saved.data
+        sock.user_id = saved.user_id
+        sock.session_id = saved.session_id
+        rooms = ns.rooms
+        rooms.add(sock.sid, sock)
+        for room in saved.rooms:
+            if room != sock.sid:
+                rooms.join(sock.sid, room)
+                if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
+                    self.adapter.user_online_changed(sock.namespace, room, True)
+        if restored.packets:
+            client.send(restored.packets)
+        if self.debug:
+            log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
+        return sock
+
     def _connect_result(self, sock: Socket, result: Any, exc: BaseException | None, reply: bool) -> None:
         client = sock.client
         if client.conn.state is State.CLOSED:
@@ -186,7 +222,7 @@ class Lifecycle(Emitting):
         # A bare /ws page has no Engine.IO session to go on with and, with the json or raw parser, no
         # CONNECT_ERROR frame either: refused with nothing else connected, the WebSocket closes (1008).
         if client.conn.transport is Transport.BARE and not client.sockets:
-            self._close_session_of(sock, "connect rejected", send_close=False, ws_code=1008)
+            self.close_session_of(sock, "connect rejected", send_close=False, ws_code=1008)
 
     def _accept(self, sock: Socket, reply: bool, connect_handler_ran: bool = False) -> None:
         client = sock.client
@@ -197,13 +233,20 @@ class Lifecycle(Emitting):
         client.conn.namespace_connected()
         if reply:
             # What the connect handler emitted waits in sock._pending: it goes right after this reply.
-            packets = client.parser.encode_connect(sock.namespace, sock.sid)
+            packets = client.parser.encode_connect(sock.namespace, sock.sid, sock.pid)
             if packets:
                 client.send(packets)
         pending, sock._pending = sock._pending, None
         if pending:
             client.send(pending)
         self.state.sockets += 1
+        if self.recovery is not None:
+            self.recovery.accepted(sock)
+        for hook in self.accept_hooks:
+            try:
+                hook(sock)
+            except Exception:
+                log.exception("! accept hook failed for %s", sock.sid)
 
     def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None:
         """Remove ``sock`` from its namespace; ``notify`` sends the client a DISCONNECT packet."""
@@ -214,6 +257,8 @@ class Lifecycle(Emitting):
             client.send(client.parser.encode_disconnect(sock.namespace))
         sock.connected = False
         client.sockets.pop(sock.namespace, None)
+        if self.recovery is not None:
+            self.recovery.socket_closed(sock, reason)  # before it leaves its rooms: they are kept
         rooms = sock._ns.rooms
         if self.adapter.remote:
             user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
@@ -243,7 +288,7 @@ class Lifecycle(Emitting):
             on_error = lambda exc: self._handler_failed(sock, "disconnect", exc)  # noqa: E731
             run_handler(handler, (sock, reason), None, on_error, 0.0, self._tasks)
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
-            self._close_session_of(sock, reason, send_close=False)
+            self.close_session_of(sock, reason, send_close=False)
 
     def close_client(
         self, client: Client, reason: str, send_close: bool, ws_code: int = 1000, ws_reason: str | None = None
@@ -317,9 +362,10 @@ class Lifecycle(Emitting):
 
     def close_connection(self, sock: Socket, reason: str) -> None:
         """Close the whole session ``sock`` belongs to (every namespace), with an Engine.IO close packet."""
-        self._close_session_of(sock, reason, send_close=True)
+        self.close_session_of(sock, reason, send_close=True)
 
-    def _close_session_of(self, sock: Socket, reason: str, send_close: bool, ws_code: int = 1000) -> None:
+    def close_session_of(self, sock: Socket, reason: str, send_close: bool, ws_code: int = 1000) -> None:
+        """:meth:`close_client` for the session of ``sock``, if it is still open."""
         # A socket knows its session as a ClientLink; the live Client is the one registered under its sid.
         client = self.clients.get(sock.client.sid)
         if client is not None and client is sock.client:
@@ -360,6 +406,8 @@ class Lifecycle(Emitting):
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
+        if self.recovery is not None:
+            self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
         if action is Timer.PING:

@@ -37,12 +37,16 @@ class Membership(ServerCore):
         rooms.join(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
             self.adapter.user_online_changed(sock.namespace, room, True)
+        for hook in self.room_hooks:
+            hook(sock, room, True)
 
     def leave_room(self, sock: Socket, room: str) -> None:
         rooms = sock._ns.rooms
         rooms.leave(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
             self.adapter.user_online_changed(sock.namespace, room, False)
+        for hook in self.room_hooks:
+            hook(sock, room, False)
 
     def local_sockets(
         self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()

@@ -81,6 +81,8 @@ class Receiver(Lifecycle):
             return
         for hook in self.event_hooks:
             hook(sock, name)
+        for args_hook in self.event_args_hooks:
+            args_hook(sock, name, args)
         handler = self.router.get(namespace, name)
         timed = state.observe or self.handler_hooks
         if timed:

@@ -32,6 +32,7 @@ from .http import HttpProtocol
 from .lifecycle import close_reason
 from .membership import USER_ROOM_PREFIX
 from .receive import Receiver
+from .recovery import Recovery
 
 __all__ = ["USER_ROOM_PREFIX", "Namespace", "Server", "close_reason", "run_server"]
 
@@ -52,6 +53,8 @@ class Server(Receiver):
         app: Any = None,
     ) -> None:
         super().__init__(config, router, handler=handler, adapter=adapter, parser=parser)
+        if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
+            self.recovery = Recovery(self)
         self.adapter.attach(self)
         install_extensions(self)
         for setup in self.router.setups:
@@ -161,7 +164,7 @@ class Server(Receiver):
         self.http_routes[(method.upper(), path)] = fn
 
 
-EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.client_bundle")
+EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.client_bundle", "tether.admin")
 """Feature modules wired into every server: each has ``install(server)``, which registers hooks and routes
 on the server and reads its own config section. Core modules never import them (metrics observe, they
 do not drive)."""

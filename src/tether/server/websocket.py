@@ -34,7 +34,7 @@ from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from .client import Client
 from .lifecycle import close_reason
-from .origins import origin_allowed
+from .origins import origin_allowed, warn_refused
 
 if TYPE_CHECKING:
     from .receive import Receiver
@@ -326,6 +326,7 @@ def _listener_factory(server: Receiver, remote: str) -> Any:
         if not origin_allowed(
             headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
         ):
+            warn_refused(headers.get("origin", ""), path)
             return _bad(403, 4, "Origin not allowed")
         request = Request("GET", path, query, headers, remote)
         if path.rstrip("/") == cfg.ws_path.rstrip("/"):

@@ -111,7 +111,10 @@ class LimitsConfig:
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
-    """Largest request line plus headers, in bytes (HTTP 431 past it)."""
+    """Largest request head in bytes as received: request line, header lines, blank line (HTTP 431
+    past it)."""
+    http_max_headers: int = 100
+    """Most header lines in one request (HTTP 431 past it); Apache's ``LimitRequestFields`` default."""
     event_rate: float = 0.0
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100

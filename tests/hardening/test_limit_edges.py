@@ -27,8 +27,10 @@ from .support import (
     PollingClient,
     echo_router,
     raw_tcp,
+    read_until_closed,
     scaled,
     serve,
+    upgrade_request,
     wait_until,
 )
 
@@ -306,3 +308,58 @@ async def test_polling_queue_at_its_mark_and_one_past(mark: str) -> None:
         assert server.state.slow_consumers == 0 and not client.paused
         server.emit("q", "")
         assert server.state.slow_consumers == 1
+
+
+# -- [limits] http_max_header_size, http_max_headers ------------------------------------------------------
+
+
+def request_of_size(total: int, headers: int = 1) -> bytes:
+    """A GET whose request line and headers, final blank line included, are exactly ``total`` bytes."""
+    start = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    extra = [b"X-%d: a\r\n" % i for i in range(headers - 2)]
+    fixed = len(start) + sum(map(len, extra)) + len(b"X-Pad: \r\n") + 2
+    return start + b"".join(extra) + b"X-Pad: " + b"p" * (total - fixed) + b"\r\n\r\n"
+
+
+async def test_header_size_at_the_limit_and_one_past() -> None:
+    async with serve(limits={"http_max_header_size": 2048}) as server:
+        for total, status in ((2048, b"200"), (2049, b"431")):
+            request = request_of_size(total)
+            assert len(request) == total
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), scaled(5))
+            writer.close()
+            assert answer.split()[1] == status, (total, answer)
+
+
+async def test_header_size_counts_raw_bytes_not_names_and_values() -> None:
+    """Whitespace around values and many tiny headers are bytes the client sent: they count."""
+    async with serve(limits={"http_max_header_size": 2048, "http_max_headers": 1000}) as server:
+        padded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A:" + b" " * 4000 + b"a\r\n\r\n"
+        tiny = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"A%d:\r\n" % i for i in range(600)) + b"\r\n"
+        for request in (padded, tiny):
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            data = await read_until_closed(reader, 3)
+            writer.close()
+            assert data.startswith(b"HTTP/1.1 431"), data[:100]
+
+
+@pytest.mark.parametrize("upgrade", [False, True], ids=["polling", "websocket"])
+async def test_header_count_at_the_limit_and_one_past(upgrade: bool) -> None:
+    async with serve(limits={"http_max_headers": 20}) as server:
+        for count, ok in ((20, True), (21, False)):
+            if upgrade:
+                base = upgrade_request()  # 5 headers
+                extra = "".join(f"X-{i}: a\r\n" for i in range(count - 5))
+                request = base[:-2] + extra.encode() + b"\r\n"
+            else:
+                request = request_of_size(1000, headers=count)
+            assert request.count(b"\r\n") == count + 2
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), scaled(5))
+            writer.close()
+            expected = (b"101" if upgrade else b"200") if ok else b"431"
+            assert answer.split()[1] == expected, (count, answer)

@@ -40,6 +40,11 @@ def app_router() -> Router:
         socket.join(room)
         return "ok"
 
+    @r.on("odd data")
+    def odd_data(socket: Socket) -> str:
+        socket.data.update({"when": object(), 7: "int key"})  # not JSON: shown as best it can be
+        return "ok"
+
     @r.on("shout")
     async def shout(socket: Socket, text: str) -> str:
         await socket.emit("heard", text)
@@ -272,6 +277,12 @@ async def test_all_sockets_lists_the_connected_sockets_with_their_rooms(server: 
         assert mine["transport"] == "websocket" and mine["clientId"]
         assert mine["handshake"]["address"] == "127.0.0.1" and mine["handshake"]["issued"] > 0
         assert "_admin" not in mine["data"]
+        assert await user.call("odd data") == "ok"
+        again = await login(server)
+        (sockets,) = await again.wait("all_sockets")
+        odd = next(s for s in sockets if s["id"] == user.sid)["data"]
+        assert odd["7"] == "int key" and odd["when"].startswith("<object object")
+        await again.close()
         assert any(s["id"] == admin.sid and s["nsp"] == "/admin" for s in sockets)
         await admin.close()
     finally:

@@ -30,6 +30,11 @@ system-deps:
 run: $(STAMP) $(BUNDLE)
 	$(VENV)/bin/tether start --config examples/login_timeout/tether.toml
 
+# The example apps, one command each: `make example-group_chat`, `make example-rooms`, `make example-whiteboard`
+# (any folder of examples/ with a tether.toml).
+example-%: $(STAMP) $(BUNDLE)
+	$(VENV)/bin/tether start --config examples/$*/tether.toml
+
 test: system-deps $(STAMP) $(JS_STAMP) $(BUNDLE)
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -125,6 +125,11 @@ class LimitsConfig:
     max_depth: int = 32
     """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
     a protocol error. At most 254, the deepest orjson writes back."""
+    max_fragments: int = 1024
+    """Most frames one fragmented WebSocket message may come in (close 1009 past it)."""
+    max_name_length: int = 256
+    """Longest event, namespace or room name, in characters: a longer event or namespace from a client is a
+    protocol error (close 1008), ``join`` of a longer room raises :class:`~tether.errors.TetherError`."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -403,6 +408,10 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if self.limits.max_fragments < 1:
+            raise ConfigError(src, "limits.max_fragments", "must be >= 1")
+        if self.limits.max_name_length < 1:
+            raise ConfigError(src, "limits.max_name_length", "must be >= 1")
         if not 1 <= self.limits.max_depth <= 254:
             raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):

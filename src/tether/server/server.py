@@ -74,6 +74,9 @@ ForeignSidHandler = Callable[[str, Any, bytes], bool]
 
 USER_ROOM_PREFIX = "user:"
 
+UNROUTED = "_unrouted"
+"""The one metrics label of every event name without a route of its own (a catch-all's included)."""
+
 
 def close_reason(text: str) -> bytes:
     """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut between characters."""
@@ -156,6 +159,7 @@ class Server:
         self._per_ip: dict[str, int] = {}
         self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
+        self._max_name_length = self.config.limits.max_name_length
         self._closed_polls: dict[str, tuple[Client, float]] = {}
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
@@ -398,6 +402,9 @@ class Server:
         """
         state = self.state
         state.events_in += 1
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "event name")
+            return
         if self._event_rate and not self._within_rate(client, self._event_rate):
             return
         sock = client.sockets.get(namespace)
@@ -413,7 +420,8 @@ class Server:
         timed = state.observe or self.handler_hooks
         if timed:
             if state.observe:
-                state.count_in(name)
+                # A client chooses event names: only routed ones (chosen by the app) get a row of their own.
+                state.count_in(name if handler is not None else UNROUTED)
             started = perf_counter()
         else:
             started = 0.0
@@ -446,10 +454,20 @@ class Server:
         if ack_id is not None:
             self._send_ack(sock, ack_id, result)
 
+    def _name_too_long(self, client: Client, what: str) -> None:
+        """A client sent a name longer than ``[limits] max_name_length``: a protocol error (close 1008)."""
+        self.state.protocol_errors += 1
+        limit = self._max_name_length
+        log.info("! %s protocol error from %s: %s over %d characters", client.sid, client.remote, what, limit)
+        self.close_client(
+            client, "parse error", send_close=True, ws_code=1008, ws_reason=f"{what} over {limit} characters"
+        )
+
     def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
         elapsed = perf_counter() - started
         if self.state.observe:
-            self.state.time_handler(name, elapsed, ok)
+            routed = self.router.get(namespace, name) is not None
+            self.state.time_handler(name if routed else UNROUTED, elapsed, ok)
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
@@ -520,6 +538,9 @@ class Server:
         parser = client.parser
         name = ev.namespace
         if name in client.sockets:
+            return
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "namespace")
             return
         if name != "/" and not self.router.has_namespace(name):
             client.send(parser.encode_connect_error(name, {"message": "Invalid namespace"}))
@@ -656,6 +677,9 @@ class Server:
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
         """
         limit = self.config.limits.max_rooms_per_socket
+        if len(room) > self._max_name_length:
+            limit = self._max_name_length
+            raise TetherError(f"room name of {len(room)} characters is over {limit} (limits.max_name_length)")
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)

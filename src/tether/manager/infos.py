@@ -55,6 +55,8 @@ def render_table(info: dict[str, Any]) -> str:
     ]
     if info.get("log_file"):
         lines.append(f"log file  {info['log_file']}")
+    if info.get("metrics"):
+        lines.append(f"metrics   {info['metrics']}")
     lines.append(
         f"generation {info['generation']} ({info['reloads']} reloads, {info['restarts']} worker restarts)"
         f"  master RSS {human_bytes(info['master_rss'])}"

@@ -11,6 +11,9 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 JS_STAMP := tests/js/node_modules/.installed
+# The official Socket.IO client Tether serves at /socket.io/socket.io.js: copied from npm's socket.io-client
+# into the package (never committed). Without npm the step fails, says so, and Tether serves a 404 hint.
+BUNDLE := src/tether/static/client/socket.io.js
 
 .PHONY: run test style types cov bench soak system-deps clean
 
@@ -33,14 +36,17 @@ $(JS_STAMP): tests/js/package.json
 	cd tests/js && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(BUNDLE): | $(RUN_STAMP)
+	-$(PY) -m tether.client_bundle install
+
 system-deps:
 	bash scripts/ensure-system-deps.sh
 
 # The demo app (examples/login_timeout) on the embedded defaults: no Redis, one process.
-run: $(RUN_STAMP)
+run: $(RUN_STAMP) $(BUNDLE)
 	$(VENV)/bin/tether start --config examples/login_timeout/tether.toml
 
-test: system-deps $(STAMP) $(JS_STAMP)
+test: system-deps $(STAMP) $(JS_STAMP) $(BUNDLE)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 style: $(STAMP)

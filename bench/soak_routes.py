@@ -1,5 +1,6 @@
 """Routes of the soak server (bench/soak.py): echo, rooms, users, and a ``stats`` probe of the server."""
 
+import os
 from typing import Any
 
 from tether import websocket
@@ -34,6 +35,7 @@ def stats(socket: Any) -> dict[str, Any]:
     server = socket.server
     ns = server.namespaces["/"]
     return {
+        "pid": os.getpid(),
         "clients": len(server.clients),
         "sockets": server.state.sockets,
         "rooms": len(ns.rooms.all_rooms()),

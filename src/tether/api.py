@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .cluster.wire import RESERVED_EVENTS, SessionCommand, user_room
+from .errors import RemoteProtocolError
+from .protocol.socketio import check_depth
 
 if TYPE_CHECKING:
     from .handler import Request
@@ -86,6 +88,10 @@ class HttpApi:
             raise _Refused(_error(400, f"body is not valid JSON: {exc}")) from None
         if not isinstance(obj, dict):
             raise _Refused(_error(400, "body must be a JSON object"))
+        try:
+            check_depth(body, obj, self.server.config.limits.max_depth)
+        except RemoteProtocolError as exc:
+            raise _Refused(_error(400, f"{exc} ([limits] max_depth)")) from None
         return obj
 
     # -- routes ---------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,7 +23,9 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
+    "AdminConfig",
     "ApiConfig",
+    "AppConfig",
     "Config",
     "LimitsConfig",
     "MetricsConfig",
@@ -110,6 +113,11 @@ class WebSocketConfig:
     """Origins allowed to connect; empty: same origin only; ``"*"``: any. No Origin header: allowed."""
     cors_credentials: bool = True
     """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling)."""
+    serve_client: bool = True
+    """Serve the official client at ``<path>socket.io.js`` (``.min.js``, ``.esm.min.js``, maps), as node's
+    ``serveClient``; installed by ``python -m tether.client_bundle install``."""
+    client_dir: str = ""
+    """Folder of the client files (an npm ``socket.io-client/dist``); empty: the copy installed in Tether."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +137,9 @@ class LimitsConfig:
     rate_disconnect_after: int = 50
     """Events refused (over the rate) before the bucket is full again, past which the client is
     disconnected."""
+    max_depth: int = 32
+    """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
+    a protocol error. At most 254, the deepest orjson writes back."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -206,6 +217,49 @@ class MetricsConfig:
     does not serve metrics at all. Never logged."""
 
 
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    enabled: bool = False
+    """True as soon as the ``[admin]`` section is present: serve the Socket.IO admin UI's namespace."""
+    namespace: str = "/admin"
+    """The namespace the admin UI connects to (its "Advanced options"; the reference's ``namespaceName``)."""
+    auth: bool = True
+    """Ask the UI for ``username`` and ``password``; false lets anyone who can connect in (as the
+    reference's ``auth: false``: a trusted network only)."""
+    username: str = "admin"
+    """The user name the UI must send."""
+    password: str = ""
+    """bcrypt hash of the password (``$2b$...``), as the reference server's ``auth.password`` (how to make
+    one: docs/admin-ui.md). Never logged."""
+    read_only: bool = False
+    """Refuse the UI's commands (join, leave, disconnect, emit): it only watches."""
+    mode: str = "development"
+    """``development``: every socket, room and event is reported; ``production``: server stats only."""
+    server_id: str = ""
+    """How this process is named in the UI; empty: ``hostname#pid``."""
+    stats_interval: float = 2.0
+    """Seconds between two ``server_stats`` reports of each process."""
+    session_ttl: float = 86_400.0
+    """Seconds the UI may reconnect with the session id it got at log-in, without the password."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    asgi: str = ""
+    """``module:attr`` of an ASGI 3 application served on the same port for every path that is not
+    Tether's (``tether start --app``); empty: none. Imported in every worker, next to the config file."""
+    lifespan: str = "auto"
+    """The app's ASGI lifespan: ``auto`` (run it if the app supports it), ``on`` (a failure stops the
+    worker), ``off``; uvicorn's ``--lifespan``."""
+    root_path: str = ""
+    """ASGI ``root_path`` when the app is mounted below a proxy prefix; uvicorn's ``--root-path``."""
+    access_log: bool = False
+    """Log every app request at INFO (``uvicorn.access``)."""
+    proxy_headers: bool = False
+    """Trust ``X-Forwarded-For``/``-Proto`` from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1), as uvicorn's
+    ``--proxy-headers``."""
+
+
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
@@ -215,9 +269,11 @@ _SECTIONS: dict[str, type[Any]] = {
     "redis": RedisConfig,
     "api": ApiConfig,
     "metrics": MetricsConfig,
+    "admin": AdminConfig,
+    "app": AppConfig,
 }
 
-_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("metrics", "key")}
+_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +291,8 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    app: AppConfig = field(default_factory=AppConfig)
     source: str = "<defaults>"
     """The config file in use, or ``<defaults>``."""
     base_dir: str = "."
@@ -274,8 +332,9 @@ class Config:
                 if not isinstance(values, dict):
                     raise ConfigError(source, section, "must be a table")
                 raw.setdefault(section, {}).update(values)
-            if "session" in data:
-                raw["session"].setdefault("enabled", True)
+            for present in ("session", "admin"):
+                if present in data:
+                    raw[present].setdefault("enabled", True)
         env = os.environ if env is None else env
         for name, value in env.items():
             if not name.startswith("TETHER_") or name.startswith("TETHER_TESTS_"):
@@ -357,6 +416,8 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if not 1 <= self.limits.max_depth <= 254:
+            raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
             raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
         if self.server.net not in ("uvloop", "aiofastnet"):
@@ -381,8 +442,38 @@ class Config:
                 raise ConfigError(src, "metrics.listen", str(exc)) from None
         if not self.metrics.path.startswith("/"):
             raise ConfigError(src, "metrics.path", "must start with '/'")
+        self._validate_admin()
+        if self.app.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
+        if self.app.asgi and ":" not in self.app.asgi:
+            raise ConfigError(src, "app.asgi", "must be 'module:attr'")
         if bool(self.server.tls_cert) != bool(self.server.tls_key):
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
+
+    def _validate_admin(self) -> None:
+        src = self.source
+        admin = self.admin
+        if not admin.namespace.startswith("/") or admin.namespace == "/":
+            raise ConfigError(src, "admin.namespace", "must start with '/' and not be the main namespace '/'")
+        if admin.mode not in ("development", "production"):
+            raise ConfigError(src, "admin.mode", "must be 'development' or 'production'")
+        if admin.stats_interval <= 0 or admin.session_ttl <= 0:
+            raise ConfigError(src, "admin", "stats_interval and session_ttl must be > 0")
+        if admin.enabled and admin.auth:
+            if not admin.password:
+                raise ConfigError(
+                    src,
+                    "admin.password",
+                    "[admin] needs a bcrypt password hash (or auth = false, trusted networks)",
+                )
+            if not _BCRYPT_HASH.fullmatch(admin.password):
+                # Not quoted: the value is a secret (and maybe a plain password typed by mistake).
+                raise ConfigError(
+                    src, "admin.password", "must be a bcrypt hash ($2b$<cost>$..., 60 characters)"
+                )
+
+
+_BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
 
 
 def parse_listen(value: str) -> tuple[str, int]:

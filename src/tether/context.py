@@ -173,6 +173,8 @@ class Socket:
                 server.state.count_out(event, 1)
             for hook in server.emit_hooks:
                 hook(self.namespace, event, 1)
+            for outgoing in server.outgoing_hooks:
+                outgoing(self.namespace, event, args, (self.sid,), ())
             return SENT
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -189,6 +191,8 @@ class Socket:
             self._pending.extend(packets)
         else:
             self.client.send(packets)
+        for outgoing in self.server.outgoing_hooks:
+            outgoing(self.namespace, event, args, (self.sid,), ())
         return future
 
     def send(self, *args: Any) -> Awaitable[Any]:

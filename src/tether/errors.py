@@ -13,6 +13,7 @@
       Reject(data)                   raised by a ``connect`` handler to refuse a client
       ClusterError(adapter)          the cross-worker or cross-host bus failed
       ConfigError(file, key, reason) a bad config value (also a ValueError)
+      AppStartupError(app)           the mounted ASGI application's lifespan startup failed
       InvalidToken(reason)           a session token that is forged, malformed or refused by the validator
         TokenExpired(reason)         a session token past its expiry
 
@@ -26,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "AckTimeout",
+    "AppStartupError",
     "ClusterError",
     "ConfigError",
     "ConnectionClosed",
@@ -126,6 +128,15 @@ class ConfigError(TetherError, ValueError):
         self.key = key
         self.reason = reason
         super().__init__(f"{source}: {key}: {reason}")
+
+
+class AppStartupError(TetherError):
+    """The mounted ASGI application's lifespan startup failed (``lifespan.startup.failed`` or an exception;
+    uvicorn's log says which): the process does not serve."""
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        super().__init__(f"the ASGI application {app} failed its lifespan startup")
 
 
 class InvalidToken(TetherError):

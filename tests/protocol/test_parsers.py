@@ -197,3 +197,25 @@ def test_base_parser_is_abstract() -> None:
         Parser.encode_event("/", "x", ())
     with pytest.raises(NotImplementedError):
         Parser.encode_ack("/", 1, ())
+
+
+@pytest.mark.parametrize("parser_cls", [SocketIOParser, JsonParser])
+def test_parsers_bound_nesting_at_max_depth(parser_cls: type[Parser]) -> None:
+    parser = parser_cls()
+    parser.max_depth = 4
+    if parser_cls is SocketIOParser:
+        fast, slow = '2["e",[[["x"]]]]', '2/a,["e",[[["x"]]]]'  # 4 deep: accepted
+        for message in (fast, slow):
+            assert parser.decode(message)
+        for message in ('2["e",[[[["x"]]]]]', '2/a,["e",[[[["x"]]]]]', '21["e",{"a":{"b":{"c":[]}}}]'):
+            with pytest.raises(RemoteProtocolError, match="deeper than 4 levels"):
+                parser.decode(message)
+        # A placeholder inside the bound is reconstructed; one past it never waits for its attachment.
+        assert parser.decode('51-["e",[[{"_placeholder":true,"num":0}]]]') == []
+        assert parser.decode(b"\x01") == [Event("/", "e", [[[b"\x01"]]])]
+        with pytest.raises(RemoteProtocolError, match="deeper than 4 levels"):
+            parser.decode('51-["e",[[[{"_placeholder":true,"num":0}]]]]')
+    else:
+        assert parser.decode('{"event":"e","data":[[["x"]]]}')  # object, array x3: 4 deep
+        with pytest.raises(RemoteProtocolError, match="deeper than 4 levels"):
+            parser.decode('{"event":"e","data":[[[["x"]]]]}')

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from tether.errors import LocalProtocolError, RemoteProtocolError
 from tether.protocol.engineio import Binary
 from tether.protocol.socketio import (
     MAX_ATTACHMENTS,
+    MAX_DEPTH,
     Packet,
     PacketType,
+    check_depth,
     check_size,
     deconstruct,
     encode_event,
+    nesting_exceeds,
     reconstruct,
 )
 
@@ -212,3 +216,51 @@ def test_check_size() -> None:
     check_size(10, 10)
     with pytest.raises(RemoteProtocolError, match="payload of 11 bytes exceeds max_payload=10"):
         check_size(11, 10)
+
+
+def nested(depth: int, leaf: Any = 1) -> Any:
+    """``depth`` levels of arrays around ``leaf``; objects on odd levels so that both kinds count."""
+    value = leaf
+    for level in range(depth):
+        value = {"k": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5, 31, 32, 33, 64])
+def test_nesting_exceeds_at_the_bound_and_one_past(depth: int) -> None:
+    value = nested(depth)
+    assert nesting_exceeds(value, depth) is False
+    assert nesting_exceeds(value, depth - 1) is True
+    assert nesting_exceeds([1, "a", [], {}, value], depth + 1) is False
+    assert nesting_exceeds([1, "a", [], {}, value], depth) is True
+    assert nesting_exceeds("scalar", 0) is False
+
+
+def test_nesting_walk_is_iterative() -> None:
+    # Far deeper than the recursion limit: the check itself must not be what raises.
+    assert nesting_exceeds(nested(5000), 254) is True
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, MAX_DEPTH + 1])
+def test_packet_decode_bounds_depth(depth: int) -> None:
+    # The event array is level 1: ["e", <depth - 1 levels>] is depth levels deep.
+    text = "2" + orjson.dumps(["e", nested(depth - 1)]).decode()
+    if depth <= MAX_DEPTH:
+        assert Packet.decode(text).data == ["e", nested(depth - 1)]
+    else:
+        with pytest.raises(RemoteProtocolError, match=f"deeper than {MAX_DEPTH} levels"):
+            Packet.decode(text)
+    with pytest.raises(RemoteProtocolError, match="deeper than 3 levels"):
+        Packet.decode('3/a,1[[[["x"]]]]', max_depth=3)
+    assert Packet.decode('3/a,1[[["x"]]]', max_depth=3).data == [[["x"]]]
+
+
+def test_check_depth_counts_brackets_before_walking() -> None:
+    # Brackets inside strings make the cheap count overestimate; the walk then decides.
+    text = '["' + "[" * 100 + '"]'
+    check_depth(text, orjson.loads(text), 2)
+    check_depth(text.encode(), orjson.loads(text), 2)
+    with pytest.raises(RemoteProtocolError):
+        check_depth("[[[]]]", [[[]]], 2)
+    with pytest.raises(RemoteProtocolError):
+        check_depth(b"[[[]]]", [[[]]], 2)

@@ -195,6 +195,8 @@ class HubAdapter(Adapter):
         self.wid = wid
         self.mixed_parsers = False
         """Set by the master when workers use different parsers: frames then carry the arguments."""
+        self.carry_args = False
+        """Set by a feature that needs the arguments of relayed emits (the admin UI's ``event_sent``)."""
         self.remote_users: dict[tuple[str, str], set[int]] = {}
         """``(namespace, user room)`` -> ids of the *other* workers that have a socket in it."""
         self.published = 0
@@ -205,7 +207,7 @@ class HubAdapter(Adapter):
         assert self.server is not None
         parser = self.server.parser_cls.name
         try:
-            data = encode_broadcast(message, packets, parser, self.mixed_parsers)
+            data = encode_broadcast(message, packets, parser, self.mixed_parsers or self.carry_args)
         except TypeError as exc:
             # Only reachable with mixed parsers: the other workers' clients cannot get this emit.
             self.dropped += 1
@@ -263,6 +265,8 @@ class HubAdapter(Adapter):
         n = server.deliver_local(message.namespace, packets, message.rooms, message.except_rooms)
         for hook in server.emit_hooks:
             hook(message.namespace, message.event, n)
+        for outgoing in server.outgoing_hooks:
+            outgoing(message.namespace, message.event, message.args, message.rooms, message.except_rooms)
         return n
 
     def receive_presence(self, raw: bytes) -> None:

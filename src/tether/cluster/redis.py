@@ -356,6 +356,8 @@ class RedisAdapter(Adapter):
             log.debug("< %s from %s to %s", message.event, message.uid, message.rooms or "all")
         packets = server.parser_cls.encode_event(namespace, message.event, message.args)
         server.deliver_local(namespace, packets, message.rooms, message.except_rooms)
+        for outgoing in server.outgoing_hooks:
+            outgoing(namespace, message.event, message.args, message.rooms, message.except_rooms)
 
     def _on_session(self, data: bytes) -> None:
         command = decode_session_command(data)

@@ -47,6 +47,7 @@ _FLAG_KEYS = (
     ("control_socket", "server", "control_socket"),
     ("stop_timeout", "server", "stop_timeout"),
     ("routes", "websocket", "route_file"),
+    ("app", "app", "asgi"),
 )
 
 
@@ -80,6 +81,9 @@ def add_subcommands(sub: Any) -> None:
         "--workers", "-w", type=int, help="worker processes; 0: one per core (env TETHER_SERVER_WORKERS)"
     )
     start.add_argument("--routes", help="route file (env TETHER_WEBSOCKET_ROUTE_FILE)")
+    start.add_argument(
+        "--app", help="module:attr of an ASGI app served on the same port (env TETHER_APP_ASGI)"
+    )
     start.add_argument("--log-level", help="debug, info, warning (env TETHER_SERVER_LOG_LEVEL)")
     start.add_argument("--log-file", help="log file of a daemon (env TETHER_SERVER_LOG_FILE)")
     start.add_argument(

@@ -34,6 +34,10 @@ class Parser:
     requires_connect: ClassVar[bool] = False
     """True: the client sends CONNECT per namespace. False: it is connected to ``/`` when it opens."""
     supports_namespaces: ClassVar[bool] = False
+    max_depth: int = sio.MAX_DEPTH
+    """Deepest nesting of arrays and objects a message may hold; the server sets it on each instance from
+    ``[limits] max_depth``. A decoder that builds nested values refuses deeper ones with
+    :class:`RemoteProtocolError` (see :func:`tether.protocol.socketio.check_depth`)."""
 
     def decode(self, message: str | bytes) -> list[ClientEvent]:
         """Events in one Engine.IO MESSAGE's data (``str`` text, ``bytes`` binary).
@@ -74,9 +78,10 @@ class SocketIOParser(Parser):
     requires_connect = True
     supports_namespaces = True
 
-    __slots__ = ("_attachments", "_pending")
+    __slots__ = ("_attachments", "_pending", "max_depth")
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = sio.MAX_DEPTH) -> None:
+        self.max_depth = max_depth
         self._pending: sio.Packet | None = None
         self._attachments: list[bytes] = _NO_ATTACHMENTS
 
@@ -102,8 +107,9 @@ class SocketIOParser(Parser):
                 raise RemoteProtocolError(f"invalid JSON in Socket.IO packet: {exc}") from exc
             if type(data) is not list or not data or type(data[0]) is not str:
                 raise RemoteProtocolError("EVENT payload must be an array starting with the event name")
+            sio.check_depth(message, data, self.max_depth)
             return [Event("/", data[0], data[1:])]
-        packet = sio.Packet.decode(message)
+        packet = sio.Packet.decode(message, self.max_depth)
         if packet.attachments:
             self._pending = packet
             self._attachments = []
@@ -155,7 +161,10 @@ class SocketIOParser(Parser):
 class JsonParser(Parser):
     name = "json"
 
-    __slots__ = ()
+    __slots__ = ("max_depth",)
+
+    def __init__(self, max_depth: int = sio.MAX_DEPTH) -> None:
+        self.max_depth = max_depth
 
     def decode(self, message: str | bytes) -> list[ClientEvent]:
         if isinstance(message, bytes):
@@ -164,6 +173,7 @@ class JsonParser(Parser):
             obj = orjson.loads(message)
         except orjson.JSONDecodeError as exc:
             raise RemoteProtocolError(f"invalid JSON: {exc}") from exc
+        sio.check_depth(message, obj, self.max_depth)
         if not isinstance(obj, dict):
             raise RemoteProtocolError('expected an object {"event": ..., "data": ...}')
         ack = obj.get("ack")

@@ -33,8 +33,10 @@ from ..errors import LocalProtocolError, PayloadTooBig, RemoteProtocolError
 from .engineio import Binary
 
 __all__ = [
+    "MAX_DEPTH",
     "Packet",
     "PacketType",
+    "check_depth",
     "deconstruct",
     "encode_event",
     "reconstruct",
@@ -42,6 +44,14 @@ __all__ = [
 
 MAX_ATTACHMENTS = 64
 """More binary attachments than this in one packet is refused as hostile."""
+
+MAX_DEPTH = 32
+"""Default bound on how deeply the arrays and objects of one packet may nest (``[limits] max_depth``).
+
+The event array itself is level 1, so ``42["e",{"a":[1]}]`` is 3 deep. Without a bound a client chooses
+how deep every walk over its data recurses: orjson reads 1024 levels, but Python's recursion limit (1000)
+stops :func:`reconstruct` before that and orjson writes at most 254 (an echo of deeper data fails).
+"""
 
 _MAX_ACK_ID = 2**53 - 1  # Number.MAX_SAFE_INTEGER: what a JS peer can represent
 
@@ -67,11 +77,17 @@ class Packet:
     attachments: int = 0
 
     @classmethod
-    def decode(cls, text: str) -> Packet:
+    def decode(cls, text: str, max_depth: int = MAX_DEPTH) -> Packet:
         """Decode the text part of a packet (the Engine.IO MESSAGE data).
 
+        Args:
+            text: the packet as received, without the Engine.IO type digit.
+            max_depth: deepest nesting of arrays and objects accepted in the JSON data (see
+                :data:`MAX_DEPTH`).
+
         Raises:
-            RemoteProtocolError: anything that is not a valid Socket.IO v5 packet, with the reason.
+            RemoteProtocolError: anything that is not a valid Socket.IO v5 packet, with the reason (data
+                nested deeper than ``max_depth`` included).
         """
         if not text:
             raise RemoteProtocolError("empty Socket.IO packet")
@@ -115,6 +131,7 @@ class Packet:
                 data = orjson.loads(text[i:])
             except orjson.JSONDecodeError as exc:
                 raise RemoteProtocolError(f"invalid JSON in Socket.IO packet: {exc}") from exc
+            check_depth(text, data, max_depth)
         packet = cls(ptype, namespace, data, ack_id, attachments)
         packet._validate()
         return packet
@@ -232,6 +249,43 @@ def reconstruct(data: Any, attachments: list[bytes]) -> Any:
     if len(used) != len(attachments):
         raise RemoteProtocolError("binary attachments without placeholders")
     return result
+
+
+def check_depth(raw: str | bytes, data: Any, max_depth: int) -> None:
+    """Refuse ``data`` (decoded from ``raw``) when its arrays and objects nest deeper than ``max_depth``.
+
+    Nesting is never deeper than the number of opening brackets in the text, which ``str.count`` finds at
+    C speed: the walk over the decoded value only runs for a message holding more brackets than the bound.
+    The walk is iterative, so the check itself cannot exhaust the stack.
+
+    Raises:
+        RemoteProtocolError: too deep, naming the bound.
+    """
+    if isinstance(raw, str):
+        if raw.count("[") + raw.count("{") <= max_depth:
+            return
+    elif raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return
+    if nesting_exceeds(data, max_depth):
+        raise RemoteProtocolError(f"data nested deeper than {max_depth} levels")
+
+
+def nesting_exceeds(value: Any, max_depth: int) -> bool:
+    """Whether the lists and dicts of ``value`` nest more than ``max_depth`` levels (a scalar is 0)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        if type(item) is dict:
+            item = item.values()
+        elif type(item) is not list:
+            continue
+        if depth > max_depth:
+            return True
+        for child in item:
+            if type(child) is list or type(child) is dict:
+                push((child, depth + 1))
+    return False
 
 
 def check_size(size: int, max_payload: int) -> None:

@@ -31,6 +31,7 @@ from .origins import origin_allowed
 from .websocket import adopt
 
 if TYPE_CHECKING:
+    from .app_door import AppDoor
     from .client import Client
     from .server import Server
 
@@ -64,6 +65,7 @@ class HttpProtocol(asyncio.Protocol):
         self._keep_alive = True
         self._timeout: asyncio.TimerHandle | None = None
         self._poll_client: Client | None = None
+        self._peek = b""  # the start of a request line, while an app is mounted (see app_door)
         self.handoff_allowed = True
         """False on a connection another worker handed over: it is never passed on again."""
 
@@ -103,6 +105,18 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
+        door = self.server.app_door
+        if door is not None and not self._in_request and not self._busy:
+            # An ASGI app is mounted: a request for a path not Tether's goes to it, connection and all.
+            if self._peek:
+                data, self._peek = self._peek + data, b""
+            path = door.request_path(data)
+            if path is None:
+                self._peek = data
+                return
+            if not door.owns(path):
+                self._to_app(door, data)
+                return
         if self._busy:
             # Only a held long-poll GET reads while busy (to notice a client that goes away); a request sent
             # before its response (pipelining) waits for it, and reading stops until then.
@@ -227,6 +241,16 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
 
+    def _to_app(self, door: AppDoor, data: bytes) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        self._closed = True
+        door.take(transport, data)
+
     # -- sessions of other workers --------------------------------------------------------------------
 
     def _foreign_upgrade(self, raw: bytes) -> bool:
@@ -293,13 +317,21 @@ class HttpProtocol(asyncio.Protocol):
         self._respond(status, headers, out)
 
     def _static(self, folder: Path, name: str) -> None:
+        """Serve ``folder/name``: 404 for anything outside the folder, a dotfile or dot-folder (``.env``,
+        ``.git/``), or a name the file system refuses (too long: ENAMETOOLONG); 400 for a NUL byte, which
+        no file name holds."""
+        if "\x00" in name:
+            self._respond(400, {"Content-Type": "text/plain"}, b"Bad Request")
+            return
         try:
+            if any(part.startswith(".") for part in name.split("/")):
+                raise FileNotFoundError(name)  # dotfiles are private by convention; "..": traversal
             root = folder.resolve()
             target = (root / name).resolve()
             if root not in target.parents and target != root:
-                raise FileNotFoundError(name)  # path traversal
+                raise FileNotFoundError(name)  # path traversal (a symlink pointing out)
             data = target.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        except OSError:  # not found, a folder, no permission, a name too long, ...
             self._respond(404, {"Content-Type": "text/plain"}, b"Not Found")
             return
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"

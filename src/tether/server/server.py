@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from types import CoroutineType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cluster import make_adapter
 from ..cluster.base import Adapter, BroadcastMessage
@@ -40,6 +40,9 @@ from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
 from .state import ServerState
 
+if TYPE_CHECKING:
+    from .app_door import AppDoor
+
 __all__ = ["Namespace", "Server", "run_server"]
 
 log = logging.getLogger("tether.server")
@@ -54,6 +57,15 @@ EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
 EmitHook = Callable[[str, str, int], None]
 """``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
+AcceptHook = Callable[[Socket], None]
+"""Called with a socket once its CONNECT was accepted (after the ``connect`` route)."""
+EventArgsHook = Callable[[Socket, str, list[Any]], None]
+"""``(socket, event, args)`` for every event a client sends, with its arguments (the admin UI)."""
+RoomHook = Callable[[Socket, str, bool], None]
+"""``(socket, room, joined)`` when a socket enters (True) or leaves (False) a named room."""
+OutgoingHook = Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]
+"""``(namespace, event, args, rooms, except_rooms)`` of an emit delivered in this process (a socket's
+own emit: ``rooms == (sid,)``); the admin UI's ``event_sent``."""
 HandlerHook = Callable[[str, str, float, bool], None]
 """``(namespace, event, seconds, ok)`` when an event handler finished."""
 ForeignSidHandler = Callable[[str, Any, bytes], bool]
@@ -97,6 +109,7 @@ class Server:
         handler: Handler | None = None,
         adapter: Adapter | None = None,
         parser: type[Parser] | None = None,
+        app: Any = None,
     ) -> None:
         self.config = config or Config.load()
         ws = self.config.websocket
@@ -118,6 +131,12 @@ class Server:
         self.event_hooks: list[EventHook] = []
         """Called ``(socket, event_name)`` for every event a client sends (activity, metrics)."""
         self.disconnect_hooks: list[DisconnectHook] = []
+        self.accept_hooks: list[AcceptHook] = []
+        self.event_args_hooks: list[EventArgsHook] = []
+        self.room_hooks: list[RoomHook] = []
+        self.outgoing_hooks: list[OutgoingHook] = []
+        """These four are for observers that need more than counts (the admin UI, :mod:`tether.admin`);
+        each is one empty-list check on its path when nothing is installed."""
         self.emit_hooks: list[EmitHook] = []
         """Called after every emit with how many local sockets it reached (metrics)."""
         self.handler_hooks: list[HandlerHook] = []
@@ -144,6 +163,13 @@ class Server:
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
+        self.app_door: AppDoor | None = None
+        """The mounted ASGI application (``app`` or ``[app] asgi``), served for every path not Tether's."""
+        app = app if app is not None else self.config.app.asgi
+        if app:
+            from .app_door import AppDoor  # uvicorn is imported only when an app is mounted
+
+            self.app_door = AppDoor(self, app)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -167,6 +193,8 @@ class Server:
             sock = socket_module.socket(socket_module.AF_INET6 if ":" in cfg.host else socket_module.AF_INET)
             sock.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_REUSEADDR, 1)
             sock.bind((cfg.host, cfg.port))
+        if self.app_door is not None:
+            await self.app_door.startup()  # the app's lifespan, before this process takes a connection
         sock.setblocking(False)
         self.sockets.append(sock)
         create_server = loop.create_server
@@ -224,6 +252,8 @@ class Server:
                 task.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.app_door is not None:
+            await self.app_door.shutdown(timeout)
         await self.adapter.stop()
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
@@ -272,6 +302,7 @@ class Server:
         """A new Engine.IO session for a handshake on ``transport``."""
         ws = self.config.websocket
         parser = self.parser_cls()
+        parser.max_depth = self.config.limits.max_depth
         conn = Connection(
             sid or new_sid(self.sid_prefix),
             parser,
@@ -369,6 +400,8 @@ class Server:
             return
         for hook in self.event_hooks:
             hook(sock, name)
+        for args_hook in self.event_args_hooks:
+            args_hook(sock, name, args)
         handler = self.router.get(namespace, name)
         timed = state.observe or self.handler_hooks
         if timed:
@@ -565,6 +598,11 @@ class Server:
         if pending:
             client.send(pending)
         self.state.sockets += 1
+        for hook in self.accept_hooks:
+            try:
+                hook(sock)
+            except Exception:
+                log.exception("! accept hook failed for %s", sock.sid)
 
     def enter_room(self, sock: Socket, room: str) -> None:
         """Put ``sock`` in ``room``.
@@ -581,12 +619,16 @@ class Server:
         rooms.join(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
             self.adapter.user_online_changed(sock.namespace, room, True)
+        for hook in self.room_hooks:
+            hook(sock, room, True)
 
     def leave_room(self, sock: Socket, room: str) -> None:
         rooms = sock._ns.rooms
         rooms.leave(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
             self.adapter.user_online_changed(sock.namespace, room, False)
+        for hook in self.room_hooks:
+            hook(sock, room, False)
 
     def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None:
         """Remove ``sock`` from its namespace; ``notify`` sends the client a DISCONNECT packet."""
@@ -740,6 +782,8 @@ class Server:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
         packets = self.parser_cls.encode_event(namespace, event, args)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
+        for outgoing in self.outgoing_hooks:
+            outgoing(namespace, event, args, rooms, except_rooms)
         if self.adapter.remote:
             self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
         if self.state.observe and n:
@@ -822,7 +866,7 @@ class Server:
         return len(self.clients)
 
 
-EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api")
+EXTENSIONS = ("tether.sessions", "tether.metrics", "tether.api", "tether.client_bundle", "tether.admin")
 """Feature modules wired into every server: each has ``install(server)``, which registers hooks and routes
 on the server and reads its own config section. Core modules never import them (metrics observe, they
 do not drive)."""

@@ -152,7 +152,14 @@ class WebSocketListener(WSListener):
                         data = _loads(memoryview(payload)[start:])
                     except JSONDecodeError:
                         data = None
-                    if type(data) is list and data and type(data[0]) is str:
+                    # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
+                    # a message with more than [limits] max_depth of them takes the general path.
+                    if (
+                        type(data) is list
+                        and data
+                        and type(data[0]) is str
+                        and payload.count(b"[") + payload.count(b"{") <= self.parser.max_depth
+                    ):
                         self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
                         return
             try:

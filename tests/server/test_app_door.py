@@ -1,0 +1,111 @@
+"""An ASGI application mounted on Tether's port (tether.server.app_door): uvicorn's protocol behind the front
+door, Tether's paths kept, connections handed both ways, the app's lifespan around the server's life."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import websockets
+
+from tests.apps import asgi_app
+from tests.apps.basic_routes import build_router
+from tests.conftest import make_config
+from tests.helpers import Recorder, scaled, within
+from tests.server.clients import TRANSPORTS, SioClient
+from tether import Server, run_server
+from tether.errors import AppStartupError
+from tether.server.app_door import request_path
+
+
+@pytest.fixture
+async def server(rec: Recorder) -> AsyncIterator[Server]:
+    asgi_app.EVENTS.clear()
+    config = make_config(app={"asgi": "tests.apps.asgi_app:app"})
+    srv = await run_server(config, build_router(rec))
+    try:
+        yield srv
+    finally:
+        await srv.shutdown(timeout=scaled(5))
+
+
+def test_request_path() -> None:
+    assert request_path(b"GET /a%20b?x=1 HTTP/1.1\r\n") == "/a b"
+    assert request_path(b"GET http://h:1/socket.io/?EIO=4 HTTP/1.1\r\n") == "/socket.io/"
+    assert request_path(b"GET /partial") is None
+    assert request_path(b"GET") is None
+    assert request_path(b"X" * 8192) == ""  # no request line in reach: whoever parses it answers 400
+
+
+async def test_http_json_in_streaming_out_and_tether_paths(server: Server) -> None:
+    assert asgi_app.EVENTS == ["startup"]  # before the server took a connection
+    connector = aiohttp.TCPConnector(limit=1)  # one connection: every request below reuses it
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async with http.post(server.url + "/echo", json={"a": [1, 2, 3]}) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["got"] == {"a": [1, 2, 3]}
+        async with http.get(server.url + "/stream") as resp:
+            assert resp.headers["transfer-encoding"] == "chunked"
+            assert "date" in resp.headers
+            assert await resp.text() == "part0\npart1\npart2\nend\n"
+        # Tether's own paths on the connection the app had: handed back to the front door.
+        async with http.get(server.url + "/socket.io/?EIO=4&transport=polling") as resp:
+            assert resp.status == 200
+            assert (await resp.text()).startswith("0{")
+        async with http.get(server.url + "/metrics") as resp:
+            assert resp.status == 200 and "tether_" in await resp.text()
+        async with http.get(server.url + "/tether/session.js") as resp:
+            assert resp.status == 200
+        async with http.get(server.url + "/") as resp:
+            assert (await resp.text()).startswith("app page / ")
+        async with http.get(server.url + "/socket.io/other") as resp:
+            assert (await resp.text()).startswith("app page /socket.io/other")
+
+
+async def test_pipelined_tether_request_waits_for_the_app_response(server: Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.1)  # the app is still answering when the next request arrives
+    writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await within(reader.read(), 10)
+    writer.close()
+    first, _, rest = data.partition(b"app page /slow")
+    assert b"HTTP/1.1 200" in first and b"HTTP/1.1 200" in rest and b'0{"sid"' in rest
+
+
+async def test_app_websocket_and_socketio_on_the_same_port(server: Server) -> None:
+    async with websockets.connect(server.url.replace("http", "ws") + "/app-ws") as ws:
+        await ws.send("hi")
+        assert await within(ws.recv()) == "app:hi"
+    for transport in ("websocket", "polling"):
+        client = await SioClient(TRANSPORTS[transport]).connect(server.url)
+        try:
+            await client.echo_works()
+        finally:
+            await client.close()
+
+
+async def test_lifespan_shutdown_on_stop() -> None:
+    asgi_app.EVENTS.clear()
+    srv = await run_server(make_config(app={"asgi": "tests.apps.asgi_app:app"}))
+    await srv.shutdown(timeout=scaled(5))
+    assert asgi_app.EVENTS == ["startup", "shutdown"]
+
+
+async def test_failed_startup_is_reported_and_nothing_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TETHER_TEST_LIFESPAN_FAIL", "1")
+    srv = Server(make_config(app={"asgi": "tests.apps.asgi_app:app", "lifespan": "on"}))
+    with pytest.raises(AppStartupError):
+        await srv.startup()
+    assert srv.sockets == []
+
+
+def test_bad_app_spec_is_a_config_error() -> None:
+    from tether.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"app\.asgi"):
+        Server(make_config(app={"asgi": "tests.apps.asgi_app:nothing"}))
+    with pytest.raises(ConfigError, match=r"app\.asgi"):
+        make_config(app={"asgi": "no_colon"})

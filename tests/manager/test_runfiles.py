@@ -7,7 +7,9 @@ creates, and every assertion checks they are unchanged.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from tether.manager.paths import RunPaths, instance_name
 from tether.manager.pidfile import AlreadyRunning, PidFile, running_pid
 from tether.manager.runfiles import UnsafeRunFile, check_folder, is_master, make_folder, open_run_file
 
-from .conftest import CONFIG, ROUTES, Instance, alive
+from .conftest import CONFIG, ROUTES, Instance, alive, timeout
 
 OTHER = 54321
 """The uid (and gid) of the second, unprivileged account."""
@@ -270,8 +272,34 @@ def test_two_instances_in_one_folder(app_folder: Path) -> None:
         for inst in instances:
             info = inst.infos(cli=True)
             assert info["pid"] == inst.master_pid() and info["config"] == str(inst.config)
+        listing = blue.cli("infos", "--all", check=True).stdout
+        lines = listing.splitlines()
+        assert lines[0].split() == ["PID", "LISTEN", "WORKERS", "CONN", "UPTIME", "CONFIG"]
+        assert len(lines) == 3, listing
+        for inst in instances:
+            assert re.search(rf"^{inst.master_pid()}\s+{inst.url}\s+1\s+0\s+.*{inst.config}$", listing, re.M)
+        # From another folder, without -c: where it looked, how to point, and what runs.
+        other_folder = app_folder / "elsewhere"
+        other_folder.mkdir()
+        elsewhere = subprocess.run(
+            [sys.executable, "-m", "tether", "infos"],
+            cwd=other_folder,
+            env=blue.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout(30),
+        )
+        assert elsewhere.returncode == 1
+        assert f"no live master holds {other_folder}/run/tether-9501.pid" in elsewhere.stderr
+        assert "no --config given and TETHER_CONFIG is not set" in elsewhere.stderr
+        assert "`-c FILE` (or TETHER_CONFIG=FILE)" in elsewhere.stderr
+        for inst in instances:
+            assert f"pid {inst.master_pid()}  {inst.url}  -c {inst.config}" in elsewhere.stderr
         proc = blue.cli("stop", check=True)
         assert f"tether stopped (pid {blue_pid})" in proc.stdout
+        entries = json.loads(green.cli("infos", "--all", "--json", check=True).stdout)
+        assert [e["pid"] for e in entries] == [green.master_pid()]
+        assert entries[0]["infos"]["listen"] == green.url
         assert green.infos(cli=True)["pid"] == green.master_pid()  # the other one still runs
         green.cli("stop", check=True)
     finally:

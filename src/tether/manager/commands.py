@@ -23,8 +23,9 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from . import registry
 from .control import ControlError, request
-from .infos import render_table
+from .infos import render_instances, render_table
 from .master import Launch, Master, worker_count
 from .paths import RunPaths, instance_name
 from .pidfile import AlreadyRunning, PidFile, describe, running_pid
@@ -126,6 +127,11 @@ def add_subcommands(sub: Any) -> None:
     )
     _add_config(infos)
     _add_paths(infos)
+    infos.add_argument(
+        "--all",
+        action="store_true",
+        help="every instance of this user on this host (from the per-user runtime folder)",
+    )
     infos.add_argument(
         "--json",
         action="store_true",
@@ -424,7 +430,7 @@ def _read_status(fd: int, timeout: float) -> str:
 
 
 def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
-    """Say where we looked and, when no config was named, how to point at an instance."""
+    """Say where we looked and, when no config was named, how to point at an instance (and which exist)."""
     _err(f"not running (no live master holds {paths.pid_file})")
     if _config_path(args) is None:
         _err(
@@ -432,6 +438,11 @@ def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
             f"{os.getcwd()} without a config file;\n  point at an instance with `-c FILE` "
             "(or TETHER_CONFIG=FILE)"
         )
+        live = registry.entries()
+        if live:
+            _err("  instances of this user (tether infos --all):")
+            for entry in live:
+                _err(f"    pid {entry['pid']}  {entry['listen']}  -c {entry['config']}")
     return 1
 
 
@@ -520,7 +531,29 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infos_all(args: argparse.Namespace) -> int:
+    """``tether infos --all``: one line per live instance of this user (or a JSON list)."""
+    folder = registry.runtime_dir()
+    rows: list[dict[str, Any]] = []
+    for entry in registry.entries():
+        try:
+            info = request(str(entry["control_socket"]), "infos", timeout=5)
+        except ControlError as exc:
+            info = {"ok": False, "error": str(exc)}
+        rows.append({**entry, "infos": info})
+    if args.json:
+        print(json.dumps(rows, indent=2), flush=True)
+        return 0
+    if not rows:
+        print(f"no tether instance of this user is running (looked in {folder})", flush=True)
+        return 0
+    print(render_instances(rows), flush=True)
+    return 0
+
+
 def cmd_infos(args: argparse.Namespace) -> int:
+    if args.all:
+        return cmd_infos_all(args)
     found = _client_paths(args)
     if found is None:
         return 1

@@ -41,6 +41,7 @@ from ..cluster.hub import BROADCAST, CONTROL, PRESENCE, SESSION, FrameReader, Hu
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..metrics import aggregate, render
+from . import registry
 from .control import ControlServer
 from .paths import RunPaths
 from .pidfile import PidFile
@@ -156,6 +157,7 @@ class Master:
         self._sigint = 0
         self.control = ControlServer(paths.control_socket, self._on_request)
         self._metrics_server: asyncio.Server | None = None
+        self._registered: str | None = None
 
     @property
     def port(self) -> int:
@@ -222,14 +224,25 @@ class Master:
             await self._cleanup()
             return 1
         log.info(
-            "tether %s master pid %d: %d workers on %s (config %s)",
+            "tether %s master pid %d: %s on %s (config %s)",
             __version__,
             os.getpid(),
-            len(self.slots),
+            "1 worker" if len(self.slots) == 1 else f"{len(self.slots)} workers",
             self.url,
             self.config.source,
         )
         self._ready(True, self.url)
+        self._registered = registry.register(
+            {
+                "pid": os.getpid(),
+                "config": self._config_name(),
+                "pid_file": self.paths.pid_file,
+                "control_socket": self.paths.control_socket,
+                "listen": self.url,
+                "metrics": self.metrics_url,
+                "started_at": self.started_at,
+            }
+        )
         sampler = loop.create_task(self._sample_forever())
         await self._done.wait()
         sampler.cancel()
@@ -243,7 +256,12 @@ class Master:
         if not ok:
             log.error("! %s", text)
 
+    def _config_name(self) -> str:
+        return os.path.abspath(self.config.source) if self.launch.config_path else self.config.source
+
     async def _cleanup(self) -> None:
+        if self._registered:
+            registry.unregister(os.getpid())
         await self.control.stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
@@ -578,7 +596,7 @@ class Master:
             "metrics": self.metrics_url,
             "host": self.sock.getsockname()[0],
             "port": self.port,
-            "config": os.path.abspath(self.config.source) if self.launch.config_path else self.config.source,
+            "config": self._config_name(),
             "pid_file": self.paths.pid_file,
             "log_file": self.paths.log_file if self.launch.daemon else None,
             "control_socket": self.paths.control_socket,

@@ -15,7 +15,7 @@ JS_STAMP := tests/js/node_modules/.installed
 # into the package (never committed). Without npm the step fails, says so, and Tether serves a 404 hint.
 BUNDLE := src/tether/static/client/socket.io.js
 
-.PHONY: run test style types cov bench soak system-deps clean
+.PHONY: run test style types cov bench bench-quick soak system-deps clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ system-deps:
 run: $(RUN_STAMP) $(BUNDLE)
 	$(VENV)/bin/tether start --config examples/login_timeout/tether.toml
 
+# The example apps, one command each: `make example-group_chat`, `make example-rooms`, `make example-whiteboard`
+# (any folder of examples/ with a tether.toml).
+example-%: $(RUN_STAMP) $(BUNDLE)
+	$(VENV)/bin/tether start --config examples/$*/tether.toml
+
 test: system-deps $(STAMP) $(JS_STAMP) $(BUNDLE)
 	$(PY) -m pytest -q -p no:cacheprovider
 
@@ -60,8 +65,13 @@ cov: system-deps $(STAMP) $(JS_STAMP)
 	$(PY) -m coverage run --branch --source=src/tether -m pytest -q
 	$(PY) -m coverage report -m
 
+# W1-W8 and the growth curves in one run (about 20 minutes on 2 cores); recorded in bench/RESULTS.md only
+# when the machine is quiet (load average < 0.5 at start and end). bench-quick: a few minutes, never recorded.
 bench: system-deps $(BENCH_STAMP)
 	$(PY) bench/run.py
+
+bench-quick: system-deps $(BENCH_STAMP)
+	$(PY) bench/run.py --quick
 
 soak: $(BENCH_STAMP)
 	$(PY) bench/soak.py

@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "LimitsConfig",
     "MetricsConfig",
+    "RecoveryConfig",
     "RedisConfig",
     "RoomConfig",
     "ServerConfig",
@@ -129,7 +130,10 @@ class LimitsConfig:
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
-    """Largest request line plus headers, in bytes (HTTP 431 past it)."""
+    """Largest request head in bytes as received: request line, header lines, blank line (HTTP 431
+    past it)."""
+    http_max_headers: int = 100
+    """Most header lines in one request (HTTP 431 past it); Apache's ``LimitRequestFields`` default."""
     event_rate: float = 0.0
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
@@ -190,6 +194,23 @@ class RedisConfig:
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
     """Longest wait in seconds between two attempts to reach Redis again."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    max_disconnection_duration: float = 0.0
+    """Seconds a disconnected socket's sid, rooms, data and missed packets are kept for the client to
+    recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
+    every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
+    skip_connect_handler: bool = True
+    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
+    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    max_session_bytes: int = 1_000_000
+    """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
+    max_buffer_bytes: int = 64 * 1024 * 1024
+    """Most bytes of recent packets kept per process (oldest dropped first); 0: bounded by time only."""
+    max_sessions: int = 100_000
+    """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +288,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "session": SessionConfig,
     "room": RoomConfig,
     "redis": RedisConfig,
+    "recovery": RecoveryConfig,
     "api": ApiConfig,
     "metrics": MetricsConfig,
     "admin": AdminConfig,
@@ -289,6 +311,7 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     room: RoomConfig = field(default_factory=RoomConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -442,6 +465,12 @@ class Config:
                 raise ConfigError(src, "metrics.listen", str(exc)) from None
         if not self.metrics.path.startswith("/"):
             raise ConfigError(src, "metrics.path", "must start with '/'")
+        rec = self.recovery
+        if rec.max_disconnection_duration < 0:
+            raise ConfigError(src, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
+        for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
+            if getattr(rec, key) < 0:
+                raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")

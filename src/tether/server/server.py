@@ -38,6 +38,7 @@ from ..router import Router, load_route_file
 from .client import Client
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
+from .recovery import Recovery
 from .state import ServerState
 
 if TYPE_CHECKING:
@@ -159,6 +160,10 @@ class Server:
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
+        self.recovery: Recovery | None = None
+        """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
+        if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
+            self.recovery = Recovery(self)
         self.adapter.attach(self)
         install_extensions(self)
         for setup in self.router.setups:
@@ -273,6 +278,8 @@ class Server:
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
+        if self.recovery is not None:
+            self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
         if action is Timer.PING:
@@ -520,7 +527,17 @@ class Server:
         ns = self.namespaces.get(name)
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
-        sock = Socket(new_sid(), ns, client, self)
+        recovery = self.recovery
+        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if restored is not None:
+            sock = self._recovered_socket(client, ns, restored)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
+        else:
+            sock = Socket(new_sid(), ns, client, self)
+            if recovery is not None:
+                sock.pid = recovery.new_pid()
         try:
             for hook in self.connect_hooks:
                 result = hook(sock, ev.auth)
@@ -552,6 +569,32 @@ class Server:
         )
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
+
+    def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
+        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+
+        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
+        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        """
+        saved = restored.session
+        sock = Socket(saved.sid, ns, client, self)
+        sock.pid = saved.pid
+        sock.recovered = True
+        sock._data = saved.data
+        sock.user_id = saved.user_id
+        sock.session_id = saved.session_id
+        rooms = ns.rooms
+        rooms.add(sock.sid, sock)
+        for room in saved.rooms:
+            if room != sock.sid:
+                rooms.join(sock.sid, room)
+                if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
+                    self.adapter.user_online_changed(sock.namespace, room, True)
+        if restored.packets:
+            client.send(restored.packets)
+        if self.debug:
+            log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
+        return sock
 
     def _connect_result(self, sock: Socket, result: Any, exc: BaseException | None, reply: bool) -> None:
         client = sock.client
@@ -591,13 +634,15 @@ class Server:
         client.conn.namespace_connected()
         if reply:
             # What the connect handler emitted waits in sock._pending: it goes right after this reply.
-            packets = client.parser.encode_connect(sock.namespace, sock.sid)
+            packets = client.parser.encode_connect(sock.namespace, sock.sid, sock.pid)
             if packets:
                 client.send(packets)
         pending, sock._pending = sock._pending, None
         if pending:
             client.send(pending)
         self.state.sockets += 1
+        if self.recovery is not None:
+            self.recovery.accepted(sock)
         for hook in self.accept_hooks:
             try:
                 hook(sock)
@@ -639,6 +684,8 @@ class Server:
             client.send(client.parser.encode_disconnect(sock.namespace))
         sock.connected = False
         client.sockets.pop(sock.namespace, None)
+        if self.recovery is not None:
+            self.recovery.socket_closed(sock, reason)  # before it leaves its rooms: they are kept
         rooms = sock._ns.rooms
         if self.adapter.remote:
             user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
@@ -780,7 +827,11 @@ class Server:
         except_rooms: tuple[str, ...] = (),
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
-        packets = self.parser_cls.encode_event(namespace, event, args)
+        recovery = self.recovery
+        if recovery is None:
+            packets = self.parser_cls.encode_event(namespace, event, args)
+        else:
+            packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
         for outgoing in self.outgoing_hooks:
             outgoing(namespace, event, args, rooms, except_rooms)

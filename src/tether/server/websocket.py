@@ -33,7 +33,7 @@ from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from .client import Client
-from .origins import origin_allowed
+from .origins import origin_allowed, warn_refused
 from .server import close_reason
 
 if TYPE_CHECKING:
@@ -326,6 +326,7 @@ def _listener_factory(server: Server, remote: str) -> Any:
         if not origin_allowed(
             headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
         ):
+            warn_refused(headers.get("origin", ""), path)
             return _bad(403, 4, "Origin not allowed")
         request = Request("GET", path, query, headers, remote)
         if path.rstrip("/") == cfg.ws_path.rstrip("/"):

@@ -37,8 +37,11 @@ def make_router() -> Router:
     return router
 
 
+KEY = "metrics-key-for-tests-0123456789abcdef"
+
+
 async def test_metrics_endpoint_counts_what_happened() -> None:
-    server = await run_server(Config().replace(server={"port": 0}), make_router())
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), make_router())
     client = socketio.AsyncClient(reconnection=False)
     try:
         await client.connect(server.url, transports=["websocket"])
@@ -49,7 +52,10 @@ async def test_metrics_endpoint_counts_what_happened() -> None:
         await client.emit("no-such-route")
         await client.call("shout", "hey")
         await client.call("echo", 2)
-        async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}) as resp,
+        ):
             assert resp.status == 200
             text = await resp.text()
     finally:

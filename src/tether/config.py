@@ -35,6 +35,7 @@ __all__ = [
     "ServerConfig",
     "SessionConfig",
     "WebSocketConfig",
+    "parse_listen",
 ]
 
 
@@ -47,18 +48,36 @@ class ServerConfig:
     workers: int = 0
     """Worker processes behind one port, started by ``tether start``; 0 (the default): one per CPU core.
     A server built in code (``run_server``) is one process whatever this says."""
-    pid_file: str = "run/tether.pid"
-    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance."""
-    log_file: str = "run/tether.log"
-    """Where a daemon (``start -d``) logs."""
-    control_socket: str = "run/tether.sock"
-    """Unix socket (mode 0600) the CLI uses to talk to the live master."""
+    pid_file: str = ""
+    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance. Empty: ``run/NAME.pid``
+    next to the config file, NAME being the config file's name without ``.toml`` (``tether-PORT`` without a
+    config file), so that two instances in one folder never share it. Its folder must be writable by this
+    user only."""
+    log_file: str = ""
+    """Where a daemon (``start -d``) logs. Empty: ``run/NAME.log`` (see ``pid_file``)."""
+    control_socket: str = ""
+    """Unix socket (mode 0600) the CLI uses to talk to the live master. Empty: ``run/NAME.sock`` (see
+    ``pid_file``)."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``."""
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
     worker_start_timeout: float = 30.0
     """Seconds a worker started by ``tether start``/``reload`` has to import the app and accept."""
+    stop_grace: float = 5.0
+    """Seconds after ``stop_timeout`` before the master kills workers that are still running."""
+    restart_backoff_min: float = 0.1
+    """Seconds before restarting a worker that died; doubles while it keeps dying within
+    ``restart_stable_after`` seconds of its start."""
+    restart_backoff_max: float = 10.0
+    """Longest wait in seconds before restarting a worker that keeps dying."""
+    restart_stable_after: float = 10.0
+    """A worker that ran this many seconds before dying is restarted after ``restart_backoff_min`` and its
+    failure count starts again."""
+    restart_max_failures: int = 10
+    """Deaths in a row, each within ``restart_stable_after`` of the worker's start, after which the master
+    stops restarting it, logs why and stops the instance with exit status 1 (a supervisor such as systemd
+    sees the failure); 0: restart forever. With the default backoff, 10 failures take about 33 s."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
     net: str = "uvloop"
@@ -210,9 +229,18 @@ class ApiConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
-    """Serve Prometheus metrics on the service port."""
+    """Count Prometheus metrics (served only where ``listen`` or ``key`` says; ``tether infos`` shows
+    the main counters either way)."""
     path: str = "/metrics"
-    """Where the metrics are served."""
+    """Where the metrics are served (on ``listen``, and on the service port when ``key`` is set)."""
+    listen: str = ""
+    """``host:port`` of a separate metrics listener run by ``tether start``'s master, off the public port
+    (e.g. ``127.0.0.1:9502``). Empty (the default): no listener; a fixed default port would make the
+    second instance on a host fail to start."""
+    key: str = ""
+    """Bearer key: when set, metrics are also served on the service port at ``path`` to requests with
+    ``Authorization: Bearer KEY`` (401 without it, 403 with another). Empty (the default): the service port
+    does not serve metrics at all. Never logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +300,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "app": AppConfig,
 }
 
-_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password")}
+_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +427,14 @@ class Config:
             raise ConfigError(src, "server.workers", "must be >= 0")
         if self.server.worker_start_timeout <= 0:
             raise ConfigError(src, "server.worker_start_timeout", "must be > 0")
+        if self.server.stop_grace < 0 or self.server.restart_stable_after < 0:
+            raise ConfigError(src, "server.stop_grace", "stop_grace and restart_stable_after must be >= 0")
+        if not 0 < self.server.restart_backoff_min <= self.server.restart_backoff_max:
+            raise ConfigError(
+                src, "server.restart_backoff_min", "must be > 0 and <= server.restart_backoff_max"
+            )
+        if self.server.restart_max_failures < 0:
+            raise ConfigError(src, "server.restart_max_failures", "must be >= 0")
         for key in ("ping_interval", "ping_timeout", "connect_timeout"):
             if getattr(ws, key) <= 0:
                 raise ConfigError(src, f"websocket.{key}", "must be > 0")
@@ -431,6 +467,13 @@ class Config:
             raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
+        if self.metrics.listen:
+            try:
+                parse_listen(self.metrics.listen)
+            except ValueError as exc:
+                raise ConfigError(src, "metrics.listen", str(exc)) from None
+        if not self.metrics.path.startswith("/"):
+            raise ConfigError(src, "metrics.path", "must start with '/'")
         rec = self.recovery
         if rec.max_disconnection_duration < 0:
             raise ConfigError(src, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
@@ -469,6 +512,19 @@ class Config:
 
 
 _BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``("127.0.0.1", 9502)`` for ``127.0.0.1:9502``; ``[::1]:9502`` for IPv6 (``[metrics] listen``).
+
+    Raises:
+        ValueError: not ``host:port`` with a port from 0 to 65535.
+    """
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9502)")
+    return host, int(port)
 
 
 def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:

@@ -167,9 +167,12 @@ class Socket:
         "_data",
         "_ns",
         "_pending",
+        "_recovery_base",
         "client",
         "connected",
         "namespace",
+        "pid",
+        "recovered",
         "server",
         "session_id",
         "sid",
@@ -190,6 +193,12 @@ class Socket:
         self._acks: dict[int, asyncio.Future[Any]] | None = None
         self._pending: list[bytes] | None = None
         """Packets emitted while the ``connect`` handler runs: sent right after the CONNECT reply."""
+        self.pid: str | None = None
+        """Private id of connection state recovery (``[recovery]``); None when recovery is off."""
+        self.recovered = False
+        """True when this socket is a recovered one: same sid, rooms and ``data``, missed packets replayed
+        (Socket.IO 4.6 connection state recovery; see docs/recovery.md)."""
+        self._recovery_base = 0
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"
@@ -224,7 +233,12 @@ class Socket:
         if not self.connected:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
-            packets = self.client.parser.encode_event(self.namespace, event, args)
+            recovery = self.server.recovery
+            if recovery is None:
+                packets = self.client.parser.encode_event(self.namespace, event, args)
+            else:
+                # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
+                packets = recovery.encode(self.namespace, event, args, (self.sid,), ())
             if self._pending is not None:
                 self._pending.extend(packets)
             else:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
-from tests.e2e.test_demo_browser import CHROMIUM, CHROMIUM_ARGS, FACTOR
+from tests.browser import launch_chromium
+from tests.e2e.test_demo_browser import FACTOR
 from tether import Config, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,17 +22,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: apt-get install chromium"
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launch_chromium() as browser:
+        yield browser
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    # Not tests/browser.py's new_page: the origin test needs "localhost" as well as 127.0.0.1.
     context = await browser.new_context()
     try:
         yield context
@@ -78,5 +75,51 @@ async def test_socketio_chat_page_with_the_served_client(context: BrowserContext
         await bob.close()
         await ann.wait_for_selector(".log:has-text('bob left')", timeout=5000 * FACTOR)
         assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+    finally:
+        await server.shutdown(timeout=2)
+
+
+REFUSED_PAGE = """<!doctype html><html lang="en"><head><title>refused</title></head><body>
+<script src="/socket.io/socket.io.js"></script>
+<script src="/tether/session.js"></script>
+<script>
+  window.errors = [];
+  const params = new URLSearchParams(location.search);
+  Tether.session({
+    token: "any", url: params.get("url"), transport: params.get("transport"), activityInterval: 30,
+    ioOptions: { reconnectionDelay: 100 }, onError: (e) => window.errors.push(e),
+  });
+</script></body></html>
+"""
+
+
+@pytest.mark.parametrize("transport", ["websocket", "socket.io"])
+async def test_session_js_reports_a_refused_origin(
+    context: BrowserContext, tmp_path: Path, transport: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "refused.html").write_text(REFUSED_PAGE)
+    config = Config.load(
+        None,
+        env={},
+        overrides={
+            "server": {"port": 0, "static_dir": str(tmp_path)},
+            "websocket": {"client_dir": str(NPM_CLIENT_DIST)},
+        },
+    )
+    server = await run_server(config)
+    try:
+        # The page comes from 127.0.0.1, Tether is addressed as localhost: another origin, refused by the
+        # default (same origin only).
+        other = f"http://localhost:{server.port}"
+        page = await open_page(context, f"{server.url}/refused.html?url={other}&transport={transport}")
+        await page.wait_for_function("window.errors.length > 0", timeout=5000 * FACTOR)
+        await page.wait_for_timeout(500)  # retries go on; the error is reported once
+        errors = await page.evaluate("window.errors")
+        assert len(errors) == 1
+        assert errors[0]["code"] == "origin"
+        assert "[websocket] allowed_origins" in errors[0]["message"] and server.url in errors[0]["message"]
+        warnings = [r.getMessage() for r in caplog.records if r.name == "tether.origins"]
+        assert any(repr(server.url) in w for w in warnings)
+        await page.close()
     finally:
         await server.shutdown(timeout=2)

@@ -5,6 +5,7 @@ Requests without an Origin header (non-browser clients) are always allowed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -16,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from tests.conftest import ServerFactory
 from tests.helpers import scaled
 from tether import Server
-from tether.server.origins import origin_allowed
+from tether.server.origins import WARN_INTERVAL, origin_allowed, warn_refused
 
 ALLOWED = "https://app.example"
 EVIL = "https://evil.example"
@@ -161,3 +162,33 @@ async def test_error_responses_carry_cors_headers(server: Server, http: aiohttp.
         assert r.status == 400
         assert r.headers["Access-Control-Allow-Origin"] == origin
         assert await r.json() == {"code": 1, "message": "Session ID unknown"}
+
+
+def test_refusal_warning_at_most_once_a_minute_per_origin(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="tether.origins"):
+        assert warn_refused("https://a.example", "/socket.io/", now=1000.0)
+        assert not warn_refused("https://a.example", "/socket.io/", now=1000.0 + WARN_INTERVAL - 0.01)
+        assert warn_refused("https://b.example", "/ws", now=1000.0 + 1)
+        assert warn_refused("https://a.example", "/socket.io/", now=1000.0 + WARN_INTERVAL)
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert "'https://a.example'" in messages[0] and "'/socket.io/'" in messages[0]
+    assert "[websocket] allowed_origins" in messages[0] and "TETHER_WEBSOCKET_ALLOWED_ORIGINS" in messages[0]
+    # A forged line break in the Origin stays on one line.
+    with caplog.at_level(logging.WARNING, logger="tether.origins"):
+        warn_refused("https://x\n2026 INFO fake", "/ws", now=5000.0)
+    assert "\n" not in caplog.records[-1].getMessage()
+
+
+async def test_refusals_are_logged_for_polling_and_websocket(
+    server: Server, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    origin = f"https://refused-{server.port}.example"  # unique: the rate limit is per process
+    with caplog.at_level(logging.WARNING, logger="tether.origins"):
+        assert (await handshake(http, server, origin))[0] == 403
+        assert (await handshake(http, server, origin))[0] == 403
+        assert await ws_status(server, origin) == 403
+        assert await ws_status(server, origin + ".ws", "/ws?token=secret") == 403
+    messages = [r.getMessage() for r in caplog.records if r.name == "tether.origins"]
+    assert len(messages) == 2  # once for the first origin (polling and WebSocket), once for the other
+    assert "'/socket.io/'" in messages[0] and "'/ws'" in messages[1]

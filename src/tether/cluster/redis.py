@@ -42,7 +42,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..errors import ClusterError, ConfigError, TetherError
 from .base import BroadcastMessage
-from .requests import Gather, RequestingAdapter, info_from_json, info_json
+from .requests import Gather, RequestingAdapter
 from .wire import (
     SESSION_CHANNEL,
     Channels,
@@ -57,8 +57,6 @@ from .wire import (
     encode_msgpack,
     encode_session_command,
 )
-
-_info_json, _info_from_json = info_json, info_from_json  # the names this module exported before
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -40,6 +40,7 @@ from .client import Client
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
 from .leader import Leadership
+from .recovery import Recovery
 from .sid_api import SidApi
 from .state import ServerState
 
@@ -75,6 +76,9 @@ ForeignSidHandler = Callable[[str, Any, bytes], bool]
 """``(sid, transport, request bytes)`` -> True when it took the connection (another worker owns ``sid``)."""
 
 USER_ROOM_PREFIX = "user:"
+
+UNROUTED = "_unrouted"
+"""The one metrics label of every event name without a route of its own (a catch-all's included)."""
 
 
 def close_reason(text: str) -> bytes:
@@ -162,6 +166,7 @@ class Server(SidApi):
         self._per_ip: dict[str, int] = {}
         self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
+        self._max_name_length = self.config.limits.max_name_length
         self._closed_polls: dict[str, tuple[Client, float]] = {}
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
@@ -172,6 +177,10 @@ class Server(SidApi):
         self.block_watch = BlockWatch(handlers.block_warning)
         self._block_warning = handlers.block_warning
         self._background: set[asyncio.Task[Any]] = set()
+        self.recovery: Recovery | None = None
+        """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
+        if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
+            self.recovery = Recovery(self)
         self.adapter.attach(self)
         self.leadership = Leadership(self)
         for namespace_handler in self.router.namespace_handlers:
@@ -292,6 +301,8 @@ class Server(SidApi):
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
+        if self.recovery is not None:
+            self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
         if action is Timer.PING:
@@ -410,6 +421,9 @@ class Server(SidApi):
         """
         state = self.state
         state.events_in += 1
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "event name")
+            return
         if self._event_rate and not self._within_rate(client, self._event_rate):
             return
         sock = client.sockets.get(namespace)
@@ -425,7 +439,8 @@ class Server(SidApi):
         timed = state.observe or self.handler_hooks
         if timed:
             if state.observe:
-                state.count_in(name)
+                # A client chooses event names: only routed ones (chosen by the app) get a row of their own.
+                state.count_in(name if handler is not None else UNROUTED)
             started = perf_counter()
         else:
             started = 0.0
@@ -463,10 +478,20 @@ class Server(SidApi):
         if ack_id is not None:
             self._send_ack(sock, ack_id, result)
 
+    def _name_too_long(self, client: Client, what: str) -> None:
+        """A client sent a name longer than ``[limits] max_name_length``: a protocol error (close 1008)."""
+        self.state.protocol_errors += 1
+        limit = self._max_name_length
+        log.info("! %s protocol error from %s: %s over %d characters", client.sid, client.remote, what, limit)
+        self.close_client(
+            client, "parse error", send_close=True, ws_code=1008, ws_reason=f"{what} over {limit} characters"
+        )
+
     def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
         elapsed = perf_counter() - started
         if self.state.observe:
-            self.state.time_handler(name, elapsed, ok)
+            routed = self.router.get(namespace, name) is not None
+            self.state.time_handler(name if routed else UNROUTED, elapsed, ok)
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
@@ -562,13 +587,26 @@ class Server(SidApi):
         name = ev.namespace
         if name in client.sockets:
             return
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "namespace")
+            return
         if name != "/" and not self.router.has_namespace(name):
             client.send(parser.encode_connect_error(name, {"message": "Invalid namespace"}))
             return
         ns = self.namespaces.get(name)
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
-        sock = Socket(new_sid(), ns, client, self)
+        recovery = self.recovery
+        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if restored is not None:
+            sock = self._recovered_socket(client, ns, restored)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
+        else:
+            sock = Socket(new_sid(), ns, client, self)
+            if recovery is not None:
+                sock.pid = recovery.new_pid()
         try:
             for hook in self.connect_hooks:
                 result = hook(sock, ev.auth)
@@ -600,6 +638,32 @@ class Server(SidApi):
         )
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
+
+    def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
+        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+
+        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
+        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        """
+        saved = restored.session
+        sock = Socket(saved.sid, ns, client, self)
+        sock.pid = saved.pid
+        sock.recovered = True
+        sock._data = saved.data
+        sock.user_id = saved.user_id
+        sock.session_id = saved.session_id
+        rooms = ns.rooms
+        rooms.add(sock.sid, sock)
+        for room in saved.rooms:
+            if room != sock.sid:
+                rooms.join(sock.sid, room)
+                if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
+                    self.adapter.user_online_changed(sock.namespace, room, True)
+        if restored.packets:
+            client.send(restored.packets)
+        if self.debug:
+            log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
+        return sock
 
     def _connect_result(self, sock: Socket, result: Any, exc: BaseException | None, reply: bool) -> None:
         client = sock.client
@@ -639,13 +703,15 @@ class Server(SidApi):
         client.conn.namespace_connected()
         if reply:
             # What the connect handler emitted waits in sock._pending: it goes right after this reply.
-            packets = client.parser.encode_connect(sock.namespace, sock.sid)
+            packets = client.parser.encode_connect(sock.namespace, sock.sid, sock.pid)
             if packets:
                 client.send(packets)
         pending, sock._pending = sock._pending, None
         if pending:
             client.send(pending)
         self.state.sockets += 1
+        if self.recovery is not None:
+            self.recovery.accepted(sock)
         for hook in self.accept_hooks:
             try:
                 hook(sock)
@@ -659,6 +725,9 @@ class Server(SidApi):
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
         """
         limit = self.config.limits.max_rooms_per_socket
+        if len(room) > self._max_name_length:
+            limit = self._max_name_length
+            raise TetherError(f"room name of {len(room)} characters is over {limit} (limits.max_name_length)")
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)
@@ -688,6 +757,8 @@ class Server(SidApi):
             client.send(client.parser.encode_disconnect(sock.namespace))
         sock.connected = False
         client.sockets.pop(sock.namespace, None)
+        if self.recovery is not None:
+            self.recovery.socket_closed(sock, reason)  # before it leaves its rooms: they are kept
         rooms = sock._ns.rooms
         if self.adapter.remote:
             user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
@@ -829,7 +900,11 @@ class Server(SidApi):
         except_rooms: tuple[str, ...] = (),
     ) -> None:
         """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
-        packets = self.parser_cls.encode_event(namespace, event, args)
+        recovery = self.recovery
+        if recovery is None:
+            packets = self.parser_cls.encode_event(namespace, event, args)
+        else:
+            packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
         for outgoing in self.outgoing_hooks:
             outgoing(namespace, event, args, rooms, except_rooms)

@@ -157,7 +157,11 @@
       });
       socket.on("connect_error", function (err) {
         var data = err && err.data ? err.data : {};
-        self._connectError(data.code, err && err.message);
+        if (data.code === undefined && !self._connectedOnce) {
+          self._unreachable(err && err.message); // socket.io-client goes on retrying
+        } else {
+          self._connectError(data.code, err && err.message);
+        }
       });
       socket.on("disconnect", function (reason) {
         self._call("onDisconnect", reason);
@@ -174,6 +178,10 @@
         base + self.options.wsPath + "?token=" + encodeURIComponent(self.options.token)
       ));
       var serverClosed = false;
+      var opened = false;
+      ws.onopen = function () {
+        opened = true;
+      };
       ws.onmessage = function (e) {
         if (typeof e.data !== "string") return; // binary attachments are not used by sessions
         var type = e.data.substring(0, 2);
@@ -194,6 +202,7 @@
         if (self.socket !== ws) return;
         self._call("onDisconnect", e.reason || "transport close");
         if (serverClosed || self.state === "expired" || self.state === "ended" || self.state === "closed") return;
+        if (!opened && !self._connectedOnce) self._unreachable("WebSocket closed with code " + e.code);
         // Network trouble or a server restart: reconnect with backoff (the server refuses an expired session).
         self.state = "connecting";
         self._reconnectTimer = setTimeout(function () {
@@ -206,12 +215,34 @@
 
     _connected: function () {
       this.state = "active";
+      this._unreachableReported = false;
       this._backoff = 1000;
       var first = !this._connectedOnce;
       this._connectedOnce = true;
       this._call("onConnect", { first: first });
       // Loading a page is activity; reconnecting after a network blip is not.
       if (first) this._sendActivity();
+    },
+
+    // The browser hides why a connection was refused (a 403 on a WebSocket upgrade, a CORS failure on
+    // polling). Before the first connect, say what is most likely: from another origin, a refused Origin
+    // (the server logs it with the key to set); from the same origin, the server is not reachable.
+    // Once per attempt streak, not once per retry.
+    _unreachable: function (detail) {
+      if (this._unreachableReported) return;
+      this._unreachableReported = true;
+      var here = global.location.origin;
+      if (here !== this.url) {
+        this._call("onError", {
+          code: "origin",
+          message:
+            "Cannot connect to " + this.url + " from " + here + " (" + detail + "). If Tether is running, it " +
+            "refuses this origin: add " + here + ' to [websocket] allowed_origins (or "*") in tether.toml, ' +
+            "or TETHER_WEBSOCKET_ALLOWED_ORIGINS.",
+        });
+      } else {
+        this._call("onError", { code: "unreachable", message: "Cannot connect to " + this.url + " (" + detail + ")." });
+      }
     },
 
     _connectError: function (code, message) {

@@ -45,6 +45,10 @@ def app_router() -> Router:
         socket.data.update({"when": object(), 7: "int key"})  # not JSON: shown as best it can be
         return "ok"
 
+    @r.on("connect", namespace="/other")
+    def other(socket: Socket, auth: Any) -> None:
+        return None
+
     @r.on("shout")
     async def shout(socket: Socket, text: str) -> str:
         await socket.emit("heard", text)
@@ -345,6 +349,9 @@ async def test_join_leave_and_disconnect_commands(server: Server) -> None:
         await admin.wait("room_joined", lambda a: a[:3] == ["/", "vip", user.sid])
         await admin.emit("emit", "/", "vip", "hello", "from admin")
         await user.wait("hello", lambda a: a == ["from admin"])
+        # The filter may be a room: every member of "vip" joins "vip2" (the UI's MJOIN).
+        await admin.emit("join", "/", "vip2", "vip")
+        await admin.wait("room_joined", lambda a: a[:3] == ["/", "vip2", user.sid])
         await admin.emit("leave", "/", "vip", user.sid)
         await admin.wait("room_left", lambda a: a[:3] == ["/", "vip", user.sid])
         await admin.emit("join", "/", 42, None)  # bad arguments: ignored, nothing breaks
@@ -354,6 +361,30 @@ async def test_join_leave_and_disconnect_commands(server: Server) -> None:
     finally:
         await admin.close()
         await user.close()
+
+
+@pytest.mark.parametrize("close", [False, True])
+async def test_disconnect_one_namespace_or_the_whole_connection(server: Server, close: bool) -> None:
+    # close = false: the Sockets page's button (that namespace only); true: the Clients page's (everything).
+    user = socketio.AsyncClient(reconnection=False)
+    await user.connect(
+        server.url, namespaces=["/", "/other"], transports=["websocket"], wait_timeout=scaled(5)
+    )
+    sid = user.get_sid("/")
+    admin = await login(server)
+    try:
+        await admin.wait("config")
+        await admin.emit("_disconnect", "/", close, sid)
+        await wait_until(lambda: "/" not in user.namespaces, 5, "the / socket to be disconnected")
+        if close:
+            await wait_until(lambda: not user.connected, 5, "the connection to close")
+        else:
+            await asyncio.sleep(scaled(0.2))
+            assert list(user.namespaces) == ["/other"] and user.connected
+    finally:
+        await admin.close()
+        await user.disconnect()
+        await user.shutdown()
 
 
 async def test_read_only_refuses_the_commands() -> None:

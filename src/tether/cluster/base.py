@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import TetherError
 
 if TYPE_CHECKING:
+    from ..acks import AckCollector
     from ..protocol.parsers import Parser
     from ..rooms import Rooms
     from ..router import Router
@@ -35,6 +36,7 @@ class LocalSocket(Protocol):
     sid: str
     namespace: str
     user_id: str | None
+    _data: dict[str, Any] | None
 
     @property
     def rooms(self) -> set[str]: ...
@@ -49,11 +51,11 @@ class LocalSocket(Protocol):
         self, event: str, *args: Any, ack: bool = False, timeout: float | None = None
     ) -> Awaitable[Any]: ...
 
-    def join(self, room: str | Iterable[str]) -> None: ...
+    def join(self, room: str | Iterable[str]) -> Any: ...
 
-    def leave(self, room: str | Iterable[str]) -> None: ...
+    def leave(self, room: str | Iterable[str]) -> Any: ...
 
-    def disconnect(self, close: bool = False) -> None: ...
+    def disconnect(self, close: bool = False) -> Any: ...
 
 
 class LocalNamespace(Protocol):
@@ -188,6 +190,27 @@ class Adapter:
         """Disconnect the matching sockets (everywhere); ``close`` also closes their connection."""
         for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
             sock.disconnect(close)
+
+    def set_data(self, namespace: str, rooms: tuple[str, ...], data: dict[str, Any]) -> None:
+        """Replace ``socket.data`` of the sockets in ``rooms`` (everywhere): a copy of ``data`` each."""
+        for sock in list(self._server().local_sockets(namespace, rooms)):
+            sock._data = dict(data)
+
+    async def broadcast_with_ack(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        timeout: float,
+        collector: AckCollector,
+    ) -> None:
+        """Emit with acks in the other processes; their counts and answers go to ``collector``.
+
+        The local sockets are the server's part. Default: no other process (``expect_servers(0)``).
+        """
+        collector.expect_servers(0)
 
     async def fetch_sockets(
         self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()

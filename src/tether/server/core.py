@@ -29,11 +29,12 @@ from typing import Any, Protocol
 from ..cluster import make_adapter
 from ..cluster.base import Adapter
 from ..config import Config
-from ..context import Namespace, Socket
+from ..context import Namespace, Socket, SocketHost
 from ..errors import ConfigError
 from ..handler import Handler
 from ..protocol.parsers import PARSERS, Parser
 from ..router import Router, load_route_file
+from ..threads import BlockWatch, HandlerPool
 from .client import Client
 from .heartbeat import Heartbeat
 from .recovery import Recovery
@@ -95,6 +96,10 @@ def new_sid(prefix: str = "") -> str:
 class ServerCore:
     """What every layer of the server shares. Not used alone: see :class:`~tether.server.Server`."""
 
+    _host: SocketHost
+    """The whole server as its sockets see it: set by :class:`~tether.server.Server` to itself (a layer
+    below the facade is not a complete host)."""
+
     def __init__(
         self,
         config: Config | None = None,
@@ -150,10 +155,17 @@ class ServerCore:
         self._per_ip: dict[str, int] = {}
         self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
+        self._max_name_length = self.config.limits.max_name_length
         self._closed_polls: dict[str, tuple[Client, float]] = {}
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
+        handlers = self.config.handlers
+        self.handler_pool: HandlerPool | None = HandlerPool(handlers.threads) if handlers.threads else None
+        """Threads of plain ``def`` handlers (:mod:`tether.threads`); None: they run on the loop."""
+        self.block_watch = BlockWatch(handlers.block_warning)
+        self._block_warning = handlers.block_warning
+        self._background: set[asyncio.Task[Any]] = set()
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
 

@@ -7,14 +7,20 @@ the adapter for the other workers and nodes (:mod:`tether.cluster`), which deliv
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+from ..acks import AckCollector, Answers
 from ..cluster.base import BroadcastMessage
 from ..context import BroadcastOperator
+from ..errors import ConnectionClosed
 from .membership import Membership
 
 __all__ = ["Emitting"]
+
+log = logging.getLogger("tether.server")
 
 
 class Emitting(Membership):
@@ -66,10 +72,6 @@ class Emitting(Membership):
         """The emit chain of ``namespace``."""
         return BroadcastOperator(self, namespace)
 
-    def emit(self, event: str, *args: Any, namespace: str = "/") -> Any:
-        """Send ``event`` to every client of ``namespace`` on every worker and node."""
-        return BroadcastOperator(self, namespace).emit(event, *args)
-
     def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
         return BroadcastOperator(self, namespace).to(room)
 
@@ -81,3 +83,45 @@ class Emitting(Membership):
     def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
         """Every socket (every tab, every worker) bound to ``user_id``."""
         return BroadcastOperator(self, namespace, (self.user_room(user_id),))
+
+    def broadcast_with_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+        timeout: float = 5.0,
+    ) -> asyncio.Task[Answers]:
+        """Emit to the target sockets of every worker and node, each asked for an ack; socket.io 4.5's
+        broadcast with acks (:mod:`tether.acks`). The local sockets get it now; the returned Task
+        gathers the answers for at most ``timeout`` seconds."""
+        collector = AckCollector()
+        futures: list[asyncio.Future[Any]] = []
+        for sock in list(self.local_sockets(namespace, rooms, except_rooms)):
+            try:
+                future = sock.emit(event, *args, ack=True, timeout=timeout)
+            except ConnectionClosed:
+                continue
+            assert isinstance(future, asyncio.Future)
+            futures.append(future)
+        collector.add_local(futures)
+
+        async def gather() -> Answers:
+            try:
+                await self.adapter.broadcast_with_ack(
+                    namespace, event, args, rooms, except_rooms, timeout, collector
+                )
+            except Exception as exc:  # the local answers still count
+                log.error("! emit %r with acks not sent to other processes: %s", event, exc)
+                collector.expect_servers(0)
+            return await collector.wait(timeout)
+
+        task = asyncio.get_running_loop().create_task(gather())
+        task.add_done_callback(_retrieve)
+        return task
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an emit with acks nobody awaits is not an error

@@ -120,6 +120,9 @@ class Lifecycle(Emitting):
         name = ev.namespace
         if name in client.sockets:
             return
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "namespace")
+            return
         if name != "/" and not self.router.has_namespace(name):
             client.send(parser.encode_connect_error(name, {"message": "Invalid namespace"}))
             return
@@ -134,7 +137,7 @@ class Lifecycle(Emitting):
                 self._accept(sock, reply)
                 return
         else:
-            sock = Socket(new_sid(), ns, client, self)
+            sock = Socket(new_sid(), ns, client, self._host)
             if recovery is not None:
                 sock.pid = recovery.new_pid()
         try:
@@ -169,6 +172,15 @@ class Lifecycle(Emitting):
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
 
+    def _name_too_long(self, client: Client, what: str) -> None:
+        """A client sent a name longer than ``[limits] max_name_length``: a protocol error (close 1008)."""
+        self.state.protocol_errors += 1
+        limit = self._max_name_length
+        log.info("! %s protocol error from %s: %s over %d characters", client.sid, client.remote, what, limit)
+        self.close_client(
+            client, "parse error", send_close=True, ws_code=1008, ws_reason=f"{what} over {limit} characters"
+        )
+
     def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
         """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
 
@@ -176,7 +188,7 @@ class Lifecycle(Emitting):
         its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
         """
         saved = restored.session
-        sock = Socket(saved.sid, ns, client, self)
+        sock = Socket(saved.sid, ns, client, self._host)
         sock.pid = saved.pid
         sock.recovered = True
         sock._data = saved.data

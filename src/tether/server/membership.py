@@ -22,13 +22,16 @@ USER_ROOM_PREFIX = "user:"
 class Membership(ServerCore):
     """Rooms and users of the namespaces of this process (a layer of :class:`~tether.server.Server`)."""
 
-    def enter_room(self, sock: Socket, room: str) -> None:
-        """Put ``sock`` in ``room``.
+    def join_socket(self, sock: Socket, room: str) -> None:
+        """Put ``sock`` (of this process) in ``room``; ``enter_room`` takes a sid of any process.
 
         Raises:
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
         """
         limit = self.config.limits.max_rooms_per_socket
+        if len(room) > self._max_name_length:
+            limit = self._max_name_length
+            raise TetherError(f"room name of {len(room)} characters is over {limit} (limits.max_name_length)")
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)
@@ -40,7 +43,8 @@ class Membership(ServerCore):
         for hook in self.room_hooks:
             hook(sock, room, True)
 
-    def leave_room(self, sock: Socket, room: str) -> None:
+    def leave_socket(self, sock: Socket, room: str) -> None:
+        """Take ``sock`` (of this process) out of ``room``; ``leave_room`` takes a sid of any process."""
         rooms = sock._ns.rooms
         rooms.leave(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):

@@ -20,9 +20,12 @@ from .client import Client
 from .dispatch import continue_in_task
 from .lifecycle import Lifecycle
 
-__all__ = ["Receiver"]
+__all__ = ["UNROUTED", "Receiver"]
 
 log = logging.getLogger("tether.server")
+
+UNROUTED = "_unrouted"
+"""The one metrics label of every event name without a route of its own (a catch-all's included)."""
 
 
 class Receiver(Lifecycle):
@@ -72,6 +75,9 @@ class Receiver(Lifecycle):
         """
         state = self.state
         state.events_in += 1
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "event name")
+            return
         if self._event_rate and not self._within_rate(client, self._event_rate):
             return
         sock = client.sockets.get(namespace)
@@ -87,7 +93,8 @@ class Receiver(Lifecycle):
         timed = state.observe or self.handler_hooks
         if timed:
             if state.observe:
-                state.count_in(name)
+                # A client chooses event names: only routed ones (chosen by the app) get a row of their own.
+                state.count_in(name if handler is not None else UNROUTED)
             started = perf_counter()
         else:
             started = 0.0
@@ -103,13 +110,18 @@ class Receiver(Lifecycle):
                 result = handler(sock, name, *args)
             if type(result) is CoroutineType:
                 coro = result
+                step = perf_counter() if self._block_warning else 0.0
                 try:
                     yielded = coro.send(None)
                 except StopIteration as stop:
                     result = stop.value
                 else:
-                    self._suspended(sock, name, ack_id, coro, yielded, started)
+                    if step:
+                        self._check_block(handler, name, step)
+                    self._suspended(sock, name, ack_id, coro, yielded, started, handler)
                     return
+                if step:
+                    self._check_block(handler, name, step)
         except Exception as exc:
             if timed:
                 self._report_handler(namespace, name, started, False)
@@ -123,12 +135,25 @@ class Receiver(Lifecycle):
     def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
         elapsed = perf_counter() - started
         if self.state.observe:
-            self.state.time_handler(name, elapsed, ok)
+            routed = self.router.get(namespace, name) is not None
+            self.state.time_handler(name if routed else UNROUTED, elapsed, ok)
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
+    def _check_block(self, handler: Any, name: str, step_started: float) -> None:
+        elapsed = perf_counter() - step_started
+        if elapsed >= self._block_warning:
+            self.block_watch.check(handler, name, elapsed)
+
     def _suspended(
-        self, sock: Socket, name: str, ack_id: int | None, coro: Any, yielded: Any, started: float
+        self,
+        sock: Socket,
+        name: str,
+        ack_id: int | None,
+        coro: Any,
+        yielded: Any,
+        started: float,
+        handler: Any = None,
     ) -> None:
         """The handler awaits something: let a Task finish it, then time it and ack."""
         timed = bool(self.state.observe or self.handler_hooks)
@@ -145,7 +170,19 @@ class Receiver(Lifecycle):
                 self._report_handler(namespace, name, started, False)
             self._handler_failed(sock, name, exc)
 
-        continue_in_task(coro, yielded, on_done, on_error, self.config.limits.handler_timeout, self._tasks)
+        watch = None
+        if self._block_warning and handler is not None and not hasattr(handler, "__tether_sync__"):
+            watch = lambda seconds: self.block_watch.check(handler, name, seconds)  # noqa: E731
+        continue_in_task(
+            coro,
+            yielded,
+            on_done,
+            on_error,
+            self.config.limits.handler_timeout,
+            self._tasks,
+            watch,
+            self._block_warning,
+        )
 
     def _within_rate(self, client: Client, rate: float) -> bool:
         limits = self.config.limits

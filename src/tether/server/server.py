@@ -29,18 +29,24 @@ from ..protocol.parsers import Parser
 from ..router import Router
 from .heartbeat import TICK
 from .http import HttpProtocol
+from .leader import Leadership
 from .lifecycle import close_reason
 from .membership import USER_ROOM_PREFIX
 from .receive import Receiver
 from .recovery import Recovery
+from .sid_api import SidApi
 
 __all__ = ["USER_ROOM_PREFIX", "Namespace", "Server", "close_reason", "run_server"]
 
 log = logging.getLogger("tether.server")
 
 
-class Server(Receiver):
-    """A Tether server in one process. See :func:`run_server` for the common way to run one."""
+class Server(SidApi, Receiver):
+    """A Tether server in one process. See :func:`run_server` for the common way to run one.
+
+    python-socketio's server calls (``emit(..., to=sid)``, ``enter_room(sid, room)``, ``call``,
+    ``get_session``, ``start_background_task``...) come from :class:`~.sid_api.SidApi`.
+    """
 
     def __init__(
         self,
@@ -53,9 +59,13 @@ class Server(Receiver):
         app: Any = None,
     ) -> None:
         super().__init__(config, router, handler=handler, adapter=adapter, parser=parser)
+        self._host = self
         if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
             self.recovery = Recovery(self)
         self.adapter.attach(self)
+        self.leadership = Leadership(self)
+        for namespace_handler in self.router.namespace_handlers:
+            namespace_handler._set_server(self)
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
@@ -131,6 +141,7 @@ class Server(Receiver):
     async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
         """Stop accepting; close every client so that it reconnects; wait for running handlers."""
         timeout = self.config.server.stop_timeout if timeout is None else timeout
+        self.cancel_background_tasks()
         self.stop_accepting()
         self.state.draining = True
         for client in list(self.clients.values()):
@@ -150,6 +161,8 @@ class Server(Receiver):
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
         self._servers.clear()
+        if self.handler_pool is not None:
+            self.handler_pool.shutdown()
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -37,7 +37,9 @@ async def check_calls_about_a_remote_socket(a: Client, b: Client, c: Client) -> 
     await api(a, "emit", event="direct", data=[1, 2], to=b.sid)
     await api(a, "send", data="msg", to=b.sid)
     await api(a, "emit", event="everyone-but-b", data=1, skip_sid=b.sid)
-    await wait_until(lambda: got(b, "direct") and got(b, "message") and got(c, "everyone-but-b"), what="emits")
+    await wait_until(
+        lambda: got(b, "direct") and got(b, "message") and got(c, "everyone-but-b"), what="emits"
+    )
     assert got(b, "direct") == [[1, 2]] and got(b, "message") == ["msg"] and not got(b, "everyone-but-b")
 
     # Sessions of a socket elsewhere.

@@ -1,5 +1,5 @@
-"""python-socketio's server API across two real workers of one host (``tether start --workers 2``, the master's
-hub, no Redis), and a once-per-cluster task that moves to the other worker when its worker is killed."""
+"""python-socketio's server API across two real workers of one host (``tether start --workers 2``, the
+master's hub, no Redis), and a once-per-cluster task that moves to the other worker when its worker is killed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 

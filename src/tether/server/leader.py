@@ -123,9 +123,9 @@ class Leadership:
         self._ensure_lease()
 
     def _ensure_lease(self) -> None:
-        if self.source == "redis" and self.tasks and not self._stopped:
-            if self._lease is None or self._lease.done():
-                self._lease = asyncio.get_running_loop().create_task(self._hold_lease())
+        idle = self._lease is None or self._lease.done()
+        if self.source == "redis" and self.tasks and not self._stopped and idle:
+            self._lease = asyncio.get_running_loop().create_task(self._hold_lease())
 
     def remove(self, once: OnceTask) -> None:
         if once in self.tasks:

@@ -45,6 +45,11 @@ __all__ = ["MISSING", "RoomList", "SidApi"]
 log = logging.getLogger("tether.server")
 
 
+CONNECTING: dict[str, Socket] = {}
+"""Sockets whose ``connect`` handler runs (not yet in their namespace's rooms), by sid: a python-socketio
+``on_connect`` calls ``enter_room(sid, ...)`` and ``save_session(sid, ...)`` with the sid alone."""
+
+
 class _Missing:
     __slots__ = ()
 
@@ -301,7 +306,12 @@ class SidApi:
         if isinstance(sid, Socket):
             return sid, sid.namespace, sid.sid
         ns = namespace or "/"
-        return self.get_socket(sid, ns), ns, sid
+        sock = self.get_socket(sid, ns)
+        if sock is None:
+            sock = CONNECTING.get(sid)
+            if sock is not None and sock.namespace != ns:
+                sock = None
+        return sock, ns, sid
 
     @in_loop
     def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:

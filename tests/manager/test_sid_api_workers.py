@@ -1,5 +1,6 @@
 """python-socketio's server API across two real workers of one host (``tether start --workers 2``, the
-master's hub, no Redis), and a once-per-cluster task that moves to the other worker when its worker is killed."""
+master's hub, no Redis), and a once-per-cluster task that moves to the other worker when its worker is
+killed."""
 
 from __future__ import annotations
 

@@ -64,6 +64,8 @@ class CutProxy:
         self.target = (host, port)
         self.port = 0
         self.accepted = 0
+        self.held = False
+        """While True, new connections are aborted at once (the network is still down)."""
         self._server: asyncio.base_events.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -79,6 +81,9 @@ class CutProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self.held:
+            writer.transport.abort()
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -56,6 +56,7 @@ RECOVERABLE_REASONS = frozenset(
         "transport error",
         "ping timeout",
         "server shutting down",
+        "server reloading",  # a rolling `tether reload`: the client comes back on a new worker
         "slow consumer",
     }
 )

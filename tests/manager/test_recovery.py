@@ -37,9 +37,11 @@ async def emit_range(url: str, first: int, last: int, pause: float = 0.0) -> Non
     """POST /api/emit ``n`` = first..last to room ``r``, one new connection each (any worker may take it)."""
     headers = {"Authorization": "Bearer recovery-test-key"}
     connector = aiohttp.TCPConnector(force_close=True)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=scaled(10))) as http:
+    limit = aiohttp.ClientTimeout(total=scaled(10))
+    async with aiohttp.ClientSession(connector=connector, timeout=limit) as http:
         for i in range(first, last + 1):
-            async with http.post(f"{url}/api/emit", json={"event": "n", "data": i, "room": "r"}, headers=headers) as r:
+            body = {"event": "n", "data": i, "room": "r"}
+            async with http.post(f"{url}/api/emit", json=body, headers=headers) as r:
                 assert r.status == 200, await r.text()
             if pause:
                 await asyncio.sleep(pause)

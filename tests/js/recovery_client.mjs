@@ -10,7 +10,8 @@
 // {"step":"disconnect", "reason"}, {"step":"connect_error", "message"}, and at the end {"step":"done",
 // "received": [...numbers in arrival order], "offsets": how many messages carried an offset, "offsetList":
 // [...those offsets in arrival order], "extra": [...]}
-// when `count` distinct numbers arrived, or when the watchdog fires (the test then sees the gap).
+// when `count` distinct numbers arrived, or an "end" event, or when the watchdog fires (the test then sees
+// the gap).
 import { io } from "socket.io-client";
 
 const [url, raw] = process.argv.slice(2);
@@ -72,6 +73,7 @@ socket.on("n", (i, ...rest) => {
   seen.add(i);
   if (seen.size >= count) finish("complete");
 });
+socket.on("end", () => finish("end"));
 socket.onAny((event, ...args) => {
   if (event !== "n") extra.push([event, ...args]);
 });

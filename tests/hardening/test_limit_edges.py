@@ -20,16 +20,19 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tether import Router
+from tether import Router, TetherError
 
 from .support import (
     EioClient,
     PollingClient,
     echo_router,
     raw_tcp,
+    read_until_closed,
     scaled,
     serve,
+    upgrade_request,
     wait_until,
+    ws_frame,
 )
 
 MAX = 1000  # [websocket] max_payload in this file
@@ -306,3 +309,139 @@ async def test_polling_queue_at_its_mark_and_one_past(mark: str) -> None:
         assert server.state.slow_consumers == 0 and not client.paused
         server.emit("q", "")
         assert server.state.slow_consumers == 1
+
+
+# -- [limits] http_max_header_size, http_max_headers ------------------------------------------------------
+
+
+def request_of_size(total: int, headers: int = 1) -> bytes:
+    """A GET whose request line and headers, final blank line included, are exactly ``total`` bytes."""
+    start = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    extra = [b"X-%d: a\r\n" % i for i in range(headers - 2)]
+    fixed = len(start) + sum(map(len, extra)) + len(b"X-Pad: \r\n") + 2
+    return start + b"".join(extra) + b"X-Pad: " + b"p" * (total - fixed) + b"\r\n\r\n"
+
+
+async def test_header_size_at_the_limit_and_one_past() -> None:
+    async with serve(limits={"http_max_header_size": 2048}) as server:
+        for total, status in ((2048, b"200"), (2049, b"431")):
+            request = request_of_size(total)
+            assert len(request) == total
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), scaled(5))
+            writer.close()
+            assert answer.split()[1] == status, (total, answer)
+
+
+async def test_header_size_counts_raw_bytes_not_names_and_values() -> None:
+    """Whitespace around values and many tiny headers are bytes the client sent: they count."""
+    async with serve(limits={"http_max_header_size": 2048, "http_max_headers": 1000}) as server:
+        padded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A:" + b" " * 4000 + b"a\r\n\r\n"
+        tiny = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"A%d:\r\n" % i for i in range(600)) + b"\r\n"
+        for request in (padded, tiny):
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            data = await read_until_closed(reader, 3)
+            writer.close()
+            assert data.startswith(b"HTTP/1.1 431"), data[:100]
+
+
+@pytest.mark.parametrize("upgrade", [False, True], ids=["polling", "websocket"])
+async def test_header_count_at_the_limit_and_one_past(upgrade: bool) -> None:
+    async with serve(limits={"http_max_headers": 20}) as server:
+        for count, ok in ((20, True), (21, False)):
+            if upgrade:
+                base = upgrade_request()  # 5 headers
+                extra = "".join(f"X-{i}: a\r\n" for i in range(count - 5))
+                request = base[:-2] + extra.encode() + b"\r\n"
+            else:
+                request = request_of_size(1000, headers=count)
+            assert request.count(b"\r\n") == count + 2
+            reader, writer = await raw_tcp(server)
+            writer.write(request)
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n"), scaled(5))
+            writer.close()
+            expected = (b"101" if upgrade else b"200") if ok else b"431"
+            assert answer.split()[1] == expected, (count, answer)
+
+
+# -- [limits] max_name_length ----------------------------------------------------------------------------
+
+
+async def test_event_name_at_max_name_length_and_one_past() -> None:
+    seen: list[str] = []
+    router = Router()
+    router.on("*", lambda sock, name, *args: seen.append(name))
+    async with serve(router, limits={"max_name_length": 50}) as server, aiohttp.ClientSession() as session:
+        client = await EioClient.connect(server)
+        await client.emit("e" * 50)
+        await wait_until(lambda: seen == ["e" * 50])
+        await client.emit("e" * 51)
+        await asyncio.wait_for(client.closed.wait(), scaled(3))
+        assert client.ws.close_code == 1008 and "event name over 50" in client.ws.close_reason
+        poller = await PollingClient.open(session, server)
+        assert await poller.post(b'42["' + b"p" * 50 + b'"]') == 200
+        await wait_until(lambda: seen[-1:] == ["p" * 50])
+        assert await poller.post(b'42["' + b"p" * 51 + b'"]') == 200
+        await wait_until(lambda: poller.sid not in server.clients)
+        assert len(seen) == 2 and server.state.protocol_errors == 2
+
+
+async def test_namespace_at_max_name_length_and_one_past() -> None:
+    router = Router()
+    at, past = "/" + "n" * 49, "/" + "n" * 50
+    for ns in (at, past):
+        router.on("connect", lambda sock, auth: None, namespace=ns)
+    async with serve(router, limits={"max_name_length": 50}) as server:
+        ok = await EioClient.connect(server, namespace=at)
+        assert ok.connect_reply.startswith(f"40{at},")
+        await ok.close()
+        # The server answers the CONNECT with an Engine.IO close ("1"), then closes 1008.
+        with pytest.raises((AssertionError, ConnectionClosed)):
+            await EioClient.connect(server, namespace=past)
+        assert server.state.protocol_errors == 1
+
+
+async def test_room_name_at_max_name_length_and_one_past() -> None:
+    router = Router()
+
+    @router.on("join")
+    def join(sock: Any, room: str) -> str:
+        try:
+            sock.join(room)
+        except TetherError as exc:
+            return str(exc)
+        return "joined"
+
+    async with serve(router, limits={"max_name_length": 50}) as server:
+        client = await EioClient.connect(server)
+        assert await client.call("join", "r" * 50) == ["joined"]
+        [error] = await client.call("join", "r" * 51)
+        assert "limits.max_name_length" in error
+        await client.close()
+
+
+# -- [limits] max_fragments --------------------------------------------------------------------------------
+
+
+async def test_fragment_count_at_max_fragments_and_one_past() -> None:
+    """Empty continuation frames add no bytes: only the count stops them (issue 13, item 4)."""
+    seen: list[int] = []
+    async with serve(size_router(seen), limits={"max_fragments": 10}) as server:
+        for frames, accepted in ((10, True), (11, False)):
+            reader, writer = await raw_tcp(server)
+            writer.write(upgrade_request())
+            await asyncio.wait_for(reader.readuntil(b'"maxPayload"'), scaled(5))
+            writer.write(ws_frame(b"40"))
+            message = ws_frame(b'42["size","', fin=False)
+            message += b"".join(ws_frame(b"", opcode=0, fin=False) for _ in range(frames - 2))
+            writer.write(message + ws_frame(b'abc"]', opcode=0))
+            if accepted:
+                await wait_until(lambda: seen == [3])
+                writer.close()
+            else:
+                got = await read_until_closed(reader, 3)
+                writer.close()
+                assert b"\x03\xf1message in too many fragments" in got  # close frame: 1009 and the reason
+        assert server.state.protocol_errors == 1

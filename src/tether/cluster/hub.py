@@ -26,7 +26,16 @@ Frame layout (one channel carries hub and control frames)::
     kind B  broadcast  [version, parser, namespace, event, rooms, except_rooms, packets, args|nil]
     kind P  presence   [namespace, room, online, wid]
     kind G  gone       [wid]
+    kind S  session    [type, session id, reason|nil]
+    kind Q  request    [sender wid, namespace, request id|nil, request bytes]   relayed to every other worker
+    kind N  count      [request id, workers the request went to]                master -> the sender of a Q
+    kind A  answer     [to wid, namespace, response bytes]                      master -> worker ``to`` only
     kind C  control    {"t": ..., ...}   (hello, ready, stats, stop...: see tether.manager)
+
+Requests and answers carry the bytes of node's redis-adapter request format (:mod:`.wire`), so the code
+that asks and answers cluster-wide questions is the Redis adapter's (:mod:`.requests`): ``fetch_sockets``,
+counts, remote join/leave/disconnect and emits with acks work across workers as across nodes. The
+master's ``N`` reply plays the part of Redis's ``PUBSUB NUMSUB``: how many answers to wait for.
 
 Connection state recovery (``[recovery]`` on) adds frames that make the master the host's recovery log:
 every emit goes through it to get its offset, so that all workers deliver in one order and a client may
@@ -35,10 +44,10 @@ come back on any worker (or on a new one after a reload: the master outlives its
     kind E  emit       [namespace, event, rooms, except_rooms, packets, direct]   worker -> master
     kind D  deliver    [offset, namespace, event, rooms, except_rooms, packets]   master -> workers
     kind K  keep       [pid, sid, namespace, rooms, data, user_id, session_id, base]   worker -> master
-    kind Q  restore?   [request id, pid, offset, namespace]                       worker -> master
-    kind A  restored   [request id, session (as in K) | nil, packets, last offset]   master -> worker
+    kind R  restore?   [request id, pid, offset, namespace]                       worker -> master
+    kind T  restored   [request id, session (as in K) | nil, packets, last offset]   master -> worker
 
-The master answers Q on the asking worker's channel after every D frame it sent there before: the D
+The master answers R on the asking worker's channel after every D frame it sent there before: the D
 frames up to the answer's last offset reached that worker before the recovered socket existed (they are in
 the answer's packets), the later ones reach the socket. Nothing is missed or sent twice.
 """
@@ -56,16 +65,20 @@ import msgpack
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
 from ..recovery import RecoveryLog, Restored, SavedSession, with_offset
-from .base import Adapter, BroadcastMessage
-from .wire import SessionCommand
+from .base import BroadcastMessage
+from .requests import RequestingAdapter
+from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
 
 __all__ = [
+    "ANSWER",
     "BROADCAST",
     "CONTROL",
+    "COUNT",
     "EMIT",
     "GONE",
     "KEEP",
     "PRESENCE",
+    "REQUEST",
     "RESTORE",
     "SESSION",
     "FrameReader",
@@ -83,11 +96,16 @@ PRESENCE = b"P"[0]
 GONE = b"G"[0]
 CONTROL = b"C"[0]
 SESSION = b"S"[0]
+REQUEST = b"Q"[0]
+COUNT = b"N"[0]
+ANSWER = b"A"[0]
+RELAYED = frozenset({BROADCAST, PRESENCE, SESSION, REQUEST, ANSWER})
+"""Frame kinds a worker sends that the master passes on (:meth:`Hub.relay`)."""
 EMIT = b"E"[0]
 DELIVER = b"D"[0]
 KEEP = b"K"[0]
-RESTORE = b"Q"[0]
-RESTORED = b"A"[0]
+RESTORE = b"R"[0]
+RESTORED = b"T"[0]
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -203,7 +221,7 @@ def decode_broadcast(raw: bytes) -> tuple[BroadcastMessage, str, list[bytes], bo
     return message, parser, packets, args is not None
 
 
-class HubAdapter(Adapter):
+class HubAdapter(RequestingAdapter):
     """The worker side of the hub: publishes to the master and delivers what it relays.
 
     Args:
@@ -213,10 +231,15 @@ class HubAdapter(Adapter):
 
     remote = True
 
-    def __init__(self, send: Callable[[bytes], None], wid: int) -> None:
+    def __init__(self, send: Callable[[bytes], None], wid: int, request_timeout: float = 5.0) -> None:
         super().__init__()
         self._send = send
         self.wid = wid
+        self.uid = f"worker-{wid}"
+        self.request_timeout = request_timeout
+        self.peers: set[int] | None = None
+        """Ids of the workers alive (set by the master's ``peers`` message); None: not told yet."""
+        self._counts: dict[str, asyncio.Future[int]] = {}
         self.mixed_parsers = False
         """Set by the master when workers use different parsers: frames then carry the arguments."""
         self.carry_args = False
@@ -262,9 +285,55 @@ class HubAdapter(Adapter):
             self.receive_delivery(raw)
         elif kind == RESTORED:
             self.receive_restored(raw)
+        elif kind == REQUEST:
+            self.receive_request(raw)
+        elif kind == ANSWER:
+            self.receive_response(decode_object(body_of(raw)[2]))
+        elif kind == COUNT:
+            request_id, count = body_of(raw)
+            future = self._counts.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(int(count))
         else:
             return False
         return True
+
+    # -- requests (asked and answered by RequestingAdapter) -------------------------------------------
+
+    async def _send_request(self, namespace: str, request: Request) -> int:
+        """Send a Q frame; the master's N frame says how many workers got it."""
+        assert request.request_id is not None
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._counts[request.request_id] = future
+        self._send(frame(REQUEST, [self.wid, namespace, request.request_id, request.encode()]))
+        try:
+            return await asyncio.wait_for(future, self.request_timeout)
+        except TimeoutError:
+            log.warning(
+                "! the master did not relay request %s within %gs", request.type.name, self.request_timeout
+            )
+            return 0
+        finally:
+            self._counts.pop(request.request_id, None)
+
+    def _send_change(self, namespace: str, request: Request) -> None:
+        self._send(frame(REQUEST, [self.wid, namespace, None, request.encode()]))
+
+    def receive_request(self, raw: bytes) -> None:
+        """Answer a relayed Q frame (through the master, to the asking worker only)."""
+        sender, namespace, _rid, data = body_of(raw)
+        req = decode_request(data)
+        if self.is_own_request(req):
+            return
+
+        def respond(response: dict[str, Any], binary: bool) -> None:
+            payload = encode_msgpack(response) if binary else encode_json(response)
+            self._send(frame(ANSWER, [sender, namespace, payload]))
+
+        self.answer_request(namespace, req, respond)
+
+    async def server_count(self) -> int:
+        return max(1, len(self.peers)) if self.peers else 1
 
     # -- connection state recovery: the master gives every emit its offset ---------------------------
 
@@ -432,7 +501,15 @@ class Hub:
             write(gone)
 
     def relay(self, sender: int, kind: int, raw: bytes) -> None:
-        """Pass a B, P or S frame from ``sender`` to every other worker."""
+        """Pass a frame from ``sender`` on: B, P, S and Q to every other worker (and the count of them
+        back to the sender of a Q that waits for answers), A to the worker it answers."""
+        if kind == ANSWER:
+            to = body_of(raw)[0]
+            write = self.writers.get(to)
+            if write is not None:
+                write(raw)
+            self.relayed += 1
+            return
         if kind == PRESENCE:
             namespace, room, online, wid = body_of(raw)
             key = (namespace, room)
@@ -444,10 +521,17 @@ class Hub:
                     wids.discard(wid)
                     if not wids:
                         del self.presence[key]
+        sent = 0
         for wid, write in self.writers.items():
             if wid != sender:
                 write(raw)
+                sent += 1
         self.relayed += 1
+        if kind == REQUEST:
+            request_id = body_of(raw)[2]
+            back = self.writers.get(sender)
+            if request_id is not None and back is not None:
+                back(frame(COUNT, [request_id, sent]))
 
     # -- connection state recovery ---------------------------------------------------------------------
 

@@ -33,30 +33,44 @@ def with_recovery(instance: Instance) -> None:
     instance.config.write_text(instance.config.read_text() + RECOVERY)
 
 
-async def emit_range(url: str, first: int, last: int, pause: float = 0.0) -> None:
-    """POST /api/emit ``n`` = first..last to room ``r``, one new connection each (any worker may take it)."""
+async def emit_range(
+    url: str, first: int, last: int, pause: float = 0.0, retried: set[int] | None = None
+) -> None:
+    """POST /api/emit ``n`` = first..last to room ``r``, one new connection each (any worker may take it).
+
+    A request cut by a worker that is going away (a reload) is sent again and its number put in ``retried``:
+    it may have been emitted twice, with two offsets (which is not a packet delivered twice).
+    """
     headers = {"Authorization": "Bearer recovery-test-key"}
     connector = aiohttp.TCPConnector(force_close=True)
     limit = aiohttp.ClientTimeout(total=scaled(10))
     async with aiohttp.ClientSession(connector=connector, timeout=limit) as http:
         for i in range(first, last + 1):
             body = {"event": "n", "data": i, "room": "r"}
-            async with http.post(f"{url}/api/emit", json=body, headers=headers) as r:
-                assert r.status == 200, await r.text()
+            for attempt in range(3):
+                try:
+                    async with http.post(f"{url}/api/emit", json=body, headers=headers) as r:
+                        assert r.status == 200, await r.text()
+                    break
+                except aiohttp.ServerDisconnectedError:
+                    if retried is None or attempt == 2:
+                        raise
+                    retried.add(i)
             if pause:
                 await asyncio.sleep(pause)
 
 
-def check(done: dict[str, object]) -> None:
+def check(done: dict[str, object], retried: frozenset[int] = frozenset()) -> None:
     received = done["received"]
     assert isinstance(received, list)
     missing, duplicates = gaps_and_duplicates(received, COUNT)
-    assert (missing, duplicates) == ([], []), f"missing {missing[:20]}..., duplicates {duplicates[:20]}..."
+    assert missing == [], f"missing {missing[:20]}"
+    assert set(duplicates) <= retried, f"delivered twice: {duplicates[:20]}"
     # In the master's order: emits from two workers are ordered by when the master got them, which is
     # not always the order of the HTTP requests that made them (one worker answers before the other).
     offsets = [int(o) for o in done["offsetList"]]  # type: ignore[attr-defined]
-    assert offsets == sorted(offsets) and len(set(offsets)) == COUNT
-    assert done["recovered"] is True and done["offsets"] == COUNT
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets) == len(received)
+    assert done["recovered"] is True
 
 
 async def test_client_back_on_the_other_worker_gets_state_and_missed_packets(instance: Instance) -> None:
@@ -101,7 +115,10 @@ async def test_rolling_reload_is_recovered(instance: Instance) -> None:
     try:
         await client.wait_step("joined", timeout=15)
         first = await client.wait_step("whoami")
-        sender = asyncio.get_running_loop().create_task(emit_range(instance.url, 1, COUNT, pause=0.003))
+        retried: set[int] = set()
+        sender = asyncio.get_running_loop().create_task(
+            emit_range(instance.url, 1, COUNT, pause=0.003, retried=retried)
+        )
         await asyncio.sleep(0.3)
         proc = await asyncio.to_thread(instance.cli, "reload", check=True)
         assert "tether reloaded" in proc.stdout
@@ -111,6 +128,6 @@ async def test_rolling_reload_is_recovered(instance: Instance) -> None:
     finally:
         with contextlib.suppress(Exception):
             await client.close()
-    check(done)
+    check(done, frozenset(retried))
     assert second["pid"] != first["pid"]  # a worker of the new generation
     assert client.steps("disconnect")[0]["reason"] == "transport close"

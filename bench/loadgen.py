@@ -13,15 +13,18 @@ Commands (each prints one JSON object as its last stdout line):
 * ``idle``    W3/W6/W2: connect ``--clients`` clients, measure server RSS (W3), hold them ``--hold`` s
   measuring server CPU (W6), then ``--rounds`` broadcasts to all of them (W2).
 
-``--server-pid`` names the server process: its CPU time (utime+stime, all threads, from
-``/proc/<pid>/stat``) and RSS (``VmRSS``) are read around each measured window, so that a figure limited
-by this generator still ranks the servers by CPU per message. Every loop is bounded in count and time.
+``--server-pid`` names a server process (repeatable: two nodes); its whole process tree is measured (a
+master and its workers, node's cluster primary and its workers). CPU time comes from the kernel's
+nanosecond process clock (``clock_getcpuclockid``, every thread), RSS from ``VmRSS``, both read around
+each measured window, so that a figure limited by this generator still ranks the servers by CPU per
+message. ``--aux-pid`` (redis-server) is measured apart. Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import resource
@@ -56,12 +59,66 @@ def raise_nofile(limit: int = 20_000) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
 def proc_cpu(pid: int) -> float:
-    """utime + stime of every thread of ``pid``, in seconds (10 ms resolution)."""
+    """CPU time of every thread of ``pid`` in seconds, from the kernel's own nanosecond count (the process
+    CPU clock, ``clock_getcpuclockid``); the 10 ms ticks of ``/proc/<pid>/stat`` if that is refused."""
+    clock = ctypes.c_int()
+    if _libc.clock_getcpuclockid(pid, ctypes.byref(clock)) == 0:
+        try:
+            return time.clock_gettime(clock.value)
+        except OSError:
+            pass  # exited meanwhile, or not ours: fall back to procfs, which raises if it is gone
     with open(f"/proc/{pid}/stat") as f:
         # The command name may hold spaces; the fields after it are fixed.
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def process_tree(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them: a master and its workers, node's cluster primary and its
+    workers. A single-process server is its own tree."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    tree = [p for p in roots if p]
+    for pid in tree:  # grows while iterating: breadth first, bounded by the number of processes
+        tree.extend(children.get(pid, ()))
+    return tree
+
+
+def tree_cpu(pids: list[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for pid in pids:
+        try:
+            out[pid] = proc_cpu(pid)
+        except OSError:
+            continue  # exited
+    return out
+
+
+def socket_fds(pid: int) -> int:
+    """Open sockets of ``pid`` (its connections, plus a few listening or internal ones)."""
+    n = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    n += 1
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    return n
 
 
 def proc_rss(pid: int) -> int:
@@ -73,30 +130,44 @@ def proc_rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def tree_rss(roots: list[int]) -> int:
+    """VmRSS of every process of the server trees, in bytes."""
+    return sum(proc_rss(pid) for pid in process_tree(roots))
+
+
 def self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
 class Meter:
-    """Server CPU (and this generator's) over a window."""
+    """Server CPU (every process of every server tree), auxiliary CPU (e.g. redis-server) and this
+    generator's, over one or more windows."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int], aux: list[int] | None = None) -> None:
+        self.pids = [p for p in pids if p]
+        self.aux = [p for p in aux or [] if p]
         self.server_cpu = 0.0
+        self.aux_cpu = 0.0
         self.self_cpu = 0.0
         self.wall = 0.0
-        self._t0 = self._s0 = self._g0 = 0.0
+        self._t0 = self._g0 = 0.0
+        self._s0: dict[int, float] = {}
+        self._a0: dict[int, float] = {}
 
     def start(self) -> None:
+        self._s0 = tree_cpu(process_tree(self.pids))
+        self._a0 = tree_cpu(self.aux)
         self._t0 = time.perf_counter()
-        self._s0 = proc_cpu(self.pid) if self.pid else 0.0
         self._g0 = self_cpu()
 
     def stop(self) -> None:
         self.wall += time.perf_counter() - self._t0
-        self.server_cpu += (proc_cpu(self.pid) if self.pid else 0.0) - self._s0
         self.self_cpu += self_cpu() - self._g0
+        s1 = tree_cpu(list(self._s0))
+        a1 = tree_cpu(list(self._a0))
+        self.server_cpu += sum(s1[p] - self._s0[p] for p in s1)
+        self.aux_cpu += sum(a1[p] - self._a0[p] for p in a1)
 
 
 # -- the client -----------------------------------------------------------------------------------------
@@ -185,7 +256,7 @@ async def open_client(url: str, raw: bool, stats: Stats, timeout: float) -> Clie
 
 
 async def open_many(
-    url: str, raw: bool, stats: Stats, n: int, concurrency: int, timeout: float, partial: bool = False
+    urls: list[str], raw: bool, stats: Stats, n: int, concurrency: int, timeout: float, partial: bool = False
 ) -> tuple[list[Client], float, list[str]]:
     """``n`` connected clients, ``concurrency`` handshakes in flight: (clients, seconds, errors).
 
@@ -197,11 +268,15 @@ async def open_many(
     errors: list[str] = []
     max_errors = n // 10 + 10
     deadline = time.monotonic() + timeout
+    started = 0
 
     async def worker() -> None:
+        nonlocal started
         for _ in range(n + max_errors):  # bounded: each pass connects a client or counts an error
             if len(clients) >= n or time.monotonic() > deadline or len(errors) > max_errors:
                 return
+            url = urls[started % len(urls)]  # several servers (W8): clients split evenly over them
+            started += 1
             try:
                 clients.append(await open_client(url, raw, stats, 15.0))
             except Exception as exc:
@@ -241,7 +316,7 @@ def percentile(sorted_values: array[float] | list[float], q: float) -> float:
 
 async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
     stats = Stats()
-    clients, connect_s, _errors = await open_many(args.url, args.raw, stats, args.clients, 100, 120.0)
+    clients, connect_s, _errors = await open_many(args.urls, args.raw, stats, args.clients, 100, 120.0)
     frame, reply = (ECHOACK_FRAME, ECHOACK_REPLY) if args.ack else (ECHO_FRAME, ECHO_REPLY)
     lat = array("d")
     state = {"measuring": False, "sending": True, "count": 0, "bad": 0, "inflight": 0}
@@ -264,7 +339,7 @@ async def run_echo(args: argparse.Namespace) -> dict[str, Any]:
 
     for c in clients:
         c.on_message = on_message
-    meter = Meter(args.server_pid)
+    meter = Meter(args.server_pid, args.aux_pid)
     for c in clients:
         c.t_sent = perf()
         c.transport.send(TEXT, frame)  # type: ignore[union-attr]
@@ -310,7 +385,7 @@ async def run_connect(args: argparse.Namespace) -> dict[str, Any]:
     lat = array("d")
     errors: list[str] = []
     state = {"count": 0, "measuring": False}
-    meter = Meter(args.server_pid)
+    meter = Meter(args.server_pid, args.aux_pid)
 
     async def worker() -> None:
         for _ in range(10_000_000):  # bounded: the deadline below ends it long before
@@ -318,7 +393,7 @@ async def run_connect(args: argparse.Namespace) -> dict[str, Any]:
                 return
             t0 = time.perf_counter()
             try:
-                client = await open_client(args.url, args.raw, stats, 10.0)
+                client = await open_client(args.urls[0], args.raw, stats, 10.0)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 if len(errors) > 100:
@@ -371,13 +446,13 @@ async def run_connect(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run_idle(args: argparse.Namespace) -> dict[str, Any]:
-    pid = args.server_pid
+    pids: list[int] = args.server_pid
     stats = Stats()
     out: dict[str, Any] = {"workload": "idle", "clients": args.clients}
     await asyncio.sleep(1.0)
-    rss0 = proc_rss(pid)
+    rss0 = tree_rss(pids)
     clients, connect_s, errors = await open_many(
-        args.url, args.raw, stats, args.clients, args.concurrency, 300.0, partial=True
+        args.urls, args.raw, stats, args.clients, args.concurrency, 300.0, partial=True
     )
     stats.closed = 0  # count only the clients lost from here on (not failed handshakes or extras)
     n = len(clients)
@@ -387,12 +462,14 @@ async def run_idle(args: argparse.Namespace) -> dict[str, Any]:
     out["connect_s"] = connect_s
     out["connect_rate"] = n / connect_s
     await asyncio.sleep(args.settle)
-    rss1 = proc_rss(pid)
+    rss1 = tree_rss(pids)
     out["W3"] = {"rss_none": rss0, "rss_idle": rss1, "bytes_per_conn": (rss1 - rss0) / n, "clients": n}
+    # How the clients spread over the processes of the server(s): open sockets of each.
+    out["sockets_per_process"] = {str(p): socket_fds(p) for p in process_tree(pids)}
 
     if args.hold > 0:
         pings0 = stats.pings
-        meter = Meter(pid)
+        meter = Meter(pids, args.aux_pid)
         meter.start()
         await asyncio.sleep(args.hold)
         meter.stop()
@@ -400,20 +477,24 @@ async def run_idle(args: argparse.Namespace) -> dict[str, Any]:
             "hold_s": meter.wall,
             "server_cpu_s": meter.server_cpu,
             "server_cpu_share": meter.server_cpu / meter.wall,
+            "aux_cpu_share": meter.aux_cpu / meter.wall,
             "loadgen_cpu_share": meter.self_cpu / meter.wall,
             "pings_answered": stats.pings - pings0,
             "clients_lost": stats.closed,
         }
 
     if args.rounds > 0:
-        out["W2"] = await fanout(clients, stats, args.rounds, pid)
+        out["W2"] = await fanout(clients, stats, args.rounds, Meter(pids, args.aux_pid))
     out["clients_lost"] = stats.closed
     await close_all(clients)
     return out
 
 
-async def fanout(clients: list[Client], stats: Stats, rounds: int, pid: int) -> dict[str, Any]:
-    """One client emits ``bcast``; time until the last of all clients has the broadcast, ``rounds`` times."""
+async def fanout(clients: list[Client], stats: Stats, rounds: int, meter: Meter) -> dict[str, Any]:
+    """One client emits ``bcast``; time until the last of all clients has the broadcast, ``rounds`` times.
+
+    The sender is the first client, connected to the first ``--url`` (with several servers, the others
+    get the broadcast through their cluster adapter)."""
     loop = asyncio.get_running_loop()
     n = len(clients)
     st: dict[str, Any] = {"count": 0, "expect": b"", "fut": None, "t_last": 0.0, "t_first": 0.0, "stray": 0}
@@ -437,7 +518,6 @@ async def fanout(clients: list[Client], stats: Stats, rounds: int, pid: int) -> 
     times: list[float] = []
     firsts: list[float] = []
     incomplete: list[int] = []
-    meter = Meter(pid)
     for r in range(rounds):
         frame = b'42["bcast",%d]' % (1000 + r)
         st.update(count=0, expect=frame, fut=loop.create_future())
@@ -470,6 +550,7 @@ async def fanout(clients: list[Client], stats: Stats, rounds: int, pid: int) -> 
         "times_ms": [t * 1e3 for t in times],
         "deliveries_per_s": n / med if times else 0.0,
         "server_us_per_delivery": meter.server_cpu / deliveries * 1e6 if deliveries else None,
+        "aux_us_per_delivery": meter.aux_cpu / deliveries * 1e6 if deliveries and meter.aux else None,
         "loadgen_cpu_s": meter.self_cpu,
         "stray": st["stray"],
     }
@@ -483,11 +564,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("echo", "connect", "idle"):
         s = sub.add_parser(name)
-        s.add_argument("--url", required=True, help="ws://127.0.0.1:PORT (the Socket.IO path is added)")
+        s.add_argument(
+            "--url",
+            action="append",
+            required=True,
+            help="ws://127.0.0.1:PORT (the Socket.IO path is added); repeat for several servers (clients "
+            "are split evenly, the first one sends W2's broadcast)",
+        )
         s.add_argument(
             "--raw", action="store_true", help="raw WebSocket frames, no Engine.IO/Socket.IO handshake"
         )
-        s.add_argument("--server-pid", type=int, default=0)
+        s.add_argument(
+            "--server-pid",
+            type=int,
+            action="append",
+            default=[],
+            help="a server process; its whole process tree is measured (repeatable)",
+        )
+        s.add_argument(
+            "--aux-pid", type=int, action="append", default=[], help="a helper (redis-server), measured apart"
+        )
         s.add_argument("--warmup", type=float, default=1.0)
         s.add_argument("--duration", type=float, default=10.0)
     sub.choices["echo"].add_argument("--clients", type=int, default=100)
@@ -507,11 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     nofile = raise_nofile()
-    if not args.url.startswith("ws://127.0.0.1:"):
+    if not all(url.startswith("ws://127.0.0.1:") for url in args.url):
         print("loadgen: only ws://127.0.0.1:PORT targets are allowed", file=sys.stderr)
         return 2
-    base = args.url.rstrip("/")
-    args.url = base + "/" if args.raw else base + SIO_PATH
+    args.urls = [url.rstrip("/") + ("/" if args.raw else SIO_PATH) for url in args.url]
     runner = {"echo": run_echo, "connect": run_connect, "idle": run_idle}[args.command]
     result = uvloop.run(runner(args))
     result["loadgen_nofile"] = nofile

@@ -4,14 +4,27 @@ Each server runs alone, pinned to CPU 0 (``taskset -c 0``); the load generator (
 pinned to CPU 1. A raw picows echo server (no Socket.IO) is measured first: it is the generator's own
 ceiling. Every server is started fresh for each group of workloads:
 
-* echo group: W1 (echo) and W1ack (echoack), then W4 (handshakes/s at concurrency 100);
-* idle group: W3 (RSS per idle connection), W6 (CPU of idle connections over 60 s), W2 (broadcast to all).
+* echo group: W1 (echo) and W1ack (echoack), then W4 (handshakes/s at concurrency 100); repeated
+  ``--repeat`` times (3 in a full run), the servers interleaved, and reported as medians with the spread;
+* idle group: W3 (RSS per idle connection), W6 (CPU of idle connections over 60 s), W2 (broadcast to all);
+* growth (G): the idle group again at 1,000 and 5,000 clients (the 10,000 point is the idle group's), for
+  W2 per delivery and W6 per connection, plotted in ``bench/growth.png``;
+* W7, Tether and node only: two workers behind one port (``tether start --workers 2``; node's cluster
+  primary with ``@socket.io/sticky`` and ``@socket.io/cluster-adapter``), echo round trips/s and a
+  broadcast to 10,000 clients spread over both workers, CPU of every process (master/primary included);
+* W8, Tether and node only: two nodes on one redis-server (Tether's Redis adapter;
+  ``@socket.io/redis-adapter``), 10,000 clients split over them, a broadcast from a client of the first.
+
+A run is evidence only on a quiet machine: it refuses to start recording when the 1-minute load average
+is 0.5 or more, and at the end it waits for the load of its own processes to decay (up to
+``--quiet-wait`` seconds) and records nothing if it stays at 0.5 or more (the figures are still printed and
+kept in ``bench/out/``).
 
 W5 (100k idle sessions) is the sessions feature's own script, ``bench/sessions_bench.py``: run when it
 exists, reported as "not run" otherwise. The run appends a table to ``bench/RESULTS.md``, a line to
 ``bench/history.jsonl`` and redraws ``bench/ratios.png``; the raw figures go to ``bench/out/``.
 
-Usage: ``python bench/run.py [--quick] [--only W1,W2] [--servers tether,node,psio] [--notes TEXT]``.
+Usage: ``python bench/run.py [--quick] [--only W1,W2,W7] [--servers tether,node,psio] [--notes TEXT]``.
 """
 
 from __future__ import annotations
@@ -25,8 +38,10 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,10 +52,15 @@ OUT = BENCH / "out"
 PY = sys.executable
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
+MULTI_CPUS = "0,1"
 PORT_RANGE = (24100, 24999)
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "G")
 SERVER_ORDER = ("raw", "tether", "node", "psio")
-PEERS = ("node", "psio")
+PEERS = ("node", "psio", "raw")
+MULTI = ("tether", "node")
+"""The servers W7, W8 and the growth curves measure."""
+QUIET_LOAD = 0.5
+"""A run is recorded only when the 1-minute load average is below this at its start and end."""
 LABELS = {
     "tether": "Tether",
     "node": "node socket.io",
@@ -104,19 +124,47 @@ def server_command(name: str, port: int) -> list[str]:
     raise ValueError(name)
 
 
+def cpu_set(text: str) -> set[int]:
+    """``0-1,3`` -> {0, 1, 3} (taskset and Cpus_allowed_list syntax)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
 class RunningServer:
-    def __init__(self, name: str, port: int, tag: str, extra: list[str] | None = None) -> None:
+    """One server process started pinned with ``taskset`` (it execs: same pid), logging to bench/out.
+
+    ``command`` replaces the server's usual command line (W7's multi-process forms, W8's Redis nodes);
+    ``ready_text`` is waited for in the log when listening is not enough (a master listens before its
+    workers are up); ``cpus`` is the taskset list."""
+
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        tag: str,
+        extra: list[str] | None = None,
+        *,
+        command: list[str] | None = None,
+        cpus: str = SERVER_CPU,
+        ready_text: str = "",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = port
+        self.cpus = cpus
+        self.ready_text = ready_text
         self.log_path = OUT / f"{name}-{tag}-{port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, *server_command(name, port), *(extra or [])],
+            ["taskset", "-c", cpus, *(command or server_command(name, port)), *(extra or [])],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=raise_nofile,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self.pid = self.proc.pid  # taskset execs the server: same pid
 
@@ -125,6 +173,9 @@ class RunningServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            if self.ready_text and self.ready_text not in self.log_tail(100_000):
+                time.sleep(0.1)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
@@ -132,18 +183,18 @@ class RunningServer:
                 time.sleep(0.1)
                 continue
             allowed = _status_field(self.pid, "Cpus_allowed_list")
-            if allowed != SERVER_CPU:
+            if cpu_set(allowed) != cpu_set(self.cpus):
                 raise RuntimeError(
-                    f"{self.name} is not pinned to CPU {SERVER_CPU} (Cpus_allowed_list={allowed})"
+                    f"{self.name} is not pinned to CPU {self.cpus} (Cpus_allowed_list={allowed})"
                 )
             return
         raise RuntimeError(
             f"{self.name} did not listen on port {self.port} within {timeout}s: {self.log_tail()}"
         )
 
-    def log_tail(self) -> str:
+    def log_tail(self, size: int = 600) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-600:]
+            return self.log_path.read_text(errors="replace")[-size:]
         except OSError:
             return ""
 
@@ -151,11 +202,21 @@ class RunningServer:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+def start_server(name: str, port: int, tag: str, **kwargs: Any) -> RunningServer:
+    server = RunningServer(name, port, tag, **kwargs)
+    try:
+        server.wait_ready(60.0 if kwargs.get("ready_text") else 30.0)
+    except Exception:
+        server.stop()
+        raise
+    return server
 
 
 def _status_field(pid: int, key: str) -> str:
@@ -185,104 +246,281 @@ def run_loadgen(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 class Plan:
-    def __init__(self, quick: bool) -> None:
+    """Durations and sizes of a run. A full run is sized to take about 20 minutes on 2 cores."""
+
+    def __init__(self, quick: bool, repeat: int | None) -> None:
         self.quick = quick
-        self.w1_duration = 3.0 if quick else 10.0
-        self.w1ack_duration = 2.0 if quick else 5.0
-        self.w4_duration = 2.0 if quick else 5.0
+        self.repeat = repeat if repeat is not None else (1 if quick else 3)
+        self.w1_duration = 2.0 if quick else 5.0
+        self.w1ack_duration = 1.0 if quick else 3.0
+        self.w4_duration = 1.0 if quick else 3.0
         self.warmup = 0.5 if quick else 1.0
         self.idle_clients = 1000 if quick else 10_000
         self.hold = 5.0 if quick else 60.0
         self.rounds = 3 if quick else 10
+        self.growth_sizes = (200, 500) if quick else (1000, 5000)
+        self.growth_hold = 3.0 if quick else 30.0
+        self.growth_rounds = 2 if quick else 5
+        self.multi_duration = 2.0 if quick else 5.0
+        self.multi_rounds = 3 if quick else 10
 
 
-def run_server_groups(name: str, only: set[str], plan: Plan, ports: Ports) -> dict[str, Any]:
+def run_echo_group(name: str, only: set[str], plan: Plan, ports: Ports) -> dict[str, Any]:
+    """W1, W1ack and W4 on a fresh server."""
     results: dict[str, Any] = {}
     raw = ["--raw"] if name == "raw" else []
-
-    def start(tag: str) -> RunningServer:
-        server = RunningServer(name, ports.take(), tag)
-        try:
-            server.wait_ready()
-        except Exception:
-            server.stop()
-            raise
-        return server
-
-    if only & {"W1", "W4"}:
-        log(f"{name}: echo group (load {loadavg()})")
-        server = start("echo")
-        try:
-            url = f"ws://127.0.0.1:{server.port}"
-            common = ["--url", url, "--server-pid", str(server.pid), "--warmup", str(plan.warmup), *raw]
-            if "W1" in only:
-                results["W1"] = run_loadgen(["echo", *common, "--duration", str(plan.w1_duration)], 120)
-                log(f"{name}: W1 {_short(results['W1'], 'rps', 'p50_ms', 'p99_ms', 'server_us_per_msg')}")
-                if name != "raw":
-                    results["W1ack"] = run_loadgen(
-                        ["echo", "--ack", *common, "--duration", str(plan.w1ack_duration)], 120
-                    )
-                    log(f"{name}: W1ack {_short(results['W1ack'], 'rps', 'p50_ms', 'server_us_per_msg')}")
-            if "W4" in only:
-                results["W4"] = run_loadgen(["connect", *common, "--duration", str(plan.w4_duration)], 120)
-                log(
-                    f"{name}: W4 "
-                    f"{_short(results['W4'], 'hps', 'p50_ms', 'server_us_per_handshake', 'errors')}"
+    log(f"{name}: echo group (load {loadavg()})")
+    server = start_server(name, ports.take(), "echo")
+    try:
+        url = f"ws://127.0.0.1:{server.port}"
+        common = ["--url", url, "--server-pid", str(server.pid), "--warmup", str(plan.warmup), *raw]
+        if "W1" in only:
+            results["W1"] = run_loadgen(["echo", *common, "--duration", str(plan.w1_duration)], 120)
+            log(f"{name}: W1 {_short(results['W1'], 'rps', 'p50_ms', 'p99_ms', 'server_us_per_msg')}")
+            if name != "raw":
+                results["W1ack"] = run_loadgen(
+                    ["echo", "--ack", *common, "--duration", str(plan.w1ack_duration)], 120
                 )
-        finally:
-            server.stop()
-
-    if only & {"W2", "W3", "W6"}:
-        log(f"{name}: idle group, {plan.idle_clients} clients (load {loadavg()})")
-        server = start("idle")
-        try:
-            # The raw server sends no heartbeats: W6 means nothing there.
-            hold = plan.hold if "W6" in only and name != "raw" else 0.0
-            rounds = plan.rounds if "W2" in only else 0
-            res = run_loadgen(
-                [
-                    "idle",
-                    "--url",
-                    f"ws://127.0.0.1:{server.port}",
-                    "--server-pid",
-                    str(server.pid),
-                    *raw,
-                    "--clients",
-                    str(plan.idle_clients),
-                    "--hold",
-                    str(hold),
-                    "--rounds",
-                    str(rounds),
-                ],
-                600,
-            )
-        finally:
-            server.stop()
-        if "error" in res:
-            for w in ("W2", "W3", "W6"):
-                if w in only:
-                    results[w] = res
-        else:
-            results["connect_10k"] = {
-                "connect_s": res["connect_s"],
-                "connect_rate": res["connect_rate"],
-                "connected": res["connected"],
-                "requested": plan.idle_clients,
-                "errors": res["connect_errors"],
-                "error_samples": res["connect_error_samples"],
-            }
-            results["W3"] = res["W3"]
-            if "W6" in res:
-                results["W6"] = res["W6"]
-            if "W2" in res:
-                results["W2"] = res["W2"]
-            results["clients_lost"] = res.get("clients_lost", 0)
-        log(
-            f"{name}: W3 {_short(results.get('W3', {}), 'bytes_per_conn')} "
-            f"W6 {_short(results.get('W6', {}), 'server_cpu_share', 'pings_answered')} "
-            f"W2 {_short(results.get('W2', {}), 'median_ms', 'deliveries_per_s', 'server_us_per_delivery')}"
-        )
+                log(f"{name}: W1ack {_short(results['W1ack'], 'rps', 'p50_ms', 'server_us_per_msg')}")
+        if "W4" in only:
+            results["W4"] = run_loadgen(["connect", *common, "--duration", str(plan.w4_duration)], 120)
+            log(f"{name}: W4 {_short(results['W4'], 'hps', 'p50_ms', 'server_us_per_handshake', 'errors')}")
+    finally:
+        server.stop()
     return results
+
+
+def run_idle(name: str, plan: Plan, ports: Ports, clients: int, hold: float, rounds: int) -> dict[str, Any]:
+    """W3, then W6 over ``hold`` s, then ``rounds`` broadcasts (W2), on ``clients`` idle clients of a fresh
+    single-process server."""
+    raw = ["--raw"] if name == "raw" else []
+    server = start_server(name, ports.take(), f"idle{clients}")
+    try:
+        return run_loadgen(
+            [
+                "idle",
+                "--url",
+                f"ws://127.0.0.1:{server.port}",
+                "--server-pid",
+                str(server.pid),
+                *raw,
+                "--clients",
+                str(clients),
+                "--hold",
+                str(hold),
+                "--rounds",
+                str(rounds),
+            ],
+            600,
+        )
+    finally:
+        server.stop()
+
+
+def run_idle_group(name: str, only: set[str], plan: Plan, ports: Ports) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    log(f"{name}: idle group, {plan.idle_clients} clients (load {loadavg()})")
+    # The raw server sends no heartbeats: W6 means nothing there.
+    hold = plan.hold if "W6" in only and name != "raw" else 0.0
+    res = run_idle(name, plan, ports, plan.idle_clients, hold, plan.rounds if "W2" in only else 0)
+    if "error" in res:
+        for w in ("W2", "W3", "W6"):
+            if w in only:
+                results[w] = res
+    else:
+        results["connect_10k"] = {
+            "connect_s": res["connect_s"],
+            "connect_rate": res["connect_rate"],
+            "connected": res["connected"],
+            "requested": plan.idle_clients,
+            "errors": res["connect_errors"],
+            "error_samples": res["connect_error_samples"],
+        }
+        results["W3"] = res["W3"]
+        if "W6" in res:
+            results["W6"] = res["W6"]
+        if "W2" in res:
+            results["W2"] = res["W2"]
+        results["clients_lost"] = res.get("clients_lost", 0)
+    log(
+        f"{name}: W3 {_short(results.get('W3', {}), 'bytes_per_conn')} "
+        f"W6 {_short(results.get('W6', {}), 'server_cpu_share', 'pings_answered')} "
+        f"W2 {_short(results.get('W2', {}), 'median_ms', 'deliveries_per_s', 'server_us_per_delivery')}"
+    )
+    return results
+
+
+def run_growth(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
+    """The idle group at each of ``plan.growth_sizes`` (the largest point is the idle group's own)."""
+    points: dict[str, Any] = {}
+    for n in plan.growth_sizes:
+        log(f"{name}: growth, {n} idle clients (load {loadavg()})")
+        try:
+            res = run_idle(name, plan, ports, n, plan.growth_hold, plan.growth_rounds)
+        except Exception as exc:
+            res = {"error": str(exc)}
+        points[str(n)] = res
+        log(
+            f"{name}: growth {n}: W2 {_short(res.get('W2', res), 'median_ms', 'server_us_per_delivery')} "
+            f"W6 {_short(res.get('W6', res), 'server_cpu_share')}"
+        )
+    return points
+
+
+def multi_tether(port: int, workers: int, run_dir: str) -> dict[str, Any]:
+    """``tether start`` with ``workers`` workers: its own run folder, ready once the master says so."""
+    return {
+        "command": [
+            PY,
+            "-m",
+            "tether",
+            "start",
+            "--config",
+            str(BENCH / "apps" / "tether.toml"),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--pid-file",
+            os.path.join(run_dir, "tether.pid"),
+            "--control-socket",
+            os.path.join(run_dir, "tether.sock"),
+        ],
+        "ready_text": "serving on",
+    }
+
+
+def run_w7(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
+    """Two workers behind one port on the two cores: echo, then a broadcast to every idle client.
+
+    The server processes may use both cores; the generator is pinned to CPU 1 like everywhere else, so it
+    shares a core with whatever the kernel puts there: read the CPU-per-message rows first."""
+    results: dict[str, Any] = {}
+    log(f"{name}: W7, two workers (load {loadavg()})")
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as run_dir:
+        for tag in ("echo", "idle"):
+            port = ports.take()
+            if name == "tether":
+                kwargs = multi_tether(port, 2, run_dir)
+            else:
+                kwargs = {
+                    "command": ["node", str(BENCH / "apps" / "node_cluster.js"), str(port), "2"],
+                    "ready_text": "READY",
+                }
+            server = start_server(name, port, f"w7{tag}", cpus=MULTI_CPUS, **kwargs)
+            try:
+                url = ["--url", f"ws://127.0.0.1:{port}", "--server-pid", str(server.pid)]
+                if tag == "echo":
+                    results["W7"] = run_loadgen(
+                        ["echo", *url, "--warmup", str(plan.warmup), "--duration", str(plan.multi_duration)],
+                        120,
+                    )
+                    log(f"{name}: W7 echo {_short(results['W7'], 'rps', 'p50_ms', 'server_us_per_msg')}")
+                else:
+                    res = run_loadgen(
+                        [
+                            "idle",
+                            *url,
+                            "--clients",
+                            str(plan.idle_clients),
+                            "--hold",
+                            "0",
+                            "--rounds",
+                            str(plan.multi_rounds),
+                        ],
+                        600,
+                    )
+                    results["W7b"] = (
+                        {**res["W2"], "spread": res["sockets_per_process"]} if "W2" in res else res
+                    )
+                    log(
+                        f"{name}: W7 broadcast "
+                        f"{_short(results['W7b'], 'median_ms', 'server_us_per_delivery')}"
+                    )
+            finally:
+                server.stop()
+    return results
+
+
+def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
+    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = subprocess.Popen(
+        [
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("redis-server did not start within 10 s")
+
+
+def run_w8(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
+    """Two nodes on one fresh redis-server (node A on CPU 0, node B on CPU 1), the idle clients split over
+    them, broadcasts sent by a client of node A. CPU of both nodes; redis-server's apart."""
+    log(f"{name}: W8, two nodes on Redis (load {loadavg()})")
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as folder:
+        redis_port = ports.take()
+        redis = start_redis(redis_port, folder)
+        servers: list[RunningServer] = []
+        try:
+            url = f"redis://127.0.0.1:{redis_port}/0"
+            for i, cpu in enumerate(("0", "1")):
+                port = ports.take()
+                extra = ["--redis", url] if name == "tether" else [url]
+                servers.append(start_server(name, port, f"w8{i}", extra=extra, cpus=cpu))
+            args = ["idle"]
+            for s in servers:
+                args += ["--url", f"ws://127.0.0.1:{s.port}", "--server-pid", str(s.pid)]
+            args += ["--aux-pid", str(redis.pid), "--clients", str(plan.idle_clients), "--hold", "0"]
+            res = run_loadgen([*args, "--rounds", str(plan.multi_rounds)], 600)
+        finally:
+            for s in servers:
+                s.stop()
+            redis.terminate()
+            redis.wait(10)
+    result = {**res["W2"], "spread": res["sockets_per_process"]} if "W2" in res else res
+    log(f"{name}: W8 {_short(result, 'median_ms', 'server_us_per_delivery', 'aux_us_per_delivery')}")
+    return {"W8": result}
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated runs of a group -> one result per workload: the median of every figure, its min-max."""
+    out: dict[str, Any] = {}
+    for workload in runs[0]:
+        good = [r[workload] for r in runs if isinstance(r.get(workload), dict) and "error" not in r[workload]]
+        if not good:
+            out[workload] = runs[0][workload]
+            continue
+        merged: dict[str, Any] = dict(good[0])
+        ranges: dict[str, list[float]] = {}
+        for key, value in good[0].items():
+            values = [g[key] for g in good if isinstance(g.get(key), int | float) and g[key] is not None]
+            if isinstance(value, int | float) and not isinstance(value, bool) and values:
+                merged[key] = statistics.median(values)
+                ranges[key] = [min(values), max(values)]
+        merged["repeats"] = len(good)
+        merged["range"] = ranges
+        out[workload] = merged
+    return out
 
 
 def _short(d: dict[str, Any], *keys: str) -> str:
@@ -355,15 +593,62 @@ ROWS: list[tuple[str, str, str, float, bool, str]] = [
     ("W4 handshakes/s", "W4", "hps", 1.0, True, "{:,.0f}"),
     ("W4 server CPU µs per handshake", "W4", "server_us_per_handshake", 1.0, False, "{:.0f}"),
     ("W6 idle CPU, % of a core", "W6", "server_cpu_share", 100.0, False, "{:.2f}"),
+    ("W7 two workers: echo round trips/s", "W7", "rps", 1.0, True, "{:,.0f}"),
+    ("W7 server CPU µs per round trip (every process)", "W7", "server_us_per_msg", 1.0, False, "{:.1f}"),
+    ("W7 broadcast to all over 2 workers, median ms", "W7b", "median_ms", 1.0, False, "{:.1f}"),
+    ("W7 server CPU µs per delivery (every process)", "W7b", "server_us_per_delivery", 1.0, False, "{:.2f}"),
+    ("W8 two nodes on Redis: broadcast, median ms", "W8", "median_ms", 1.0, False, "{:.1f}"),
+    ("W8 CPU µs per delivery (both nodes)", "W8", "server_us_per_delivery", 1.0, False, "{:.2f}"),
+    ("W8 redis-server CPU µs per delivery", "W8", "aux_us_per_delivery", 1.0, False, "{:.3f}"),
 ]
 
-# Targets for one Tether worker (issue 7): (label, check on the results) -> text.
-TARGETS = [
-    ("W1 >= 2x node round trips/s", "W1", "rps", "ratio_node", 2.0),
-    ("W2 10k broadcast >= 1.4x faster than node", "W2", "median_ms", "ratio_node", 1.4),
-    ("W3 <= 10 KiB per idle connection", "W3", "bytes_per_conn", "abs_max", 10 * 1024),
-    ("W4 >= 1.3x node handshakes/s", "W4", "hps", "ratio_node", 1.3),
-    ("W6 <= 1% of a core", "W6", "server_cpu_share", "abs_max", 0.01),
+
+def _target_abs(workload: str, key: str, bound: float, unit: str) -> Any:
+    def check(results: dict[str, Any]) -> str:
+        v = _get(results, "tether", workload, key)
+        if v is None:
+            return "not measured"
+        shown = {"KiB": f"{v / 1024:.1f} KiB", "%": f"{v * 100:.2f}%", "µs": f"{v:.2f} µs"}[unit]
+        return f"{'MET' if v <= bound else 'NOT MET'} ({shown})"
+
+    return check
+
+
+def _target_ratio(workload: str, key: str, higher: bool, bound: float) -> Any:
+    def check(results: dict[str, Any]) -> str:
+        r = speedup(results, workload, key, "node", higher)
+        if r is None:
+            return "not measured"
+        return f"{'MET' if r >= bound else 'NOT MET'} ({r:.2f}x node)"
+
+    return check
+
+
+def _target_cross_worker(results: dict[str, Any]) -> str:
+    multi = _get(results, "tether", "W7b", "server_us_per_delivery")
+    single = _get(results, "tether", "W2", "server_us_per_delivery")
+    if multi is None or single is None or single <= 0:
+        return "not measured"
+    r = multi / single
+    return f"{'MET' if r <= 1.3 else 'NOT MET'} ({multi:.2f} / {single:.2f} µs = {r:.2f}x)"
+
+
+# Targets of issue 16, for Tether: (label, check on the results).
+TARGETS: list[tuple[str, Any]] = [
+    ("W1 <= 8.5 µs server CPU per echo round trip", _target_abs("W1", "server_us_per_msg", 8.5, "µs")),
+    ("W1ack <= 8.5 µs per round trip", _target_abs("W1ack", "server_us_per_msg", 8.5, "µs")),
+    ("W2 <= 5.5 µs per delivery to 10,000", _target_abs("W2", "server_us_per_delivery", 5.5, "µs")),
+    ("W3 <= 8 KiB per idle connection", _target_abs("W3", "bytes_per_conn", 8 * 1024, "KiB")),
+    ("W6 <= 0.6% of a core for 10,000 idle", _target_abs("W6", "server_cpu_share", 0.006, "%")),
+    ("W7 echo ahead of node (two workers)", _target_ratio("W7", "rps", True, 1.0)),
+    ("W7 broadcast ahead of node (time to all)", _target_ratio("W7b", "median_ms", False, 1.0)),
+    (
+        "W7 broadcast ahead of node (CPU per delivery)",
+        _target_ratio("W7b", "server_us_per_delivery", False, 1.0),
+    ),
+    ("W7 cross-worker broadcast <= 1.3x single-worker CPU per delivery", _target_cross_worker),
+    ("W8 ahead of node (time to all)", _target_ratio("W8", "median_ms", False, 1.0)),
+    ("W8 ahead of node (CPU per delivery)", _target_ratio("W8", "server_us_per_delivery", False, 1.0)),
 ]
 
 
@@ -376,18 +661,36 @@ def speedup(results: dict[str, Any], workload: str, key: str, peer: str, higher:
     return t / p if higher else p / t
 
 
+def _cell(results: dict[str, Any], server: str, workload: str, key: str, scale: float, fmt: str) -> str:
+    v = _get(results, server, workload, key)
+    if v is None:
+        return "—"
+    text = fmt.format(v * scale)
+    d = results[server][workload]
+    lo, hi = d.get("range", {}).get(key, (None, None))
+    if key == "median_ms" and d.get("complete_rounds", 0) > 1:
+        lo, hi = d.get("min_ms"), d.get("max_ms")  # broadcasts: the spread of the rounds
+    elif d.get("repeats", 1) <= 1:
+        lo = hi = None
+    if lo is not None and hi is not None and lo != hi:
+        text += f" ({fmt.format(lo * scale)} to {fmt.format(hi * scale)})"
+    return text
+
+
 def render(meta: dict[str, Any], results: dict[str, Any], servers: list[str]) -> str:
     cols = [s for s in SERVER_ORDER if s in servers]
     peers = [p for p in PEERS if p in servers and "tether" in servers]
-    head = ["metric", *(LABELS[s] for s in cols), *(f"Tether vs {p}" for p in peers)]
+    head = ["metric", *(LABELS[s] for s in cols), *(f"Tether vs {LABELS[p]}" for p in peers)]
     lines = [
         f"## {meta['date']} — commit `{meta['commit']}`{' (quick)' if meta['quick'] else ''}",
         "",
-        f"CPU: {meta['cpu']} ({meta['cores']} cores); servers pinned to CPU {SERVER_CPU}, "
+        f"CPU: {meta['cpu']} ({meta['cores']} cores); single-process servers pinned to CPU {SERVER_CPU}, "
         f"load generator to CPU {LOADGEN_CPU}; Python {meta['python']}, node {meta['node']}, "
         f"socket.io {meta['socketio_node']}, "
         f"python-socketio {meta['psio']}, uvicorn {meta['uvicorn']}, picows {meta['picows']}; "
-        f"load average {meta['load_start']} at start, {meta['load_end']} at end; {meta['elapsed_s']:.0f} s.",
+        f"load average {meta['load_start']} at start, {meta['load_end']} at end; "
+        f"{meta['elapsed_s'] / 60:.1f} min; echo group repeated {meta['repeat']}x "
+        "(medians, min to max in brackets).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -397,8 +700,7 @@ def render(meta: dict[str, Any], results: dict[str, Any], servers: list[str]) ->
             continue
         cells = [label]
         for s in cols:
-            v = _get(results, s, workload, key)
-            cells.append(fmt.format(v * scale) if v is not None else "—")
+            cells.append(_cell(results, s, workload, key, scale, fmt))
         for p in peers:
             r = speedup(results, workload, key, p, higher)
             cells.append(f"{r:.2f}x" if r is not None else "—")
@@ -407,11 +709,14 @@ def render(meta: dict[str, Any], results: dict[str, Any], servers: list[str]) ->
     if w5 is not None:
         lines.append("")
         lines.append(f"W5 sessions: {json.dumps(w5)}")
+    growth = render_growth(results, meta)
+    if growth:
+        lines += ["", *growth]
     lines.append("")
-    lines.append("Targets (one Tether worker):")
+    lines.append("Targets (issue 16, Tether):")
     lines.append("")
-    for label, workload, key, kind, bound in TARGETS:
-        lines.append(f"- {label}: {target_status(results, workload, key, kind, bound)}")
+    for label, check in TARGETS:
+        lines.append(f"- {label}: {check(results)}")
     lines.append("")
     lines.append("Notes:")
     lines.append("")
@@ -421,28 +726,109 @@ def render(meta: dict[str, Any], results: dict[str, Any], servers: list[str]) ->
     return "\n".join(lines)
 
 
-def target_status(results: dict[str, Any], workload: str, key: str, kind: str, bound: float) -> str:
-    if kind == "ratio_node":
-        higher = key != "median_ms"
-        r = speedup(results, workload, key, "node", higher)
-        if r is None:
-            return "not measured"
-        return f"{'MET' if r >= bound else 'NOT MET'} ({r:.2f}x)"
-    v = _get(results, "tether", workload, key)
-    if v is None:
-        return "not measured"
-    shown = f"{v / 1024:.1f} KiB" if workload == "W3" else f"{v * 100:.2f}%"
-    return f"{'MET' if v <= bound else 'NOT MET'} ({shown})"
+def growth_points(results: dict[str, Any], server: str) -> list[tuple[int, dict[str, Any]]]:
+    """(clients, idle-group result) for every size measured, the idle group's own 10,000 included."""
+    r = results.get(server, {})
+    points: list[tuple[int, dict[str, Any]]] = []
+    for n, res in r.get("growth", {}).items():
+        if isinstance(res, dict) and "error" not in res:
+            points.append((res.get("connected", int(n)), res))
+    w2 = r.get("W2")
+    if isinstance(w2, dict) and "error" not in w2 and "connect_10k" in r:
+        points.append(
+            (r["connect_10k"]["connected"], {"W2": w2, "W6": r.get("W6", {}), "W3": r.get("W3", {})})
+        )
+    return sorted(points, key=lambda p: p[0])
+
+
+def _growth_w6(res: dict[str, Any], n: int) -> float | None:
+    """W6 as % of a core per 1,000 idle clients."""
+    share = res.get("W6", {}).get("server_cpu_share")
+    return share * 100 * 1000 / n if share is not None and n else None
+
+
+def render_growth(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    servers = [s for s in MULTI if len(growth_points(results, s)) > 1]
+    if not servers:
+        return []
+    lines = [
+        "Growth (W2 and W6 by the number of idle clients; a flat cost per connection is the goal):",
+        "",
+        "| server | clients | W2 median ms | W2 µs per delivery | W6 % of a core | W6 % per 1,000 clients "
+        "| W3 KiB per conn |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in servers:
+        for n, res in growth_points(results, s):
+            w2, w6, w3 = res.get("W2", {}), res.get("W6", {}), res.get("W3", {})
+            share = w6.get("server_cpu_share")
+            lines.append(
+                f"| {LABELS[s]} | {n:,} | {_fmt(w2.get('median_ms'))} "
+                f"| {_fmt(w2.get('server_us_per_delivery'))} "
+                f"| {_fmt(share * 100 if share is not None else None)} | {_fmt(_growth_w6(res, n))} "
+                f"| {_fmt(w3['bytes_per_conn'] / 1024 if 'bytes_per_conn' in w3 else None)} |"
+            )
+    if meta.get("growth_plot"):
+        lines += ["", f"![W2 and W6 by clients]({meta['growth_plot']})"]
+    return lines
+
+
+def plot_growth(results: dict[str, Any], path: Path) -> bool:
+    """Draw W2 CPU per delivery and W6 CPU per 1,000 clients against the client count; False if there is
+    nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    drawn = False
+    for s in MULTI:
+        pts = growth_points(results, s)
+        if len(pts) < 2:
+            continue
+        drawn = True
+        xs = [n for n, _ in pts]
+        nan = float("nan")
+        ax1.plot(
+            xs, [r["W2"].get("server_us_per_delivery") or nan for _, r in pts], marker="o", label=LABELS[s]
+        )
+        ys = [_growth_w6(r, n) for n, r in pts]
+        ax2.plot(xs, [y if y is not None else nan for y in ys], marker="o", label=LABELS[s])
+    if drawn:
+        ax1.set_title("W2: server CPU µs per delivery")
+        ax2.set_title("W6: idle CPU, % of a core per 1,000 clients")
+        for ax in (ax1, ax2):
+            ax.set_xlabel("idle clients")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return drawn
 
 
 def auto_notes(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     notes = [
         "Ratio columns: how many times better Tether is than the peer (> 1 = Tether ahead): peer/Tether "
         "for times, memory and CPU, Tether/peer for rates.",
-        "CPU µs per message = server utime+stime (all threads, /proc/<pid>/stat, 10 ms ticks) over the "
+        "CPU µs per message = the server's CPU time (the kernel's nanosecond process clock, every thread of "
+        "every process of the server: W7 counts the master or node's primary, W8 both nodes) over the "
         "measured window / messages; it ranks servers even where the generator is the limit.",
+        f"Other processes used ~{max(meta.get('foreign_cpu_s', 0.0), 0.0):.0f} s of CPU during the "
+        f"{meta['elapsed_s']:.0f} s of measuring (all cores' busy time minus this run's own processes).",
+        "W7: the servers' processes may run on both cores, the generator is pinned to CPU 1 (it shares that "
+        "core). W8: node A on CPU 0, node B on CPU 1, redis-server wherever the kernel puts it, the "
+        "generator on CPU 1. Both are bounded by 2 cores for 3-4 busy processes: read the CPU "
+        "per message first.",
     ]
-    if max(meta["load_start_1"], meta["load_end_1"]) > 0.8:
+    for s in MULTI:
+        for w in ("W7b", "W8"):
+            d = results.get(s, {}).get(w)
+            if isinstance(d, dict) and isinstance(d.get("spread"), dict):
+                notes.append(f"{LABELS[s]} {w}: open sockets per server process {d['spread']}.")
+    if max(meta["load_start_1"], meta["load_end_1"]) >= QUIET_LOAD:
         notes.append(
             f"NOISY: the machine was busy (1-min load average {meta['load_start_1']:.2f} at start, "
             f"{meta['load_end_1']:.2f} at end) with other jobs on both cores: rates and latencies are "
@@ -459,6 +845,15 @@ def auto_notes(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"W2 {_fmt(_get(results, 'raw', 'W2', 'median_ms'))} ms, "
             f"W4 {_fmt(_get(results, 'raw', 'W4', 'hps'))} handshakes/s (WebSocket only)."
         )
+    for w, key in (("W1", "rps"), ("W4", "hps")):
+        ceiling = _get(results, "raw", w, key)
+        for s in ("tether", "node", "psio"):
+            v = _get(results, s, w, key)
+            if ceiling and v and v >= 0.8 * ceiling:
+                notes.append(
+                    f"{LABELS[s]} {w}: {v:,.0f}/s is {v / ceiling:.0%} of the generator's ceiling in this "
+                    "run (generator-bound): rank it by server CPU per message."
+                )
     for s in SERVER_ORDER:
         r = results.get(s, {})
         for w, d in r.items():
@@ -613,19 +1008,51 @@ def plot_history() -> str:
 # -- main -----------------------------------------------------------------------------------------------
 
 
+def cpu_busy_seconds() -> float:
+    """Seconds of CPU time every core spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields[:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU of this runner and of every process it started and waited for (servers, generator, redis)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def wait_quiet(limit: float) -> float:
+    """Wait (at most ``limit`` s) for the 1-minute load average to fall below QUIET_LOAD once this run's own
+    processes have stopped (it decays by e^(-t/60)): what is left is other work. Returns the last value."""
+    deadline = time.monotonic() + limit
+    load = loadavg1()
+    while load >= QUIET_LOAD and time.monotonic() < deadline:
+        time.sleep(5)
+        load = loadavg1()
+    return load
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="short durations, 1,000 idle clients (development)"
+        "--quick", action="store_true", help="short durations, 1,000 idle clients, echo once (development)"
     )
-    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W2")
+    parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. W1,W2,W7,G")
     parser.add_argument(
         "--servers", default="tether,node,psio", help="tether,node,psio (raw is always measured)"
     )
     parser.add_argument("--no-raw", action="store_true", help="skip the raw picows generator-ceiling server")
+    parser.add_argument("--repeat", type=int, help="echo group repeats (default 3, 1 with --quick)")
     parser.add_argument("--notes", action="append", default=[], help="a note for RESULTS.md (repeatable)")
     parser.add_argument(
-        "--no-record", action="store_true", help="do not touch RESULTS.md/history.jsonl/ratios.png"
+        "--no-record", action="store_true", help="do not touch RESULTS.md/history.jsonl/the plots"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=180.0,
+        help="seconds to wait at the end for the load average to fall below 0.5 (default 180)",
     )
     args = parser.parse_args(argv)
 
@@ -638,51 +1065,114 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_raw and "raw" not in servers:
         servers.insert(0, "raw")
     servers = [s for s in SERVER_ORDER if s in servers]
-    for tool in ("taskset", *(("node", "npm") if "node" in servers else ())):
-        if shutil.which(tool) is None:
+    record = not args.no_record and not args.quick
+    if args.quick and not args.no_record:
+        log("--quick: nothing is recorded (a quick run is never evidence)")
+    needs = ["taskset"]
+    if "node" in servers:
+        needs += ["node", "npm"]
+    if "W8" in only:
+        needs.append("redis-server")
+    for tool in needs:
+        if shutil.which(tool) is None and not (
+            tool == "redis-server" and Path("/usr/bin/redis-server").exists()
+        ):
             print(f"bench: {tool} is required and was not found", file=sys.stderr)
             return 2
     if (os.cpu_count() or 1) < 2:
         print("bench: needs 2 CPU cores (server on CPU 0, load generator on CPU 1)", file=sys.stderr)
         return 2
+    if record and loadavg1() >= QUIET_LOAD:
+        print(
+            f"bench: the 1-minute load average is {loadavg1():.2f} (>= {QUIET_LOAD}): other work is running "
+            "and this run would not be evidence, so it is not started. Wait for a quiet machine, or look at "
+            "figures without recording them: python bench/run.py --no-record (or --quick).",
+            file=sys.stderr,
+        )
+        return 3
     raise_nofile()
     OUT.mkdir(exist_ok=True)
     if "node" in servers:
         ensure_node_deps()
 
     t0 = time.monotonic()
+    busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
     meta = gather_meta(args.quick)
     meta["load_start"] = loadavg()
     meta["load_start_1"] = loadavg1()
-    plan = Plan(args.quick)
+    plan = Plan(args.quick, args.repeat)
+    meta["repeat"] = plan.repeat
     ports = Ports()
-    results: dict[str, Any] = {}
-    socket_workloads = only - {"W5"}
-    for name in servers:
-        if not socket_workloads:
-            break
+    results: dict[str, Any] = {name: {} for name in servers}
+
+    def guarded(name: str, what: str, fn: Any, *fn_args: Any) -> dict[str, Any]:
         try:
-            results[name] = run_server_groups(name, socket_workloads, plan, ports)
+            out: dict[str, Any] = fn(*fn_args)
+            return out
         except Exception as exc:  # one broken server must not lose the others' figures
-            log(f"{name}: FAILED {exc}")
-            results[name] = {w: {"error": str(exc)} for w in socket_workloads}
+            log(f"{name}: {what} FAILED {exc}")
+            return {"error": str(exc)}
+
+    echo = only & {"W1", "W4"}
+    if echo:
+        # Interleaved repeats: each server's runs spread over the whole phase, so that a burst of other work
+        # does not land on one server's runs only.
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        for rep in range(plan.repeat):
+            for name in servers:
+                log(f"echo group, repeat {rep + 1}/{plan.repeat}")
+                res = guarded(name, "echo group", run_echo_group, name, echo, plan, ports)
+                runs[name].append(res if "error" not in res else {w: res for w in ("W1", "W1ack", "W4")})
+        for name in servers:
+            results[name].update(combine(runs[name]))
+    if only & {"W2", "W3", "W6"}:
+        for name in servers:
+            res = guarded(name, "idle group", run_idle_group, name, only, plan, ports)
+            results[name].update(res if "error" not in res else {w: res for w in ("W2", "W3", "W6")})
+    multi = [name for name in servers if name in MULTI]
+    if "G" in only:
+        for name in multi:
+            results[name]["growth"] = run_growth(name, plan, ports)
+    if "W7" in only:
+        for name in multi:
+            res = guarded(name, "W7", run_w7, name, plan, ports)
+            results[name].update(res if "error" not in res else {"W7": res, "W7b": res})
+    if "W8" in only:
+        for name in multi:
+            res = guarded(name, "W8", run_w8, name, plan, ports)
+            results[name].update(res if "error" not in res else {"W8": res})
     if "W5" in only:
         log("W5 sessions hook")
         results["W5"] = run_w5(args.quick)
         log(f"W5: {results['W5']}")
+    meta["elapsed_s"] = time.monotonic() - t0
+    foreign = (cpu_busy_seconds() - busy0) - (own_cpu_seconds() - own0)
+    meta["foreign_cpu_s"] = foreign
+    log(f"measured in {meta['elapsed_s'] / 60:.1f} min; other processes used ~{max(foreign, 0):.0f} s of CPU")
+    if record:
+        log(f"waiting up to {args.quiet_wait:.0f} s for the load average to fall below {QUIET_LOAD}")
+        wait_quiet(args.quiet_wait)
     meta["load_end"] = loadavg()
     meta["load_end_1"] = loadavg1()
-    meta["elapsed_s"] = time.monotonic() - t0
+    quiet = meta["load_start_1"] < QUIET_LOAD and meta["load_end_1"] < QUIET_LOAD
     meta["notes"] = [*args.notes, *auto_notes(results, meta)]
-    if meta["elapsed_s"] > 15 * 60 and not args.quick:
-        meta["notes"].append(f"The run took {meta['elapsed_s'] / 60:.1f} min, over the 15 min budget.")
+    if meta["elapsed_s"] > 20 * 60 and not args.quick:
+        meta["notes"].append(f"The run took {meta['elapsed_s'] / 60:.1f} min, over the 20 min budget.")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    if record and quiet and plot_growth(results, BENCH / "growth.png"):
+        meta["growth_plot"] = "growth.png"
     (OUT / f"run-{stamp}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     table = render(meta, results, servers)
     print()
     print(table)
-    if not args.no_record:
+    if record and not quiet:
+        log(
+            f"NOT RECORDED: the load average was {meta['load_start_1']:.2f} at start and "
+            f"{meta['load_end_1']:.2f} at the end (after waiting up to {args.quiet_wait:.0f} s): other work "
+            f"ran, so these figures are not evidence. They are in bench/out/run-{stamp}.json."
+        )
+    elif record:
         results_md = BENCH / "RESULTS.md"
         if not results_md.exists():
             results_md.write_text(RESULTS_HEADER)
@@ -690,8 +1180,12 @@ def main(argv: list[str] | None = None) -> int:
             f.write("\n" + table)
         write_history(meta, results)
         log(plot_history())
-    log(f"done in {meta['elapsed_s']:.0f} s; raw figures in bench/out/run-{stamp}.json")
-    return 0
+    total = time.monotonic() - t0
+    log(
+        f"done: measuring took {meta['elapsed_s'] / 60:.1f} min, {total / 60:.1f} min in all; raw figures in "
+        f"bench/out/run-{stamp}.json"
+    )
+    return 0 if (quiet or not record) else 4
 
 
 RESULTS_HEADER = """# Benchmark results

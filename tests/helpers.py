@@ -53,3 +53,75 @@ class Recorder:
         """The reason ``sid`` was disconnected with, waiting for it if need be."""
         await wait_until(lambda: bool(self.reasons(sid)), timeout, f"disconnect of {sid}")
         return self.reasons(sid)[0]
+
+
+class CutProxy:
+    """A TCP proxy on 127.0.0.1:0 whose connections can be cut at once, as a tunnel or a Wi-Fi hand-over cuts
+    them: :meth:`cut` aborts both sides of every open connection (bytes in flight are lost) and new
+    connections go on being forwarded, to ``target`` or to the port given to :meth:`retarget`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> CutProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def retarget(self, port: int) -> None:
+        """Send new connections to ``port`` (another worker or node) from now on."""
+        self.target = (self.target[0], port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, up_writer)
+        self._pairs.add(pair)
+        loop = asyncio.get_running_loop()
+        for task in (
+            loop.create_task(self._pipe(reader, up_writer, pair)),
+            loop.create_task(self._pipe(up_reader, writer, pair)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+            self._pairs.discard(pair)
+
+    def cut(self) -> int:
+        """Abort every open connection on both sides; returns how many were open."""
+        pairs, self._pairs = self._pairs, set()
+        for down, up in pairs:
+            down.transport.abort()
+            up.transport.abort()
+        return len(pairs)
+
+    async def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()

@@ -1,6 +1,7 @@
 // node socket.io 4.8 benchmark server: the same app as Tether's (echo, echoack, bcast), default
 // options (websocket via `ws`, pingInterval 25 s). socket.io comes from bench/node/node_modules, which
-// bench/run.py installs with `npm install`. Usage: node bench/apps/node_server.js <port>
+// bench/run.py installs with `npm install`. Usage: node bench/apps/node_server.js <port> [redis-url]
+// With a redis URL (W8), the server uses @socket.io/redis-adapter on that redis-server.
 "use strict";
 const path = require("path");
 const { createRequire } = require("module");
@@ -9,6 +10,7 @@ const http = require("http");
 const { Server } = requireBench("socket.io");
 
 const port = Number(process.argv[2] || 24003);
+const redisUrl = process.argv[3] || "";
 const httpServer = http.createServer();
 const io = new Server(httpServer, { cors: { origin: "*" } });
 
@@ -20,9 +22,20 @@ io.on("connection", (socket) => {
   socket.on("bcast", (data) => io.emit("bcast", data));
 });
 
-httpServer.listen({ host: "127.0.0.1", port, backlog: 4096 }, () => {
-  console.log(`READY ${port}`);
-});
+async function listen() {
+  if (redisUrl) {
+    const { createClient } = requireBench("redis");
+    const { createAdapter } = requireBench("@socket.io/redis-adapter");
+    const pubClient = createClient({ url: redisUrl });
+    const subClient = pubClient.duplicate();
+    await Promise.all([pubClient.connect(), subClient.connect()]);
+    io.adapter(createAdapter(pubClient, subClient));
+  }
+  httpServer.listen({ host: "127.0.0.1", port, backlog: 4096 }, () => {
+    console.log(`READY ${port}`);
+  });
+}
+listen();
 
 const stop = () => {
   io.close();

@@ -1,6 +1,7 @@
 """Tether benchmark server: one worker on uvloop, ``bench/apps/tether.toml`` and its route file.
 
-Usage: ``python bench/apps/tether_server.py --port 24001 [--profile F | --tracemalloc F]``.
+Usage: ``python bench/apps/tether_server.py --port 24001 [--redis URL] [--profile F | --tracemalloc F]``.
+With ``--redis`` (W8) the node uses the Redis adapter (``[room] driver = "redis"``) on that redis-server.
 Prints ``READY <port>`` once listening.
 """
 
@@ -26,8 +27,12 @@ def raise_nofile(limit: int = 20_000) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def main(port: int, profile: str, trace: str) -> None:
-    config = Config.load(HERE / "tether.toml", overrides={"server": {"port": port}})
+async def main(port: int, profile: str, trace: str, redis: str) -> None:
+    overrides: dict[str, dict[str, object]] = {"server": {"port": port}}
+    if redis:
+        overrides["room"] = {"driver": "redis"}
+        overrides["redis"] = {"url": redis}
+    config = Config.load(HERE / "tether.toml", overrides=overrides)
     server = await run_server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -70,6 +75,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=24001)
     parser.add_argument("--profile", default="", help="write cProfile stats of the whole run to this file")
     parser.add_argument("--tracemalloc", default="", help="write the allocation diff SIGUSR1..SIGUSR2 here")
+    parser.add_argument("--redis", default="", help="redis://... : use the Redis adapter (W8)")
     args = parser.parse_args()
     raise_nofile()
-    uvloop.run(main(args.port, args.profile, args.tracemalloc))
+    uvloop.run(main(args.port, args.profile, args.tracemalloc, args.redis))

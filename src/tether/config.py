@@ -27,13 +27,16 @@ __all__ = [
     "ApiConfig",
     "AppConfig",
     "Config",
+    "HandlersConfig",
     "LimitsConfig",
     "MetricsConfig",
+    "RecoveryConfig",
     "RedisConfig",
     "RoomConfig",
     "ServerConfig",
     "SessionConfig",
     "WebSocketConfig",
+    "parse_listen",
 ]
 
 
@@ -46,18 +49,36 @@ class ServerConfig:
     workers: int = 0
     """Worker processes behind one port, started by ``tether start``; 0 (the default): one per CPU core.
     A server built in code (``run_server``) is one process whatever this says."""
-    pid_file: str = "run/tether.pid"
-    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance."""
-    log_file: str = "run/tether.log"
-    """Where a daemon (``start -d``) logs."""
-    control_socket: str = "run/tether.sock"
-    """Unix socket (mode 0600) the CLI uses to talk to the live master."""
+    pid_file: str = ""
+    """Master pid file; how ``stop``/``reload``/``infos`` find the running instance. Empty: ``run/NAME.pid``
+    next to the config file, NAME being the config file's name without ``.toml`` (``tether-PORT`` without a
+    config file), so that two instances in one folder never share it. Its folder must be writable by this
+    user only."""
+    log_file: str = ""
+    """Where a daemon (``start -d``) logs. Empty: ``run/NAME.log`` (see ``pid_file``)."""
+    control_socket: str = ""
+    """Unix socket (mode 0600) the CLI uses to talk to the live master. Empty: ``run/NAME.sock`` (see
+    ``pid_file``)."""
     log_level: str = "info"
     """``debug``, ``info``, ``warning`` or ``error``."""
     stop_timeout: float = 10.0
     """Seconds ``stop`` and ``reload`` wait for handlers to finish before closing connections."""
     worker_start_timeout: float = 30.0
     """Seconds a worker started by ``tether start``/``reload`` has to import the app and accept."""
+    stop_grace: float = 5.0
+    """Seconds after ``stop_timeout`` before the master kills workers that are still running."""
+    restart_backoff_min: float = 0.1
+    """Seconds before restarting a worker that died; doubles while it keeps dying within
+    ``restart_stable_after`` seconds of its start."""
+    restart_backoff_max: float = 10.0
+    """Longest wait in seconds before restarting a worker that keeps dying."""
+    restart_stable_after: float = 10.0
+    """A worker that ran this many seconds before dying is restarted after ``restart_backoff_min`` and its
+    failure count starts again."""
+    restart_max_failures: int = 10
+    """Deaths in a row, each within ``restart_stable_after`` of the worker's start, after which the master
+    stops restarting it, logs why and stops the instance with exit status 1 (a supervisor such as systemd
+    sees the failure); 0: restart forever. With the default backoff, 10 failures take about 33 s."""
     static_dir: str = ""
     """A folder served under ``/`` for pages (the demo uses it); empty: no static files."""
     net: str = "uvloop"
@@ -110,7 +131,10 @@ class LimitsConfig:
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
-    """Largest request line plus headers, in bytes (HTTP 431 past it)."""
+    """Largest request head in bytes as received: request line, header lines, blank line (HTTP 431
+    past it)."""
+    http_max_headers: int = 100
+    """Most header lines in one request (HTTP 431 past it); Apache's ``LimitRequestFields`` default."""
     event_rate: float = 0.0
     """Events per second a connection may send (token bucket refill); 0: unlimited."""
     event_burst: int = 100
@@ -121,6 +145,11 @@ class LimitsConfig:
     max_depth: int = 32
     """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
     a protocol error. At most 254, the deepest orjson writes back."""
+    max_fragments: int = 1024
+    """Most frames one fragmented WebSocket message may come in (close 1009 past it)."""
+    max_name_length: int = 256
+    """Longest event, namespace or room name, in characters: a longer event or namespace from a client is a
+    protocol error (close 1008), ``join`` of a longer room raises :class:`~tether.errors.TetherError`."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -131,6 +160,24 @@ class LimitsConfig:
     """``disconnect`` or ``drop`` when a client does not read fast enough."""
     handler_timeout: float = 0.0
     """Seconds a handler may run before it is cancelled; 0: no limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlersConfig:
+    threads: int = 40
+    """Threads that run plain ``def`` handlers (as Starlette runs sync endpoints), so that a blocking call
+    in one never stalls the event loop; 0: ``def`` handlers run on the loop itself (fastest for handlers
+    that never block)."""
+    block_warning: float = 0.5
+    """Seconds an ``async def`` handler may hold the event loop in one step (between two awaits) before a
+    warning names it; 0: never warn."""
+    ack_timeout: float = 60.0
+    """Seconds ``server.call()`` and an emit with ``ack=True`` but no ``timeout`` wait for answers
+    (python-socketio's ``call`` default)."""
+    leader_ttl: float = 10.0
+    """Seconds a node holds the Redis lease of once-per-cluster tasks without renewing it; a node that dies
+    is replaced by another within this time. With one host and no Redis the master picks the worker and
+    a dead one is replaced at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +221,23 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RecoveryConfig:
+    max_disconnection_duration: float = 0.0
+    """Seconds a disconnected socket's sid, rooms, data and missed packets are kept for the client to
+    recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
+    every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
+    skip_connect_handler: bool = True
+    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
+    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    max_session_bytes: int = 1_000_000
+    """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
+    max_buffer_bytes: int = 64 * 1024 * 1024
+    """Most bytes of recent packets kept per process (oldest dropped first); 0: bounded by time only."""
+    max_sessions: int = 100_000
+    """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
+
+
+@dataclass(frozen=True, slots=True)
 class ApiConfig:
     key: str = ""
     """Bearer key for the HTTP API; empty: the API is off."""
@@ -184,9 +248,18 @@ class ApiConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
-    """Serve Prometheus metrics on the service port."""
+    """Count Prometheus metrics (served only where ``listen`` or ``key`` says; ``tether infos`` shows
+    the main counters either way)."""
     path: str = "/metrics"
-    """Where the metrics are served."""
+    """Where the metrics are served (on ``listen``, and on the service port when ``key`` is set)."""
+    listen: str = ""
+    """``host:port`` of a separate metrics listener run by ``tether start``'s master, off the public port
+    (e.g. ``127.0.0.1:9502``). Empty (the default): no listener; a fixed default port would make the
+    second instance on a host fail to start."""
+    key: str = ""
+    """Bearer key: when set, metrics are also served on the service port at ``path`` to requests with
+    ``Authorization: Bearer KEY`` (401 without it, 403 with another). Empty (the default): the service port
+    does not serve metrics at all. Never logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,16 +309,18 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
     "limits": LimitsConfig,
+    "handlers": HandlersConfig,
     "session": SessionConfig,
     "room": RoomConfig,
     "redis": RedisConfig,
+    "recovery": RecoveryConfig,
     "api": ApiConfig,
     "metrics": MetricsConfig,
     "admin": AdminConfig,
     "app": AppConfig,
 }
 
-_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password")}
+_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,9 +333,11 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    handlers: HandlersConfig = field(default_factory=HandlersConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     room: RoomConfig = field(default_factory=RoomConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
@@ -371,6 +448,14 @@ class Config:
             raise ConfigError(src, "server.workers", "must be >= 0")
         if self.server.worker_start_timeout <= 0:
             raise ConfigError(src, "server.worker_start_timeout", "must be > 0")
+        if self.server.stop_grace < 0 or self.server.restart_stable_after < 0:
+            raise ConfigError(src, "server.stop_grace", "stop_grace and restart_stable_after must be >= 0")
+        if not 0 < self.server.restart_backoff_min <= self.server.restart_backoff_max:
+            raise ConfigError(
+                src, "server.restart_backoff_min", "must be > 0 and <= server.restart_backoff_max"
+            )
+        if self.server.restart_max_failures < 0:
+            raise ConfigError(src, "server.restart_max_failures", "must be >= 0")
         for key in ("ping_interval", "ping_timeout", "connect_timeout"):
             if getattr(ws, key) <= 0:
                 raise ConfigError(src, f"websocket.{key}", "must be > 0")
@@ -380,6 +465,10 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if self.limits.max_fragments < 1:
+            raise ConfigError(src, "limits.max_fragments", "must be >= 1")
+        if self.limits.max_name_length < 1:
+            raise ConfigError(src, "limits.max_name_length", "must be >= 1")
         if not 1 <= self.limits.max_depth <= 254:
             raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
@@ -397,8 +486,28 @@ class Config:
         warn = self.session.warn_before
         if warn != 0 and (warn < 0 or warn >= self.session.idle_timeout):
             raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
+        h = self.handlers
+        if h.threads < 0 or h.threads > 1024:
+            raise ConfigError(src, "handlers.threads", "must be between 0 and 1024")
+        if h.block_warning < 0:
+            raise ConfigError(src, "handlers.block_warning", "must be >= 0")
+        if h.ack_timeout <= 0 or h.leader_ttl <= 0:
+            raise ConfigError(src, "handlers", "ack_timeout and leader_ttl must be > 0")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
+        if self.metrics.listen:
+            try:
+                parse_listen(self.metrics.listen)
+            except ValueError as exc:
+                raise ConfigError(src, "metrics.listen", str(exc)) from None
+        if not self.metrics.path.startswith("/"):
+            raise ConfigError(src, "metrics.path", "must start with '/'")
+        rec = self.recovery
+        if rec.max_disconnection_duration < 0:
+            raise ConfigError(src, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
+        for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
+            if getattr(rec, key) < 0:
+                raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
@@ -431,6 +540,19 @@ class Config:
 
 
 _BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``("127.0.0.1", 9502)`` for ``127.0.0.1:9502``; ``[::1]:9502`` for IPv6 (``[metrics] listen``).
+
+    Raises:
+        ValueError: not ``host:port`` with a port from 0 to 65535.
+    """
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9502)")
+    return host, int(port)
 
 
 def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:

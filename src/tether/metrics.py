@@ -1,4 +1,9 @@
-"""Prometheus ``/metrics`` on the service port, aggregated over every worker.
+"""Prometheus metrics, aggregated over every worker, served where the operator says.
+
+Where: never on the public port by accident. ``[metrics] listen`` (``127.0.0.1:9502``) is a separate
+listener run by the master (:mod:`tether.metrics_listener`); ``[metrics] key`` also serves ``[metrics]
+path`` on the service port to requests carrying ``Authorization: Bearer KEY`` (compared in constant time;
+401 without it, 403 with another key). With neither, metrics are counted but not served over HTTP.
 
 Metrics observe and never drive: :func:`install` registers hooks on the server (events in, emits out,
 handler durations) that count into plain dicts, and reads :class:`~tether.server.state.ServerState` when
@@ -17,6 +22,7 @@ label (``_unrouted`` otherwise) and at most :data:`MAX_NAMES` names are kept (``
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -192,14 +198,27 @@ def render(snapshots: list[Snapshot], instance: dict[str, float] | None = None) 
 
 
 def install(server: Server) -> None:
-    """Count events, emits and handler durations on ``server``; serve ``[metrics] path``."""
+    """Count events, emits and handler durations on ``server``; serve ``[metrics] path`` on the service port
+    when ``[metrics] key`` is set."""
     cfg = server.config.metrics
     if not cfg.enabled:
         return
     metrics = Metrics(server)
     server.extensions["metrics"] = metrics
+    if not cfg.key:
+        return
+    key = cfg.key.encode()
 
     async def serve(request: Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return (
+                401,
+                {"Content-Type": "text/plain", "WWW-Authenticate": 'Bearer realm="metrics"'},
+                b"missing bearer key\n",
+            )
+        if not hmac.compare_digest(token.strip().encode(), key):
+            return 403, {"Content-Type": "text/plain"}, b"wrong metrics key\n"
         collect: Collect | None = server.extensions.get("metrics.collect")
         instance: dict[str, float] = {}
         if collect is not None:

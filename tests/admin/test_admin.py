@@ -8,8 +8,11 @@ server_stats, the commands, read-only and production modes, and two nodes on one
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import bcrypt
@@ -24,6 +27,7 @@ from tether.admin import get_instrument
 from tether.admin.auth import AdminAuth
 from tether.errors import ConfigError
 
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
 PASSWORD = "s3cret-admin"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()  # cost 4: fast tests
 
@@ -35,6 +39,15 @@ def app_router() -> Router:
     def join(socket: Socket, room: str) -> str:
         socket.join(room)
         return "ok"
+
+    @r.on("odd data")
+    def odd_data(socket: Socket) -> str:
+        socket.data.update({"when": object(), 7: "int key"})  # not JSON: shown as best it can be
+        return "ok"
+
+    @r.on("connect", namespace="/other")
+    def other(socket: Socket, auth: Any) -> None:
+        return None
 
     @r.on("shout")
     async def shout(socket: Socket, text: str) -> str:
@@ -268,6 +281,12 @@ async def test_all_sockets_lists_the_connected_sockets_with_their_rooms(server: 
         assert mine["transport"] == "websocket" and mine["clientId"]
         assert mine["handshake"]["address"] == "127.0.0.1" and mine["handshake"]["issued"] > 0
         assert "_admin" not in mine["data"]
+        assert await user.call("odd data") == "ok"
+        again = await login(server)
+        (sockets,) = await again.wait("all_sockets")
+        odd = next(s for s in sockets if s["id"] == user.sid)["data"]
+        assert odd["7"] == "int key" and odd["when"].startswith("<object object")
+        await again.close()
         assert any(s["id"] == admin.sid and s["nsp"] == "/admin" for s in sockets)
         await admin.close()
     finally:
@@ -330,6 +349,9 @@ async def test_join_leave_and_disconnect_commands(server: Server) -> None:
         await admin.wait("room_joined", lambda a: a[:3] == ["/", "vip", user.sid])
         await admin.emit("emit", "/", "vip", "hello", "from admin")
         await user.wait("hello", lambda a: a == ["from admin"])
+        # The filter may be a room: every member of "vip" joins "vip2" (the UI's MJOIN).
+        await admin.emit("join", "/", "vip2", "vip")
+        await admin.wait("room_joined", lambda a: a[:3] == ["/", "vip2", user.sid])
         await admin.emit("leave", "/", "vip", user.sid)
         await admin.wait("room_left", lambda a: a[:3] == ["/", "vip", user.sid])
         await admin.emit("join", "/", 42, None)  # bad arguments: ignored, nothing breaks
@@ -339,6 +361,30 @@ async def test_join_leave_and_disconnect_commands(server: Server) -> None:
     finally:
         await admin.close()
         await user.close()
+
+
+@pytest.mark.parametrize("close", [False, True])
+async def test_disconnect_one_namespace_or_the_whole_connection(server: Server, close: bool) -> None:
+    # close = false: the Sockets page's button (that namespace only); true: the Clients page's (everything).
+    user = socketio.AsyncClient(reconnection=False)
+    await user.connect(
+        server.url, namespaces=["/", "/other"], transports=["websocket"], wait_timeout=scaled(5)
+    )
+    sid = user.get_sid("/")
+    admin = await login(server)
+    try:
+        await admin.wait("config")
+        await admin.emit("_disconnect", "/", close, sid)
+        await wait_until(lambda: "/" not in user.namespaces, 5, "the / socket to be disconnected")
+        if close:
+            await wait_until(lambda: not user.connected, 5, "the connection to close")
+        else:
+            await asyncio.sleep(scaled(0.2))
+            assert list(user.namespaces) == ["/other"] and user.connected
+    finally:
+        await admin.close()
+        await user.disconnect()
+        await user.shutdown()
 
 
 async def test_read_only_refuses_the_commands() -> None:
@@ -411,3 +457,47 @@ async def test_two_nodes_on_redis_one_ui_sees_and_commands_both(redis_server: Re
         await on_b.close()
         await b.shutdown(timeout=scaled(5))
         await a.shutdown(timeout=scaled(5))
+
+
+NODE_CLIENT = """
+const { io } = require("socket.io-client");
+const socket = io(process.argv[1]);  // the defaults: polling, then the upgrade to WebSocket
+socket.on("connect", () => {
+  console.log(JSON.stringify({ sid: socket.id }));
+});
+process.stdin.on("end", () => socket.close());  // the test closes stdin when it has seen what it needs
+process.stdin.resume();
+"""
+
+
+async def test_an_upgrade_to_websocket_is_reported(server: Server) -> None:
+    # socket.io-client connects the namespace over polling, then upgrades: what socket_updated is for.
+    node = shutil.which("node")
+    assert node is not None, "node is not installed: run `make test`"
+    admin = await login(server)
+    await admin.wait("all_sockets")
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        "-e",
+        NODE_CLIENT,
+        server.url,
+        cwd=JS_DIR,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(await within(proc.stdout.readline(), 10))
+        (sock, _t) = await admin.wait("socket_connected", lambda a: a[0]["id"] == first["sid"])
+        assert sock["transport"] == "polling"
+        await admin.wait(
+            "socket_updated", lambda a: a[0] == {"id": first["sid"], "nsp": "/", "transport": "websocket"}
+        )
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert await within(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await admin.close()

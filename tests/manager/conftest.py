@@ -143,11 +143,14 @@ class Instance:
         self.url = ""
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS_")
         }
+        # The per-user list of instances (`tether infos --all`): the test's own, not the real one.
+        env["TETHER_RUNTIME_DIR"] = str(self.folder / "runtime")
+        return env
 
     def cli(self, *args: str, wait: float = 30.0, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``tether ARGS --config tether.toml`` in the app folder."""

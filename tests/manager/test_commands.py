@@ -167,6 +167,8 @@ async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> N
 
 async def test_foreground_signals(instance: Instance) -> None:
     env = instance.env()
+    # Metrics on their own listener (port 0: a free one, read back from infos), off the service port.
+    instance.config.write_text(instance.config.read_text() + '\n[metrics]\nlisten = "127.0.0.1:0"\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "tether", "start", "--workers", "1", "--config", str(instance.config)],
         cwd=instance.folder,
@@ -191,8 +193,14 @@ async def test_foreground_signals(instance: Instance) -> None:
         instance.wait_for(lambda: instance.infos()["generation"] == 3, 20, "SIGUSR1 reload")
         third = instance.infos()
         assert not {w["pid"] for w in first["workers"]} & {w["pid"] for w in third["workers"]}
-        async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
-            assert "tether_reloads_total 2.0" in await resp.text()
+        metrics_url = third["metrics"]
+        assert metrics_url.startswith("http://127.0.0.1:") and metrics_url.endswith("/metrics")
+        assert f"metrics   {metrics_url}" in instance.cli("infos", check=True).stdout
+        async with aiohttp.ClientSession() as http:
+            async with http.get(metrics_url) as resp:
+                assert resp.status == 200 and "tether_reloads_total 2.0" in await resp.text()
+            async with http.get(url + "/metrics") as resp:
+                assert resp.status == 404  # not on the service port
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout(20)) == 0
         assert not instance.pid_file.exists()

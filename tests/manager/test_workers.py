@@ -214,8 +214,13 @@ async def test_a_raw_request_for_another_workers_session_is_handed_over(instance
     assert sum(w["handoffs_sent"] for w in info["workers"]) > 0
 
 
+METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"
+
+
 async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
+    instance.config.write_text(instance.config.read_text() + f'\n[metrics]\nkey = "{METRICS_KEY}"\n')
     instance.start("--workers", "2")
+    auth = {"Authorization": f"Bearer {METRICS_KEY}"}
     by_pid = await _clients_on_two_workers(instance.url, per_worker=2)
     clients = [c for group in by_pid.values() for c in group]
     instance.wait_for(lambda: instance.infos()["totals"]["connections"] == 4, 5, "the extra clients to leave")
@@ -225,7 +230,7 @@ async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
     await clients[0].call("say", ("r", "m"), timeout=timeout(5))
     async with aiohttp.ClientSession() as http:
         for _ in range(4):  # whichever worker answers the scrape, it counts all of them
-            async with http.get(instance.url + "/metrics") as resp:
+            async with http.get(instance.url + "/metrics", headers=auth) as resp:
                 assert resp.status == 200
                 assert resp.headers["Content-Type"].startswith("text/plain")
                 text = await resp.text()
@@ -242,7 +247,7 @@ async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
         instance.wait_for(
             lambda: len([w for w in instance.infos()["workers"] if w["state"] == "ready"]) == 2, 10, "restart"
         )
-        async with http.get(instance.url + "/metrics") as resp:
+        async with http.get(instance.url + "/metrics", headers=auth) as resp:
             text = await resp.text()
         # The dead worker's counters stay in the totals: counters never go down.
         assert 'tether_events_in_total{event="echo"} 4.0' in text

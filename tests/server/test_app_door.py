@@ -19,11 +19,13 @@ from tether import Server, run_server
 from tether.errors import AppStartupError
 from tether.server.app_door import request_path
 
+METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"
+
 
 @pytest.fixture
 async def server(rec: Recorder) -> AsyncIterator[Server]:
     asgi_app.EVENTS.clear()
-    config = make_config(app={"asgi": "tests.apps.asgi_app:app"})
+    config = make_config(app={"asgi": "tests.apps.asgi_app:app"}, metrics={"key": METRICS_KEY})
     srv = await run_server(config, build_router(rec))
     try:
         yield srv
@@ -54,7 +56,8 @@ async def test_http_json_in_streaming_out_and_tether_paths(server: Server) -> No
         async with http.get(server.url + "/socket.io/?EIO=4&transport=polling") as resp:
             assert resp.status == 200
             assert (await resp.text()).startswith("0{")
-        async with http.get(server.url + "/metrics") as resp:
+        metrics_auth = {"Authorization": f"Bearer {METRICS_KEY}"}  # served on this port only with a key
+        async with http.get(server.url + "/metrics", headers=metrics_auth) as resp:
             assert resp.status == 200 and "tether_" in await resp.text()
         async with http.get(server.url + "/tether/session.js") as resp:
             assert resp.status == 200

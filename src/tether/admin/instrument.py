@@ -70,7 +70,7 @@ def now_iso(t: float | None = None) -> str:
 
 def _plain(value: Any) -> Any:
     """``value`` as JSON data: ``socket.data`` may hold anything, and one odd value must not stop a report."""
-    return orjson.loads(orjson.dumps(value, default=repr))
+    return orjson.loads(orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS))
 
 
 class Instrument:

@@ -23,11 +23,13 @@ from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from . import registry
 from .control import ControlError, request
-from .infos import render_table
-from .master import STOP_GRACE, Launch, Master, worker_count
-from .paths import RunPaths
-from .pidfile import AlreadyRunning, PidFile, running_pid
+from .infos import render_instances, render_table
+from .master import Launch, Master, worker_count
+from .paths import RunPaths, instance_name
+from .pidfile import AlreadyRunning, PidFile, describe, running_pid
+from .runfiles import UnsafeRunFile, check_folder, is_master, open_run_file
 
 __all__ = ["COMMANDS", "add_subcommands", "load_config", "run"]
 
@@ -101,7 +103,9 @@ def add_subcommands(sub: Any) -> None:
         default=_env_flag("TETHER_STOP_FORCE"),
         help="kill the workers now (env TETHER_STOP_FORCE=1); a second stop also forces",
     )
-    stop.add_argument("--wait", type=float, help="seconds to wait for the exit (default: stop_timeout + 10)")
+    stop.add_argument(
+        "--wait", type=float, help="seconds to wait for the exit (default: stop_timeout + stop_grace + 5)"
+    )
 
     restart = sub.add_parser(
         "restart", help="stop, then start again with the arguments the instance was started with"
@@ -109,7 +113,7 @@ def add_subcommands(sub: Any) -> None:
     _add_config(restart)
     _add_paths(restart)
     restart.add_argument(
-        "--wait", type=float, help="seconds to wait for the stop (default: stop_timeout + 10)"
+        "--wait", type=float, help="seconds to wait for the stop (default: stop_timeout + stop_grace + 5)"
     )
 
     reload = sub.add_parser(
@@ -123,6 +127,11 @@ def add_subcommands(sub: Any) -> None:
     )
     _add_config(infos)
     _add_paths(infos)
+    infos.add_argument(
+        "--all",
+        action="store_true",
+        help="every instance of this user on this host (from the per-user runtime folder)",
+    )
     infos.add_argument(
         "--json",
         action="store_true",
@@ -154,14 +163,15 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def _paths(args: argparse.Namespace) -> tuple[RunPaths, float]:
-    """Where the instance of ``--config`` keeps its files, and its stop_timeout.
+    """Where the instance of ``--config`` keeps its files, and how long its stop may take (``stop_timeout``
+    plus ``stop_grace``, in seconds).
 
     A config file that no longer loads (edited since the start) must not prevent ``stop``: the paths are
     then read from its ``[server]`` table as is.
     """
     try:
         config = load_config(args)
-        return RunPaths.from_config(config), config.server.stop_timeout
+        return RunPaths.from_config(config), config.server.stop_timeout + config.server.stop_grace
     except ConfigError as exc:
         print(f"tether: warning: {exc}; reading [server] paths only", file=sys.stderr)
     path = _config_path(args)
@@ -177,14 +187,22 @@ def _paths(args: argparse.Namespace) -> tuple[RunPaths, float]:
     server.update(_overrides(args).get("server", {}))
     defaults = Config().server
 
-    def resolve(key: str) -> str:
-        value = str(
-            os.environ.get(f"TETHER_SERVER_{key.upper()}") or server.get(key) or getattr(defaults, key)
-        )
-        return value if os.path.isabs(value) else os.path.join(base, value)
+    def value(key: str) -> Any:
+        return os.environ.get(f"TETHER_SERVER_{key.upper()}") or server.get(key) or getattr(defaults, key)
 
-    timeout = server.get("stop_timeout", defaults.stop_timeout)
-    return RunPaths(resolve("pid_file"), resolve("log_file"), resolve("control_socket")), float(timeout)
+    try:
+        port = int(value("port"))
+    except ValueError:
+        port = defaults.port
+    paths = RunPaths.derive(
+        instance_name(path, port),
+        base,
+        str(value("pid_file")),
+        str(value("log_file")),
+        str(value("control_socket")),
+    )
+    timeout = float(server.get("stop_timeout", defaults.stop_timeout))
+    return paths, timeout + float(server.get("stop_grace", defaults.stop_grace))
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -205,6 +223,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _err(message: str) -> None:
     print(f"tether: {message}", file=sys.stderr, flush=True)
+
+
+def _workers(n: int) -> str:
+    return f"{n} worker" if n == 1 else f"{n} workers"
 
 
 # -- start ----------------------------------------------------------------------------------------------
@@ -244,6 +266,9 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     paths = RunPaths.from_config(config)
     try:
         paths.make_dirs()
+    except UnsafeRunFile as exc:
+        _err(f"refusing an unsafe run folder: {exc}")
+        return 1
     except OSError as exc:
         _err(f"cannot create the run folder: {exc}")
         return 1
@@ -252,9 +277,13 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
         pidfile.acquire()
     except AlreadyRunning as exc:
         _err(
-            f"already running (pid {exc.pid}, pid file {exc.path}); "
-            "use `tether stop` or `tether restart` (with the same --config)"
+            f"already running ({describe(exc.pid)}, pid file {exc.path}); "
+            "use `tether stop` or `tether restart` (with the same --config); a second instance needs its "
+            "own config file or its own --pid-file and --control-socket"
         )
+        return 1
+    except UnsafeRunFile as exc:
+        _err(f"refusing an unsafe pid file: {exc}")
         return 1
     except OSError as exc:
         _err(f"cannot write the pid file {paths.pid_file}: {exc}")
@@ -290,8 +319,8 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     )
     if args.daemon:
         try:
-            with open(paths.log_file, "a"):
-                pass  # the daemon's output goes there: find out now, while there is a terminal to say so
+            # The daemon's output goes there: find out now, while there is a terminal to say so.
+            os.close(open_run_file(paths.log_file, os.O_WRONLY | os.O_APPEND, 0o644))
         except OSError as exc:
             pidfile.close()
             sock.close()
@@ -304,7 +333,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     def on_ready(ok: bool, text: str) -> None:
         if ok:
             print(
-                f"tether serving on {text} ({worker_count(config)} workers, master pid {os.getpid()}, "
+                f"tether serving on {text} ({_workers(worker_count(config))}, master pid {os.getpid()}, "
                 f"config {config.source})",
                 flush=True,
             )
@@ -333,8 +362,10 @@ def _start_daemon(
         if status.startswith("ok "):
             url = status[3:]
             master_pid = running_pid(paths.pid_file)
-            print(f"tether started on {url} ({worker_count(config)} workers)")
-            print(f"  pid file:       {paths.pid_file} (master pid {master_pid})")
+            print(f"tether started on {url} ({_workers(worker_count(config))})")
+            print(
+                f"  pid file:       {paths.pid_file} ({describe(master_pid).replace('pid', 'master pid', 1)})"
+            )
             print(f"  log file:       {paths.log_file}")
             print(f"  control socket: {paths.control_socket}", flush=True)
             return 0
@@ -351,7 +382,7 @@ def _start_daemon(
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        log_fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log_fd = open_run_file(paths.log_file, os.O_WRONLY | os.O_APPEND, 0o644)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
         os.close(log_fd)
@@ -398,12 +429,39 @@ def _read_status(fd: int, timeout: float) -> str:
 # -- stop, reload, infos, restart ----------------------------------------------------------------------
 
 
-def _not_running(paths: RunPaths) -> int:
+def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
+    """Say where we looked and, when no config was named, how to point at an instance (and which exist)."""
     _err(f"not running (no live master holds {paths.pid_file})")
+    if _config_path(args) is None:
+        _err(
+            f"  no --config given and TETHER_CONFIG is not set, so this looked for an instance started in "
+            f"{os.getcwd()} without a config file;\n  point at an instance with `-c FILE` "
+            "(or TETHER_CONFIG=FILE)"
+        )
+        live = registry.entries()
+        if live:
+            _err("  instances of this user (tether infos --all):")
+            for entry in live:
+                _err(f"    pid {entry['pid']}  {entry['listen']}  -c {entry['config']}")
     return 1
 
 
-def _stop(paths: RunPaths, force: bool, wait: float) -> tuple[int, int | None]:
+def _client_paths(args: argparse.Namespace) -> tuple[RunPaths, float] | None:
+    """The instance's paths and stop time (see :func:`_paths`), or None (said why) when its run folder is
+    unsafe: a folder another account can write to may hold a planted pid file or control socket."""
+    paths, stop_timeout = _paths(args)
+    for folder in paths.folders:
+        try:
+            check_folder(folder)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            _err(f"refusing an unsafe run folder: {exc}")
+            return None
+    return paths, stop_timeout
+
+
+def _stop(paths: RunPaths, force: bool, wait: float, args: argparse.Namespace) -> tuple[int, int | None]:
     """Ask the master to stop and wait until it is gone; returns (exit status, master pid)."""
     try:
         reply = request(paths.control_socket, "stop", force=force)
@@ -412,9 +470,16 @@ def _stop(paths: RunPaths, force: bool, wait: float) -> tuple[int, int | None]:
     except ControlError as exc:
         pid = running_pid(paths.pid_file)
         if pid is None:
-            return _not_running(paths), None
+            return _not_running(paths, args), None
         if pid < 0:
-            _err(f"a master holds {paths.pid_file} but wrote no pid, and {exc}")
+            _err(f"a master is starting ({paths.pid_file} is locked, no pid yet) and {exc}; try again")
+            return 1, None
+        if not is_master(pid, paths.pid_file):
+            # A pid file naming a process that does not hold it open is no proof: never signal it.
+            _err(
+                f"{exc}; and pid {pid} (from {paths.pid_file}) is not a tether master holding that file: "
+                "not signalled"
+            )
             return 1, None
         forced = force
         _err(f"{exc}; sending {'SIGKILL' if force else 'SIGTERM'} to pid {pid}")
@@ -431,19 +496,25 @@ def _stop(paths: RunPaths, force: bool, wait: float) -> tuple[int, int | None]:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    paths, stop_timeout = _paths(args)
-    wait = args.wait if args.wait is not None else stop_timeout + STOP_GRACE + 5
-    return _stop(paths, args.force, wait)[0]
+    found = _client_paths(args)
+    if found is None:
+        return 1
+    paths, stop_timeout = found
+    wait = args.wait if args.wait is not None else stop_timeout + 5
+    return _stop(paths, args.force, wait, args)[0]
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    paths, stop_timeout = _paths(args)
+    found = _client_paths(args)
+    if found is None:
+        return 1
+    paths, stop_timeout = found
     try:
         # Workers start one by one on a reload: allow for several slow ones, then the old ones' drain.
-        reply = request(paths.control_socket, "reload", timeout=stop_timeout + STOP_GRACE + 600)
+        reply = request(paths.control_socket, "reload", timeout=stop_timeout + 600)
     except ControlError as exc:
         if running_pid(paths.pid_file) is None:
-            return _not_running(paths)
+            return _not_running(paths, args)
         _err(str(exc))
         return 1
     if not reply.get("ok"):
@@ -460,13 +531,38 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_infos_all(args: argparse.Namespace) -> int:
+    """``tether infos --all``: one line per live instance of this user (or a JSON list)."""
+    folder = registry.runtime_dir()
+    rows: list[dict[str, Any]] = []
+    for entry in registry.entries():
+        try:
+            info = request(str(entry["control_socket"]), "infos", timeout=5)
+        except ControlError as exc:
+            info = {"ok": False, "error": str(exc)}
+        rows.append({**entry, "infos": info})
+    if args.json:
+        print(json.dumps(rows, indent=2), flush=True)
+        return 0
+    if not rows:
+        print(f"no tether instance of this user is running (looked in {folder})", flush=True)
+        return 0
+    print(render_instances(rows), flush=True)
+    return 0
+
+
 def cmd_infos(args: argparse.Namespace) -> int:
-    paths, _ = _paths(args)
+    if args.all:
+        return cmd_infos_all(args)
+    found = _client_paths(args)
+    if found is None:
+        return 1
+    paths, _ = found
     try:
         reply = request(paths.control_socket, "infos")
     except ControlError as exc:
         if running_pid(paths.pid_file) is None:
-            return _not_running(paths)
+            return _not_running(paths, args)
         _err(str(exc))
         return 1
     if args.json:
@@ -477,17 +573,21 @@ def cmd_infos(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    paths, stop_timeout = _paths(args)
+    found = _client_paths(args)
+    if found is None:
+        return 1
+    paths, stop_timeout = found
     try:
         launch = request(paths.control_socket, "launch")
     except ControlError as exc:
         if running_pid(paths.pid_file) is None:
-            _err(f"not running (no live master holds {paths.pid_file}); use `tether start`")
+            _not_running(paths, args)
+            _err("use `tether start`")
         else:
             _err(str(exc))
         return 1
-    wait = args.wait if args.wait is not None else stop_timeout + STOP_GRACE + 5
-    code, _ = _stop(paths, False, wait)
+    wait = args.wait if args.wait is not None else stop_timeout + 5
+    code, _ = _stop(paths, False, wait, args)
     if code:
         return code
     argv = list(launch["argv"])

@@ -10,7 +10,8 @@ One request per connection, as one JSON line each way::
 Commands: ``ping``, ``infos``, ``reload`` (answers when the reload is over), ``stop`` (answers at once;
 ``{"force": true}`` or a second stop forces), ``launch`` (the arguments the instance was started with).
 The socket is a Unix socket created with mode 0600 and the master also checks the peer's uid
-(``SO_PEERCRED``): only the user running tether (or root) may control it.
+(``SO_PEERCRED``): only the user running tether (or root) may control it. The CLI checks the other way
+too: a socket served by another account (planted in the run folder) is not asked anything.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def request(path: str, cmd: str, timeout: float = 10.0, **params: Any) -> dict[s
             sock.connect(path)
         except OSError as exc:
             raise ControlError(f"no master answers on {path}: {exc.strerror or exc}") from exc
+        uid = _peer_uid(sock)
+        if uid not in (os.getuid(), 0):
+            raise ControlError(f"{path} is served by uid {uid}, not by this user: not asked")
         sock.sendall(json.dumps({"cmd": cmd, **params}).encode() + b"\n")
         buf = bytearray()
         while not buf.endswith(b"\n"):

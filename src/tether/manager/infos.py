@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["human_bytes", "human_duration", "render_table"]
+__all__ = ["human_bytes", "human_duration", "render_instances", "render_table"]
 
 COLUMNS = (
     ("SLOT", "slot", str),
@@ -55,6 +55,8 @@ def render_table(info: dict[str, Any]) -> str:
     ]
     if info.get("log_file"):
         lines.append(f"log file  {info['log_file']}")
+    if info.get("metrics"):
+        lines.append(f"metrics   {info['metrics']}")
     lines.append(
         f"generation {info['generation']} ({info['reloads']} reloads, {info['restarts']} worker restarts)"
         f"  master RSS {human_bytes(info['master_rss'])}"
@@ -78,3 +80,18 @@ def render_table(info: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"TCP port {info['port']}: {states}")
     return "\n".join(lines)
+
+
+def render_instances(rows: list[dict[str, Any]]) -> str:
+    """``tether infos --all``: one aligned line per instance (registry entry plus its ``infos`` answer)."""
+    table = [["PID", "LISTEN", "WORKERS", "CONN", "UPTIME", "CONFIG"]]
+    for row in rows:
+        info = row["infos"]
+        if info.get("ok"):
+            totals = info["totals"]
+            cells = [str(totals["workers"]), str(totals["connections"]), human_duration(info["uptime"])]
+        else:
+            cells = ["?", "?", "not answering"]
+        table.append([str(row["pid"]), str(row["listen"]), *cells, str(row["config"])])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)

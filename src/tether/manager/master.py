@@ -7,13 +7,17 @@ Theory of operation (see docs/process-model.md for the picture):
   belongs to the socket, which the master keeps open, so connections waiting in it survive any worker.
 * Each worker is ``python -m tether.manager.worker`` in its own session (Ctrl-C reaches the master only),
   linked by a Unix socket pair (its channel) that carries hub frames and control messages.
-* A worker that dies is restarted in its slot after a backoff (0.1 s doubling to 10 s while it keeps dying
-  within 10 s of its start), with a log line giving its exit status.
+* A worker that dies is restarted in its slot after a backoff (``restart_backoff_min`` doubling to
+  ``restart_backoff_max`` while it keeps dying within ``restart_stable_after`` of its start), with a log line
+  giving its exit status. After ``restart_max_failures`` such deaths in a row the master gives up: a worker
+  that cannot start (a database down at import, a broken deploy) is not restarted forever in a tight loop;
+  the instance stops with exit status 1 so that a supervisor (systemd) sees it.
 * Reload: start a new generation of workers one by one, each ready before the next (a failure stops the
   reload: the new ones are stopped, the old ones never stopped serving); then the old workers stop
   accepting, tell their clients to reconnect (they land on the new workers) and exit after their handlers.
 * Stop: every worker closes its clients (they are told to reconnect) and waits for its handlers up to
-  ``stop_timeout``; stragglers are killed after a grace period. A second stop or SIGINT kills them at once.
+  ``stop_timeout``; stragglers are killed ``stop_grace`` seconds later. A second stop or SIGINT kills them at
+  once.
 """
 
 from __future__ import annotations
@@ -33,25 +37,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.hub import BROADCAST, CONTROL, PRESENCE, SESSION, FrameReader, Hub, body_of, frame
+from ..cluster.hub import CONTROL, RELAYED, FrameReader, Hub, body_of, frame
 from ..config import Config
 from ..errors import ClusterError, ConfigError
-from ..metrics import aggregate
+from ..metrics import aggregate, render
+from . import registry
 from .control import ControlServer
 from .paths import RunPaths
 from .pidfile import PidFile
 from .tcpstates import count_states
 
-__all__ = ["STOP_GRACE", "Launch", "Master", "WorkerFailed", "describe_status", "worker_count"]
+__all__ = ["Launch", "Master", "WorkerFailed", "describe_status", "worker_count"]
 
 log = logging.getLogger("tether.manager")
 
-STOP_GRACE = 5.0
-"""Seconds after ``stop_timeout`` before workers that are still running are killed."""
-BACKOFF_MIN = 0.1
-BACKOFF_MAX = 10.0
-STABLE_AFTER = 10.0
-"""A worker that ran this long before dying is restarted after the shortest backoff."""
 SAMPLE_INTERVAL = 1.0
 """Seconds between two stats samples of every worker (events per second in ``infos``)."""
 
@@ -148,13 +147,19 @@ class Master:
         self.retired: list[dict[str, Any]] = []
         """Metrics counters of exited workers, so that instance totals never go down."""
         self._next_wid = 0
+        self.leader: int | None = None
+        """The worker that runs once-per-cluster tasks (see _peers_changed)."""
         self._next_request = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._backoff: dict[int, float] = {}
+        self._failures: dict[int, int] = {}
+        """Quick deaths in a row, per slot (see ``restart_max_failures``)."""
         self._done: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sigint = 0
         self.control = ControlServer(paths.control_socket, self._on_request)
+        self._metrics_server: asyncio.Server | None = None
+        self._registered: str | None = None
 
     @property
     def port(self) -> int:
@@ -165,6 +170,15 @@ class Master:
         host = self.sock.getsockname()[0]
         scheme = "https" if self.config.server.tls_cert else "http"
         return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://127.0.0.1:9502/metrics`` when ``[metrics] listen`` is served, else None."""
+        if self._metrics_server is None:
+            return None
+        host, port = self._metrics_server.sockets[0].getsockname()[:2]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}{self.config.metrics.path}"
 
     def run(self) -> int:
         import uvloop
@@ -189,6 +203,19 @@ class Master:
         except OSError as exc:
             self._ready(False, f"cannot open the control socket {self.paths.control_socket}: {exc}")
             return 1
+        metrics = self.config.metrics
+        if metrics.enabled and metrics.listen:
+            from .. import metrics_listener
+
+            try:
+                self._metrics_server = await metrics_listener.start(
+                    metrics.listen, metrics.path, self._render_metrics
+                )
+            except (OSError, ValueError) as exc:
+                self._ready(False, f"cannot listen on metrics.listen {metrics.listen}: {exc}")
+                await self.control.stop()
+                return 1
+            log.info("metrics on %s", self.metrics_url)
         self.generation = 1
         try:
             await self._start_generation(worker_count(self.config), self.generation, one_by_one=False)
@@ -199,14 +226,25 @@ class Master:
             await self._cleanup()
             return 1
         log.info(
-            "tether %s master pid %d: %d workers on %s (config %s)",
+            "tether %s master pid %d: %s on %s (config %s)",
             __version__,
             os.getpid(),
-            len(self.slots),
+            "1 worker" if len(self.slots) == 1 else f"{len(self.slots)} workers",
             self.url,
             self.config.source,
         )
         self._ready(True, self.url)
+        self._registered = registry.register(
+            {
+                "pid": os.getpid(),
+                "config": self._config_name(),
+                "pid_file": self.paths.pid_file,
+                "control_socket": self.paths.control_socket,
+                "listen": self.url,
+                "metrics": self.metrics_url,
+                "started_at": self.started_at,
+            }
+        )
         sampler = loop.create_task(self._sample_forever())
         await self._done.wait()
         sampler.cancel()
@@ -220,8 +258,15 @@ class Master:
         if not ok:
             log.error("! %s", text)
 
+    def _config_name(self) -> str:
+        return os.path.abspath(self.config.source) if self.launch.config_path else self.config.source
+
     async def _cleanup(self) -> None:
+        if self._registered:
+            registry.unregister(os.getpid())
         await self.control.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         with contextlib.suppress(OSError):
             self.sock.close()
         if self.pidfile is not None:
@@ -320,7 +365,7 @@ class Master:
                 if not data:
                     break
                 for kind, raw in frames.feed(data):
-                    if kind in (BROADCAST, PRESENCE, SESSION):
+                    if kind in RELAYED:
                         hub.relay(w.wid, kind, raw)
                     elif kind == CONTROL:
                         self._on_worker_message(w, body_of(raw))
@@ -354,7 +399,12 @@ class Master:
 
     def _peers_changed(self) -> None:
         live = [x for x in self.workers.values() if x.state in ("ready", "paused", "stopping")]
-        self.hub.broadcast_control({"t": "peers", "wids": [x.wid for x in live]})
+        wids = [x.wid for x in live]
+        # The worker that runs once-per-cluster tasks (tether.server.leader): the same one while it lives,
+        # so that a worker starting or a reload never moves the tasks; else the oldest alive.
+        if self.leader not in wids:
+            self.leader = min(wids) if wids else None
+        self.hub.broadcast_control({"t": "peers", "wids": wids, "leader": self.leader})
         parsers = {x.parser for x in live if x.parser}
         self.hub.broadcast_control({"t": "mixed", "value": len(parsers) > 1})
 
@@ -381,11 +431,35 @@ class Master:
         if w.retiring or self.stopping or self.slots.get(w.slot) is not w:
             log.info("worker %d (pid %d) exited: %s", w.wid, w.pid, describe_status(status))
             return
+        cfg = self.config.server
+        stable = lived >= cfg.restart_stable_after
+        failures = 0 if stable else self._failures.get(w.slot, 0) + 1
+        self._failures[w.slot] = failures
+        if cfg.restart_max_failures and failures >= cfg.restart_max_failures:
+            log.critical(
+                "! worker slot %d died %d times in a row within %gs of its start (last: worker %d, pid %d, "
+                "%s%s); not restarting it (server.restart_max_failures = %d): stopping the instance, exit "
+                "status 1",
+                w.slot,
+                failures,
+                cfg.restart_stable_after,
+                w.wid,
+                w.pid,
+                describe_status(status),
+                f", {w.error}" if w.error else "",
+                cfg.restart_max_failures,
+            )
+            self.exit_code = 1
+            self._spawn_task(self.stop())
+            return
         backoff = self._backoff.get(w.slot, 0.0)
-        backoff = BACKOFF_MIN if lived >= STABLE_AFTER or backoff == 0 else min(backoff * 2, BACKOFF_MAX)
+        if stable or backoff == 0:
+            backoff = cfg.restart_backoff_min
+        else:
+            backoff = min(backoff * 2, cfg.restart_backoff_max)
         self._backoff[w.slot] = backoff
         log.error(
-            "! worker %d (pid %d, slot %d) exited unexpectedly: %s after %.1fs%s; restarting in %.1fs",
+            "! worker %d (pid %d, slot %d) exited unexpectedly: %s after %.1fs%s; restarting in %gs",
             w.wid,
             w.pid,
             w.slot,
@@ -440,6 +514,11 @@ class Master:
             await self._collect(SAMPLE_INTERVAL)
 
     async def _answer_collect(self, asker: WorkerProc, rid: int) -> None:
+        snapshots, instance = await self._metrics_inputs()
+        asker.send({"t": "collected", "id": rid, "snapshots": snapshots, "instance": instance})
+
+    async def _metrics_inputs(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Every worker's fresh metrics snapshot (plus exited ones' counters) and the instance gauges."""
         live = await self._collect(2.0)
         snapshots = [w.stats["metrics"] for w in live if w.stats.get("metrics")] + self.retired
         instance = {
@@ -452,7 +531,11 @@ class Master:
                 sum(self._backlog(w) + w.stats.get("hub_backlog_bytes", 0) for w in live)
             ),
         }
-        asker.send({"t": "collected", "id": rid, "snapshots": snapshots, "instance": instance})
+        return snapshots, instance
+
+    async def _render_metrics(self) -> bytes:
+        snapshots, instance = await self._metrics_inputs()
+        return render(snapshots, instance)
 
     @staticmethod
     def _rates(w: WorkerProc) -> tuple[float, float]:
@@ -517,9 +600,10 @@ class Master:
             "uptime": round(now - self.started, 3),
             "started_at": self.started_at,
             "listen": self.url,
+            "metrics": self.metrics_url,
             "host": self.sock.getsockname()[0],
             "port": self.port,
-            "config": os.path.abspath(self.config.source) if self.launch.config_path else self.config.source,
+            "config": self._config_name(),
             "pid_file": self.paths.pid_file,
             "log_file": self.paths.log_file if self.launch.daemon else None,
             "control_socket": self.paths.control_socket,
@@ -600,13 +684,14 @@ class Master:
         self._done.set()
 
     async def _stop_workers(self, workers: list[WorkerProc], reason: str, timeout: float) -> None:
-        """Tell ``workers`` to stop; kill the ones still running ``timeout + STOP_GRACE`` seconds later."""
+        """Tell ``workers`` to stop; kill the ones still running ``timeout + stop_grace`` seconds later."""
+        grace = self.config.server.stop_grace
         for w in workers:
             w.send({"t": "stop", "reason": reason, "timeout": timeout})
         waits = [asyncio.ensure_future(w.process.wait()) for w in workers]
         if not waits:
             return
-        _, pending = await asyncio.wait(waits, timeout=timeout + STOP_GRACE)
+        _, pending = await asyncio.wait(waits, timeout=timeout + grace)
         if pending:
             for w in workers:
                 if w.process.returncode is None:
@@ -614,7 +699,7 @@ class Master:
                         "! worker %d (pid %d) still running after %gs: killed",
                         w.wid,
                         w.pid,
-                        timeout + STOP_GRACE,
+                        timeout + grace,
                     )
                     with contextlib.suppress(ProcessLookupError):
                         w.process.kill()

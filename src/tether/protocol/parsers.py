@@ -58,7 +58,8 @@ class Parser:
         raise NotImplementedError
 
     @staticmethod
-    def encode_connect(namespace: str, sid: str) -> list[bytes]:
+    def encode_connect(namespace: str, sid: str, pid: str | None = None) -> list[bytes]:
+        """The CONNECT reply; ``pid`` is the private id of connection state recovery (none when off)."""
         return []
 
     @staticmethod
@@ -141,8 +142,10 @@ class SocketIOParser(Parser):
         return sio.Packet(sio.PacketType.ACK, namespace, list(args), ack_id).encode()
 
     @staticmethod
-    def encode_connect(namespace: str, sid: str) -> list[bytes]:
-        return sio.Packet(sio.PacketType.CONNECT, namespace, {"sid": sid}).encode()
+    def encode_connect(namespace: str, sid: str, pid: str | None = None) -> list[bytes]:
+        # socket.io socket.ts _onconnect: {sid, pid}; the client's socket.recovered is "same pid as before".
+        data = {"sid": sid} if pid is None else {"sid": sid, "pid": pid}
+        return sio.Packet(sio.PacketType.CONNECT, namespace, data).encode()
 
     @staticmethod
     def encode_connect_error(namespace: str, data: dict[str, Any]) -> list[bytes]:

@@ -5,8 +5,16 @@ routes other modules register (API, metrics), the JS helper and static files. A 
 handed to picows with the bytes read so far (:func:`.websocket.adopt`), so WebSocket and polling share
 one port: picows alone only serves body-less GETs, and polling needs POST.
 
-Requests on one connection are handled one at a time: reading pauses while a response is pending
-(a held long-poll GET, an async route), which also bounds what a pipelining client can make us buffer.
+Requests on one connection are answered one at a time and in order, one response each (RFC 9112 §9.3.2):
+reading pauses while a response is pending (a held long-poll GET, an async route), which also bounds
+what a pipelining client can make us buffer. The parser is fed one request head at a time (split at its
+blank line), then a body of known length, so that requests that arrive together in one read are not
+all parsed, and routed, before the first is answered. A response to HEAD has the headers of the GET
+answer and no body.
+
+``[limits] http_max_header_size`` counts the raw bytes of a request head as received (request line,
+header lines with their whitespace, the blank line); ``http_max_headers`` counts header lines. Both answer
+431 and close.
 """
 
 from __future__ import annotations
@@ -56,6 +64,14 @@ class HttpProtocol(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._raw_headers: list[bytes] = []  # header lines as received, to replay an upgrade into picows
         self._header_bytes = 0
+        self._header_count = 0
+        self._head_bytes = 0  # raw bytes of the current request head so far
+        self._head_tail = b""  # the last bytes of the head read so far, to find a blank line split in two
+        self._reading_head = True  # False from the end of a head to the end of its message
+        self._body_left: int | None = None  # body bytes still to come, when the request said how many
+        self._message_keep_alive = True
+        self._waiting: list[tuple[Request, bytes, bool]] = []  # complete requests behind the busy one
+        self._head_only = False  # the response being written answers a HEAD
         self._body = bytearray()
         self._upgrade = False
         self._busy = False
@@ -105,30 +121,62 @@ class HttpProtocol(asyncio.Protocol):
             self.server.close_client(client, "transport close", send_close=False)
 
     def data_received(self, data: bytes) -> None:
-        door = self.server.app_door
-        if door is not None and not self._in_request and not self._busy:
-            # An ASGI app is mounted: a request for a path not Tether's goes to it, connection and all.
-            if self._peek:
-                data, self._peek = self._peek + data, b""
-            path = door.request_path(data)
-            if path is None:
-                self._peek = data
-                return
-            if not door.owns(path):
-                self._to_app(door, data)
-                return
-        if self._busy:
+        if self._busy or self._waiting:
             # Only a held long-poll GET reads while busy (to notice a client that goes away); a request sent
             # before its response (pipelining) waits for it, and reading stops until then.
             self._pipelined += data
             assert self.transport is not None
             self.transport.pause_reading()
             return
+        limit = self.server.config.limits.http_max_header_size
+        while data:
+            door = self.server.app_door
+            if door is not None and not self._in_request:
+                # An ASGI app is mounted: a request for a path not Tether's goes to it, connection and all.
+                if self._peek:
+                    data, self._peek = self._peek + data, b""
+                path = door.request_path(data)
+                if path is None:
+                    self._peek = data
+                    return
+                if not door.owns(path):
+                    self._to_app(door, data)
+                    return
+            if self._reading_head:
+                # Up to the blank line that ends this head: what is counted against the limit is exactly
+                # what the client sent, whitespace and all.
+                buf = self._head_tail + data
+                end = buf.find(b"\r\n\r\n")
+                n = len(data) if end < 0 else end + 4 - len(self._head_tail)
+                self._head_tail = buf[-3:] if end < 0 else b""
+                self._head_bytes += n
+                if self._head_bytes > limit:
+                    self._headers_too_large()
+                    return
+            elif self._body_left is not None:
+                n = min(len(data), self._body_left)
+                self._body_left -= n
+            else:
+                # A chunked body: its end is the parser's to find, so what follows it in this read (another
+                # request) is parsed too; on_message_complete queues such a request behind the busy one.
+                n = len(data)
+            chunk, data = data[:n], data[n:]
+            if not self._feed(chunk) or not data:
+                return
+            if self._busy or self._waiting:
+                self._pipelined += data
+                assert self.transport is not None
+                self.transport.pause_reading()
+                return
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; False when the connection is no longer ours to read (closed, upgraded)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             # httptools stops at the end of the upgrade request; what follows is already WebSocket data.
             self._hand_off(data[exc.args[0] :])
+            return False
         except httptools.HttpParserCallbackError as exc:
             # httptools wraps what our callbacks raise. _Abort: the error response went out already. Anything
             # else escaped request handling (on_message_complete routes the request): a bug, not a bad client.
@@ -136,9 +184,12 @@ class HttpProtocol(asyncio.Protocol):
                 log.error("! request from %s failed", self.remote, exc_info=exc.__context__)
                 if not self._closed:
                     self._respond_error(500, 3, "Internal server error", close=True)
+            return False
         except httptools.HttpParserError as exc:
             if not self._closed:
                 self._respond_error(400, 3, f"Bad HTTP request: {exc}", close=True)
+            return False
+        return not self._closed and self.transport is not None
 
     # -- httptools callbacks --------------------------------------------------------------------------
 
@@ -148,6 +199,7 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = {}
         self._raw_headers = []
         self._header_bytes = 0
+        self._header_count = 0
         self._body.clear()
         self._upgrade = False
 
@@ -157,6 +209,11 @@ class HttpProtocol(asyncio.Protocol):
         self._check_header_size()
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.server.config.limits.http_max_headers:
+            self._headers_too_large()
+        # The raw bytes are counted in data_received; this count (names and values) covers a head that
+        # follows a chunked body in the same read, which is fed to the parser whole.
         self._header_bytes += len(name) + len(value)
         self._check_header_size()
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
@@ -164,13 +221,22 @@ class HttpProtocol(asyncio.Protocol):
 
     def _check_header_size(self) -> None:
         if self._header_bytes > self.server.config.limits.http_max_header_size:
-            self._respond_error(431, 3, "Request header fields too large", close=True)
-            raise _Abort
+            self._headers_too_large()
+
+    def _headers_too_large(self) -> None:
+        self.server.state.protocol_errors += 1
+        self._respond_error(431, 3, "Request header fields too large", close=True)
+        raise _Abort
 
     def on_headers_complete(self) -> None:
         self._upgrade = bool(self.parser.should_upgrade())
-        self._keep_alive = bool(self.parser.should_keep_alive())
+        self._message_keep_alive = bool(self.parser.should_keep_alive())
+        self._reading_head = False
         length = self._headers.get("content-length", "")
+        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
+        self._body_left = int(length) if length.isdigit() and not chunked else None
+        if self._body_left is None and not chunked:
+            self._body_left = 0  # no body (a request body needs Content-Length or chunked: RFC 9112 §6.3)
         if length.isdigit() and int(length) > self.server.config.websocket.max_payload:
             # Refuse on the announced size: no need to read (and hold) a megabyte to learn it is too big.
             self._payload_too_large()
@@ -201,19 +267,36 @@ class HttpProtocol(asyncio.Protocol):
         if self._upgrade:
             return  # feed_data raises HttpParserUpgrade next
         self._in_request = False
+        self._reading_head = True
+        self._head_bytes = 0
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        self._busy = True
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self.server.state.http_requests += 1
         method = self.parser.get_method().decode()
         url = httptools.parse_url(bytes(self._url))
         path = unquote(url.path.decode("latin-1"))
         query = dict(parse_qsl(url.query.decode("latin-1"))) if url.query else {}
         request = Request(method, path, query, self._headers, self.remote)
-        self._route(request, bytes(self._body))
+        item = (request, bytes(self._body), self._message_keep_alive)
+        if self._busy or self._waiting:
+            self._waiting.append(item)  # answered after the ones before it
+            return
+        self._dispatch(item)
+
+    def _dispatch(self, item: tuple[Request, bytes, bool]) -> None:
+        request, body, keep_alive = item
+        self._busy = True
+        self._keep_alive = keep_alive
+        self._head_only = request.method == "HEAD"
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.server.state.http_requests += 1
+        self._route(request, body)
+
+    def _next_waiting(self) -> None:
+        if self._closed or self.transport is None or self._busy:
+            return
+        self._dispatch(self._waiting.pop(0))
 
     # -- routing --------------------------------------------------------------------------------------
 
@@ -495,13 +578,20 @@ class HttpProtocol(asyncio.Protocol):
             head.append(f"{k}: {v}\r\n")
         head.append(f"Content-Length: {len(body)}\r\nDate: {formatdate(time.time(), usegmt=True)}\r\n")
         head.append("Connection: close\r\n\r\n" if close else "\r\n")
-        transport.write("".join(head).encode("latin-1") + body)
+        # HEAD: the headers a GET would get, Content-Length included, and no body (RFC 9110 §9.3.2): a body
+        # here would be read as the start of the next response.
+        transport.write("".join(head).encode("latin-1") + (b"" if self._head_only else body))
         self._busy = False
+        self._head_only = False
         if close:
             transport.close()
             self._closed = True
+            self._waiting.clear()
             return
         self._arm_timeout()
+        if self._waiting:
+            asyncio.get_running_loop().call_soon(self._next_waiting)
+            return
         if self._pipelined:
             # Not from here: we may be inside a parser callback. Reading stays paused until it is fed, so
             # nothing newer overtakes it.

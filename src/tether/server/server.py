@@ -240,6 +240,14 @@ class Server(SidApi):
         self.state.started_at = time.time()
         log.info("tether listening on %s", self.url)
 
+    async def start_embedded(self) -> None:
+        """Start without a socket of its own: another server owns the port and passes requests in
+        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter and the timers."""
+        self._stopping = asyncio.Event()
+        await self.adapter.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.state.started_at = time.time()
+
     @property
     def port(self) -> int:
         return int(self.sockets[0].getsockname()[1]) if self.sockets else self.config.server.port

@@ -213,7 +213,8 @@ class RedisConfig:
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
+    The workers of one host (no Redis) wait as long for each other's answers through the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
@@ -508,6 +509,15 @@ class Config:
         for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
             if getattr(rec, key) < 0:
                 raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
+        if rec.max_disconnection_duration > 0 and self.room.driver == "redis":
+            # Pub/sub keeps nothing: a node cannot find what another node sent while the client was away
+            # (the reference's Redis pub/sub adapter cannot recover either).
+            raise ConfigError(
+                src,
+                "recovery.max_disconnection_duration",
+                'connection state recovery needs [room] driver = "memory" (one host): the Redis pub/sub '
+                "adapter keeps no log to recover from",
+            )
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")

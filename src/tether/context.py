@@ -105,6 +105,18 @@ class BroadcastHost(Protocol):
 class PacketLog(Protocol):
     """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
 
+    remote: bool
+
+    def send_remote(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        direct: bool,
+    ) -> None: ...
+
     def encode(
         self,
         namespace: str,
@@ -374,8 +386,13 @@ class Socket:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
             recovery = self.server.recovery
-            if recovery is None:
+            if recovery is None or (recovery.remote and self._pending is not None):
+                # (Remote: what the connect handler emits goes right after the CONNECT reply, no offset.)
                 packets = self.client.parser.encode_event(self.namespace, event, args)
+            elif recovery.remote:
+                # Through the master, which stamps the offset and sends it back to this worker only.
+                recovery.send_remote(self.namespace, event, args, (self.sid,), (), True)
+                return SENT
             else:
                 # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
                 packets = recovery.encode(self.namespace, event, args, (self.sid,), ())
@@ -478,6 +495,17 @@ class Socket:
         return self._ns.rooms.rooms_of(self.sid)
 
     # -- users ----------------------------------------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The HTTP request that opened this connection: the WebSocket upgrade, or the first polling GET.
+
+        ``request.headers`` (look up lower-case names), ``request.cookies`` (``{name: value}``),
+        ``request.query`` and ``request.remote`` are what the browser sent to Tether's origin: with the
+        app on the same origin (``tether start --app``), its session cookie is there, and the connect
+        handler can turn it into a user (``tether.contrib.django``, ``tether.contrib.starlette``).
+        """
+        return self.client.request
 
     @in_loop
     def login_using(self, user_id: Any) -> None:

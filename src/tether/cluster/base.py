@@ -23,6 +23,7 @@ from ..errors import TetherError
 if TYPE_CHECKING:
     from ..acks import AckCollector
     from ..protocol.parsers import Parser
+    from ..recovery import Restored, SavedSession
     from ..rooms import Rooms
     from ..router import Router
     from .wire import SessionCommand
@@ -65,10 +66,22 @@ class LocalNamespace(Protocol):
     def rooms(self) -> Rooms[Any]: ...
 
 
+class EmitCounters(Protocol):
+    """The server's counters of what it sent (:class:`tether.server.state.ServerState`)."""
+
+    @property
+    def observe(self) -> bool: ...
+
+    def count_out(self, name: str, reached: int) -> None: ...
+
+
 class LocalNode(Protocol):
     """This process's server, as its adapter uses it (implemented by :class:`tether.Server`)."""
 
     debug: bool
+
+    @property
+    def state(self) -> EmitCounters: ...
 
     @property
     def parser_cls(self) -> type[Parser]: ...
@@ -133,6 +146,12 @@ class Adapter:
 
     remote = False
     """True when :meth:`publish` must be called for other processes."""
+    sequences_emits = False
+    """True when this adapter gives emits their recovery offsets (the master hub with ``[recovery]`` on):
+    the server then hands it every emit (:meth:`publish_sequenced`) and delivers only what comes back, and
+    keeps and restores sessions through it."""
+    last_seq = 0
+    """With :attr:`sequences_emits`: the offset of the last emit delivered here."""
 
     def __init__(self) -> None:
         self.server: LocalNode | None = None
@@ -149,6 +168,28 @@ class Adapter:
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         """Send ``message`` (already encoded as ``packets``) to the other processes."""
         return None
+
+    def publish_sequenced(
+        self,
+        namespace: str,
+        event: str,
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+        direct: bool,
+    ) -> None:
+        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered."""
+        raise NotImplementedError
+
+    def persist_session(self, session: SavedSession) -> None:
+        """With :attr:`sequences_emits`: keep a disconnected socket's state where any process finds it."""
+        raise NotImplementedError
+
+    def restore_session(
+        self, pid: str, offset: str | None, namespace: str
+    ) -> asyncio.Future[Restored | None]:
+        """With :attr:`sequences_emits`: the session of ``pid`` and what it missed after ``offset``."""
+        raise NotImplementedError
 
     def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
         """True when another process has a socket in ``user_room`` of ``namespace``."""

@@ -166,6 +166,7 @@ class ServerCore:
         self.block_watch = BlockWatch(handlers.block_warning)
         self._block_warning = handlers.block_warning
         self._background: set[asyncio.Task[Any]] = set()
+        self._deferred: list[Any] = []
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
 

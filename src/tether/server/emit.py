@@ -38,6 +38,12 @@ class Emitting(Membership):
         recovery = self.recovery
         if recovery is None:
             packets = self.parser_cls.encode_event(namespace, event, args)
+        elif recovery.remote:
+            # The master stamps the offset and delivers it everywhere, here too, in one order.
+            recovery.send_remote(namespace, event, args, rooms, except_rooms, False)
+            for outgoing in self.outgoing_hooks:
+                outgoing(namespace, event, args, rooms, except_rooms)
+            return
         else:
             packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)

@@ -130,12 +130,21 @@ class Lifecycle(Emitting):
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
         recovery = self.recovery
-        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if recovery is not None and recovery.wants_restore(ev.auth):
+            # At once with a local log; when the master answers with the hub's (the client sends nothing
+            # on this namespace before the CONNECT reply).
+            recovery.restore(client, name, ev.auth, lambda r: self._connect_socket(client, ev, reply, ns, r))
+            return
+        self._connect_socket(client, ev, reply, ns, None)
+
+    def _connect_socket(self, client: Client, ev: Connect, reply: bool, ns: Namespace, restored: Any) -> None:
+        """Make the socket of a CONNECT (a recovered one when ``restored``), run the hooks and the handler."""
+        name = ns.name
+        if client.conn.state is State.CLOSED or name in client.sockets:
+            return  # gone, or connected meanwhile, while the master looked for the session
+        recovery = self.recovery
         if restored is not None:
             sock = self._recovered_socket(client, ns, restored)
-            if recovery is not None and recovery.skip_connect_handler:
-                self._accept(sock, reply)
-                return
         else:
             sock = Socket(new_sid(), ns, client, self._host)
             if recovery is not None:
@@ -156,6 +165,14 @@ class Lifecycle(Emitting):
             self._handler_failed(sock, "connect hook", exc)
             self._refuse(sock, {"message": "Connection rejected by server"})
             return
+        if restored is not None:
+            # The hooks (the sessions' token check: a logged-out session stays out) let it in: now the
+            # missed packets, before anything new (the socket is in its rooms since _recovered_socket).
+            if restored.packets:
+                client.send(restored.packets)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
         handler = self.router.get(name, "connect")
         if handler is None:
             self._accept(sock, reply)
@@ -182,10 +199,10 @@ class Lifecycle(Emitting):
         )
 
     def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
-        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+        """The socket of a recovered session, in its rooms, with its sid, data, user and session.
 
-        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
-        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        The missed packets go right after the connect hooks, before the CONNECT reply, as the reference
+        sends them; the socket is in its rooms from here on, so nothing emitted meanwhile is missed.
         """
         saved = restored.session
         sock = Socket(saved.sid, ns, client, self._host)
@@ -201,8 +218,6 @@ class Lifecycle(Emitting):
                 rooms.join(sock.sid, room)
                 if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
                     self.adapter.user_online_changed(sock.namespace, room, True)
-        if restored.packets:
-            client.send(restored.packets)
         if self.debug:
             log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
         return sock
@@ -418,7 +433,7 @@ class Lifecycle(Emitting):
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
-        if self.recovery is not None:
+        if self.recovery is not None and not self.recovery.remote:
             self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:

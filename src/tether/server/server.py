@@ -112,8 +112,17 @@ class Server(SidApi, Receiver):
         self._servers.append(server)
         await self.adapter.start()
         self._sweeper = loop.create_task(self._sweep_forever())
+        self.start_deferred_tasks()
         self.state.started_at = time.time()
         log.info("tether listening on %s", self.url)
+
+    async def start_embedded(self) -> None:
+        """Start without a socket of its own: another server owns the port and passes requests in
+        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter and the timers."""
+        self._stopping = asyncio.Event()
+        await self.adapter.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.state.started_at = time.time()
 
     @property
     def port(self) -> int:

@@ -319,3 +319,15 @@ def test_a_stop_while_starting_says_so(instance: Instance) -> None:
         assert proc.returncode == 1 and "a master is starting" in proc.stderr and "None" not in proc.stderr
     finally:
         starting.close()
+
+
+def test_stop_signals_a_proven_master_when_its_control_socket_is_gone(instance: Instance) -> None:
+    instance.config.write_text(CONFIG.format(workers=1, stop_timeout=1))
+    instance.start()
+    master = instance.master_pid()
+    assert is_master(master, str(instance.pid_file))
+    instance.control_socket.unlink()  # the master still runs: only the way to ask it is gone
+    proc = instance.cli("stop", check=True)
+    assert f"sending SIGTERM to pid {master}" in proc.stderr
+    assert f"tether stopped (pid {master})" in proc.stdout
+    assert not alive(master)

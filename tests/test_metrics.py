@@ -101,8 +101,32 @@ async def test_event_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         await client.disconnect()
         await server.shutdown(timeout=1)
-    assert snap["events_in"] == {"e0": 1, "e1": 1, "_other": 3}
+    # A client chooses the names: the ones only a catch-all handles are one label, kept and timed as one.
+    assert snap["events_in"] == {"_unrouted": 5}
+    assert server.state.events_in_by_name == {"_unrouted": 5}
+    assert set(server.state.handler_latency) == {"_unrouted"}
+    # What the app emits is its own choice, bounded by MAX_NAMES.
     assert snap["events_out"] == {"e0": 1, "e1": 1, "_other": 3}
+
+
+async def test_unrouted_names_are_not_kept() -> None:
+    """The issue's case: many distinct names, no route for them: the tables do not grow."""
+    router = Router()
+    router.on("known", lambda socket: None)
+    server = await run_server(Config().replace(server={"port": 0}), router)
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        for i in range(300):
+            await client.emit(f"name-{i}-" + "x" * 200)
+        await client.emit("known")
+        await client.call("known")
+        snap = server.extensions["metrics"].snapshot()
+    finally:
+        await client.disconnect()
+        await server.shutdown(timeout=1)
+    assert server.state.events_in_by_name == {"_unrouted": 300, "known": 2}
+    assert snap["events_in"] == {"_unrouted": 300, "known": 2}
 
 
 def test_aggregate_and_render() -> None:

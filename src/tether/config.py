@@ -27,6 +27,7 @@ __all__ = [
     "ApiConfig",
     "AppConfig",
     "Config",
+    "HandlersConfig",
     "LimitsConfig",
     "MetricsConfig",
     "RecoveryConfig",
@@ -144,6 +145,11 @@ class LimitsConfig:
     max_depth: int = 32
     """Deepest nesting of arrays and objects in one client message (the event array is level 1); deeper is
     a protocol error. At most 254, the deepest orjson writes back."""
+    max_fragments: int = 1024
+    """Most frames one fragmented WebSocket message may come in (close 1009 past it)."""
+    max_name_length: int = 256
+    """Longest event, namespace or room name, in characters: a longer event or namespace from a client is a
+    protocol error (close 1008), ``join`` of a longer room raises :class:`~tether.errors.TetherError`."""
     max_rooms_per_socket: int = 0
     """Named rooms one socket may be in (its own sid room does not count); 0: unlimited."""
     send_buffer_bytes: int = 4 * 1024 * 1024
@@ -154,6 +160,24 @@ class LimitsConfig:
     """``disconnect`` or ``drop`` when a client does not read fast enough."""
     handler_timeout: float = 0.0
     """Seconds a handler may run before it is cancelled; 0: no limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlersConfig:
+    threads: int = 40
+    """Threads that run plain ``def`` handlers (as Starlette runs sync endpoints), so that a blocking call
+    in one never stalls the event loop; 0: ``def`` handlers run on the loop itself (fastest for handlers
+    that never block)."""
+    block_warning: float = 0.5
+    """Seconds an ``async def`` handler may hold the event loop in one step (between two awaits) before a
+    warning names it; 0: never warn."""
+    ack_timeout: float = 60.0
+    """Seconds ``server.call()`` and an emit with ``ack=True`` but no ``timeout`` wait for answers
+    (python-socketio's ``call`` default)."""
+    leader_ttl: float = 10.0
+    """Seconds a node holds the Redis lease of once-per-cluster tasks without renewing it; a node that dies
+    is replaced by another within this time. With one host and no Redis the master picks the worker and
+    a dead one is replaced at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +213,8 @@ class RedisConfig:
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
+    The workers of one host (no Redis) wait as long for each other's answers through the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
@@ -285,6 +310,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
     "limits": LimitsConfig,
+    "handlers": HandlersConfig,
     "session": SessionConfig,
     "room": RoomConfig,
     "redis": RedisConfig,
@@ -308,6 +334,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    handlers: HandlersConfig = field(default_factory=HandlersConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     room: RoomConfig = field(default_factory=RoomConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -439,6 +466,10 @@ class Config:
             value = getattr(ws, key)
             if not value.startswith("/"):
                 raise ConfigError(src, f"websocket.{key}", "must start with '/'")
+        if self.limits.max_fragments < 1:
+            raise ConfigError(src, "limits.max_fragments", "must be >= 1")
+        if self.limits.max_name_length < 1:
+            raise ConfigError(src, "limits.max_name_length", "must be >= 1")
         if not 1 <= self.limits.max_depth <= 254:
             raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
         if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
@@ -456,6 +487,13 @@ class Config:
         warn = self.session.warn_before
         if warn != 0 and (warn < 0 or warn >= self.session.idle_timeout):
             raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
+        h = self.handlers
+        if h.threads < 0 or h.threads > 1024:
+            raise ConfigError(src, "handlers.threads", "must be between 0 and 1024")
+        if h.block_warning < 0:
+            raise ConfigError(src, "handlers.block_warning", "must be >= 0")
+        if h.ack_timeout <= 0 or h.leader_ttl <= 0:
+            raise ConfigError(src, "handlers", "ack_timeout and leader_ttl must be > 0")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
         if self.metrics.listen:
@@ -471,6 +509,15 @@ class Config:
         for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
             if getattr(rec, key) < 0:
                 raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
+        if rec.max_disconnection_duration > 0 and self.room.driver == "redis":
+            # Pub/sub keeps nothing: a node cannot find what another node sent while the client was away
+            # (the reference's Redis pub/sub adapter cannot recover either).
+            raise ConfigError(
+                src,
+                "recovery.max_disconnection_duration",
+                'connection state recovery needs [room] driver = "memory" (one host): the Redis pub/sub '
+                "adapter keeps no log to recover from",
+            )
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tether import Router
+from tether import Router, TetherError
 
 from .support import (
     EioClient,
@@ -32,6 +32,7 @@ from .support import (
     serve,
     upgrade_request,
     wait_until,
+    ws_frame,
 )
 
 MAX = 1000  # [websocket] max_payload in this file
@@ -363,3 +364,84 @@ async def test_header_count_at_the_limit_and_one_past(upgrade: bool) -> None:
             writer.close()
             expected = (b"101" if upgrade else b"200") if ok else b"431"
             assert answer.split()[1] == expected, (count, answer)
+
+
+# -- [limits] max_name_length ----------------------------------------------------------------------------
+
+
+async def test_event_name_at_max_name_length_and_one_past() -> None:
+    seen: list[str] = []
+    router = Router()
+    router.on("*", lambda sock, name, *args: seen.append(name))
+    async with serve(router, limits={"max_name_length": 50}) as server, aiohttp.ClientSession() as session:
+        client = await EioClient.connect(server)
+        await client.emit("e" * 50)
+        await wait_until(lambda: seen == ["e" * 50])
+        await client.emit("e" * 51)
+        await asyncio.wait_for(client.closed.wait(), scaled(3))
+        assert client.ws.close_code == 1008 and "event name over 50" in client.ws.close_reason
+        poller = await PollingClient.open(session, server)
+        assert await poller.post(b'42["' + b"p" * 50 + b'"]') == 200
+        await wait_until(lambda: seen[-1:] == ["p" * 50])
+        assert await poller.post(b'42["' + b"p" * 51 + b'"]') == 200
+        await wait_until(lambda: poller.sid not in server.clients)
+        assert len(seen) == 2 and server.state.protocol_errors == 2
+
+
+async def test_namespace_at_max_name_length_and_one_past() -> None:
+    router = Router()
+    at, past = "/" + "n" * 49, "/" + "n" * 50
+    for ns in (at, past):
+        router.on("connect", lambda sock, auth: None, namespace=ns)
+    async with serve(router, limits={"max_name_length": 50}) as server:
+        ok = await EioClient.connect(server, namespace=at)
+        assert ok.connect_reply.startswith(f"40{at},")
+        await ok.close()
+        # The server answers the CONNECT with an Engine.IO close ("1"), then closes 1008.
+        with pytest.raises((AssertionError, ConnectionClosed)):
+            await EioClient.connect(server, namespace=past)
+        assert server.state.protocol_errors == 1
+
+
+async def test_room_name_at_max_name_length_and_one_past() -> None:
+    router = Router()
+
+    @router.on("join")
+    def join(sock: Any, room: str) -> str:
+        try:
+            sock.join(room)
+        except TetherError as exc:
+            return str(exc)
+        return "joined"
+
+    async with serve(router, limits={"max_name_length": 50}) as server:
+        client = await EioClient.connect(server)
+        assert await client.call("join", "r" * 50) == ["joined"]
+        [error] = await client.call("join", "r" * 51)
+        assert "limits.max_name_length" in error
+        await client.close()
+
+
+# -- [limits] max_fragments --------------------------------------------------------------------------------
+
+
+async def test_fragment_count_at_max_fragments_and_one_past() -> None:
+    """Empty continuation frames add no bytes: only the count stops them (issue 13, item 4)."""
+    seen: list[int] = []
+    async with serve(size_router(seen), limits={"max_fragments": 10}) as server:
+        for frames, accepted in ((10, True), (11, False)):
+            reader, writer = await raw_tcp(server)
+            writer.write(upgrade_request())
+            await asyncio.wait_for(reader.readuntil(b'"maxPayload"'), scaled(5))
+            writer.write(ws_frame(b"40"))
+            message = ws_frame(b'42["size","', fin=False)
+            message += b"".join(ws_frame(b"", opcode=0, fin=False) for _ in range(frames - 2))
+            writer.write(message + ws_frame(b'abc"]', opcode=0))
+            if accepted:
+                await wait_until(lambda: seen == [3])
+                writer.close()
+            else:
+                got = await read_until_closed(reader, 3)
+                writer.close()
+                assert b"\x03\xf1message in too many fragments" in got  # close frame: 1009 and the reason
+        assert server.state.protocol_errors == 1

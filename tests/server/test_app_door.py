@@ -19,7 +19,6 @@ from tether import Server, run_server
 from tether.errors import AppStartupError
 from tether.server.app_door import request_path
 
-
 METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"
 
 

@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TetherError
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from ..acks import AckCollector
     from ..context import Socket
+    from ..recovery import Restored, SavedSession
     from ..server.server import Server
     from .wire import SessionCommand
 
@@ -42,6 +46,12 @@ class Adapter:
 
     remote = False
     """True when :meth:`publish` must be called for other processes."""
+    sequences_emits = False
+    """True when this adapter gives emits their recovery offsets (the master hub with ``[recovery]`` on):
+    the server then hands it every emit (:meth:`publish_sequenced`) and delivers only what comes back, and
+    keeps and restores sessions through it."""
+    last_seq = 0
+    """With :attr:`sequences_emits`: the offset of the last emit delivered here."""
 
     def __init__(self) -> None:
         self.server: Server | None = None
@@ -58,6 +68,28 @@ class Adapter:
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         """Send ``message`` (already encoded as ``packets``) to the other processes."""
         return None
+
+    def publish_sequenced(
+        self,
+        namespace: str,
+        event: str,
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+        direct: bool,
+    ) -> None:
+        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered."""
+        raise NotImplementedError
+
+    def persist_session(self, session: SavedSession) -> None:
+        """With :attr:`sequences_emits`: keep a disconnected socket's state where any process finds it."""
+        raise NotImplementedError
+
+    def restore_session(
+        self, pid: str, offset: str | None, namespace: str
+    ) -> asyncio.Future[Restored | None]:
+        """With :attr:`sequences_emits`: the session of ``pid`` and what it missed after ``offset``."""
+        raise NotImplementedError
 
     def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
         """True when another process has a socket in ``user_room`` of ``namespace``."""
@@ -83,7 +115,7 @@ class Adapter:
         for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
             for room in join:
                 try:
-                    server.enter_room(sock, room)
+                    server.join_socket(sock, room)
                 except TetherError as exc:
                     log.warning("! %s cannot join %r: %s", sock.sid, room, exc)
 
@@ -103,6 +135,27 @@ class Adapter:
             sock.disconnect()
             if close:
                 server.close_client(sock.client, "server namespace disconnect", send_close=True)
+
+    def set_data(self, namespace: str, rooms: tuple[str, ...], data: dict[str, Any]) -> None:
+        """Replace ``socket.data`` of the sockets in ``rooms`` (everywhere): a copy of ``data`` each."""
+        for sock in list(self._server().local_sockets(namespace, rooms)):
+            sock._data = dict(data)
+
+    async def broadcast_with_ack(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        timeout: float,
+        collector: AckCollector,
+    ) -> None:
+        """Emit with acks in the other processes; their counts and answers go to ``collector``.
+
+        The local sockets are the server's part. Default: no other process (``expect_servers(0)``).
+        """
+        collector.expect_servers(0)
 
     async def fetch_sockets(
         self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()

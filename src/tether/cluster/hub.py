@@ -26,11 +26,35 @@ Frame layout (one channel carries hub and control frames)::
     kind B  broadcast  [version, parser, namespace, event, rooms, except_rooms, packets, args|nil]
     kind P  presence   [namespace, room, online, wid]
     kind G  gone       [wid]
+    kind S  session    [type, session id, reason|nil]
+    kind Q  request    [sender wid, namespace, request id|nil, request bytes]   relayed to every other worker
+    kind N  count      [request id, workers the request went to]                master -> the sender of a Q
+    kind A  answer     [to wid, namespace, response bytes]                      master -> worker ``to`` only
     kind C  control    {"t": ..., ...}   (hello, ready, stats, stop...: see tether.manager)
+
+Requests and answers carry the bytes of node's redis-adapter request format (:mod:`.wire`), so the code
+that asks and answers cluster-wide questions is the Redis adapter's (:mod:`.requests`): ``fetch_sockets``,
+counts, remote join/leave/disconnect and emits with acks work across workers as across nodes. The
+master's ``N`` reply plays the part of Redis's ``PUBSUB NUMSUB``: how many answers to wait for.
+
+Connection state recovery (``[recovery]`` on) adds frames that make the master the host's recovery log:
+every emit goes through it to get its offset, so that all workers deliver in one order and a client may
+come back on any worker (or on a new one after a reload: the master outlives its workers)::
+
+    kind E  emit       [namespace, event, rooms, except_rooms, packets, direct]   worker -> master
+    kind D  deliver    [offset, namespace, event, rooms, except_rooms, packets]   master -> workers
+    kind K  keep       [pid, sid, namespace, rooms, data, user_id, session_id, base]   worker -> master
+    kind R  restore?   [request id, pid, offset, namespace]                       worker -> master
+    kind T  restored   [request id, session (as in K) | nil, packets, last offset]   master -> worker
+
+The master answers R on the asking worker's channel after every D frame it sent there before: the D
+frames up to the answer's last offset reached that worker before the recovered socket existed (they are in
+the answer's packets), the later ones reach the socket. Nothing is missed or sent twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable, Iterable
@@ -40,14 +64,22 @@ import msgpack
 
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
-from .base import Adapter, BroadcastMessage
-from .wire import SessionCommand
+from ..recovery import RecoveryLog, Restored, SavedSession, with_offset
+from .base import BroadcastMessage
+from .requests import RequestingAdapter
+from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
 
 __all__ = [
+    "ANSWER",
     "BROADCAST",
     "CONTROL",
+    "COUNT",
+    "EMIT",
     "GONE",
+    "KEEP",
     "PRESENCE",
+    "REQUEST",
+    "RESTORE",
     "SESSION",
     "FrameReader",
     "Hub",
@@ -64,6 +96,16 @@ PRESENCE = b"P"[0]
 GONE = b"G"[0]
 CONTROL = b"C"[0]
 SESSION = b"S"[0]
+REQUEST = b"Q"[0]
+COUNT = b"N"[0]
+ANSWER = b"A"[0]
+RELAYED = frozenset({BROADCAST, PRESENCE, SESSION, REQUEST, ANSWER})
+"""Frame kinds a worker sends that the master passes on (:meth:`Hub.relay`)."""
+EMIT = b"E"[0]
+DELIVER = b"D"[0]
+KEEP = b"K"[0]
+RESTORE = b"R"[0]
+RESTORED = b"T"[0]
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -179,7 +221,7 @@ def decode_broadcast(raw: bytes) -> tuple[BroadcastMessage, str, list[bytes], bo
     return message, parser, packets, args is not None
 
 
-class HubAdapter(Adapter):
+class HubAdapter(RequestingAdapter):
     """The worker side of the hub: publishes to the master and delivers what it relays.
 
     Args:
@@ -189,10 +231,15 @@ class HubAdapter(Adapter):
 
     remote = True
 
-    def __init__(self, send: Callable[[bytes], None], wid: int) -> None:
+    def __init__(self, send: Callable[[bytes], None], wid: int, request_timeout: float = 5.0) -> None:
         super().__init__()
         self._send = send
         self.wid = wid
+        self.uid = f"worker-{wid}"
+        self.request_timeout = request_timeout
+        self.peers: set[int] | None = None
+        """Ids of the workers alive (set by the master's ``peers`` message); None: not told yet."""
+        self._counts: dict[str, asyncio.Future[int]] = {}
         self.mixed_parsers = False
         """Set by the master when workers use different parsers: frames then carry the arguments."""
         self.carry_args = False
@@ -202,6 +249,10 @@ class HubAdapter(Adapter):
         self.published = 0
         self.received = 0
         self.dropped = 0
+        self.last_seq = 0
+        """The offset of the last D frame received (connection state recovery)."""
+        self._restores: dict[int, asyncio.Future[Restored | None]] = {}
+        self._restore_ids = 0
 
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         assert self.server is not None
@@ -230,9 +281,128 @@ class HubAdapter(Adapter):
             self.receive_gone(raw)
         elif kind == SESSION:
             self.receive_session(raw)
+        elif kind == DELIVER:
+            self.receive_delivery(raw)
+        elif kind == RESTORED:
+            self.receive_restored(raw)
+        elif kind == REQUEST:
+            self.receive_request(raw)
+        elif kind == ANSWER:
+            self.receive_response(decode_object(body_of(raw)[2]))
+        elif kind == COUNT:
+            request_id, count = body_of(raw)
+            future = self._counts.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(int(count))
         else:
             return False
         return True
+
+    # -- requests (asked and answered by RequestingAdapter) -------------------------------------------
+
+    async def _send_request(self, namespace: str, request: Request) -> int:
+        """Send a Q frame; the master's N frame says how many workers got it."""
+        assert request.request_id is not None
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._counts[request.request_id] = future
+        self._send(frame(REQUEST, [self.wid, namespace, request.request_id, request.encode()]))
+        try:
+            return await asyncio.wait_for(future, self.request_timeout)
+        except TimeoutError:
+            log.warning(
+                "! the master did not relay request %s within %gs", request.type.name, self.request_timeout
+            )
+            return 0
+        finally:
+            self._counts.pop(request.request_id, None)
+
+    def _send_change(self, namespace: str, request: Request) -> None:
+        self._send(frame(REQUEST, [self.wid, namespace, None, request.encode()]))
+
+    def receive_request(self, raw: bytes) -> None:
+        """Answer a relayed Q frame (through the master, to the asking worker only)."""
+        sender, namespace, _rid, data = body_of(raw)
+        req = decode_request(data)
+        if self.is_own_request(req):
+            return
+
+        def respond(response: dict[str, Any], binary: bool) -> None:
+            payload = encode_msgpack(response) if binary else encode_json(response)
+            self._send(frame(ANSWER, [sender, namespace, payload]))
+
+        self.answer_request(namespace, req, respond)
+
+    async def server_count(self) -> int:
+        return max(1, len(self.peers)) if self.peers else 1
+
+    # -- connection state recovery: the master gives every emit its offset ---------------------------
+
+    def publish_sequenced(
+        self,
+        namespace: str,
+        event: str,
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+        direct: bool,
+    ) -> None:
+        """Send an emit to the master, which stamps its offset, keeps it and sends it back to be delivered
+        (to every worker; to this one only when ``direct``: an emit to one of this worker's sockets)."""
+        self._send(frame(EMIT, [namespace, event, rooms, except_rooms, packets, direct]))
+        self.published += 1
+
+    def receive_delivery(self, raw: bytes) -> int:
+        """Deliver a D frame (an emit with its offset) to this worker's sockets."""
+        server = self.server
+        assert server is not None
+        seq, namespace, event, rooms, except_rooms, packets = body_of(raw)
+        self.last_seq = seq
+        self.received += 1
+        n = server.deliver_local(namespace, packets, rooms, except_rooms)
+        if server.state.observe and n:
+            server.state.count_out(event, n)
+        for hook in server.emit_hooks:
+            hook(namespace, event, n)
+        return n
+
+    def persist_session(self, session: SavedSession) -> None:
+        """Keep a disconnected socket's state in the master (it outlives this worker)."""
+        try:
+            data = frame(KEEP, session_fields(session))
+        except TypeError as exc:
+            log.warning("! %s not kept for recovery: its data cannot go to the master: %s", session.sid, exc)
+            return
+        self._send(data)
+
+    def restore_session(
+        self, pid: str, offset: str | None, namespace: str
+    ) -> asyncio.Future[Restored | None]:
+        """Ask the master for the session of ``pid`` and the packets after ``offset``; resolves to None when
+        it cannot be recovered (or the master does not answer within 10 s)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Restored | None] = loop.create_future()
+        self._restore_ids += 1
+        rid = self._restore_ids
+        self._restores[rid] = future
+        self._send(frame(RESTORE, [rid, pid, offset, namespace]))
+        handle = loop.call_later(10.0, self._restore_timed_out, rid)
+        future.add_done_callback(lambda _f: handle.cancel())
+        return future
+
+    def _restore_timed_out(self, rid: int) -> None:
+        future = self._restores.pop(rid, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def receive_restored(self, raw: bytes) -> None:
+        rid, fields, packets, last = body_of(raw)
+        future = self._restores.pop(rid, None)
+        if future is None or future.done():
+            return
+        if fields is None:
+            future.set_result(None)
+            return
+        future.set_result(Restored(session_from(fields, 0.0), packets, last))
 
     def publish_session(self, command: SessionCommand) -> None:
         """A session ``touch`` or ``end`` this worker acted on: the other workers act on it too.
@@ -302,10 +472,13 @@ class Hub:
     ``add``/``remove`` register a worker's writer (a callable taking frame bytes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, recovery: RecoveryLog | None = None) -> None:
         self.writers: dict[int, Callable[[bytes], None]] = {}
         self.presence: dict[tuple[str, str], set[int]] = {}
         self.relayed = 0
+        self.recovery = recovery
+        """The host's recovery log (``[recovery]`` on): emits get their offsets here."""
+        self._expired_at = 0.0
 
     def add(self, wid: int, write: Callable[[bytes], None]) -> None:
         """Register worker ``wid`` and send it the presence of every other worker."""
@@ -328,7 +501,15 @@ class Hub:
             write(gone)
 
     def relay(self, sender: int, kind: int, raw: bytes) -> None:
-        """Pass a B, P or S frame from ``sender`` to every other worker."""
+        """Pass a frame from ``sender`` on: B, P, S and Q to every other worker (and the count of them
+        back to the sender of a Q that waits for answers), A to the worker it answers."""
+        if kind == ANSWER:
+            to = body_of(raw)[0]
+            write = self.writers.get(to)
+            if write is not None:
+                write(raw)
+            self.relayed += 1
+            return
         if kind == PRESENCE:
             namespace, room, online, wid = body_of(raw)
             key = (namespace, room)
@@ -340,13 +521,88 @@ class Hub:
                     wids.discard(wid)
                     if not wids:
                         del self.presence[key]
+        sent = 0
         for wid, write in self.writers.items():
             if wid != sender:
                 write(raw)
+                sent += 1
         self.relayed += 1
+        if kind == REQUEST:
+            request_id = body_of(raw)[2]
+            back = self.writers.get(sender)
+            if request_id is not None and back is not None:
+                back(frame(COUNT, [request_id, sent]))
+
+    # -- connection state recovery ---------------------------------------------------------------------
+
+    def receive_recovery(self, sender: int, kind: int, raw: bytes, now: float) -> None:
+        """Act on an E, K or Q frame from worker ``sender`` at ``now`` (monotonic seconds).
+
+        Raises:
+            ClusterError: recovery is off in the master, or a frame of the wrong shape.
+        """
+        log_ = self.recovery
+        if log_ is None:
+            raise ClusterError("hub", "a recovery frame, but [recovery] is off in the master")
+        if now - self._expired_at >= 1.0:
+            self._expired_at = now
+            log_.expire(now)
+        body = body_of(raw)
+        if kind == EMIT:
+            namespace, event, rooms, except_rooms, packets, direct = body
+            seq = log_.take_offset()
+            try:
+                packets = with_offset(packets, seq)
+            except (ValueError, IndexError) as exc:
+                raise ClusterError("hub", f"emit without an EVENT packet: {exc}") from exc
+            log_.append(seq, now, namespace, tuple(rooms), tuple(except_rooms), packets)
+            data = frame(DELIVER, [seq, namespace, event, rooms, except_rooms, packets])
+            for wid, write in self.writers.items():
+                if not direct or wid == sender:
+                    write(data)
+        elif kind == KEEP:
+            log_.persist(session_from(body, now))
+        elif kind == RESTORE:
+            rid, pid, offset, namespace = body
+            restored = log_.restore(pid, offset, now, namespace)
+            answer_to = self.writers.get(sender)
+            if answer_to is None:
+                return
+            if restored is None:
+                answer_to(frame(RESTORED, [rid, None, [], log_.last_seq]))
+            else:
+                answer = [rid, session_fields(restored.session), restored.packets, restored.last_offset]
+                answer_to(frame(RESTORED, answer))
 
     def broadcast_control(self, body: dict[str, Any], wids: Iterable[int] | None = None) -> None:
         data = frame(CONTROL, body)
         for wid, write in self.writers.items():
             if wids is None or wid in wids:
                 write(data)
+
+
+def session_fields(session: SavedSession) -> list[Any]:
+    """A saved session as the body of a K frame (and the session of an A frame)."""
+    return [
+        session.pid,
+        session.sid,
+        session.namespace,
+        session.rooms,
+        session.data,
+        session.user_id,
+        session.session_id,
+        session.base,
+    ]
+
+
+def session_from(fields: list[Any], now: float) -> SavedSession:
+    """The saved session of a K frame's body, disconnected at ``now``.
+
+    Raises:
+        ClusterError: a body of the wrong shape.
+    """
+    try:
+        pid, sid, namespace, rooms, data, user_id, session_id, base = fields
+        return SavedSession(pid, sid, namespace, tuple(rooms), data, user_id, session_id, int(base), now)
+    except (TypeError, ValueError) as exc:
+        raise ClusterError("hub", f"bad saved session: {exc}") from exc

@@ -35,10 +35,13 @@ from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
 from ..protocol.parsers import PARSERS, Parser
 from ..rooms import Rooms
 from ..router import Router, load_route_file
+from ..threads import BlockWatch, HandlerPool
 from .client import Client
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
+from .leader import Leadership
 from .recovery import Recovery
+from .sid_api import SidApi
 from .state import ServerState
 
 if TYPE_CHECKING:
@@ -74,6 +77,9 @@ ForeignSidHandler = Callable[[str, Any, bytes], bool]
 
 USER_ROOM_PREFIX = "user:"
 
+UNROUTED = "_unrouted"
+"""The one metrics label of every event name without a route of its own (a catch-all's included)."""
+
 
 def close_reason(text: str) -> bytes:
     """``text`` as a WebSocket close reason: at most 123 bytes (RFC 6455 §5.5), cut between characters."""
@@ -99,8 +105,12 @@ class Namespace:
         self.rooms: Rooms[Socket] = Rooms()
 
 
-class Server:
-    """A Tether server in one process. See :func:`run_server` for the common way to run one."""
+class Server(SidApi):
+    """A Tether server in one process. See :func:`run_server` for the common way to run one.
+
+    python-socketio's server calls (``emit(..., to=sid)``, ``enter_room(sid, room)``, ``call``,
+    ``get_session``, ``start_background_task``...) come from :class:`~.sid_api.SidApi`.
+    """
 
     def __init__(
         self,
@@ -156,15 +166,26 @@ class Server:
         self._per_ip: dict[str, int] = {}
         self.heartbeat = Heartbeat()
         self._event_rate = self.config.limits.event_rate
+        self._max_name_length = self.config.limits.max_name_length
         self._closed_polls: dict[str, tuple[Client, float]] = {}
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
+        handlers = self.config.handlers
+        self.handler_pool: HandlerPool | None = HandlerPool(handlers.threads) if handlers.threads else None
+        """Threads of plain ``def`` handlers (:mod:`tether.threads`); None: they run on the loop."""
+        self.block_watch = BlockWatch(handlers.block_warning)
+        self._block_warning = handlers.block_warning
+        self._background: set[asyncio.Task[Any]] = set()
+        self._deferred: list[Any] = []
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
         if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
             self.recovery = Recovery(self)
         self.adapter.attach(self)
+        self.leadership = Leadership(self)
+        for namespace_handler in self.router.namespace_handlers:
+            namespace_handler._set_server(self)
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
@@ -215,8 +236,17 @@ class Server:
         self._servers.append(server)
         await self.adapter.start()
         self._sweeper = loop.create_task(self._sweep_forever())
+        self.start_deferred_tasks()
         self.state.started_at = time.time()
         log.info("tether listening on %s", self.url)
+
+    async def start_embedded(self) -> None:
+        """Start without a socket of its own: another server owns the port and passes requests in
+        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter and the timers."""
+        self._stopping = asyncio.Event()
+        await self.adapter.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.state.started_at = time.time()
 
     @property
     def port(self) -> int:
@@ -244,6 +274,7 @@ class Server:
     async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
         """Stop accepting; close every client so that it reconnects; wait for running handlers."""
         timeout = self.config.server.stop_timeout if timeout is None else timeout
+        self.cancel_background_tasks()
         self.stop_accepting()
         self.state.draining = True
         for client in list(self.clients.values()):
@@ -263,6 +294,8 @@ class Server:
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
         self._servers.clear()
+        if self.handler_pool is not None:
+            self.handler_pool.shutdown()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -278,7 +311,7 @@ class Server:
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
-        if self.recovery is not None:
+        if self.recovery is not None and not self.recovery.remote:
             self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
@@ -398,6 +431,9 @@ class Server:
         """
         state = self.state
         state.events_in += 1
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "event name")
+            return
         if self._event_rate and not self._within_rate(client, self._event_rate):
             return
         sock = client.sockets.get(namespace)
@@ -413,7 +449,8 @@ class Server:
         timed = state.observe or self.handler_hooks
         if timed:
             if state.observe:
-                state.count_in(name)
+                # A client chooses event names: only routed ones (chosen by the app) get a row of their own.
+                state.count_in(name if handler is not None else UNROUTED)
             started = perf_counter()
         else:
             started = 0.0
@@ -429,13 +466,18 @@ class Server:
                 result = handler(sock, name, *args)
             if type(result) is CoroutineType:
                 coro = result
+                step = perf_counter() if self._block_warning else 0.0
                 try:
                     yielded = coro.send(None)
                 except StopIteration as stop:
                     result = stop.value
                 else:
-                    self._suspended(sock, name, ack_id, coro, yielded, started)
+                    if step:
+                        self._check_block(handler, name, step)
+                    self._suspended(sock, name, ack_id, coro, yielded, started, handler)
                     return
+                if step:
+                    self._check_block(handler, name, step)
         except Exception as exc:
             if timed:
                 self._report_handler(namespace, name, started, False)
@@ -446,15 +488,37 @@ class Server:
         if ack_id is not None:
             self._send_ack(sock, ack_id, result)
 
+    def _name_too_long(self, client: Client, what: str) -> None:
+        """A client sent a name longer than ``[limits] max_name_length``: a protocol error (close 1008)."""
+        self.state.protocol_errors += 1
+        limit = self._max_name_length
+        log.info("! %s protocol error from %s: %s over %d characters", client.sid, client.remote, what, limit)
+        self.close_client(
+            client, "parse error", send_close=True, ws_code=1008, ws_reason=f"{what} over {limit} characters"
+        )
+
     def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
         elapsed = perf_counter() - started
         if self.state.observe:
-            self.state.time_handler(name, elapsed, ok)
+            routed = self.router.get(namespace, name) is not None
+            self.state.time_handler(name if routed else UNROUTED, elapsed, ok)
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
+    def _check_block(self, handler: Any, name: str, step_started: float) -> None:
+        elapsed = perf_counter() - step_started
+        if elapsed >= self._block_warning:
+            self.block_watch.check(handler, name, elapsed)
+
     def _suspended(
-        self, sock: Socket, name: str, ack_id: int | None, coro: Any, yielded: Any, started: float
+        self,
+        sock: Socket,
+        name: str,
+        ack_id: int | None,
+        coro: Any,
+        yielded: Any,
+        started: float,
+        handler: Any = None,
     ) -> None:
         """The handler awaits something: let a Task finish it, then time it and ack."""
         timed = bool(self.state.observe or self.handler_hooks)
@@ -471,7 +535,19 @@ class Server:
                 self._report_handler(namespace, name, started, False)
             self._handler_failed(sock, name, exc)
 
-        continue_in_task(coro, yielded, on_done, on_error, self.config.limits.handler_timeout, self._tasks)
+        watch = None
+        if self._block_warning and handler is not None and not hasattr(handler, "__tether_sync__"):
+            watch = lambda seconds: self.block_watch.check(handler, name, seconds)  # noqa: E731
+        continue_in_task(
+            coro,
+            yielded,
+            on_done,
+            on_error,
+            self.config.limits.handler_timeout,
+            self._tasks,
+            watch,
+            self._block_warning,
+        )
 
     def _within_rate(self, client: Client, rate: float) -> bool:
         limits = self.config.limits
@@ -521,6 +597,9 @@ class Server:
         name = ev.namespace
         if name in client.sockets:
             return
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "namespace")
+            return
         if name != "/" and not self.router.has_namespace(name):
             client.send(parser.encode_connect_error(name, {"message": "Invalid namespace"}))
             return
@@ -528,12 +607,21 @@ class Server:
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
         recovery = self.recovery
-        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if recovery is not None and recovery.wants_restore(ev.auth):
+            # At once with a local log; when the master answers with the hub's (the client sends nothing
+            # on this namespace before the CONNECT reply).
+            recovery.restore(client, name, ev.auth, lambda r: self._connect_socket(client, ev, reply, ns, r))
+            return
+        self._connect_socket(client, ev, reply, ns, None)
+
+    def _connect_socket(self, client: Client, ev: Connect, reply: bool, ns: Namespace, restored: Any) -> None:
+        """Make the socket of a CONNECT (a recovered one when ``restored``), run the hooks and the handler."""
+        name = ns.name
+        if client.conn.state is State.CLOSED or name in client.sockets:
+            return  # gone, or connected meanwhile, while the master looked for the session
+        recovery = self.recovery
         if restored is not None:
             sock = self._recovered_socket(client, ns, restored)
-            if recovery is not None and recovery.skip_connect_handler:
-                self._accept(sock, reply)
-                return
         else:
             sock = Socket(new_sid(), ns, client, self)
             if recovery is not None:
@@ -554,6 +642,14 @@ class Server:
             self._handler_failed(sock, "connect hook", exc)
             self._refuse(sock, {"message": "Connection rejected by server"})
             return
+        if restored is not None:
+            # The hooks (the sessions' token check: a logged-out session stays out) let it in: now the
+            # missed packets, before anything new (the socket is in its rooms since _recovered_socket).
+            if restored.packets:
+                client.send(restored.packets)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
         handler = self.router.get(name, "connect")
         if handler is None:
             self._accept(sock, reply)
@@ -571,10 +667,10 @@ class Server:
             self._connect_result(sock, result, None, reply)
 
     def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
-        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+        """The socket of a recovered session, in its rooms, with its sid, data, user and session.
 
-        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
-        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        The missed packets go right after the connect hooks, before the CONNECT reply, as the reference
+        sends them; the socket is in its rooms from here on, so nothing emitted meanwhile is missed.
         """
         saved = restored.session
         sock = Socket(saved.sid, ns, client, self)
@@ -590,8 +686,6 @@ class Server:
                 rooms.join(sock.sid, room)
                 if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
                     self.adapter.user_online_changed(sock.namespace, room, True)
-        if restored.packets:
-            client.send(restored.packets)
         if self.debug:
             log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
         return sock
@@ -649,13 +743,16 @@ class Server:
             except Exception:
                 log.exception("! accept hook failed for %s", sock.sid)
 
-    def enter_room(self, sock: Socket, room: str) -> None:
-        """Put ``sock`` in ``room``.
+    def join_socket(self, sock: Socket, room: str) -> None:
+        """Put ``sock`` (of this process) in ``room``; ``enter_room`` takes a sid of any process.
 
         Raises:
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
         """
         limit = self.config.limits.max_rooms_per_socket
+        if len(room) > self._max_name_length:
+            limit = self._max_name_length
+            raise TetherError(f"room name of {len(room)} characters is over {limit} (limits.max_name_length)")
         rooms = sock._ns.rooms
         if sock.sid not in rooms:
             rooms.add(sock.sid, sock)
@@ -667,7 +764,8 @@ class Server:
         for hook in self.room_hooks:
             hook(sock, room, True)
 
-    def leave_room(self, sock: Socket, room: str) -> None:
+    def leave_socket(self, sock: Socket, room: str) -> None:
+        """Take ``sock`` (of this process) out of ``room``; ``leave_room`` takes a sid of any process."""
         rooms = sock._ns.rooms
         rooms.leave(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
@@ -830,6 +928,12 @@ class Server:
         recovery = self.recovery
         if recovery is None:
             packets = self.parser_cls.encode_event(namespace, event, args)
+        elif recovery.remote:
+            # The master stamps the offset and delivers it everywhere, here too, in one order.
+            recovery.send_remote(namespace, event, args, rooms, except_rooms, False)
+            for outgoing in self.outgoing_hooks:
+                outgoing(namespace, event, args, rooms, except_rooms)
+            return
         else:
             packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
@@ -871,10 +975,6 @@ class Server:
     def of(self, namespace: str) -> BroadcastOperator:
         """The emit chain of ``namespace``."""
         return BroadcastOperator(self, namespace)
-
-    def emit(self, event: str, *args: Any, namespace: str = "/") -> Any:
-        """Send ``event`` to every client of ``namespace`` on every worker and node."""
-        return BroadcastOperator(self, namespace).emit(event, *args)
 
     def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
         return BroadcastOperator(self, namespace).to(room)

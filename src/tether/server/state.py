@@ -14,7 +14,9 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 """Upper bounds (seconds) of the handler latency histogram; +Inf is implied."""
 
 MAX_NAMES = 200
-"""Distinct event names kept per table; more are counted under ``_other`` (a client picks the names)."""
+"""Distinct event names kept per table; more are counted under ``_other``. Incoming events are counted
+under their name only when it has a route (``_unrouted`` otherwise), and no name a client sends is longer
+than ``[limits] max_name_length``: a table holds at most 200 names of bounded length."""
 
 
 @dataclass(slots=True)

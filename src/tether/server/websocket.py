@@ -80,6 +80,7 @@ class WebSocketListener(WSListener):
     """Frames of one WebSocket connection -> its Client."""
 
     __slots__ = (
+        "_fragment_count",
         "_fragment_size",
         "_fragment_type",
         "_fragments",
@@ -101,6 +102,7 @@ class WebSocketListener(WSListener):
         self._fragments: list[bytes] | None = None
         self._fragment_type: WSMsgType = _TEXT
         self._fragment_size = 0
+        self._fragment_count = 0
         parser = client.parser
         # The hot path applies to Socket.IO framing on an Engine.IO WebSocket (not while probing an upgrade).
         self.fast = (
@@ -194,6 +196,7 @@ class WebSocketListener(WSListener):
             self._fragments = []
             self._fragment_type = frame.msg_type
             self._fragment_size = 0
+            self._fragment_count = 0
         elif self._fragments is None:
             self._fail(transport, 1002, "continuation frame without a message")
             return
@@ -202,7 +205,14 @@ class WebSocketListener(WSListener):
         if self._fragment_size > self.conn.max_payload:
             self._fail(transport, 1009, "message too big")
             return
-        self._fragments.append(part)
+        # Counted as well as measured: ten million empty continuation frames add no bytes, yet each costs
+        # a list slot and a frame's work ([limits] max_fragments).
+        self._fragment_count += 1
+        if self._fragment_count > self.server.config.limits.max_fragments:
+            self._fail(transport, 1009, "message in too many fragments")
+            return
+        if part:
+            self._fragments.append(part)
         if frame.fin:
             data = b"".join(self._fragments)
             self._fragments = None

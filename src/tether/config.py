@@ -508,6 +508,15 @@ class Config:
         for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
             if getattr(rec, key) < 0:
                 raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
+        if rec.max_disconnection_duration > 0 and self.room.driver == "redis":
+            # Pub/sub keeps nothing: a node cannot find what another node sent while the client was away
+            # (the reference's Redis pub/sub adapter cannot recover either).
+            raise ConfigError(
+                src,
+                "recovery.max_disconnection_duration",
+                'connection state recovery needs [room] driver = "memory" (one host): the Redis pub/sub '
+                "adapter keeps no log to recover from",
+            )
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")

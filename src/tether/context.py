@@ -234,8 +234,13 @@ class Socket:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
             recovery = self.server.recovery
-            if recovery is None:
+            if recovery is None or (recovery.remote and self._pending is not None):
+                # (Remote: what the connect handler emits goes right after the CONNECT reply, no offset.)
                 packets = self.client.parser.encode_event(self.namespace, event, args)
+            elif recovery.remote:
+                # Through the master, which stamps the offset and sends it back to this worker only.
+                recovery.send_remote(self.namespace, event, args, (self.sid,), (), True)
+                return SENT
             else:
                 # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
                 packets = recovery.encode(self.namespace, event, args, (self.sid,), ())

@@ -37,7 +37,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RECOVERABLE_REASONS", "LogEntry", "RecoveryLog", "Restored", "SavedSession", "parse_offset"]
+__all__ = [
+    "RECOVERABLE_REASONS",
+    "LogEntry",
+    "RecoveryLog",
+    "Restored",
+    "SavedSession",
+    "parse_offset",
+    "plausible",
+    "with_offset",
+]
 
 RECOVERABLE_REASONS = frozenset(
     {
@@ -47,6 +56,7 @@ RECOVERABLE_REASONS = frozenset(
         "transport error",
         "ping timeout",
         "server shutting down",
+        "server reloading",  # a rolling `tether reload`: the client comes back on a new worker
         "slow consumer",
     }
 )
@@ -54,6 +64,38 @@ RECOVERABLE_REASONS = frozenset(
 
 MAX_OFFSET_LENGTH = 20
 """Longest offset string parsed (a decimal 64-bit integer): a longer one is refused unparsed."""
+
+
+MAX_PID_LENGTH = 64
+"""Longest private id looked up: ours are 30 characters; anything longer is forged and refused unread."""
+
+
+def plausible(pid: Any, offset: Any) -> bool:
+    """Whether a CONNECT's ``pid`` and ``offset`` are worth looking up (types and lengths only).
+
+    A worker asks this before sending a restore request to the master, so that forged values cost nothing
+    beyond the CONNECT itself.
+    """
+    if type(pid) is not str or not 0 < len(pid) <= MAX_PID_LENGTH:
+        return False
+    return offset is None or parse_offset(offset) is not None
+
+
+def with_offset(packets: list[bytes], seq: int) -> list[bytes]:
+    """``packets`` of one EVENT with the offset ``seq`` appended as its last argument, without decoding.
+
+    The first packet of a Socket.IO EVENT or BINARY_EVENT is its text part, which always ends with the
+    JSON array's ``]`` (``42["ev",1]``, ``42/chat,["ev"]``, ``451-["ev",{...}]``): the offset goes before it,
+    which is what encoding the arguments plus the offset would give. The master hub uses it to stamp
+    packets a worker already encoded.
+
+    Raises:
+        ValueError: the first packet does not end with ``]`` (not a Socket.IO EVENT).
+    """
+    first = packets[0]
+    if not first.endswith(b"]"):
+        raise ValueError("not a Socket.IO EVENT packet")
+    return [b'%s,"%d"]' % (first[:-1], seq), *packets[1:]]
 
 
 def parse_offset(value: Any) -> int | None:

@@ -48,7 +48,4 @@ def test_warning_only_with_several_workers(tmp_path: Path) -> None:
 def test_tether_start_warns_once(instance: Instance) -> None:
     instance.routes.write_text(instance.routes.read_text() + "\nSEEN = []\n")
     proc = instance.start("--workers", "2")
-    assert proc.stderr.count("keeps module-level state (SEEN)") == 1, proc.stderr
-    instance.cli("stop", check=True)
-    proc = instance.start("--workers", "1")
-    assert "module-level state" not in proc.stderr
+    assert proc.stderr.count("keeps module-level state (SEEN)") == 1, proc.stderr  # once, not per worker

@@ -29,6 +29,8 @@ MODULES = [
     "tether.server.paths",
     "tether.asgi",
     "tether.client_bundle",
+    "tether.contrib.django",
+    "tether.contrib.starlette",
 ]
 
 

@@ -215,7 +215,8 @@ class RedisConfig:
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
+    The workers of one host (no Redis) wait as long for each other's answers through the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0

@@ -22,6 +22,7 @@ from .threads import _local, call_in_loop, in_loop
 if TYPE_CHECKING:
     from .acks import Answers
     from .cluster.base import SocketInfo
+    from .handler import Request
     from .server.client import Client
     from .server.server import Namespace, Server
 
@@ -343,6 +344,17 @@ class Socket:
         return self._ns.rooms.rooms_of(self.sid)
 
     # -- users ----------------------------------------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The HTTP request that opened this connection: the WebSocket upgrade, or the first polling GET.
+
+        ``request.headers`` (look up lower-case names), ``request.cookies`` (``{name: value}``),
+        ``request.query`` and ``request.remote`` are what the browser sent to Tether's origin: with the
+        app on the same origin (``tether start --app``), its session cookie is there, and the connect
+        handler can turn it into a user (``tether.contrib.django``, ``tether.contrib.starlette``).
+        """
+        return self.client.request
 
     @in_loop
     def login_using(self, user_id: Any) -> None:

@@ -345,6 +345,7 @@ class HubAdapter(RequestingAdapter):
         except_rooms: tuple[str, ...],
         packets: list[bytes],
         direct: bool,
+        args: tuple[Any, ...] = (),
     ) -> None:
         """Send an emit to the master, which stamps its offset, keeps it and sends it back to be delivered
         (to every worker; to this one only when ``direct``: an emit to one of this worker's sockets)."""

@@ -94,7 +94,7 @@ class Recovery:
     ) -> None:
         """Remote: encode once and hand the emit to the adapter, which delivers it with its offset."""
         packets = self.server.parser_cls.encode_event(namespace, event, args)
-        self.server.adapter.publish_sequenced(namespace, event, rooms, except_rooms, packets, direct)
+        self.server.adapter.publish_sequenced(namespace, event, rooms, except_rooms, packets, direct, args)
 
     # -- sockets --------------------------------------------------------------------------------------
 

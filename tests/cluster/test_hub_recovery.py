@@ -83,3 +83,14 @@ def test_a_parked_restore_nobody_hands_over_is_refused_when_time_is_up() -> None
     assert out[2] == []
     hub.release_parked("forged", PARK_SECONDS)
     assert out[2] == [(RESTORED, [7, None, [], 0])] and not hub.parked
+
+
+def test_parked_restores_are_bounded() -> None:
+    from tether.cluster.hub import MAX_PARKED
+
+    hub, out = hub_with(1, 2)
+    for i in range(MAX_PARKED):
+        assert hub.receive_recovery(2, RESTORE, frame(RESTORE, [i, f"forged{i}", "0", "/"]), 0.0) is True
+    assert len(out[1]) == MAX_PARKED
+    assert hub.receive_recovery(2, RESTORE, frame(RESTORE, [-1, "one-more", "0", "/"]), 0.0) is False
+    assert len(out[1]) == MAX_PARKED and out[2] == [(RESTORED, [-1, None, [], 0])]

@@ -113,6 +113,9 @@ RESTORED = b"T"[0]
 TAKE_OVER = b"X"[0]
 PARK_SECONDS = 1.0
 """How long the master waits for a worker to hand over a socket still open there (see X frames)."""
+MAX_PARKED = 1000
+"""Most restores parked at once: beyond, one for an unknown pid is refused at once (a flood of forged
+private ids costs the workers no X frames)."""
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -587,7 +590,8 @@ class Hub:
                 self._answer(asker, rid, session.pid, offset, namespace, now)
         elif kind == RESTORE:
             rid, pid, offset, namespace = body
-            if isinstance(pid, str) and pid not in log_.sessions and pid not in self.parked:
+            unknown = isinstance(pid, str) and pid not in log_.sessions and pid not in self.parked
+            if unknown and len(self.parked) < MAX_PARKED:
                 self.parked[pid] = (sender, rid, offset, namespace, now + PARK_SECONDS)
                 take_over = frame(TAKE_OVER, [pid])
                 for wid, write in self.writers.items():

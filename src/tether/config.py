@@ -233,8 +233,8 @@ class RecoveryConfig:
     recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
     every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
     skip_connect_handler: bool = True
-    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
-    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    """A recovered socket skips the app's ``connect`` route (the reference's ``skipMiddlewares``); False: it
+    runs and sees ``socket.recovered``. The features' connect hooks (the sessions' token check) always run."""
     max_session_bytes: int = 1_000_000
     """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
     max_buffer_bytes: int = 64 * 1024 * 1024

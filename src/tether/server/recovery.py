@@ -134,6 +134,13 @@ class Recovery:
         if self.server.debug:
             log.debug("= %s kept for recovery (%s)", sock.sid, reason)
 
+    def take_over(self, pid: str) -> None:
+        """The client of ``pid`` is back on another worker: close its connection here, if it is still open
+        (the close keeps its state, which goes to the master, which answers that worker)."""
+        old = self.live.get(pid)
+        if old is not None:
+            self.server.close_client(old.client, "transport close", send_close=False)
+
     @staticmethod
     def wants_restore(auth: Any) -> bool:
         """Whether a CONNECT's auth asks for a recovery (carries a ``pid``)."""

@@ -75,10 +75,21 @@ class EmitCounters(Protocol):
     def count_out(self, name: str, reached: int) -> None: ...
 
 
+class RecoveryLink(Protocol):
+    """Connection state recovery of this process, as the hub adapter uses it."""
+
+    def take_over(self, pid: str) -> None:
+        """The client of ``pid`` is back on another worker: close its connection here."""
+        ...
+
+
 class LocalNode(Protocol):
     """This process's server, as its adapter uses it (implemented by :class:`tether.Server`)."""
 
     debug: bool
+
+    @property
+    def recovery(self) -> RecoveryLink | None: ...
 
     @property
     def state(self) -> EmitCounters: ...
@@ -177,9 +188,16 @@ class Adapter:
         except_rooms: tuple[str, ...],
         packets: list[bytes],
         direct: bool,
+        args: tuple[Any, ...] = (),
     ) -> None:
-        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered."""
+        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered
+        (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
         raise NotImplementedError
+
+    def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
+        """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
+        here since the session was read, which it must get too. Default: none can have been."""
+        return []
 
     def persist_session(self, session: SavedSession) -> None:
         """With :attr:`sequences_emits`: keep a disconnected socket's state where any process finds it."""

@@ -203,7 +203,9 @@ class SessionConfig:
 @dataclass(frozen=True, slots=True)
 class RoomConfig:
     driver: str = "memory"
-    """``memory`` (one host, workers linked by the master) or ``redis`` (many hosts)."""
+    """``memory`` (one host, workers linked by the master), ``redis`` (many hosts, pub/sub) or
+    ``redis-streams`` (many hosts through a Redis stream: connection state recovery across hosts; node's
+    ``@socket.io/redis-streams-adapter`` format)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,9 @@ class RedisConfig:
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
     """Longest wait in seconds between two attempts to reach Redis again."""
+    stream_max_len: int = 10_000
+    """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
+    name is ``prefix``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,8 +233,8 @@ class RecoveryConfig:
     recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
     every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
     skip_connect_handler: bool = True
-    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
-    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    """A recovered socket skips the app's ``connect`` route (the reference's ``skipMiddlewares``); False: it
+    runs and sees ``socket.recovered``. The features' connect hooks (the sessions' token check) always run."""
     max_session_bytes: int = 1_000_000
     """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
     max_buffer_bytes: int = 64 * 1024 * 1024
@@ -478,8 +483,8 @@ class Config:
             raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
         if self.redis.request_timeout <= 0 or self.redis.reconnect_max <= 0 or self.redis.max_queue < 1:
             raise ConfigError(src, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1")
-        if self.room.driver not in ("memory", "redis"):
-            raise ConfigError(src, "room.driver", "must be 'memory' or 'redis'")
+        if self.room.driver not in ("memory", "redis", "redis-streams"):
+            raise ConfigError(src, "room.driver", "must be 'memory', 'redis' or 'redis-streams'")
         if self.session.enabled and not self.session.secret and not self.session.validator:
             raise ConfigError(
                 src, "session.secret", "[session] needs a secret (or TETHER_SESSION_SECRET) or a validator"
@@ -515,8 +520,8 @@ class Config:
             raise ConfigError(
                 src,
                 "recovery.max_disconnection_duration",
-                'connection state recovery needs [room] driver = "memory" (one host): the Redis pub/sub '
-                "adapter keeps no log to recover from",
+                'connection state recovery needs [room] driver = "memory" (one host) or "redis-streams": '
+                "the Redis pub/sub adapter keeps no log to recover from",
             )
         self._validate_admin()
         if self.app.lifespan not in ("auto", "on", "off"):

@@ -199,7 +199,7 @@ class Socket:
         self.recovered = False
         """True when this socket is a recovered one: same sid, rooms and ``data``, missed packets replayed
         (Socket.IO 4.6 connection state recovery; see docs/recovery.md)."""
-        self._recovery_base = 0
+        self._recovery_base: int | str = 0
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"

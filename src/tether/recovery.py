@@ -33,6 +33,7 @@ by its first restore attempt, so a guessed pid gets one try.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ MAX_OFFSET_LENGTH = 20
 """Longest offset string parsed (a decimal 64-bit integer): a longer one is refused unparsed."""
 
 
+_OFFSET = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
 MAX_PID_LENGTH = 64
 """Longest private id looked up: ours are 30 characters; anything longer is forged and refused unread."""
 
@@ -78,7 +81,8 @@ def plausible(pid: Any, offset: Any) -> bool:
     """
     if type(pid) is not str or not 0 < len(pid) <= MAX_PID_LENGTH:
         return False
-    return offset is None or parse_offset(offset) is not None
+    # Ours (digits) or a Redis stream entry id (digits-digits).
+    return offset is None or (type(offset) is str and _OFFSET.fullmatch(offset) is not None)
 
 
 def with_offset(packets: list[bytes], seq: int) -> list[bytes]:
@@ -140,7 +144,7 @@ class SavedSession:
     data: dict[str, Any] | None
     user_id: str | None
     session_id: str | None
-    base: int
+    base: int | str
     """The last offset of the log when the socket connected: the client's offset when it got none since."""
     disconnected_at: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -154,7 +158,8 @@ class Restored:
     session: SavedSession
     packets: list[bytes]
     """Engine.IO-encoded packets in emit order, each with its offset: write them as they are."""
-    last_offset: int
+    last_offset: int | str
+    """The offset of the last packet read for it (an int here; a stream id with Redis Streams)."""
 
 
 class RecoveryLog:
@@ -307,7 +312,7 @@ class RecoveryLog:
         if session.disconnected_at + self.max_disconnection_duration < now:
             self.counters["expired"] += 1
             return None
-        seq = session.base if offset is None else parse_offset(offset)
+        seq = parse_offset(str(session.base) if offset is None else offset)
         if seq is None or seq > self.last_seq or seq < self.first_seq - 1:
             self.counters["refused"] += 1
             return None

@@ -77,9 +77,16 @@ class Adapter:
         except_rooms: tuple[str, ...],
         packets: list[bytes],
         direct: bool,
+        args: tuple[Any, ...] = (),
     ) -> None:
-        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered."""
+        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered
+        (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
         raise NotImplementedError
+
+    def recovered(self, sock: Socket, restored: Restored) -> list[bytes]:
+        """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
+        here since the session was read, which it must get too. Default: none can have been."""
+        return []
 
     def persist_session(self, session: SavedSession) -> None:
         """With :attr:`sequences_emits`: keep a disconnected socket's state where any process finds it."""

@@ -46,10 +46,14 @@ come back on any worker (or on a new one after a reload: the master outlives its
     kind K  keep       [pid, sid, namespace, rooms, data, user_id, session_id, base]   worker -> master
     kind R  restore?   [request id, pid, offset, namespace]                       worker -> master
     kind T  restored   [request id, session (as in K) | nil, packets, last offset]   master -> worker
+    kind X  take over  [pid]                                                      master -> other workers
 
 The master answers R on the asking worker's channel after every D frame it sent there before: the D
 frames up to the answer's last offset reached that worker before the recovered socket existed (they are in
-the answer's packets), the later ones reach the socket. Nothing is missed or sent twice.
+the answer's packets), the later ones reach the socket. Nothing is missed or sent twice. An R for a private
+id the master does not hold may be a client back before its worker noticed the old connection die: the
+master parks it (:data:`PARK_SECONDS`), asks every other worker to close that pid's connection if it has it
+(X), and answers as soon as the K frame that close sends arrives (or None when the time is up).
 """
 
 from __future__ import annotations
@@ -106,6 +110,12 @@ DELIVER = b"D"[0]
 KEEP = b"K"[0]
 RESTORE = b"R"[0]
 RESTORED = b"T"[0]
+TAKE_OVER = b"X"[0]
+PARK_SECONDS = 1.0
+"""How long the master waits for a worker to hand over a socket still open there (see X frames)."""
+MAX_PARKED = 1000
+"""Most restores parked at once: beyond, one for an unknown pid is refused at once (a flood of forged
+private ids costs the workers no X frames)."""
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -285,6 +295,11 @@ class HubAdapter(RequestingAdapter):
             self.receive_delivery(raw)
         elif kind == RESTORED:
             self.receive_restored(raw)
+        elif kind == TAKE_OVER:
+            (pid,) = body_of(raw)
+            recovery = self.server.recovery if self.server is not None else None
+            if recovery is not None and isinstance(pid, str):
+                recovery.take_over(pid)
         elif kind == REQUEST:
             self.receive_request(raw)
         elif kind == ANSWER:
@@ -345,6 +360,7 @@ class HubAdapter(RequestingAdapter):
         except_rooms: tuple[str, ...],
         packets: list[bytes],
         direct: bool,
+        args: tuple[Any, ...] = (),
     ) -> None:
         """Send an emit to the master, which stamps its offset, keeps it and sends it back to be delivered
         (to every worker; to this one only when ``direct``: an emit to one of this worker's sockets)."""
@@ -479,6 +495,8 @@ class Hub:
         self.recovery = recovery
         """The host's recovery log (``[recovery]`` on): emits get their offsets here."""
         self._expired_at = 0.0
+        self.parked: dict[str, tuple[int, int, Any, str, float]] = {}
+        """pid -> (asking worker, request id, offset, namespace, deadline): restores waiting for a K frame."""
 
     def add(self, wid: int, write: Callable[[bytes], None]) -> None:
         """Register worker ``wid`` and send it the presence of every other worker."""
@@ -535,8 +553,11 @@ class Hub:
 
     # -- connection state recovery ---------------------------------------------------------------------
 
-    def receive_recovery(self, sender: int, kind: int, raw: bytes, now: float) -> None:
-        """Act on an E, K or Q frame from worker ``sender`` at ``now`` (monotonic seconds).
+    def receive_recovery(self, sender: int, kind: int, raw: bytes, now: float) -> bool:
+        """Act on an E, K or R frame from worker ``sender`` at ``now`` (monotonic seconds).
+
+        Returns:
+            True when an R frame was parked: call :meth:`release_parked` after :data:`PARK_SECONDS`.
 
         Raises:
             ClusterError: recovery is off in the master, or a frame of the wrong shape.
@@ -561,18 +582,45 @@ class Hub:
                 if not direct or wid == sender:
                     write(data)
         elif kind == KEEP:
-            log_.persist(session_from(body, now))
+            session = session_from(body, now)
+            log_.persist(session)
+            parked = self.parked.pop(session.pid, None)
+            if parked is not None:
+                asker, rid, offset, namespace, _deadline = parked
+                self._answer(asker, rid, session.pid, offset, namespace, now)
         elif kind == RESTORE:
             rid, pid, offset, namespace = body
-            restored = log_.restore(pid, offset, now, namespace)
-            answer_to = self.writers.get(sender)
-            if answer_to is None:
-                return
-            if restored is None:
-                answer_to(frame(RESTORED, [rid, None, [], log_.last_seq]))
-            else:
-                answer = [rid, session_fields(restored.session), restored.packets, restored.last_offset]
-                answer_to(frame(RESTORED, answer))
+            unknown = isinstance(pid, str) and pid not in log_.sessions and pid not in self.parked
+            if unknown and len(self.parked) < MAX_PARKED:
+                self.parked[pid] = (sender, rid, offset, namespace, now + PARK_SECONDS)
+                take_over = frame(TAKE_OVER, [pid])
+                for wid, write in self.writers.items():
+                    if wid != sender:
+                        write(take_over)
+                return True
+            self._answer(sender, rid, pid, offset, namespace, now)
+        return False
+
+    def release_parked(self, pid: str, now: float) -> None:
+        """Answer a parked restore of ``pid`` if no worker handed its socket over in time (not recovered)."""
+        parked = self.parked.get(pid)
+        if parked is not None and now >= parked[4]:
+            del self.parked[pid]
+            asker, rid, offset, namespace, _deadline = parked
+            self._answer(asker, rid, pid, offset, namespace, now)
+
+    def _answer(self, asker: int, rid: int, pid: Any, offset: Any, namespace: str, now: float) -> None:
+        log_ = self.recovery
+        assert log_ is not None
+        restored = log_.restore(pid, offset, now, namespace)
+        answer_to = self.writers.get(asker)
+        if answer_to is None:
+            return
+        if restored is None:
+            answer_to(frame(RESTORED, [rid, None, [], log_.last_seq]))
+        else:
+            answer = [rid, session_fields(restored.session), restored.packets, restored.last_offset]
+            answer_to(frame(RESTORED, answer))
 
     def broadcast_control(self, body: dict[str, Any], wids: Iterable[int] | None = None) -> None:
         data = frame(CONTROL, body)

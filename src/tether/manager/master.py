@@ -37,7 +37,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.hub import CONTROL, EMIT, KEEP, RELAYED, RESTORE, FrameReader, Hub, body_of, frame
+from ..cluster.hub import (
+    CONTROL,
+    EMIT,
+    KEEP,
+    PARK_SECONDS,
+    RELAYED,
+    RESTORE,
+    FrameReader,
+    Hub,
+    body_of,
+    frame,
+)
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..metrics import aggregate, render
@@ -384,13 +395,19 @@ class Master:
                         hub.relay(w.wid, kind, raw)
                     elif kind in (EMIT, KEEP, RESTORE):
                         try:
-                            hub.receive_recovery(w.wid, kind, raw, time.monotonic())
+                            if hub.receive_recovery(w.wid, kind, raw, time.monotonic()):
+                                asyncio.get_running_loop().call_later(
+                                    PARK_SECONDS, self._release_parked, body_of(raw)[1]
+                                )
                         except ClusterError as exc:
                             log.error("! worker %d: %s", w.wid, exc)
                     elif kind == CONTROL:
                         self._on_worker_message(w, body_of(raw))
         except (OSError, ClusterError) as exc:
             log.error("! channel of worker %d broke: %s", w.wid, exc)
+
+    def _release_parked(self, pid: str) -> None:
+        self.hub.release_parked(pid, time.monotonic())
 
     def _on_worker_message(self, w: WorkerProc, msg: dict[str, Any]) -> None:
         t = msg.get("t")

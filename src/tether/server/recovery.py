@@ -94,7 +94,7 @@ class Recovery:
     ) -> None:
         """Remote: encode once and hand the emit to the adapter, which delivers it with its offset."""
         packets = self.server.parser_cls.encode_event(namespace, event, args)
-        self.server.adapter.publish_sequenced(namespace, event, rooms, except_rooms, packets, direct)
+        self.server.adapter.publish_sequenced(namespace, event, rooms, except_rooms, packets, direct, args)
 
     # -- sockets --------------------------------------------------------------------------------------
 
@@ -133,6 +133,13 @@ class Recovery:
             self.log.persist(saved)
         if self.server.debug:
             log.debug("= %s kept for recovery (%s)", sock.sid, reason)
+
+    def take_over(self, pid: str) -> None:
+        """The client of ``pid`` is back on another worker: close its connection here, if it is still open
+        (the close keeps its state, which goes to the master, which answers that worker)."""
+        old = self.live.get(pid)
+        if old is not None:
+            self.server.close_client(old.client, "transport close", send_close=False)
 
     @staticmethod
     def wants_restore(auth: Any) -> bool:

@@ -686,6 +686,9 @@ class Server(SidApi):
                 rooms.join(sock.sid, room)
                 if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
                     self.adapter.user_online_changed(sock.namespace, room, True)
+        if self.adapter.sequences_emits:
+            # In its rooms from here on: what the adapter delivered here since the session was read, too.
+            restored.packets.extend(self.adapter.recovered(sock, restored))
         if self.debug:
             log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
         return sock

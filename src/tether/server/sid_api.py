@@ -251,6 +251,7 @@ class SidApi:
         if sock is not None:
             future = sock.emit(event, *args, ack=True, timeout=timeout)
             assert isinstance(future, asyncio.Future)
+            future.add_done_callback(_retrieve)  # a call nobody awaits is not an error
             return future
 
         async def remote() -> Any:
@@ -261,7 +262,9 @@ class SidApi:
                 raise ConnectionClosed(1000, f"no socket {sid} in {namespace} on any worker or node")
             raise AckTimeout(event, timeout)
 
-        return asyncio.ensure_future(remote())
+        future = asyncio.ensure_future(remote())
+        future.add_done_callback(_retrieve)
+        return future
 
     def broadcast_with_acks(
         self,
@@ -508,7 +511,7 @@ class _Deferred:
             self.task.cancel()
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # an emit with acks nobody awaits is not an error
 

@@ -15,9 +15,12 @@ bench generator's:
   pong frame (``3``), per client.
 
 Each figure is the process's own CPU time (``time.process_time``) over ``--number`` operations, the best
-of ``--repeat`` runs, in µs. What it leaves out, the write(2) per frame, the loop and picows' parsing, is
-the same for every version of Tether and for raw picows: compare these figures between commits, and read
-``make bench`` for the whole. Usage: ``taskset -c 1 .venv/bin/python bench/cpu_per_op.py [--json]``.
+of ``--repeat`` runs, in µs, and the number of Python and C function calls per operation (counted with
+``sys.setprofile``: the same on any machine, busy or not). What it leaves out, the write(2) per frame,
+the loop and picows' parsing, is the same for every version of Tether and for raw picows: compare these
+figures between commits, and read ``make bench`` for the whole.
+
+Usage: ``taskset -c 1 .venv/bin/python bench/cpu_per_op.py [--json]``.
 """
 
 from __future__ import annotations
@@ -42,30 +45,26 @@ TEXT = WSMsgType.TEXT
 
 
 class NullTransport:
-    """Stands in for picows' WSTransport: accepts every write and drops it."""
+    """Stands in for picows' WSTransport: accepts every write and drops it. Its ``send`` is a C callable,
+    as picows' is, so that the call counts are Tether's own plus one C call per frame written."""
 
     is_close_frame_sent = False
-    sent = 0
 
-    def send(self, _msg_type: Any, _data: Any) -> None:
-        NullTransport.sent += 1
-
-    def send_ping(self) -> None:
-        NullTransport.sent += 1
+    def __init__(self) -> None:
+        nothing: dict[Any, Any] = {}
+        self.send = nothing.get  # send(msg_type, data): a built-in method that ignores both
+        self.send_ping = nothing.clear
 
 
 class Frame:
     """Stands in for picows' WSFrame: what ``on_ws_frame`` reads."""
 
-    __slots__ = ("_payload", "fin", "msg_type")
+    __slots__ = ("fin", "get_payload_as_bytes", "msg_type")
 
     def __init__(self, payload: bytes) -> None:
         self.msg_type = TEXT
         self.fin = True
-        self._payload = payload
-
-    def get_payload_as_bytes(self) -> bytes:
-        return self._payload
+        self.get_payload_as_bytes = payload.__bytes__  # a C callable, as picows' is
 
 
 class Peer(WSListener):  # type: ignore[misc]
@@ -93,7 +92,25 @@ def best(fn: Callable[[], None], number: int, repeat: int) -> float:
     return min(runs)
 
 
-async def measure(clients: int, number: int, repeat: int) -> dict[str, float]:
+def calls(fn: Callable[[], None], number: int) -> tuple[float, float]:
+    """(Python function calls, C function calls) per call of ``fn``, ``fn`` itself excluded: a count that
+    does not depend on the machine's load."""
+    counts = {"call": 0, "c_call": 0}
+
+    def hook(_frame: Any, event: str, _arg: Any) -> None:
+        if event in counts:
+            counts[event] += 1
+
+    sys.setprofile(hook)
+    try:
+        for _ in range(number):
+            fn()
+    finally:
+        sys.setprofile(None)
+    return (counts["call"] - number) / number, counts["c_call"] / number
+
+
+async def measure(clients: int, number: int, repeat: int) -> dict[str, Any]:
     config = Config.load(HERE / "apps" / "tether.toml", overrides={"server": {"port": 0}})
     server = await run_server(config)
     peers = []
@@ -121,31 +138,41 @@ async def measure(clients: int, number: int, repeat: int) -> dict[str, float]:
         echoack = Frame(b'421["echoack","hello, tether benchmark"]')
         bcast = Frame(b'42["bcast",1000]')
         pong = Frame(b"3")
-        out: dict[str, float] = {}
-        out["W1 echo, µs per round trip"] = best(lambda: one.on_ws_frame(stub, echo), number, repeat)  # type: ignore[arg-type]
-        out["W1ack echoack, µs per round trip"] = best(
-            lambda: one.on_ws_frame(stub, echoack),  # type: ignore[arg-type]
-            number,
-            repeat,
+        out: dict[str, Any] = {}
+
+        def op(name: str, fn: Callable[[], None], n: int, per: int = 1) -> None:
+            py, c = calls(fn, max(1, n // 20))
+            out[name] = {
+                "cpu_us": best(fn, n, repeat) / per,
+                "python_calls": py / per,
+                "c_calls": c / per,
+            }
+
+        op("W1 echo, per round trip", lambda: one.on_ws_frame(stub, echo), number)  # type: ignore[arg-type]
+        op("W1ack echoack, per round trip", lambda: one.on_ws_frame(stub, echoack), number)  # type: ignore[arg-type]
+        op(
+            f"W2 broadcast to {clients}, per delivery",
+            lambda: one.on_ws_frame(stub, bcast),  # type: ignore[arg-type]
+            max(20, number // clients),
+            len(listeners),
         )
-        per_bcast = best(lambda: one.on_ws_frame(stub, bcast), max(1, number // clients), repeat)  # type: ignore[arg-type]
-        out[f"W2 broadcast to {clients}, µs per delivery"] = per_bcast / len(listeners)
 
         heartbeat = server.heartbeat
         interval = config.websocket.ping_interval
+        timeout = config.websocket.ping_timeout
         clock = [time.monotonic() + interval + 1]
 
         def ping_all() -> None:
-            # Every client due now: the heartbeat pings each (into the stub) and reschedules it; then each
-            # answers. The clock moves one interval per call, so every call finds all of them due.
+            # One heartbeat period of every client, as it happens: all due for a ping (the heartbeat pings
+            # each into the stub), each answers, then the pong deadline passes (ping_timeout later) and the
+            # next ping comes due (ping_interval later). The clock moves one interval per call.
             heartbeat.run(clock[0], server._on_timer)
             for listener in listeners:
                 listener.on_ws_frame(stub, pong)  # type: ignore[arg-type]
+            heartbeat.run(clock[0] + timeout, server._on_timer)
             clock[0] += interval
 
-        out["W6 heartbeat, µs per ping + pong"] = best(ping_all, max(1, number // clients), repeat) / len(
-            listeners
-        )
+        op("W6 heartbeat, per ping + pong", ping_all, max(20, number // clients), len(listeners))
         return out
     finally:
         for client, ws in real:
@@ -166,8 +193,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(out))
     else:
+        print(f"{'':40s} {'CPU µs':>8s} {'Python calls':>13s} {'C calls':>8s}")
         for k, v in out.items():
-            print(f"{k:45s} {v:7.2f}")
+            print(f"{k:40s} {v['cpu_us']:8.2f} {v['python_calls']:13.1f} {v['c_calls']:8.1f}")
     return 0
 
 

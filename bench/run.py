@@ -668,7 +668,11 @@ def _cell(results: dict[str, Any], server: str, workload: str, key: str, scale: 
     text = fmt.format(v * scale)
     d = results[server][workload]
     lo, hi = d.get("range", {}).get(key, (None, None))
-    if d.get("repeats", 1) > 1 and lo is not None and hi is not None and lo != hi:
+    if key == "median_ms" and d.get("complete_rounds", 0) > 1:
+        lo, hi = d.get("min_ms"), d.get("max_ms")  # broadcasts: the spread of the rounds
+    elif d.get("repeats", 1) <= 1:
+        lo = hi = None
+    if lo is not None and hi is not None and lo != hi:
         text += f" ({fmt.format(lo * scale)} to {fmt.format(hi * scale)})"
     return text
 
@@ -841,6 +845,15 @@ def auto_notes(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
             f"W2 {_fmt(_get(results, 'raw', 'W2', 'median_ms'))} ms, "
             f"W4 {_fmt(_get(results, 'raw', 'W4', 'hps'))} handshakes/s (WebSocket only)."
         )
+    for w, key in (("W1", "rps"), ("W4", "hps")):
+        ceiling = _get(results, "raw", w, key)
+        for s in ("tether", "node", "psio"):
+            v = _get(results, s, w, key)
+            if ceiling and v and v >= 0.8 * ceiling:
+                notes.append(
+                    f"{LABELS[s]} {w}: {v:,.0f}/s is {v / ceiling:.0%} of the generator's ceiling in this "
+                    "run (generator-bound): rank it by server CPU per message."
+                )
     for s in SERVER_ORDER:
         r = results.get(s, {})
         for w, d in r.items():

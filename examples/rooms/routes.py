@@ -13,8 +13,8 @@ Events (server -> client)::
     "joined" {"room", "sid", "size"}   "left" {"room", "sid", "size"}   "closed" {"room", "by"}
     "said" {"room", "sid", "text"}
 
-``close room`` is python-socketio's ``close_room``: the members are told, then ``sockets_leave`` (the
-adapter's ``socketsLeave``) makes each of them leave, wherever it is connected.
+``close room`` tells the members, then ``server.close_room(room)`` (python-socketio's call) makes each of
+them leave, on whichever worker or node it is connected.
 """
 
 import asyncio
@@ -64,9 +64,8 @@ async def close_room(socket, room=None):
     room = _room(room)
     if room is None:
         return {"ok": False, "error": "no such room"}
-    target = socket.server.to(room)
-    target.emit("closed", {"room": room, "by": socket.sid})
-    target.sockets_leave(room)
+    socket.server.to(room).emit("closed", {"room": room, "by": socket.sid})
+    socket.server.close_room(room)
     return {"ok": True}
 
 
@@ -83,7 +82,7 @@ async def say(socket, message=None):
 
 
 @websocket.on("bye")
-def bye(socket):
+async def bye(socket):
     # After this handler returns its ack: the page gets the answer, then the DISCONNECT.
     asyncio.get_running_loop().call_soon(socket.disconnect)
     return {"ok": True}

@@ -3,6 +3,7 @@
 Route files register handlers on :data:`websocket`; :class:`Server` runs them. See the README.
 """
 
+from .acks import Answers
 from .config import Config
 from .context import BroadcastOperator, Socket
 from .errors import (
@@ -19,6 +20,7 @@ from .errors import (
     TetherError,
 )
 from .handler import Handler, Request
+from .namespace import Namespace
 from .protocol.parsers import JsonParser, Parser, RawParser, SocketIOParser
 from .router import Router, websocket
 from .server import Server, run_server
@@ -27,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AckTimeout",
+    "Answers",
     "BroadcastOperator",
     "ClusterError",
     "Config",
@@ -36,6 +39,7 @@ __all__ = [
     "HandlerError",
     "JsonParser",
     "LocalProtocolError",
+    "Namespace",
     "Parser",
     "PayloadTooBig",
     "ProtocolError",

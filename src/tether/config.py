@@ -27,6 +27,7 @@ __all__ = [
     "ApiConfig",
     "AppConfig",
     "Config",
+    "HandlersConfig",
     "LimitsConfig",
     "MetricsConfig",
     "RecoveryConfig",
@@ -177,6 +178,24 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HandlersConfig:
+    threads: int = 40
+    """Threads that run plain ``def`` handlers (as Starlette runs sync endpoints), so that a blocking call
+    in one never stalls the event loop; 0: ``def`` handlers run on the loop itself (fastest for handlers
+    that never block)."""
+    block_warning: float = 0.5
+    """Seconds an ``async def`` handler may hold the event loop in one step (between two awaits) before a
+    warning names it; 0: never warn."""
+    ack_timeout: float = 60.0
+    """Seconds ``server.call()`` and an emit with ``ack=True`` but no ``timeout`` wait for answers
+    (python-socketio's ``call`` default)."""
+    leader_ttl: float = 10.0
+    """Seconds a node holds the Redis lease of once-per-cluster tasks without renewing it; a node that dies
+    is replaced by another within this time. With one host and no Redis the master picks the worker and
+    a dead one is replaced at once."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     enabled: bool = False
     """True as soon as the ``[session]`` section is present in the config file."""
@@ -305,6 +324,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
     "limits": LimitsConfig,
+    "handlers": HandlersConfig,
     "session": SessionConfig,
     "room": RoomConfig,
     "redis": RedisConfig,
@@ -337,6 +357,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    handlers: HandlersConfig = field(default_factory=HandlersConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     room: RoomConfig = field(default_factory=RoomConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
@@ -489,6 +510,13 @@ class Config:
         warn = self.session.warn_before
         if warn != 0 and (warn < 0 or warn >= self.session.idle_timeout):
             raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
+        h = self.handlers
+        if h.threads < 0 or h.threads > 1024:
+            raise ConfigError(src, "handlers.threads", "must be between 0 and 1024")
+        if h.block_warning < 0:
+            raise ConfigError(src, "handlers.block_warning", "must be >= 0")
+        if h.ack_timeout <= 0 or h.leader_ttl <= 0:
+            raise ConfigError(src, "handlers", "ack_timeout and leader_ttl must be > 0")
         if self.session.idle_timeout <= 0:
             raise ConfigError(src, "session.idle_timeout", "must be > 0")
         if self.metrics.listen:

@@ -2,7 +2,12 @@
 
 ``emit`` sends at once and returns an object that may be awaited or not: ``await socket.emit(...)``
 (as in the route examples) and a bare ``socket.emit(...)`` both work, and neither creates a coroutine
-per message. With ``ack=True`` it returns a future that resolves to the client's answer.
+per message. With ``ack=True`` it returns a future that resolves to the client's answer. ``join``,
+``leave`` and ``disconnect`` act at once too and return the same awaitable-or-not object, so the
+``await sio.enter_room(...)`` habit of python-socketio works.
+
+``server.to(room).timeout(5).emit("question", data)`` asks every recipient, on every worker and node,
+for an ack and resolves to their :class:`~tether.acks.Answers` (socket.io 4.5's broadcast with acks).
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from collections.abc import Awaitable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import AckTimeout, ConnectionClosed
+from .threads import _local, call_in_loop, in_loop
 
 if TYPE_CHECKING:
+    from .acks import Answers
     from .cluster.base import SocketInfo
     from .server.client import Client
     from .server.server import Namespace, Server
@@ -43,36 +50,81 @@ class BroadcastOperator:
     chain can be kept and reused.
     """
 
-    __slots__ = ("_except", "_namespace", "_rooms", "_server")
+    __slots__ = ("_except", "_namespace", "_rooms", "_server", "_timeout")
 
     def __init__(
-        self, server: Server, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
+        self,
+        server: Server,
+        namespace: str,
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+        timeout: float | None = None,
     ) -> None:
         self._server = server
         self._namespace = namespace
         self._rooms = rooms
         self._except = except_rooms
+        self._timeout = timeout
 
     def to(self, room: str | Iterable[str]) -> BroadcastOperator:
         """Also target ``room`` (a room name or a sid; or several)."""
         rooms = (room,) if isinstance(room, str) else tuple(room)
-        return BroadcastOperator(self._server, self._namespace, self._rooms + rooms, self._except)
+        return BroadcastOperator(
+            self._server, self._namespace, self._rooms + rooms, self._except, self._timeout
+        )
 
     in_ = to
 
     def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
         """Leave out the members of ``room``."""
         rooms = (room,) if isinstance(room, str) else tuple(room)
-        return BroadcastOperator(self._server, self._namespace, self._rooms, self._except + rooms)
+        return BroadcastOperator(
+            self._server, self._namespace, self._rooms, self._except + rooms, self._timeout
+        )
 
-    def emit(self, event: str, *args: Any) -> _Sent:
-        """Send ``event`` to every target socket on every worker and node; encoded once."""
-        self._server.broadcast(self._namespace, event, args, self._rooms, self._except)
-        return SENT
+    def timeout(self, seconds: float) -> BroadcastOperator:
+        """Ask every recipient for an ack and wait at most ``seconds`` for the answers (socket.io's
+        ``timeout()``): :meth:`emit` then returns an awaitable of :class:`~tether.acks.Answers`."""
+        if seconds <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {seconds!r}")
+        return BroadcastOperator(self._server, self._namespace, self._rooms, self._except, seconds)
+
+    def emit(
+        self, event: str, *args: Any, ack: bool = False, timeout: float | None = None
+    ) -> Awaitable[Answers] | _Sent:
+        """Send ``event`` to every target socket on every worker and node; encoded once.
+
+        Args:
+            ack: ask every recipient for an ack (also implied by :meth:`timeout` or ``timeout``).
+            timeout: seconds to wait for the acks; default the chain's :meth:`timeout`, else
+                ``[handlers] ack_timeout``.
+
+        Returns:
+            Without acks, an object that may be awaited or not. With acks, an awaitable (a Task: the emit
+            is sent even if nobody awaits it) of :class:`~tether.acks.Answers`: every recipient's answer,
+            with ``missing`` the count of those that did not answer in time.
+        """
+        loop = _local.loop
+        if loop is not None:
+            return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
+        if timeout is None:
+            timeout = self._timeout
+        if not ack and timeout is None:
+            self._server.broadcast(self._namespace, event, args, self._rooms, self._except)
+            return SENT
+        seconds = timeout if timeout is not None else self._server.config.handlers.ack_timeout
+        return self._server.broadcast_with_acks(
+            self._namespace, event, args, self._rooms, self._except, seconds
+        )
+
+    def emit_with_ack(self, event: str, *args: Any) -> Awaitable[Answers]:
+        """socket.io's ``emitWithAck``: ``emit(..., ack=True)``."""
+        return self.emit(event, *args, ack=True)  # type: ignore[return-value]
 
     def send(self, *args: Any) -> _Sent:
         """``emit("message", *args)``."""
-        return self.emit("message", *args)
+        self.emit("message", *args)
+        return SENT
 
     def sockets(self) -> list[Socket]:
         """The target sockets that live in this process."""
@@ -88,16 +140,19 @@ class BroadcastOperator:
         """How many target sockets are connected on all nodes (exclusions are not applied)."""
         return len(await self._server.adapter.sids(self._namespace, self._rooms))
 
+    @in_loop
     def sockets_join(self, room: str | Iterable[str]) -> None:
         """Make the target sockets of every node join ``room``."""
         rooms = (room,) if isinstance(room, str) else tuple(room)
         self._server.adapter.add_sockets(self._namespace, self._rooms, self._except, rooms)
 
+    @in_loop
     def sockets_leave(self, room: str | Iterable[str]) -> None:
         """Make the target sockets of every node leave ``room``."""
         rooms = (room,) if isinstance(room, str) else tuple(room)
         self._server.adapter.del_sockets(self._namespace, self._rooms, self._except, rooms)
 
+    @in_loop
     def disconnect_sockets(self, close: bool = False) -> None:
         """Disconnect the target sockets of every node; ``close`` also closes their connections."""
         self._server.adapter.disconnect_sockets(self._namespace, self._rooms, self._except, close)
@@ -166,9 +221,15 @@ class Socket:
             timeout: with ``ack``, seconds before the future fails with :class:`~tether.AckTimeout`.
                 It fails with :class:`~tether.ConnectionClosed` if the socket disconnects first.
 
+        From a ``def`` handler's thread the emit is done on the loop (:mod:`tether.threads`), and an ack
+        is a ``concurrent.futures.Future``.
+
         Raises:
             ConnectionClosed: the socket is disconnected.
         """
+        loop = _local.loop
+        if loop is not None:
+            return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
         if not self.connected:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
@@ -249,20 +310,25 @@ class Socket:
 
     # -- rooms ----------------------------------------------------------------------------------------
 
-    def join(self, room: str | Iterable[str]) -> None:
-        """Enter ``room`` (or several).
+    @in_loop
+    def join(self, room: str | Iterable[str]) -> _Sent:
+        """Enter ``room`` (or several), at once; the result may be awaited or not.
 
         Raises:
             TetherError: over ``[limits] max_rooms_per_socket``.
         """
         for r in (room,) if isinstance(room, str) else room:
-            self.server.enter_room(self, r)
+            self.server.join_socket(self, r)
+        return SENT
 
     enter_room = join
 
-    def leave(self, room: str | Iterable[str]) -> None:
+    @in_loop
+    def leave(self, room: str | Iterable[str]) -> _Sent:
+        """Leave ``room`` (or several), at once; the result may be awaited or not."""
         for r in (room,) if isinstance(room, str) else room:
-            self.server.leave_room(self, r)
+            self.server.leave_socket(self, r)
+        return SENT
 
     leave_room = leave
 
@@ -273,6 +339,7 @@ class Socket:
 
     # -- users ----------------------------------------------------------------------------------------
 
+    @in_loop
     def login_using(self, user_id: Any) -> None:
         """Bind this socket to ``user_id``: ``to_user(user_id)`` reaches it from any worker."""
         if self.user_id is not None:
@@ -280,6 +347,7 @@ class Socket:
         self.user_id = str(user_id)
         self.join(self.server.user_room(user_id))
 
+    @in_loop
     def logout(self) -> None:
         """Unbind this socket from its user."""
         if self.user_id is not None:
@@ -288,6 +356,9 @@ class Socket:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def disconnect(self) -> None:
-        """Disconnect this socket from its namespace (client reason ``io server disconnect``)."""
+    @in_loop
+    def disconnect(self) -> _Sent:
+        """Disconnect this socket from its namespace (client reason ``io server disconnect``), at once;
+        the result may be awaited or not."""
         self.server.disconnect_socket(self, "server namespace disconnect", notify=True)
+        return SENT

@@ -5,12 +5,13 @@ Resolution order for an event ``name`` in ``namespace``: the handler registered 
 else the event is ignored with a debug log. ``connect`` and ``disconnect`` are reserved: ``connect``
 gets ``(socket, auth)`` and may raise :class:`tether.Reject`; ``disconnect`` gets ``(socket, reason)``.
 
-A handler is a callable (sync or async) or a string ``"package.module:Class@method"``; the class is
-imported on first use and built once per process with no arguments, as laravel-swoole builds
-``UserController`` once. A route file is a Python file or module that calls :func:`on` on the
-module-level :data:`websocket` router (or on a router it is given). A route file that needs the server
-itself (to add an HTTP route, a hook) registers a function with :meth:`Router.setup`; the server calls
-it with itself once its extensions are installed.
+A plain ``def`` handler runs in the server's thread pool (:mod:`tether.threads`; ``[handlers] threads``),
+an ``async def`` one on the event loop. A handler is a callable or a string
+``"package.module:Class@method"``; the class is imported on first use and built once per process with no
+arguments, as laravel-swoole builds ``UserController`` once. A route file is a Python file or module that
+calls :func:`on` on the module-level :data:`websocket` router (or on a router it is given). A route file
+that needs the server itself (to add an HTTP route, a hook) registers a function with
+:meth:`Router.setup`; the server calls it with itself once its extensions are installed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from .errors import ConfigError
+from .threads import wrap_sync
 
 __all__ = ["RESERVED", "Router", "load_route_file", "websocket"]
 
@@ -41,6 +43,7 @@ class Router:
         self._resolved: dict[tuple[str, str], Handler] = {}
         self._instances: dict[type[Any], Any] = {}
         self._setups: list[Callable[[Any], Any]] = []
+        self._namespace_handlers: list[Any] = []
 
     def setup(self, fn: H) -> H:
         """Register ``fn(server)``, called once by the server that uses these routes (a decorator)."""
@@ -52,6 +55,24 @@ class Router:
     @property
     def setups(self) -> list[Callable[[Any], Any]]:
         return list(self._setups)
+
+    def register_namespace(self, namespace_handler: Any) -> None:
+        """Register every ``on_<event>`` method of a :class:`tether.Namespace` instance, or run a
+        python-socketio ``AsyncNamespace`` instance unchanged (see :mod:`tether.namespace`).
+
+        Raises:
+            TypeError: neither kind of namespace.
+        """
+        from .namespace import register  # the namespace module imports the router's names
+
+        register(self, namespace_handler)
+        if namespace_handler not in self._namespace_handlers:
+            self._namespace_handlers.append(namespace_handler)
+
+    @property
+    def namespace_handlers(self) -> list[Any]:
+        """The namespace instances registered; each server that uses these routes is given to them."""
+        return list(self._namespace_handlers)
 
     @overload
     def on(self, event: str, handler: None = None, namespace: str = "/") -> Callable[[H], H]: ...
@@ -102,7 +123,7 @@ class Router:
         target = self._routes.get(namespace, {}).get(event)
         if target is None:
             return None
-        handler = self._resolve(target) if isinstance(target, str) else target
+        handler = wrap_sync(self._resolve(target) if isinstance(target, str) else target)
         self._resolved[key] = handler
         return handler
 
@@ -139,6 +160,7 @@ class Router:
 
     def clear(self) -> None:
         self._setups.clear()
+        self._namespace_handlers.clear()
         self._routes.clear()
         self._resolved.clear()
         self._instances.clear()
@@ -200,6 +222,7 @@ def load_route_file(path_or_module: str, router: Router | None = None, base_dir:
         raise ConfigError("websocket.route_file", path_or_module, f"{type(exc).__name__}: {exc}") from exc
     router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
     router._setups = list(websocket._setups)
+    router._namespace_handlers = list(websocket._namespace_handlers)
     websocket.clear()
     router.resolve_all()
     return router

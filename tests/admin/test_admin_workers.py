@@ -1,5 +1,6 @@
 """The admin UI with two workers behind one port (``tether start --workers 2``, the master hub, no Redis):
-one admin connection sees both workers' stats and the live reports of sockets on either worker."""
+one admin connection sees both workers' stats, sockets and live reports, and its commands reach either
+worker."""
 
 from __future__ import annotations
 
@@ -45,8 +46,20 @@ async def test_one_admin_ui_sees_both_workers(instance: Instance) -> None:
                 "event_sent", lambda a, sid=sid: a[:3] == ["/", sid, ["said", "hi all"]], timeout=10
             )
         await admin.wait("event_received", lambda a: a[:3] == ["/", sids[0], ["say", "both", "hi all"]])
-        await users[1].disconnect()
-        await admin.wait("socket_disconnected", lambda a: a[1] == sids[1], timeout=10)
+        # all_sockets (the hub's fetch_sockets) lists the sockets of both workers, and the UI's commands
+        # (the hub's sockets_join / disconnect_sockets) reach a socket on either worker.
+        again = await Watcher(instance.url, "/admin", {"username": "admin", "password": PASSWORD}).connect()
+        (sockets,) = await again.wait("all_sockets", timeout=10)
+        await again.close()
+        listed = {s["id"]: s for s in sockets}
+        assert set(sids) <= set(listed) and all("both" in listed[sid]["rooms"] for sid in sids)
+        for sid in sids:
+            await admin.emit("join", "/", "vip", sid)
+            await admin.wait("room_joined", lambda a, sid=sid: a[:3] == ["/", "vip", sid], timeout=10)
+        for user, sid in zip(users, sids, strict=True):
+            await admin.emit("_disconnect", "/", False, sid)
+            await wait_until(lambda user=user: not user.namespaces, 10, f"{sid} to be disconnected")
+            await admin.wait("socket_disconnected", lambda a, sid=sid: a[1] == sid, timeout=10)
     finally:
         await admin.close()
         for user in users:

@@ -85,25 +85,30 @@ def get_instrument(server: Server) -> Instrument:
     return instrument
 
 
-# The routes are plain functions of the socket, so a router shared by two servers serves each its own
-# instrument.
+# The routes are functions of the socket, so a router shared by two servers serves each its own instrument.
+# They are ``async def`` although they never wait: a plain ``def`` handler runs in the thread pool, and these
+# act on the server's own state, on its loop.
 
 
 async def _admin_connect(sock: Socket, auth: Any) -> None:
     await get_instrument(sock.server).on_admin_connect(sock, auth)
 
 
-def _join(sock: Socket, nsp: Any = None, room: Any = None, room_filter: Any = None, *_: Any) -> None:
+async def _join(sock: Socket, nsp: Any = None, room: Any = None, room_filter: Any = None, *_: Any) -> None:
     get_instrument(sock.server).command("join", nsp, room, room_filter)
 
 
-def _leave(sock: Socket, nsp: Any = None, room: Any = None, room_filter: Any = None, *_: Any) -> None:
+async def _leave(sock: Socket, nsp: Any = None, room: Any = None, room_filter: Any = None, *_: Any) -> None:
     get_instrument(sock.server).command("leave", nsp, room, room_filter)
 
 
-def _disconnect(sock: Socket, nsp: Any = None, close: Any = False, room_filter: Any = None, *_: Any) -> None:
+async def _disconnect(
+    sock: Socket, nsp: Any = None, close: Any = False, room_filter: Any = None, *_: Any
+) -> None:
     get_instrument(sock.server).command("_disconnect", nsp, close, room_filter)
 
 
-def _emit(sock: Socket, nsp: Any = None, room_filter: Any = None, event: Any = None, *args: Any) -> None:
+async def _emit(
+    sock: Socket, nsp: Any = None, room_filter: Any = None, event: Any = None, *args: Any
+) -> None:
     get_instrument(sock.server).emit_command(nsp, room_filter, event, *args)

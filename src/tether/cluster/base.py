@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TetherError
 
 if TYPE_CHECKING:
+    from ..acks import AckCollector
     from ..context import Socket
     from ..server.server import Server
     from .wire import SessionCommand
@@ -83,7 +84,7 @@ class Adapter:
         for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
             for room in join:
                 try:
-                    server.enter_room(sock, room)
+                    server.join_socket(sock, room)
                 except TetherError as exc:
                     log.warning("! %s cannot join %r: %s", sock.sid, room, exc)
 
@@ -103,6 +104,27 @@ class Adapter:
             sock.disconnect()
             if close:
                 server.close_client(sock.client, "server namespace disconnect", send_close=True)
+
+    def set_data(self, namespace: str, rooms: tuple[str, ...], data: dict[str, Any]) -> None:
+        """Replace ``socket.data`` of the sockets in ``rooms`` (everywhere): a copy of ``data`` each."""
+        for sock in list(self._server().local_sockets(namespace, rooms)):
+            sock._data = dict(data)
+
+    async def broadcast_with_ack(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        timeout: float,
+        collector: AckCollector,
+    ) -> None:
+        """Emit with acks in the other processes; their counts and answers go to ``collector``.
+
+        The local sockets are the server's part. Default: no other process (``expect_servers(0)``).
+        """
+        collector.expect_servers(0)
 
     async def fetch_sockets(
         self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()

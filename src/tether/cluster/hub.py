@@ -26,11 +26,21 @@ Frame layout (one channel carries hub and control frames)::
     kind B  broadcast  [version, parser, namespace, event, rooms, except_rooms, packets, args|nil]
     kind P  presence   [namespace, room, online, wid]
     kind G  gone       [wid]
+    kind S  session    [type, session id, reason|nil]
+    kind Q  request    [sender wid, namespace, request id|nil, request bytes]   relayed to every other worker
+    kind N  count      [request id, workers the request went to]                master -> the sender of a Q
+    kind A  answer     [to wid, namespace, response bytes]                      master -> worker ``to`` only
     kind C  control    {"t": ..., ...}   (hello, ready, stats, stop...: see tether.manager)
+
+Requests and answers carry the bytes of node's redis-adapter request format (:mod:`.wire`), so the code
+that asks and answers cluster-wide questions is the Redis adapter's (:mod:`.requests`): ``fetch_sockets``,
+counts, remote join/leave/disconnect and emits with acks work across workers as across nodes. The
+master's ``N`` reply plays the part of Redis's ``PUBSUB NUMSUB``: how many answers to wait for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable, Iterable
@@ -40,14 +50,18 @@ import msgpack
 
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
-from .base import Adapter, BroadcastMessage
-from .wire import SessionCommand
+from .base import BroadcastMessage
+from .requests import RequestingAdapter
+from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
 
 __all__ = [
+    "ANSWER",
     "BROADCAST",
     "CONTROL",
+    "COUNT",
     "GONE",
     "PRESENCE",
+    "REQUEST",
     "SESSION",
     "FrameReader",
     "Hub",
@@ -64,6 +78,11 @@ PRESENCE = b"P"[0]
 GONE = b"G"[0]
 CONTROL = b"C"[0]
 SESSION = b"S"[0]
+REQUEST = b"Q"[0]
+COUNT = b"N"[0]
+ANSWER = b"A"[0]
+RELAYED = frozenset({BROADCAST, PRESENCE, SESSION, REQUEST, ANSWER})
+"""Frame kinds a worker sends that the master passes on (:meth:`Hub.relay`)."""
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -179,7 +198,7 @@ def decode_broadcast(raw: bytes) -> tuple[BroadcastMessage, str, list[bytes], bo
     return message, parser, packets, args is not None
 
 
-class HubAdapter(Adapter):
+class HubAdapter(RequestingAdapter):
     """The worker side of the hub: publishes to the master and delivers what it relays.
 
     Args:
@@ -189,10 +208,15 @@ class HubAdapter(Adapter):
 
     remote = True
 
-    def __init__(self, send: Callable[[bytes], None], wid: int) -> None:
+    def __init__(self, send: Callable[[bytes], None], wid: int, request_timeout: float = 5.0) -> None:
         super().__init__()
         self._send = send
         self.wid = wid
+        self.uid = f"worker-{wid}"
+        self.request_timeout = request_timeout
+        self.peers: set[int] | None = None
+        """Ids of the workers alive (set by the master's ``peers`` message); None: not told yet."""
+        self._counts: dict[str, asyncio.Future[int]] = {}
         self.mixed_parsers = False
         """Set by the master when workers use different parsers: frames then carry the arguments."""
         self.carry_args = False
@@ -230,9 +254,55 @@ class HubAdapter(Adapter):
             self.receive_gone(raw)
         elif kind == SESSION:
             self.receive_session(raw)
+        elif kind == REQUEST:
+            self.receive_request(raw)
+        elif kind == ANSWER:
+            self.receive_response(decode_object(body_of(raw)[2]))
+        elif kind == COUNT:
+            request_id, count = body_of(raw)
+            future = self._counts.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(int(count))
         else:
             return False
         return True
+
+    # -- requests (asked and answered by RequestingAdapter) -------------------------------------------
+
+    async def _send_request(self, namespace: str, request: Request) -> int:
+        """Send a Q frame; the master's N frame says how many workers got it."""
+        assert request.request_id is not None
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._counts[request.request_id] = future
+        self._send(frame(REQUEST, [self.wid, namespace, request.request_id, request.encode()]))
+        try:
+            return await asyncio.wait_for(future, self.request_timeout)
+        except TimeoutError:
+            log.warning(
+                "! the master did not relay request %s within %gs", request.type.name, self.request_timeout
+            )
+            return 0
+        finally:
+            self._counts.pop(request.request_id, None)
+
+    def _send_change(self, namespace: str, request: Request) -> None:
+        self._send(frame(REQUEST, [self.wid, namespace, None, request.encode()]))
+
+    def receive_request(self, raw: bytes) -> None:
+        """Answer a relayed Q frame (through the master, to the asking worker only)."""
+        sender, namespace, _rid, data = body_of(raw)
+        req = decode_request(data)
+        if self.is_own_request(req):
+            return
+
+        def respond(response: dict[str, Any], binary: bool) -> None:
+            payload = encode_msgpack(response) if binary else encode_json(response)
+            self._send(frame(ANSWER, [sender, namespace, payload]))
+
+        self.answer_request(namespace, req, respond)
+
+    async def server_count(self) -> int:
+        return max(1, len(self.peers)) if self.peers else 1
 
     def publish_session(self, command: SessionCommand) -> None:
         """A session ``touch`` or ``end`` this worker acted on: the other workers act on it too.
@@ -328,7 +398,15 @@ class Hub:
             write(gone)
 
     def relay(self, sender: int, kind: int, raw: bytes) -> None:
-        """Pass a B, P or S frame from ``sender`` to every other worker."""
+        """Pass a frame from ``sender`` on: B, P, S and Q to every other worker (and the count of them
+        back to the sender of a Q that waits for answers), A to the worker it answers."""
+        if kind == ANSWER:
+            to = body_of(raw)[0]
+            write = self.writers.get(to)
+            if write is not None:
+                write(raw)
+            self.relayed += 1
+            return
         if kind == PRESENCE:
             namespace, room, online, wid = body_of(raw)
             key = (namespace, room)
@@ -340,10 +418,17 @@ class Hub:
                     wids.discard(wid)
                     if not wids:
                         del self.presence[key]
+        sent = 0
         for wid, write in self.writers.items():
             if wid != sender:
                 write(raw)
+                sent += 1
         self.relayed += 1
+        if kind == REQUEST:
+            request_id = body_of(raw)[2]
+            back = self.writers.get(sender)
+            if request_id is not None and back is not None:
+                back(frame(COUNT, [request_id, sent]))
 
     def broadcast_control(self, body: dict[str, Any], wids: Iterable[int] | None = None) -> None:
         data = frame(CONTROL, body)

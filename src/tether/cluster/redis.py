@@ -33,8 +33,6 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,13 +40,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from ..errors import ClusterError, ConfigError, ConnectionClosed, TetherError
-from .base import Adapter, BroadcastMessage, SocketInfo, socket_info
+from ..errors import ClusterError, ConfigError, TetherError
+from .base import BroadcastMessage
+from .requests import Gather, RequestingAdapter
 from .wire import (
     SESSION_CHANNEL,
     Channels,
     Request,
-    RequestType,
     SessionCommand,
     decode_broadcast,
     decode_object,
@@ -74,6 +72,17 @@ PING_INTERVAL = 5.0
 BATCH = 512
 """Most messages sent in one pipeline."""
 
+_LEASE_SCRIPT = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+_RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 def redact_url(url: str) -> str:
     """``url`` without its password, for logs."""
@@ -86,17 +95,7 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A request of ours waiting for answers."""
-
-    expected: int
-    future: asyncio.Future[None]
-    done_when: Callable[[dict[str, Any]], bool] | None = None
-    responses: list[dict[str, Any]] = field(default_factory=list)
-
-
-class RedisAdapter(Adapter):
+class RedisAdapter(RequestingAdapter):
     """Carries emits and cluster-wide questions between Tether nodes (and Node.js servers) via Redis.
 
     Args:
@@ -140,7 +139,6 @@ class RedisAdapter(Adapter):
         self._pubsub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self._namespaces: set[str] = {"/"}
-        self._requests: dict[str, _Pending] = {}
         self._down_since: float | None = None
         self._stopping = False
 
@@ -202,7 +200,7 @@ class RedisAdapter(Adapter):
         self._tasks = []
         for pending in self._requests.values():
             if not pending.future.done():
-                pending.future.set_result(None)
+                pending.future.set_result(None) if isinstance(pending, Gather) else pending.future.cancel()
         for client in (self._pub, self._sub):
             if client is not None:
                 with contextlib.suppress(Exception):  # connection already gone
@@ -364,169 +362,49 @@ class RedisAdapter(Adapter):
         if command.node != self.uid:  # our own command: we acted on it when we published it
             self.deliver_session(command)
 
-    # -- requests from other nodes --------------------------------------------------------------------
+    # -- requests from other nodes (answered by RequestingAdapter) ----------------------------------
 
     def _on_request(self, namespace: str, data: bytes) -> None:
-        server = self.server
-        if server is None:
+        if self.server is None:
             return
         req = decode_request(data)
-        if req.uid == self.uid or (req.request_id is not None and req.request_id in self._requests):
-            return  # our own request
-        if self.debug:
-            log.debug("< request %s from %s on %s", req.type.name, req.uid, namespace)
-        t = req.type
-        ns = server.namespaces.get(namespace)
-        if t is RequestType.SOCKETS:
-            sids = [s.sid for s in server.local_sockets(namespace, req.rooms)]
-            self._respond(namespace, {"requestId": req.request_id, "sockets": sids})
-        elif t is RequestType.ALL_ROOMS:
-            rooms = [*ns.rooms.all_rooms(), *(s.sid for s in ns.rooms.select(()))] if ns is not None else []
-            self._respond(namespace, {"requestId": req.request_id, "rooms": rooms})
-        elif t is RequestType.REMOTE_FETCH:
-            infos = [
-                _info_json(socket_info(s))
-                for s in server.local_sockets(namespace, req.target_rooms, req.except_rooms)
-            ]
-            self._respond(namespace, {"requestId": req.request_id, "sockets": infos})
-        elif t in (RequestType.REMOTE_JOIN, RequestType.REMOTE_LEAVE, RequestType.REMOTE_DISCONNECT):
-            self._on_remote_change(namespace, req)
-        elif t is RequestType.BROADCAST:
-            self._on_broadcast_with_ack(namespace, req)
-        elif self.debug:
-            log.debug("= request %s not supported by Tether: ignored", t.name)
-
-    def _on_remote_change(self, namespace: str, req: Request) -> None:
-        if req.sid is not None:
-            # The single-socket form: answer only when the socket is here.
-            assert self.server is not None
-            if self.server.get_socket(req.sid, namespace) is None:
-                return
-            targets: tuple[str, ...] = (req.sid,)
-            rooms: tuple[str, ...] = (req.room,) if req.room is not None else ()
-        else:
-            targets, rooms = req.target_rooms, req.rooms
-        if req.type is RequestType.REMOTE_JOIN:
-            super().add_sockets(namespace, targets, req.except_rooms, rooms)
-        elif req.type is RequestType.REMOTE_LEAVE:
-            super().del_sockets(namespace, targets, req.except_rooms, rooms)
-        else:
-            super().disconnect_sockets(namespace, targets, req.except_rooms, req.close)
-        if req.sid is not None:
-            self._respond(namespace, {"requestId": req.request_id})
-
-    def _on_broadcast_with_ack(self, namespace: str, req: Request) -> None:
-        # node's emitWithAck across the cluster: tell how many acks to expect, then forward each one.
-        assert self.server is not None
-        packet = req.packet or {}
-        payload = packet.get("data")
-        if not isinstance(payload, list) or not payload or not isinstance(payload[0], str):
-            raise ClusterError("redis", "BROADCAST request without an event")
-        sockets = list(self.server.local_sockets(namespace, req.target_rooms, req.except_rooms))
-        self._respond(
-            namespace,
-            {
-                "type": int(RequestType.BROADCAST_CLIENT_COUNT),
-                "requestId": req.request_id,
-                "clientCount": len(sockets),
-            },
-        )
-        timeout = req.flags.get("timeout")
-        seconds = timeout / 1000 if isinstance(timeout, int | float) and timeout > 0 else self.request_timeout
-        for sock in sockets:
-            try:
-                future = sock.emit(payload[0], *payload[1:], ack=True, timeout=seconds)
-            except ConnectionClosed:
-                continue
-            assert isinstance(future, asyncio.Future)
-            future.add_done_callback(lambda f: self._forward_ack(namespace, req.request_id, f))
-
-    def _forward_ack(self, namespace: str, request_id: str | None, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
+        if self.is_own_request(req):
             return
-        value = future.result()
-        if isinstance(value, tuple):
-            value = value[0] if value else None
-        response = {"type": int(RequestType.BROADCAST_ACK), "requestId": request_id, "packet": value}
-        self._enqueue(self.channels.response(namespace), encode_msgpack(response))
+        self.answer_request(
+            namespace, req, lambda response, binary: self._respond(namespace, response, binary)
+        )
 
-    def _respond(self, namespace: str, response: dict[str, Any]) -> None:
-        self._enqueue(self.channels.response(namespace), encode_json(response))
+    def _respond(self, namespace: str, response: dict[str, Any], binary: bool = False) -> None:
+        payload = encode_msgpack(response) if binary else encode_json(response)
+        self._enqueue(self.channels.response(namespace), payload)
+
+    def _on_response(self, data: bytes) -> None:
+        self.receive_response(decode_object(data))
 
     # -- our requests ---------------------------------------------------------------------------------
 
-    def _on_response(self, data: bytes) -> None:
-        response = decode_object(data)
-        pending = self._requests.get(str(response.get("requestId")))
-        if pending is None or pending.future.done():
-            return
-        pending.responses.append(response)
-        if len(pending.responses) >= pending.expected or (
-            pending.done_when is not None and pending.done_when(response)
-        ):
-            pending.future.set_result(None)
-
-    async def _ask(
-        self, namespace: str, request: Request, done_when: Callable[[dict[str, Any]], bool] | None = None
-    ) -> list[dict[str, Any]]:
-        """Publish ``request``; gather the answers (fewer on timeout; none while Redis is down)."""
+    async def _send_request(self, namespace: str, request: Request) -> int:
+        """``PUBSUB NUMSUB`` says how many nodes listen (we are one of them), then the request goes."""
         if not self.connected or self._pub is None:
-            return []
+            return 0
         self.watch_namespace(namespace)
         channel = self.channels.request(namespace)
         try:
             numsub = await self._pub.pubsub_numsub(channel)
         except Exception as exc:
             self._failed(exc)
-            return []
+            return 0
         expected = int(numsub[0][1]) - 1 if numsub else 0  # we are subscribed too
-        if expected <= 0:
-            return []
-        assert request.request_id is not None
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending = self._requests[request.request_id] = _Pending(expected, future, done_when)
-        try:
+        if expected > 0:
             self._enqueue(channel, request.encode())
-            try:
-                await asyncio.wait_for(future, self.request_timeout)
-            except TimeoutError:
-                self.counters["requests_timed_out"] += 1
-                log.warning(
-                    "! %s request: %d of %d nodes answered within %gs",
-                    request.type.name,
-                    len(pending.responses),
-                    expected,
-                    self.request_timeout,
-                )
-        finally:
-            del self._requests[request.request_id]
-        return pending.responses
+        return max(0, expected)
 
-    def _new_request(self, rtype: RequestType, **fields: Any) -> Request:
-        return Request(rtype, self.uid, secrets.token_hex(8), **fields)
+    def _send_change(self, namespace: str, request: Request) -> None:
+        self._enqueue(self.channels.request(namespace), request.encode())
 
-    async def fetch_sockets(
-        self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()
-    ) -> list[SocketInfo]:
-        found = await super().fetch_sockets(namespace, rooms, except_rooms)
-        request = self._new_request(RequestType.REMOTE_FETCH, target_rooms=rooms, except_rooms=except_rooms)
-        for response in await self._ask(namespace, request):
-            for s in response.get("sockets") or ():
-                if isinstance(s, dict) and isinstance(s.get("id"), str):
-                    found.append(_info_from_json(namespace, s))
-        return found
-
-    async def sids(self, namespace: str, rooms: tuple[str, ...] = ()) -> set[str]:
-        found = await super().sids(namespace, rooms)
-        for response in await self._ask(namespace, self._new_request(RequestType.SOCKETS, rooms=rooms)):
-            found.update(s for s in response.get("sockets") or () if isinstance(s, str))
-        return found
-
-    async def all_rooms(self, namespace: str) -> set[str]:
-        found = await super().all_rooms(namespace)
-        for response in await self._ask(namespace, self._new_request(RequestType.ALL_ROOMS)):
-            found.update(r for r in response.get("rooms") or () if isinstance(r, str))
-        return found
+    def _timed_out(self, request: Request, answered: int, expected: int) -> None:
+        self.counters["requests_timed_out"] += 1
+        super()._timed_out(request, answered, expected)
 
     async def server_count(self) -> int:
         if not self.connected or self._pub is None:
@@ -538,40 +416,29 @@ class RedisAdapter(Adapter):
             return 1
         return max(1, int(numsub[0][1]) if numsub else 1)
 
-    async def is_user_online(self, user_room: str, namespace: str) -> bool:
-        if await super().is_user_online(user_room, namespace):
-            return True
-        request = self._new_request(RequestType.SOCKETS, rooms=(user_room,))
-        responses = await self._ask(namespace, request, done_when=lambda r: bool(r.get("sockets")))
-        return any(r.get("sockets") for r in responses)
+    # -- the once-per-cluster lease (tether.server.leader) ---------------------------------------------
 
-    # -- changes everywhere ---------------------------------------------------------------------------
+    @property
+    def lease_key(self) -> str:
+        return f"{self.channels.prefix}#leader#"
 
-    def add_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], join: tuple[str, ...]
-    ) -> None:
-        super().add_sockets(namespace, rooms, except_rooms, join)
-        self._publish_request(
-            namespace, Request(RequestType.REMOTE_JOIN, self.uid, None, join, rooms, except_rooms)
-        )
+    async def hold_lease(self, ttl: float) -> bool:
+        """Take the leader lease if free, extend it if ours; True while we hold it.
 
-    def del_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], leave: tuple[str, ...]
-    ) -> None:
-        super().del_sockets(namespace, rooms, except_rooms, leave)
-        self._publish_request(
-            namespace, Request(RequestType.REMOTE_LEAVE, self.uid, None, leave, rooms, except_rooms)
-        )
+        Raises:
+            ClusterError: Redis is not connected.
+            redis.RedisError: the command failed.
+        """
+        if self._pub is None or not self.connected:
+            raise ClusterError("redis", "not connected")
+        script = self._pub.register_script(_LEASE_SCRIPT)  # EVALSHA, loading the script when Redis lacks it
+        held = await script(keys=[self.lease_key], args=[self.uid, max(1, round(ttl * 1000))])
+        return bool(held)
 
-    def disconnect_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], close: bool = False
-    ) -> None:
-        super().disconnect_sockets(namespace, rooms, except_rooms, close)
-        request = Request(RequestType.REMOTE_DISCONNECT, self.uid, None, (), rooms, except_rooms, close=close)
-        self._publish_request(namespace, request)
-
-    def _publish_request(self, namespace: str, request: Request) -> None:
-        self._enqueue(self.channels.request(namespace), request.encode())
+    async def release_lease(self) -> None:
+        """Give the lease up if we hold it (a clean stop: another node takes over at once)."""
+        if self._pub is not None:
+            await self._pub.register_script(_RELEASE_SCRIPT)(keys=[self.lease_key], args=[self.uid])
 
     def publish_session(self, command: SessionCommand) -> None:
         if command.node is None:
@@ -651,30 +518,3 @@ class RedisAdapter(Adapter):
             "queued": len(self._queue),
             **self.counters,
         }
-
-
-def _info_json(info: SocketInfo) -> dict[str, Any]:
-    # The fields of node's REMOTE_FETCH answer, plus Tether's userId (ignored by node).
-    return {
-        "id": info.id,
-        "handshake": info.handshake,
-        "rooms": list(info.rooms),
-        "data": info.data,
-        "userId": info.user_id,
-    }
-
-
-def _info_from_json(namespace: str, s: dict[str, Any]) -> SocketInfo:
-    rooms = s.get("rooms")
-    data = s.get("data")
-    handshake = s.get("handshake")
-    user_id = s.get("userId")
-    return SocketInfo(
-        s["id"],
-        namespace,
-        tuple(r for r in rooms if isinstance(r, str)) if isinstance(rooms, list) else (),
-        data if isinstance(data, dict) else {},
-        handshake if isinstance(handshake, dict) else {},
-        user_id if isinstance(user_id, str) else None,
-        node="remote",
-    )

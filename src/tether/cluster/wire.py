@@ -30,6 +30,7 @@ requester knows how many answers to wait for. ``type`` is :class:`RequestType`::
     {"uid", "requestId", "type": 5, "opts": {"rooms", "except"}}          REMOTE_FETCH
     {"uid", "requestId"?, "type": 6, "data": [...]}                       SERVER_SIDE_EMIT (ignored)
     {"uid", "requestId", "type": 7, "packet", "opts"}                     BROADCAST with acks (msgpack)
+    {"uid", "type": 100, "opts": {"rooms", "except"}, "data": {...}}      REMOTE_SET_DATA (Tether, msgpack)
 
 The older single-socket forms of 2/3/4 (``"sid"`` and ``"room"`` instead of ``"opts"``) are answered too.
 
@@ -40,6 +41,7 @@ Responses, on ``<prefix>-response#<nsp>#`` (every node listens; ``requestId`` sa
     {"requestId", "sockets": [{"id", "handshake", "rooms", "data"}]}      to REMOTE_FETCH
     {"requestId", "type": 8, "clientCount": n}                            to BROADCAST: acks to expect
     {"requestId", "type": 9, "packet": value}  (msgpack)                  to BROADCAST: one client's ack
+                                                 Tether adds "args": [...] when the ack had several
 
 Tether extension, on ``tether#session#`` (JSON, so ``redis-cli PUBLISH`` can send one)::
 
@@ -114,6 +116,9 @@ class RequestType(enum.IntEnum):
     BROADCAST = 7
     BROADCAST_CLIENT_COUNT = 8
     BROADCAST_ACK = 9
+    REMOTE_SET_DATA = 100
+    """Tether extension: replace ``socket.data`` (python-socketio's session) of the sockets in
+    ``opts.rooms``; node's adapter ignores request types it does not know."""
 
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
@@ -334,6 +339,8 @@ class Request:
     close: bool = False
     packet: dict[str, Any] | None = None
     flags: dict[str, Any] = field(default_factory=dict)
+    data: Any = None
+    """REMOTE_SET_DATA: the new ``socket.data``."""
 
     def encode(self) -> bytes:
         """JSON, as node's adapter sends every request but BROADCAST (which may carry bytes: msgpack)."""
@@ -347,6 +354,7 @@ class Request:
             RequestType.REMOTE_DISCONNECT,
             RequestType.REMOTE_FETCH,
             RequestType.BROADCAST,
+            RequestType.REMOTE_SET_DATA,
         ):
             opts: dict[str, Any] = {"rooms": list(self.target_rooms), "except": list(self.except_rooms)}
             if t is RequestType.BROADCAST:
@@ -358,6 +366,9 @@ class Request:
             obj["close"] = self.close
         if t is RequestType.BROADCAST:
             obj["packet"] = self.packet
+            return encode_msgpack(obj)
+        if t is RequestType.REMOTE_SET_DATA:
+            obj["data"] = self.data
             return encode_msgpack(obj)
         return encode_json(obj)
 
@@ -393,6 +404,7 @@ def decode_request(data: bytes) -> Request:
         bool(obj.get("close", False)),
         packet if isinstance(packet, dict) else None,
         flags if isinstance(flags, dict) else {},
+        obj.get("data"),
     )
 
 

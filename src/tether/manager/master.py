@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.hub import BROADCAST, CONTROL, PRESENCE, SESSION, FrameReader, Hub, body_of, frame
+from ..cluster.hub import CONTROL, RELAYED, FrameReader, Hub, body_of, frame
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..metrics import aggregate, render
@@ -147,6 +147,8 @@ class Master:
         self.retired: list[dict[str, Any]] = []
         """Metrics counters of exited workers, so that instance totals never go down."""
         self._next_wid = 0
+        self.leader: int | None = None
+        """The worker that runs once-per-cluster tasks (see _peers_changed)."""
         self._next_request = 0
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._backoff: dict[int, float] = {}
@@ -363,7 +365,7 @@ class Master:
                 if not data:
                     break
                 for kind, raw in frames.feed(data):
-                    if kind in (BROADCAST, PRESENCE, SESSION):
+                    if kind in RELAYED:
                         hub.relay(w.wid, kind, raw)
                     elif kind == CONTROL:
                         self._on_worker_message(w, body_of(raw))
@@ -397,7 +399,12 @@ class Master:
 
     def _peers_changed(self) -> None:
         live = [x for x in self.workers.values() if x.state in ("ready", "paused", "stopping")]
-        self.hub.broadcast_control({"t": "peers", "wids": [x.wid for x in live]})
+        wids = [x.wid for x in live]
+        # The worker that runs once-per-cluster tasks (tether.server.leader): the same one while it lives,
+        # so that a worker starting or a reload never moves the tasks; else the oldest alive.
+        if self.leader not in wids:
+            self.leader = min(wids) if wids else None
+        self.hub.broadcast_control({"t": "peers", "wids": wids, "leader": self.leader})
         parsers = {x.parser for x in live if x.parser}
         self.hub.broadcast_control({"t": "mixed", "value": len(parsers) > 1})
 

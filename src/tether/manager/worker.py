@@ -100,12 +100,13 @@ class Worker:
     def _build(self) -> Server:
         spec = self.spec
         config = Config.load(spec["config"], overrides=spec["overrides"])
-        self.adapter = HubAdapter(self.send, self.wid)
+        self.adapter = HubAdapter(self.send, self.wid, config.redis.request_timeout)
         # With [room] driver = "redis" every worker is a node of the Redis cluster: Redis carries emits
         # between workers as between hosts, and the hub link to the master is only the control channel.
         server_adapter = make_adapter(config) if config.room.driver == "redis" else self.adapter
         server = Server(config, adapter=server_adapter)  # imports the route file
         server.sid_prefix = f"{self.wid}."
+        server.leadership.follow_master()  # with Redis the lease decides (follow_master leaves it so)
         prefix = spec["handoff_prefix"]
         self.handoff = Handoff(server, self.wid, lambda wid: prefix + str(wid))
         server.foreign_sid_handler = self.handoff
@@ -148,6 +149,8 @@ class Worker:
             self.send_control({"t": "stats", "id": msg["id"], "data": self.stats()})
         elif t == "peers":
             self.handoff.live = set(msg["wids"])
+            self.adapter.peers = set(msg["wids"])
+            server.leadership.master_says(msg.get("leader") == self.wid)
         elif t == "mixed":
             self.adapter.mixed_parsers = bool(msg["value"])
         elif t == "pause":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from types import CoroutineType
 from typing import Any
 
@@ -71,11 +72,15 @@ def continue_in_task(
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
     tasks: set[asyncio.Task[Any]] | None = None,
+    watch: Callable[[float], None] | None = None,
+    threshold: float = 0.0,
 ) -> asyncio.Task[Any]:
     """Finish a coroutine that suspended on its eager start (it yielded ``yielded``) in a Task.
 
-    The Task is kept in ``tasks`` until it ends (the server waits for them on stop)."""
-    task = asyncio.get_running_loop().create_task(_resume(coro, yielded))
+    The Task is kept in ``tasks`` until it ends (the server waits for them on stop). ``watch(seconds)`` is
+    called for a step of the coroutine (from one await to the next) that held the loop ``threshold``
+    seconds or more: a handler that blocks the loop (``[handlers] block_warning``)."""
+    task = asyncio.get_running_loop().create_task(_resume(coro, yielded, watch, threshold))
     if tasks is not None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -99,8 +104,14 @@ def _finished(
         on_done(task.result())
 
 
-async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+async def _resume(
+    coro: Coroutine[Any, Any, Any],
+    yielded: Any,
+    watch: Callable[[float], None] | None = None,
+    threshold: float = 0.0,
+) -> Any:
     """Drive ``coro`` from where the eager start left it, as ``asyncio.Task.__step`` would."""
+    step = 0.0
     while True:
         try:
             if yielded is None:
@@ -120,7 +131,12 @@ async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
                 continue
         except BaseException:
             pass  # the future's exception is raised inside the coroutine when it resumes below
+        if watch is not None:
+            step = perf_counter()
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
+        finally:
+            if watch is not None and perf_counter() - step >= threshold:
+                watch(perf_counter() - step)

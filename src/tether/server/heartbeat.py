@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["TICK", "Heartbeat"]
 
+_CLOSED = State.CLOSED
+_NOTHING = Timer.NOTHING
+
 TICK = 0.5
 """Seconds between ticks: pings leave at most this late, far inside ping_timeout."""
 
@@ -58,20 +61,28 @@ class Heartbeat:
 
     def run(self, now: float, act: Callable[[Client, Timer], None]) -> int:
         """Handle every due client: ``act(client, timer)`` for pings and timeouts. Returns the count."""
+        # Every idle client comes through here twice per ping interval (its ping, then its pong deadline,
+        # which a pong does not remove: lazy deletion), so the loop is written out: the popped entry's box
+        # is pushed back at the new deadline instead of a new one being made through schedule()/cancel().
         heap = self._heap
+        pop = heapq.heappop
+        push = heapq.heappush
+        seq = self._seq
         n = 0
         while heap and heap[0][0] <= now:
-            client = heapq.heappop(heap)[2][0]
+            box = pop(heap)[2]
+            client = box[0]
             if client is None:
                 continue  # cancelled or rescheduled since: a stale entry
-            client.hb_box = None
             conn = client.conn
-            if conn.state is State.CLOSED:
+            if conn.state is _CLOSED:
+                box[0] = client.hb_box = None
                 continue
             n += 1
             action = conn.check_timers(now)
-            if action is not Timer.NOTHING:
+            if action is not _NOTHING:
                 act(client, action)
-            if client.conn.state is not State.CLOSED:  # act() may have closed it
-                self.schedule(client)
+                if conn.state is _CLOSED or client.hb_box is not box:
+                    continue  # act() closed it (cancel() emptied the box) or scheduled it itself
+            push(heap, (conn.next_deadline(), next(seq), box))
         return n

@@ -35,10 +35,13 @@ from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
 from ..protocol.parsers import PARSERS, Parser
 from ..rooms import Rooms
 from ..router import Router, load_route_file
+from ..threads import BlockWatch, HandlerPool
 from .client import Client
 from .dispatch import NOT_DONE, continue_in_task, run_handler
 from .heartbeat import TICK, Heartbeat
+from .leader import Leadership
 from .recovery import Recovery
+from .sid_api import SidApi
 from .state import ServerState
 
 if TYPE_CHECKING:
@@ -102,8 +105,12 @@ class Namespace:
         self.rooms: Rooms[Socket] = Rooms()
 
 
-class Server:
-    """A Tether server in one process. See :func:`run_server` for the common way to run one."""
+class Server(SidApi):
+    """A Tether server in one process. See :func:`run_server` for the common way to run one.
+
+    python-socketio's server calls (``emit(..., to=sid)``, ``enter_room(sid, room)``, ``call``,
+    ``get_session``, ``start_background_task``...) come from :class:`~.sid_api.SidApi`.
+    """
 
     def __init__(
         self,
@@ -164,11 +171,20 @@ class Server:
         """Polling sessions closed while no GET was held: the close packet waits here for the next GET."""
         self.sockets: list[socket_module.socket] = []
         self.ssl_context: ssl.SSLContext | None = None
+        handlers = self.config.handlers
+        self.handler_pool: HandlerPool | None = HandlerPool(handlers.threads) if handlers.threads else None
+        """Threads of plain ``def`` handlers (:mod:`tether.threads`); None: they run on the loop."""
+        self.block_watch = BlockWatch(handlers.block_warning)
+        self._block_warning = handlers.block_warning
+        self._background: set[asyncio.Task[Any]] = set()
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
         if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
             self.recovery = Recovery(self)
         self.adapter.attach(self)
+        self.leadership = Leadership(self)
+        for namespace_handler in self.router.namespace_handlers:
+            namespace_handler._set_server(self)
         install_extensions(self)
         for setup in self.router.setups:
             setup(self)  # the route file's own wiring (HTTP routes, hooks), after the extensions
@@ -248,6 +264,7 @@ class Server:
     async def shutdown(self, reason: str = "server shutting down", timeout: float | None = None) -> None:
         """Stop accepting; close every client so that it reconnects; wait for running handlers."""
         timeout = self.config.server.stop_timeout if timeout is None else timeout
+        self.cancel_background_tasks()
         self.stop_accepting()
         self.state.draining = True
         for client in list(self.clients.values()):
@@ -267,6 +284,8 @@ class Server:
         for server in self._servers:
             await server.wait_closed() if not self.clients else None
         self._servers.clear()
+        if self.handler_pool is not None:
+            self.handler_pool.shutdown()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -437,13 +456,18 @@ class Server:
                 result = handler(sock, name, *args)
             if type(result) is CoroutineType:
                 coro = result
+                step = perf_counter() if self._block_warning else 0.0
                 try:
                     yielded = coro.send(None)
                 except StopIteration as stop:
                     result = stop.value
                 else:
-                    self._suspended(sock, name, ack_id, coro, yielded, started)
+                    if step:
+                        self._check_block(handler, name, step)
+                    self._suspended(sock, name, ack_id, coro, yielded, started, handler)
                     return
+                if step:
+                    self._check_block(handler, name, step)
         except Exception as exc:
             if timed:
                 self._report_handler(namespace, name, started, False)
@@ -471,8 +495,20 @@ class Server:
         for hook in self.handler_hooks:
             hook(namespace, name, elapsed, ok)
 
+    def _check_block(self, handler: Any, name: str, step_started: float) -> None:
+        elapsed = perf_counter() - step_started
+        if elapsed >= self._block_warning:
+            self.block_watch.check(handler, name, elapsed)
+
     def _suspended(
-        self, sock: Socket, name: str, ack_id: int | None, coro: Any, yielded: Any, started: float
+        self,
+        sock: Socket,
+        name: str,
+        ack_id: int | None,
+        coro: Any,
+        yielded: Any,
+        started: float,
+        handler: Any = None,
     ) -> None:
         """The handler awaits something: let a Task finish it, then time it and ack."""
         timed = bool(self.state.observe or self.handler_hooks)
@@ -489,7 +525,19 @@ class Server:
                 self._report_handler(namespace, name, started, False)
             self._handler_failed(sock, name, exc)
 
-        continue_in_task(coro, yielded, on_done, on_error, self.config.limits.handler_timeout, self._tasks)
+        watch = None
+        if self._block_warning and handler is not None and not hasattr(handler, "__tether_sync__"):
+            watch = lambda seconds: self.block_watch.check(handler, name, seconds)  # noqa: E731
+        continue_in_task(
+            coro,
+            yielded,
+            on_done,
+            on_error,
+            self.config.limits.handler_timeout,
+            self._tasks,
+            watch,
+            self._block_warning,
+        )
 
     def _within_rate(self, client: Client, rate: float) -> bool:
         limits = self.config.limits
@@ -670,8 +718,8 @@ class Server:
             except Exception:
                 log.exception("! accept hook failed for %s", sock.sid)
 
-    def enter_room(self, sock: Socket, room: str) -> None:
-        """Put ``sock`` in ``room``.
+    def join_socket(self, sock: Socket, room: str) -> None:
+        """Put ``sock`` (of this process) in ``room``; ``enter_room`` takes a sid of any process.
 
         Raises:
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
@@ -691,7 +739,8 @@ class Server:
         for hook in self.room_hooks:
             hook(sock, room, True)
 
-    def leave_room(self, sock: Socket, room: str) -> None:
+    def leave_socket(self, sock: Socket, room: str) -> None:
+        """Take ``sock`` (of this process) out of ``room``; ``leave_room`` takes a sid of any process."""
         rooms = sock._ns.rooms
         rooms.leave(sock.sid, room)
         if room.startswith(USER_ROOM_PREFIX) and not rooms.members(room):
@@ -895,10 +944,6 @@ class Server:
     def of(self, namespace: str) -> BroadcastOperator:
         """The emit chain of ``namespace``."""
         return BroadcastOperator(self, namespace)
-
-    def emit(self, event: str, *args: Any, namespace: str = "/") -> Any:
-        """Send ``event`` to every client of ``namespace`` on every worker and node."""
-        return BroadcastOperator(self, namespace).emit(event, *args)
 
     def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
         return BroadcastOperator(self, namespace).to(room)

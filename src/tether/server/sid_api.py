@@ -1,0 +1,475 @@
+"""The server-level API with python-socketio's names and semantics: calls addressed by sid or room.
+
+:class:`SidApi` is a part of :class:`~tether.Server` (its methods are the server's). Each call acts on
+the socket here when it lives in this process, and through the adapter otherwise: an ``enter_room`` for a
+sid on another worker or node reaches it (the hub between workers, Redis between nodes, in node's
+``@socket.io/redis-adapter`` request format). Changes are sent in order on one channel, so an emit that
+follows a remote ``enter_room`` reaches the socket that joined.
+
+Every call may be awaited or not: ``emit``, ``send``, ``enter_room``, ``leave_room``, ``close_room`` and
+``disconnect`` act at once and return an object that awaiting completes immediately; ``call``,
+``get_session``, ``save_session``, ``count`` and ``sleep`` are awaitables (``call`` and an emit with acks are
+sent even if nobody awaits them). From a ``def`` handler's thread each call runs on the loop
+(:mod:`tether.threads`).
+
+Arguments, as in python-socketio: ``data`` is the event's one argument, a tuple is several, None is
+none; ``to`` (or its alias ``room``) is a sid or a room, or a list of them, None for everyone;
+``skip_sid`` leaves out a sid (or several). Tether also takes several positional arguments
+(``server.emit("ev", a, b)``), as ``socket.emit`` does. The differences that remain are in
+docs/migrating-from-python-socketio.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..acks import AckCollector, Answers
+from ..context import SENT, Socket, _Sent
+from ..errors import AckTimeout, ConnectionClosed
+from ..threads import in_loop
+
+if TYPE_CHECKING:
+    from ..cluster.base import Adapter
+    from ..config import Config
+    from ..router import Router
+    from .leader import Leadership
+    from .server import Namespace
+
+__all__ = ["MISSING", "RoomList", "SidApi"]
+
+log = logging.getLogger("tether.server")
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+MISSING: Any = _Missing()
+
+
+class RoomList(list[str]):
+    """The rooms of a socket of this process: a list that may also be awaited (to itself)."""
+
+    def __await__(self) -> Generator[Any, None, list[str]]:
+        return self
+        yield  # pragma: no cover - makes this a generator
+
+
+def event_args(args: tuple[Any, ...], data: Any = MISSING) -> tuple[Any, ...]:
+    """The arguments of an event given python-socketio's way (``data``) or Tether's (several).
+
+    One value is python-socketio's ``data``: None is no argument, a tuple is several, anything else one.
+
+    Raises:
+        TypeError: both ``data=`` and positional arguments.
+    """
+    if data is not MISSING:
+        if args:
+            raise TypeError("give the event's data positionally or as data=, not both")
+    elif len(args) == 1:
+        data = args[0]
+    else:
+        return args
+    if data is None:
+        return ()
+    return data if isinstance(data, tuple) else (data,)
+
+
+def _targets(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _ack_args(value: Any) -> tuple[Any, ...]:
+    """An ack value (Socket.emit's convention) back to the arguments the client sent."""
+    if value is None:
+        return ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+class SidApi:
+    """python-socketio's ``AsyncServer`` calls (see the module docstring); mixed into ``Server``."""
+
+    if TYPE_CHECKING:
+        config: Config
+        adapter: Adapter
+        router: Router
+        namespaces: dict[str, Namespace]
+        leadership: Leadership
+        _background: set[asyncio.Task[Any]]
+
+        def broadcast(
+            self,
+            namespace: str,
+            event: str,
+            args: tuple[Any, ...],
+            rooms: tuple[str, ...] = (),
+            except_rooms: tuple[str, ...] = (),
+        ) -> None: ...
+        def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
+        def join_socket(self, sock: Socket, room: str) -> None: ...
+        def leave_socket(self, sock: Socket, room: str) -> None: ...
+        def local_sockets(
+            self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+        ) -> Iterable[Socket]: ...
+
+    # -- emitting -------------------------------------------------------------------------------------
+
+    @in_loop
+    def emit(
+        self,
+        event: str,
+        *args: Any,
+        data: Any = MISSING,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
+    ) -> _Sent:
+        """Send ``event`` to ``to`` (a sid, a room, several; None: everyone in ``namespace``) on every
+        worker and node, ``skip_sid`` left out (python-socketio's ``AsyncServer.emit``).
+
+        Args:
+            callback: called with the client's ack arguments (``to`` must be one sid); it may be
+                ``async def``. No answer within ``[handlers] ack_timeout``: it is not called (logged).
+            ignore_queue: accepted for python-socketio code; Tether always delivers locally first.
+
+        Returns:
+            An object that may be awaited or not (the emit is sent already).
+
+        Raises:
+            ValueError: a ``callback`` with a target that is not one sid.
+        """
+        ns = namespace or "/"
+        args = event_args(args, data)
+        rooms = _targets(to if to is not None else room)
+        except_rooms = _targets(skip_sid)
+        if callback is None:
+            self.broadcast(ns, event, args, rooms, except_rooms)
+            return SENT
+        if len(rooms) != 1:
+            raise ValueError(
+                "a callback needs to=<one sid>; for the answers of many use "
+                "server.to(room).timeout(seconds).emit(...)"
+            )
+        future = self._call(ns, event, args, rooms[0], self.config.handlers.ack_timeout)
+        future.add_done_callback(lambda f: self._run_callback(callback, event, f))
+        return SENT
+
+    def _run_callback(self, callback: Callable[..., Any], event: str, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.info("! no ack for %r, its callback is not called: %s", event, exc)
+            return
+        try:
+            result = callback(*_ack_args(future.result()))
+        except Exception:
+            log.exception("! ack callback for %r failed", event)
+            return
+        if inspect.isawaitable(result):
+            self._spawn_checked(result, f"ack callback for {event!r}")
+
+    def _spawn_checked(self, awaitable: Awaitable[Any], what: str) -> None:
+        async def run() -> None:
+            try:
+                await awaitable
+            except Exception:
+                log.exception("! %s failed", what)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @in_loop
+    def send(
+        self,
+        data: Any,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
+    ) -> _Sent:
+        """``emit("message", data, ...)`` (python-socketio's ``send``)."""
+        return self.emit(
+            "message", data=data, to=to, room=room, skip_sid=skip_sid, namespace=namespace, callback=callback
+        )
+
+    @in_loop
+    def call(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        sid: str | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        ignore_queue: bool = False,
+    ) -> asyncio.Future[Any]:
+        """Emit ``event`` to one client (``to`` or ``sid``, on any worker or node) and wait for its ack.
+
+        Returns:
+            An awaitable of the answer: one value, a tuple for several, None for none (the emit is sent
+            even if nobody awaits it).
+
+        Raises:
+            AckTimeout: no answer within ``timeout`` seconds (default ``[handlers] ack_timeout``; python-
+                socketio raises its ``TimeoutError``; AckTimeout is a ``TimeoutError`` too).
+            ConnectionClosed: the socket disconnected first, or there is no such sid anywhere.
+            ValueError: no ``to``/``sid``.
+        """
+        target = to if to is not None else sid
+        if not isinstance(target, str):
+            raise ValueError("call() needs the sid of one client: to=sid")
+        seconds = timeout if timeout is not None else self.config.handlers.ack_timeout
+        return self._call(namespace or "/", event, event_args((), data), target, seconds)
+
+    def _call(
+        self, namespace: str, event: str, args: tuple[Any, ...], sid: str, timeout: float
+    ) -> asyncio.Future[Any]:
+        sock = self.get_socket(sid, namespace)
+        if sock is not None:
+            future = sock.emit(event, *args, ack=True, timeout=timeout)
+            assert isinstance(future, asyncio.Future)
+            return future
+
+        async def remote() -> Any:
+            answers = await self.broadcast_with_acks(namespace, event, args, (sid,), (), timeout)
+            if answers:
+                return answers[0]
+            if answers.expected == 0 and not answers.servers_missing:
+                raise ConnectionClosed(1000, f"no socket {sid} in {namespace} on any worker or node")
+            raise AckTimeout(event, timeout)
+
+        return asyncio.ensure_future(remote())
+
+    def broadcast_with_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+        timeout: float = 5.0,
+    ) -> asyncio.Task[Answers]:
+        """Emit to the target sockets of every worker and node, each asked for an ack; socket.io 4.5's
+        broadcast with acks (:mod:`tether.acks`). The local sockets get it now; the returned Task
+        gathers the answers for at most ``timeout`` seconds."""
+        collector = AckCollector()
+        futures: list[asyncio.Future[Any]] = []
+        for sock in list(self.local_sockets(namespace, rooms, except_rooms)):
+            try:
+                future = sock.emit(event, *args, ack=True, timeout=timeout)
+            except ConnectionClosed:
+                continue
+            assert isinstance(future, asyncio.Future)
+            futures.append(future)
+        collector.add_local(futures)
+
+        async def gather() -> Answers:
+            try:
+                await self.adapter.broadcast_with_ack(
+                    namespace, event, args, rooms, except_rooms, timeout, collector
+                )
+            except Exception as exc:  # the local answers still count
+                log.error("! emit %r with acks not sent to other processes: %s", event, exc)
+                collector.expect_servers(0)
+            return await collector.wait(timeout)
+
+        task = asyncio.get_running_loop().create_task(gather())
+        task.add_done_callback(_retrieve)
+        return task
+
+    # -- rooms ----------------------------------------------------------------------------------------
+
+    def _socket(self, sid: str | Socket, namespace: str | None) -> tuple[Socket | None, str, str]:
+        if isinstance(sid, Socket):
+            return sid, sid.namespace, sid.sid
+        ns = namespace or "/"
+        return self.get_socket(sid, ns), ns, sid
+
+    @in_loop
+    def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:
+        """Put the socket ``sid`` of ``namespace`` in ``room``, in whichever process it lives.
+
+        Raises:
+            TetherError: over ``[limits] max_rooms_per_socket`` (a socket of this process; a remote one
+                logs it where it lives).
+        """
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            self.join_socket(sock, room)
+        elif self.adapter.remote:
+            self.adapter.add_sockets(ns, (sid,), (), (room,))
+        return SENT
+
+    @in_loop
+    def leave_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:
+        """Take the socket ``sid`` of ``namespace`` out of ``room``, in whichever process it lives."""
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            self.leave_socket(sock, room)
+        elif self.adapter.remote:
+            self.adapter.del_sockets(ns, (sid,), (), (room,))
+        return SENT
+
+    @in_loop
+    def close_room(self, room: str, namespace: str | None = None) -> _Sent:
+        """Take every socket of ``namespace``, on every worker and node, out of ``room``."""
+        self.adapter.del_sockets(namespace or "/", (room,), (), (room,))
+        return SENT
+
+    @in_loop
+    def rooms(self, sid: str, namespace: str | None = None) -> RoomList | asyncio.Future[list[str]]:
+        """The rooms of the socket ``sid``, its own sid room included (as python-socketio).
+
+        Returns:
+            For a socket of this process, the list at once (it may be awaited too). For one elsewhere, an
+            awaitable of the list (empty when no process has that sid).
+        """
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            return RoomList(sorted(sock.rooms))
+
+        async def remote() -> list[str]:
+            infos = await self.adapter.fetch_sockets(ns, (sid,))
+            return sorted(infos[0].rooms) if infos else []
+
+        return asyncio.ensure_future(remote())
+
+    @in_loop
+    def disconnect(
+        self, sid: str | Socket, namespace: str | None = None, ignore_queue: bool = False
+    ) -> _Sent:
+        """Disconnect the socket ``sid`` from ``namespace`` wherever it lives (the client sees ``io server
+        disconnect`` and does not reconnect)."""
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            sock.disconnect()
+        elif self.adapter.remote:
+            self.adapter.disconnect_sockets(ns, (sid,), (), False)
+        return SENT
+
+    # -- sessions: python-socketio's per-socket dict is Tether's (and socket.io's) ``socket.data`` -----
+
+    @in_loop
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        """The session of socket ``sid``: its ``socket.data`` dict (the live dict for a socket here, a
+        copy fetched from the worker or node that has it otherwise: save it back with
+        :meth:`save_session`).
+
+        Raises:
+            KeyError: no socket ``sid`` in ``namespace`` anywhere (python-socketio raises KeyError too).
+        """
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            return sock.data
+        infos = await self.adapter.fetch_sockets(ns, (sid,))
+        if not infos:
+            raise KeyError(f"no socket {sid} in {ns}")
+        return dict(infos[0].data)
+
+    @in_loop
+    async def save_session(self, sid: str, session: dict[str, Any], namespace: str | None = None) -> None:
+        """Make ``session`` the ``socket.data`` of socket ``sid``, wherever it lives (a remote socket gets
+        a copy: its values must be JSON/msgpack types)."""
+        sock, ns, sid = self._socket(sid, namespace)
+        if sock is not None:
+            sock._data = session
+        elif self.adapter.remote:
+            self.adapter.set_data(ns, (sid,), dict(session))
+
+    @contextlib.asynccontextmanager
+    async def session(self, sid: str, namespace: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """``async with server.session(sid) as session:``: get, change, saved on exit."""
+        data = await self.get_session(sid, namespace)
+        yield data
+        await self.save_session(sid, data, namespace)
+
+    # -- counting -------------------------------------------------------------------------------------
+
+    async def count(self, room: str | Iterable[str] | None = None, namespace: str | None = None) -> int:
+        """How many sockets are in ``room`` (any of several; None: the whole namespace) on every worker
+        and node: the "how many are online" question. Each process is asked (within ``[redis]
+        request_timeout``); a socket in several of the rooms counts once."""
+        return len(await self.adapter.sids(namespace or "/", _targets(room)))
+
+    # -- background tasks -----------------------------------------------------------------------------
+
+    def start_background_task(
+        self, target: Callable[..., Any], *args: Any, once: bool = False, **kwargs: Any
+    ) -> asyncio.Task[Any] | Any:
+        """Run ``target(*args, **kwargs)`` in the background (python-socketio's call); ``async def`` on
+        the loop, a plain ``def`` in a thread. The task is cancelled when the server shuts down.
+
+        Args:
+            once: run it in one process of the whole cluster only (see :mod:`.leader`): one worker of a
+                host through the master, one node across hosts through a Redis lease; when that process
+                dies another one starts it. The result is then a handle with ``cancel()``, ``running``
+                (True where it runs now) and ``restarts``.
+
+        Returns:
+            The ``asyncio.Task`` (or, with ``once``, the handle).
+        """
+        if once:
+            return self.leadership.add(target, args, kwargs)
+        return self._start_task(target, args, kwargs)
+
+    def _start_task(
+        self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Task[Any]:
+        loop = asyncio.get_running_loop()
+        if inspect.iscoroutinefunction(target):
+            coro = target(*args, **kwargs)
+        else:
+            coro = asyncio.to_thread(target, *args, **kwargs)
+        task = loop.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+    async def sleep(self, seconds: float = 0) -> None:
+        """``asyncio.sleep`` (python-socketio's ``sleep``, for background tasks)."""
+        await asyncio.sleep(seconds)
+
+    def cancel_background_tasks(self) -> None:
+        """Stop every background task (shutdown's first step: a ``while True`` task would hold it)."""
+        self.leadership.stop()
+        for task in list(self._background):
+            task.cancel()
+
+    # -- python-socketio's registration names ---------------------------------------------------------
+
+    def on(self, event: str, handler: Callable[..., Any] | None = None, namespace: str | None = None) -> Any:
+        """``router.on``: register a handler (a decorator without ``handler``), as ``sio.on``."""
+        return self.router.on(event, handler, namespace or "/")
+
+    def register_namespace(self, namespace_handler: Any) -> None:
+        """Register a :class:`tether.Namespace` or a python-socketio ``AsyncNamespace`` instance."""
+        self.router.register_namespace(namespace_handler)
+        namespace_handler._set_server(self)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an emit with acks nobody awaits is not an error
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("! background task failed", exc_info=task.exception())

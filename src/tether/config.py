@@ -213,6 +213,10 @@ class SessionConfig:
     """Seconds between two ``activity`` reports from the JS helper."""
     validator: str = ""
     """``module:function`` of the app's own token check; empty: signed tokens only."""
+    ended_file: str = ""
+    """Where ended and expired sessions are remembered across reloads and restarts (until their tokens
+    expire). Empty: ``run/NAME.ended`` beside the pid file when started from a config file; a server built
+    in code from defaults remembers them in memory only."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ ceiling. Every server is started fresh for each group of workloads:
 * W7, Tether and node only: two workers behind one port (``tether start --workers 2``; node's cluster
   primary with ``@socket.io/sticky`` and ``@socket.io/cluster-adapter``), echo round trips/s and a
   broadcast to 10,000 clients spread over both workers, CPU of every process (master/primary included);
+* A (bench/asgi.py): a FastAPI hello world under ``tether start --app`` against uvicorn, and Socket.IO
+  echo under ``tether.asgi.ASGIApp`` in uvicorn against python-socketio's ``ASGIApp`` in uvicorn;
 * W8, Tether and node only: two nodes on one redis-server (Tether's Redis adapter;
   ``@socket.io/redis-adapter``), 10,000 clients split over them, a broadcast from a client of the first.
 
@@ -54,7 +56,7 @@ SERVER_CPU = "0"
 LOADGEN_CPU = "1"
 MULTI_CPUS = "0,1"
 PORT_RANGE = (24100, 24999)
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "G")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "G", "A")
 SERVER_ORDER = ("raw", "tether", "node", "psio")
 PEERS = ("node", "psio", "raw")
 MULTI = ("tether", "node")
@@ -1145,6 +1147,11 @@ def main(argv: list[str] | None = None) -> int:
         log("W5 sessions hook")
         results["W5"] = run_w5(args.quick)
         log(f"W5: {results['W5']}")
+    if "A" in only:
+        import asgi as asgi_bench  # issue 14's workloads (FastAPI under --app, ASGIApp): bench/asgi.py
+
+        log("A: FastAPI under tether start --app vs uvicorn; ASGIApp vs python-socketio in uvicorn")
+        results["asgi"] = guarded("asgi", "A", asgi_bench.run_asgi, args.quick, ports)
     meta["elapsed_s"] = time.monotonic() - t0
     foreign = (cpu_busy_seconds() - busy0) - (own_cpu_seconds() - own0)
     meta["foreign_cpu_s"] = foreign

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,8 +65,12 @@ class CutProxy:
         self.target = (host, port)
         self.port = 0
         self.accepted = 0
+        self.held = False
+        """While True, new connections are aborted at once (the network is still down)."""
         self._server: asyncio.base_events.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> CutProxy:
@@ -79,8 +84,17 @@ class CutProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self.held:
+            writer.transport.abort()
+            return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            # A small receive buffer towards the server: when the proxy stops reading (stall), the server's
+            # own buffer fills after kilobytes, not after the megabytes loopback autotuning would allow.
+            up = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            up.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            up.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(up, self.target)
+            up_reader, up_writer = await asyncio.open_connection(sock=up)
         except OSError:
             writer.transport.abort()
             return
@@ -89,7 +103,7 @@ class CutProxy:
         loop = asyncio.get_running_loop()
         for task in (
             loop.create_task(self._pipe(reader, up_writer, pair)),
-            loop.create_task(self._pipe(up_reader, writer, pair)),
+            loop.create_task(self._pipe(up_reader, writer, pair, downstream=True)),
         ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -99,9 +113,15 @@ class CutProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        downstream: bool = False,
     ) -> None:
         try:
-            while data := await reader.read(65536):
+            while True:
+                if downstream:
+                    await self._flowing.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -109,6 +129,13 @@ class CutProxy:
         finally:
             writer.transport.abort()
             self._pairs.discard(pair)
+
+    def stall(self) -> None:
+        """Stop reading what the server sends (a client that stopped reading: a slow consumer)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def cut(self) -> int:
         """Abort every open connection on both sides; returns how many were open."""
@@ -119,6 +146,7 @@ class CutProxy:
         return len(pairs)
 
     async def close(self) -> None:
+        self.resume()
         self.cut()
         if self._server is not None:
             self._server.close()

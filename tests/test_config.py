@@ -204,3 +204,16 @@ def test_the_demo_secret_is_refused_outside_the_demo(tmp_path: Path) -> None:
 def test_any_origin_is_listed_alone() -> None:
     with pytest.raises(ConfigError, match="list it alone"):
         Config.load(None, env={}, overrides={"websocket": {"allowed_origins": ["*", "https://a.example"]}})
+
+
+def test_recovery_keys_and_their_bounds() -> None:
+    config = Config.load(env={}, overrides={"recovery": {"max_disconnection_duration": 120}})
+    assert config.recovery.max_disconnection_duration == 120.0 and config.recovery.skip_connect_handler
+    assert Config.load(env={}).recovery.max_disconnection_duration == 0  # off by default, as in socket.io
+    for key in ("max_disconnection_duration", "max_session_bytes", "max_buffer_bytes", "max_sessions"):
+        Config.load(env={}, overrides={"recovery": {key: 0}})  # the edge: 0 is off / no limit
+        with pytest.raises(ConfigError, match=f"recovery.{key}"):
+            Config.load(env={}, overrides={"recovery": {key: -1}})
+    with pytest.raises(ConfigError, match="Redis pub/sub"):
+        overrides = {"recovery": {"max_disconnection_duration": 1}, "room": {"driver": "redis"}}
+        Config.load(env={}, overrides=overrides)

@@ -25,6 +25,12 @@ MODULES = [
     "tether.protocol.connection",
     "tether.server",
     "tether.server.server",
+    "tether.server.app_door",
+    "tether.server.paths",
+    "tether.asgi",
+    "tether.client_bundle",
+    "tether.contrib.django",
+    "tether.contrib.starlette",
 ]
 
 

@@ -222,7 +222,9 @@ class SessionConfig:
 @dataclass(frozen=True, slots=True)
 class RoomConfig:
     driver: str = "memory"
-    """``memory`` (one host, workers linked by the master) or ``redis`` (many hosts)."""
+    """``memory`` (one host, workers linked by the master), ``redis`` (many hosts, pub/sub) or
+    ``redis-streams`` (many hosts through a Redis stream: connection state recovery across hosts; node's
+    ``@socket.io/redis-streams-adapter`` format)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,11 +234,15 @@ class RedisConfig:
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
+    The workers of one host (no Redis) wait as long for each other's answers through the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
     """Longest wait in seconds between two attempts to reach Redis again."""
+    stream_max_len: int = 10_000
+    """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
+    name is ``prefix``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +252,8 @@ class RecoveryConfig:
     recover them (Socket.IO connection state recovery; the reference's default is 120); 0: off. When on,
     every event sent to a room or a socket carries an offset as its last argument, as in socket.io."""
     skip_connect_handler: bool = True
-    """A recovered socket skips the connect hooks and the ``connect`` route (the reference's
-    ``skipMiddlewares``); False: they run and see ``socket.recovered``."""
+    """A recovered socket skips the app's ``connect`` route (the reference's ``skipMiddlewares``); False: it
+    runs and sees ``socket.recovered``. The features' connect hooks (the sessions' token check) always run."""
     max_session_bytes: int = 1_000_000
     """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
     max_buffer_bytes: int = 64 * 1024 * 1024
@@ -505,8 +511,8 @@ class Config:
             raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
         if self.redis.request_timeout <= 0 or self.redis.reconnect_max <= 0 or self.redis.max_queue < 1:
             raise ConfigError(src, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1")
-        if self.room.driver not in ("memory", "redis"):
-            raise ConfigError(src, "room.driver", "must be 'memory' or 'redis'")
+        if self.room.driver not in ("memory", "redis", "redis-streams"):
+            raise ConfigError(src, "room.driver", "must be 'memory', 'redis' or 'redis-streams'")
         if self.session.enabled and not self.session.secret and not self.session.validator:
             raise ConfigError(
                 src, "session.secret", "[session] needs a secret (or TETHER_SESSION_SECRET) or a validator"
@@ -536,6 +542,15 @@ class Config:
         for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
             if getattr(rec, key) < 0:
                 raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
+        if rec.max_disconnection_duration > 0 and self.room.driver == "redis":
+            # Pub/sub keeps nothing: a node cannot find what another node sent while the client was away
+            # (the reference's Redis pub/sub adapter cannot recover either).
+            raise ConfigError(
+                src,
+                "recovery.max_disconnection_duration",
+                'connection state recovery needs [room] driver = "memory" (one host) or "redis-streams": '
+                "the Redis pub/sub adapter keeps no log to recover from",
+            )
         self._validate_admin()
         self._validate_secrets()
         if "*" in ws.allowed_origins and len(ws.allowed_origins) > 1:

@@ -22,6 +22,7 @@ from .threads import _local, call_in_loop, in_loop
 if TYPE_CHECKING:
     from .acks import Answers
     from .cluster.base import SocketInfo
+    from .handler import Request
     from .server.client import Client
     from .server.server import Namespace, Server
 
@@ -198,7 +199,7 @@ class Socket:
         self.recovered = False
         """True when this socket is a recovered one: same sid, rooms and ``data``, missed packets replayed
         (Socket.IO 4.6 connection state recovery; see docs/recovery.md)."""
-        self._recovery_base = 0
+        self._recovery_base: int | str = 0
 
     def __repr__(self) -> str:
         return f"<Socket sid={self.sid} namespace={self.namespace}>"
@@ -234,8 +235,13 @@ class Socket:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
         if not ack:
             recovery = self.server.recovery
-            if recovery is None:
+            if recovery is None or (recovery.remote and self._pending is not None):
+                # (Remote: what the connect handler emits goes right after the CONNECT reply, no offset.)
                 packets = self.client.parser.encode_event(self.namespace, event, args)
+            elif recovery.remote:
+                # Through the master, which stamps the offset and sends it back to this worker only.
+                recovery.send_remote(self.namespace, event, args, (self.sid,), (), True)
+                return SENT
             else:
                 # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
                 packets = recovery.encode(self.namespace, event, args, (self.sid,), ())
@@ -338,6 +344,17 @@ class Socket:
         return self._ns.rooms.rooms_of(self.sid)
 
     # -- users ----------------------------------------------------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The HTTP request that opened this connection: the WebSocket upgrade, or the first polling GET.
+
+        ``request.headers`` (look up lower-case names), ``request.cookies`` (``{name: value}``),
+        ``request.query`` and ``request.remote`` are what the browser sent to Tether's origin: with the
+        app on the same origin (``tether start --app``), its session cookie is there, and the connect
+        handler can turn it into a user (``tether.contrib.django``, ``tether.contrib.starlette``).
+        """
+        return self.client.request
 
     @in_loop
     def login_using(self, user_id: Any) -> None:

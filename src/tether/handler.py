@@ -11,7 +11,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Handler", "Request"]
+__all__ = ["Handler", "Request", "parse_cookies"]
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """``a=1; b="2"`` -> ``{"a": "1", "b": "2"}``: the first value of a name wins (as Django's
+    ``parse_cookie`` and Starlette's ``cookie_parser`` read a header with duplicates), surrounding quotes
+    and spaces are stripped, pairs without ``=`` are skipped."""
+    out: dict[str, str] = {}
+    for chunk in header.split(";"):
+        name, sep, value = chunk.partition("=")
+        name = name.strip()
+        if not sep or not name or name in out:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +41,12 @@ class Request:
     headers: Mapping[str, str] = field(repr=False)
     """Header names are case-insensitive for lookups: use lower case (``request.headers.get("cookie")``)."""
     remote: str = ""
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header as ``{name: value}`` (see :func:`parse_cookies`): how the connect handler
+        finds the web app's session cookie (``socket.request.cookies["sessionid"]``)."""
+        return parse_cookies(self.headers.get("cookie", ""))
 
 
 class Handler:

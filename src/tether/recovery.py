@@ -33,11 +33,21 @@ by its first restore attempt, so a guessed pid gets one try.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RECOVERABLE_REASONS", "LogEntry", "RecoveryLog", "Restored", "SavedSession", "parse_offset"]
+__all__ = [
+    "RECOVERABLE_REASONS",
+    "LogEntry",
+    "RecoveryLog",
+    "Restored",
+    "SavedSession",
+    "parse_offset",
+    "plausible",
+    "with_offset",
+]
 
 RECOVERABLE_REASONS = frozenset(
     {
@@ -47,6 +57,7 @@ RECOVERABLE_REASONS = frozenset(
         "transport error",
         "ping timeout",
         "server shutting down",
+        "server reloading",  # a rolling `tether reload`: the client comes back on a new worker
         "slow consumer",
     }
 )
@@ -54,6 +65,41 @@ RECOVERABLE_REASONS = frozenset(
 
 MAX_OFFSET_LENGTH = 20
 """Longest offset string parsed (a decimal 64-bit integer): a longer one is refused unparsed."""
+
+
+_OFFSET = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+MAX_PID_LENGTH = 64
+"""Longest private id looked up: ours are 30 characters; anything longer is forged and refused unread."""
+
+
+def plausible(pid: Any, offset: Any) -> bool:
+    """Whether a CONNECT's ``pid`` and ``offset`` are worth looking up (types and lengths only).
+
+    A worker asks this before sending a restore request to the master, so that forged values cost nothing
+    beyond the CONNECT itself.
+    """
+    if type(pid) is not str or not 0 < len(pid) <= MAX_PID_LENGTH:
+        return False
+    # Ours (digits) or a Redis stream entry id (digits-digits).
+    return offset is None or (type(offset) is str and _OFFSET.fullmatch(offset) is not None)
+
+
+def with_offset(packets: list[bytes], seq: int) -> list[bytes]:
+    """``packets`` of one EVENT with the offset ``seq`` appended as its last argument, without decoding.
+
+    The first packet of a Socket.IO EVENT or BINARY_EVENT is its text part, which always ends with the
+    JSON array's ``]`` (``42["ev",1]``, ``42/chat,["ev"]``, ``451-["ev",{...}]``): the offset goes before it,
+    which is what encoding the arguments plus the offset would give. The master hub uses it to stamp
+    packets a worker already encoded.
+
+    Raises:
+        ValueError: the first packet does not end with ``]`` (not a Socket.IO EVENT).
+    """
+    first = packets[0]
+    if not first.endswith(b"]"):
+        raise ValueError("not a Socket.IO EVENT packet")
+    return [b'%s,"%d"]' % (first[:-1], seq), *packets[1:]]
 
 
 def parse_offset(value: Any) -> int | None:
@@ -98,7 +144,7 @@ class SavedSession:
     data: dict[str, Any] | None
     user_id: str | None
     session_id: str | None
-    base: int
+    base: int | str
     """The last offset of the log when the socket connected: the client's offset when it got none since."""
     disconnected_at: float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +158,8 @@ class Restored:
     session: SavedSession
     packets: list[bytes]
     """Engine.IO-encoded packets in emit order, each with its offset: write them as they are."""
-    last_offset: int
+    last_offset: int | str
+    """The offset of the last packet read for it (an int here; a stream id with Redis Streams)."""
 
 
 class RecoveryLog:
@@ -265,7 +312,7 @@ class RecoveryLog:
         if session.disconnected_at + self.max_disconnection_duration < now:
             self.counters["expired"] += 1
             return None
-        seq = session.base if offset is None else parse_offset(offset)
+        seq = parse_offset(str(session.base) if offset is None else offset)
         if seq is None or seq > self.last_seq or seq < self.first_seq - 1:
             self.counters["refused"] += 1
             return None

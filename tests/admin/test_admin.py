@@ -501,3 +501,21 @@ async def test_an_upgrade_to_websocket_is_reported(server: Server) -> None:
             proc.kill()
             await proc.wait()
         await admin.close()
+
+
+async def test_with_sessions_on_the_admin_ui_logs_in_without_a_session_token() -> None:
+    config = make_config(
+        admin={"enabled": True, "password": HASH},
+        session={"enabled": True, "secret": "test-secret-for-sessions"},
+    )
+    server = await run_server(config, app_router())
+    try:
+        admin = await login(server)
+        await admin.wait("config")
+        await admin.close()
+        user = Watcher(server.url)  # the application's namespace still wants its token
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await user.connect()
+        await user.sio.shutdown()
+    finally:
+        await server.shutdown(timeout=scaled(5))

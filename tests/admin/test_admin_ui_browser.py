@@ -104,6 +104,11 @@ async def test_the_ui_lists_sockets_and_rooms_and_disconnects_a_socket(
         server_id = get_instrument(server).server_id
         await expect(page.get_by_text(server_id)).to_be_visible(timeout=timeout)
 
+        # An event sent now shows on the Events page (event_received), with its arguments.
+        assert await users[0].call("join", "later", timeout=scaled(5)) == "ok"
+        await page.get_by_role("navigation").get_by_role("link", name="Events").click()
+        await expect(page.locator("tbody tr").filter(has_text="later").first).to_be_visible(timeout=timeout)
+
         # The disconnect button of one socket's row: the UI emits _disconnect(nsp, false, sid).
         await page.get_by_role("navigation").get_by_role("link", name="Sockets").click()
         await rows.filter(has_text=leave).get_by_role("button").click()

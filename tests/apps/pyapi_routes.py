@@ -3,7 +3,7 @@
 ``api(op, kwargs)`` calls ``socket.server.<op>(**kwargs)`` and answers with its (awaited) result;
 ``ask_room(room, seconds)`` is an emit with acks to a room; ``block``/``quick`` are a blocking ``def``
 handler and a quick ``async def`` one. :func:`install` registers them on a router (a route file calls it
-on ``tether.websocket``); ``TETHER_TEST_ONCE=1`` in the environment also starts a once-per-cluster task
+on ``tether.websocket``); ``TETHER_TESTS_ONCE=1`` in the environment also starts a once-per-cluster task
 that emits ``tick`` with its pid every 0.1 s.
 """
 
@@ -65,7 +65,7 @@ def install(router: Router) -> None:
         socket.server.emit("question", "cb?", to=sid, callback=got)
         return "ok"
 
-    if os.environ.get("TETHER_TEST_ONCE") == "1":
+    if os.environ.get("TETHER_TESTS_ONCE") == "1":
 
         @router.setup
         def start_once(server: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.apps.pyapi_routes import install
 from tether import Socket, websocket
 
 
@@ -114,3 +115,7 @@ async def server_count(socket: Socket) -> int:
 def admin_join(socket: Socket, room: str) -> str:
     socket.join(room)
     return "ok"
+
+
+# python-socketio's server API (api, ask_room, whoami...): tests/cluster/test_sid_api_nodes.py
+install(websocket)

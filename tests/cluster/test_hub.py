@@ -216,3 +216,24 @@ def test_args_msgpack_cannot_carry_are_refused_clearly() -> None:
     message = BroadcastMessage("/", "ev", (object(),))
     with pytest.raises(TypeError, match="cannot send object between workers"):
         encode_broadcast(message, [b"42[]"], "socketio", with_args=True)
+
+
+def test_requests_go_to_every_other_worker_and_answers_to_the_asker_only() -> None:
+    from tether.cluster.hub import ANSWER, COUNT, REQUEST, body_of
+
+    hub = Hub()
+    written: dict[int, list[bytes]] = {1: [], 2: [], 3: []}
+    for wid in written:
+        hub.add(wid, written[wid].append)
+    request = frame(REQUEST, [1, "/", "rid-1", b"{}"])
+    hub.relay(1, REQUEST, request)
+    assert written[2] == [request] and written[3] == [request]
+    ((kind, count),) = FrameReader().feed(written[1][0])
+    assert kind == COUNT and body_of(count) == ["rid-1", 2]  # the asker learns how many will answer
+    change = frame(REQUEST, [1, "/", None, b"{}"])  # a change (join, leave...): nobody answers, no count
+    hub.relay(1, REQUEST, change)
+    assert len(written[1]) == 1 and written[2][-1] == change
+    answer = frame(ANSWER, [1, "/", b'{"requestId": "rid-1"}'])
+    hub.relay(3, ANSWER, answer)
+    assert written[1][-1] == answer and written[2][-1] == change  # to the asker only
+    hub.relay(3, ANSWER, frame(ANSWER, [9, "/", b"{}"]))  # the asker is gone: dropped

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.redis_fixtures import (
     JS_DIR,
@@ -142,3 +143,30 @@ async def test_node_emit_with_ack_collects_acks_from_tether_clients(mixed: tuple
         answers = await n.call("emit_with_ack", "ack-room", "ping-ack")
         assert answers == ["ack-ping-ack"] * 3, answers
         assert got(t1, "ping-ack") == ["please ack"] and got(t2, "ping-ack") == ["please ack"]
+
+
+async def test_tether_emit_with_acks_collects_answers_from_node_clients(mixed: tuple[str, str]) -> None:
+    """The other way: Tether sends the BROADCAST request; the Node.js server counts its clients and forwards
+    each answer (responses 8 and 9), and a silent room on the Node.js side counts as missing after the
+    timeout."""
+    tether_url, node_url = mixed
+    async with clients(tether_url, tether_url, node_url, node_url) as (t1, t2, n1, n2):
+        for c in (t1, t2, n1, n2):
+            await c.call("join", "tether-asks")
+        answers = await t1.call("ask_room", "tether-asks", scaled(5))
+        assert answers == {"answers": ["ack-question"] * 4, "expected": 4, "missing": 0, "timed_out": False}
+        assert got(n1, "question") == ["q?"] and got(t2, "question") == ["q?"]
+        # A client of the Node.js server that does not answer: counted by its server, missing after the
+        # timeout. (python-socketio's client always acks, so this one speaks Socket.IO over a raw WebSocket.)
+        ws_url = node_url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        async with websockets.connect(ws_url) as ws:
+            assert str(await asyncio.wait_for(ws.recv(), scaled(5))).startswith("0{")
+            await ws.send("40")
+            assert str(await asyncio.wait_for(ws.recv(), scaled(5))).startswith("40{")
+            await ws.send('421["join","tether-asks"]')
+            assert await asyncio.wait_for(ws.recv(), scaled(5)) == '431["ok"]'
+            answers = await t1.call("ask_room", "tether-asks", 1.0)
+            question = await asyncio.wait_for(ws.recv(), scaled(5))
+            assert str(question).startswith("42") and '"question","q?"' in str(question)  # asked, ack id
+        assert answers["answers"] == ["ack-question"] * 4 and answers["expected"] == 5
+        assert answers["missing"] == 1 and answers["timed_out"] is True

@@ -123,3 +123,40 @@ async def test_session_js_reports_a_refused_origin(
         await page.close()
     finally:
         await server.shutdown(timeout=2)
+
+
+async def log_in_fastapi(context: BrowserContext, url: str, name: str) -> Page:
+    page = await open_page(context, url + "/")
+    await page.fill("#name", name)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/chat")
+    await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=5000 * FACTOR)
+    return page
+
+
+async def test_fastapi_chat(browser: Browser) -> None:
+    config = Config.load(
+        ROOT / "examples" / "fastapi_chat" / "tether.toml",
+        env={},
+        overrides={"server": {"port": 0}, "websocket": {"client_dir": str(NPM_CLIENT_DIST)}},
+    )
+    server = await run_server(config)
+    contexts = [await browser.new_context() for _ in range(2)]  # two people: two cookie jars
+    try:
+        ann = await log_in_fastapi(contexts[0], server.url, "ann")
+        bob = await log_in_fastapi(contexts[1], server.url, "bob")
+        await bob.fill("#text", "hello from bob")
+        await bob.press("#text", "Enter")
+        line = ann.locator("#messages li", has_text="hello from bob")
+        await line.wait_for(timeout=5000 * FACTOR)
+        # The sender's name comes from bob's FastAPI session, not from anything the page sent.
+        assert await line.locator(".who").text_content() == "bob"
+        # The app's own JSON API on the same port has the message too.
+        history = await ann.evaluate("fetch('/history').then((r) => r.json())")
+        assert [(m["user"], m["text"]) for m in history][-1:] == [("bob", "hello from bob")]
+        assert server.is_user_online("ann") and server.is_user_online("bob")
+        assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+    finally:
+        for context in contexts:
+            await context.close()
+        await server.shutdown(timeout=2)

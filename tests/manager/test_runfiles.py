@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tether.manager import registry
 from tether.manager.control import ControlError, request
 from tether.manager.paths import RunPaths, instance_name
 from tether.manager.pidfile import AlreadyRunning, PidFile, running_pid
@@ -319,3 +320,57 @@ def test_a_stop_while_starting_says_so(instance: Instance) -> None:
         assert proc.returncode == 1 and "a master is starting" in proc.stderr and "None" not in proc.stderr
     finally:
         starting.close()
+
+
+def test_stop_signals_a_proven_master_when_its_control_socket_is_gone(instance: Instance) -> None:
+    instance.config.write_text(CONFIG.format(workers=1, stop_timeout=1))
+    instance.start()
+    master = instance.master_pid()
+    assert is_master(master, str(instance.pid_file))
+    instance.control_socket.unlink()  # the master still runs: only the way to ask it is gone
+    proc = instance.cli("stop", check=True)
+    assert f"sending SIGTERM to pid {master}" in proc.stderr
+    assert f"tether stopped (pid {master})" in proc.stdout
+    assert not alive(master)
+
+
+def test_the_registry_drops_stale_entries_and_ignores_foreign_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "runtime"
+    monkeypatch.setenv("TETHER_RUNTIME_DIR", str(runtime))
+    assert registry.runtime_dir() == str(runtime)
+    live = PidFile(str(tmp_path / "run" / "live.pid"))
+    live.acquire()
+    live.write(os.getpid())
+    try:
+        entry = {
+            "pid": os.getpid(),
+            "config": "live.toml",
+            "pid_file": live.path,
+            "control_socket": "x",
+            "listen": "http://127.0.0.1:1",
+            "started_at": 1.0,
+        }
+        assert registry.register(entry) == str(runtime / f"{os.getpid()}.json")
+        assert runtime.stat().st_mode & 0o777 == 0o700
+        stale = runtime / "424242.json"  # a master killed without cleaning up: its pid file is not locked
+        stale.write_text(json.dumps({**entry, "pid": 424242, "pid_file": str(tmp_path / "gone.pid")}))
+        foreign = runtime / "434343.json"
+        foreign.write_text(json.dumps({**entry, "pid": 434343}))
+        os.chown(foreign, OTHER, OTHER)
+        assert registry.entries() == [entry]
+        assert (
+            not stale.exists() and foreign.exists()
+        )  # another account's file is neither trusted nor removed
+        registry.unregister(os.getpid())
+        assert registry.entries() == []
+        os.chown(runtime, OTHER, OTHER)  # a runtime folder someone else planted is not used
+        assert registry.register(entry) is None and registry.entries() == []
+    finally:
+        live.release()
+    monkeypatch.delenv("TETHER_RUNTIME_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
+    assert registry.runtime_dir() == str(tmp_path / "xdg" / "tether")
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert registry.runtime_dir() == f"/tmp/tether-{os.getuid()}"

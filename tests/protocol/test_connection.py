@@ -218,6 +218,19 @@ def test_upgrade_probe_sequence() -> None:
     assert conn.take_queued() == []
 
 
+def test_polls_during_an_upgrade_get_a_noop_at_once() -> None:
+    # As engine.io: a GET that arrives after the probe's noop is answered, not held (it would wait for a
+    # "5" that the client sends only when that GET has returned).
+    conn = conn_for(Transport.POLLING)
+    assert conn.take_payload() is None  # on polling, an empty queue holds the GET
+    conn.begin_upgrade()
+    assert conn.receive_probe_message("2probe") == b"3probe"
+    assert conn.take_payload() == b"6"
+    assert conn.take_payload() == b"6"
+    conn.receive_probe_message("5")
+    assert conn.take_payload() is None
+
+
 def test_upgrade_refused_when_not_on_polling_or_twice() -> None:
     with pytest.raises(RemoteProtocolError, match="upgrade not possible in this state"):
         conn_for(Transport.WEBSOCKET).begin_upgrade()

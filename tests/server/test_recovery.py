@@ -325,3 +325,52 @@ async def test_sessions_keep_their_meaning() -> None:
         await ws3.close()
     finally:
         await server.shutdown(timeout=scaled(2))
+
+
+async def test_slow_consumer_cut_is_recovered() -> None:
+    """The client stops reading; the server's send buffer passes its mark and it cuts the client (slow
+    consumer, what it wrote is lost); the client comes back with everything from its last offset."""
+    seen: list[tuple[str, bool]] = []
+    config = make_config(
+        recovery={"max_disconnection_duration": 120.0, "max_session_bytes": 64_000_000},
+        limits={"send_buffer_bytes": 32_768, "slow_consumer_policy": "disconnect"},
+    )
+    server = await run_server(config, recovery_router(seen))
+    proxy = await CutProxy("127.0.0.1", server.port).start()
+    client = await NodeClient(f"http://127.0.0.1:{proxy.port}", count=10**9, room="r").start()
+    pad = "x" * 16_000
+    n = 0
+
+    def send(count: int) -> None:
+        nonlocal n
+        for _ in range(count):
+            n += 1
+            server.to("r").emit("n", n, pad)
+
+    try:
+        await client.wait_step("joined")
+        send(100)
+        await asyncio.sleep(0.2)
+        proxy.stall()
+        for _ in range(200):  # at most 64 MB: the kernel's buffers fill first, then ours (32 KiB)
+            send(20)
+            await asyncio.sleep(0.005)
+            if server.state.slow_consumers:
+                break
+        await wait_until(lambda: server.state.slow_consumers >= 1, what="the slow consumer")
+        await wait_until(lambda: not server.clients, what="the slow-consumer cut")
+        send(100)  # while the client is away
+        proxy.resume()
+        await client.wait_step("connect", 2, timeout=10)
+        send(100)
+        server.to("r").emit("end")
+        done = await client.wait_step("done", timeout=30)
+    finally:
+        await client.close()
+        await proxy.close()
+        await server.shutdown(timeout=scaled(2))
+    assert server.state.disconnects.get("slow consumer") == 1
+    missing, duplicates = gaps_and_duplicates(done["received"], n)
+    assert (missing, duplicates) == ([], [])
+    assert done["received"] == list(range(1, n + 1)) and done["recovered"] is True and done["why"] == "end"
+    assert server.recovery is not None and server.recovery.log.counters["recovered"] == 1

@@ -194,14 +194,16 @@ async def test_acks_from_many_count_the_silent(server: Server) -> None:
 
 async def test_a_blocking_def_handler_does_not_delay_another_clients_ack(server: Server) -> None:
     async with clients(server.url, server.url) as (a, b):
-        blocked = asyncio.ensure_future(a.call("block", 1.5))
-        await asyncio.sleep(0.1)  # the blocking handler is running in its thread now
+        blocked = asyncio.ensure_future(a.call("block", 2.5))
+        await asyncio.sleep(0.2)  # the blocking handler is running in its thread now
         started = time.monotonic()
         assert await b.call("quick") == "quick"
-        assert time.monotonic() - started < 0.5  # on the loop it would have waited ~1.4 s
+        # On the loop it would have waited the ~2.3 s left of the sleep; 1.2 s leaves room for a busy host.
+        assert time.monotonic() - started < 1.2
+        assert not blocked.done()
         assert await within(blocked) == "slept"
         await wait_until(lambda: got(a, "blocked"), what="the emit from the thread")
-        assert got(a, "blocked") == [1.5]
+        assert got(a, "blocked") == [2.5]
 
 
 async def test_an_async_handler_that_blocks_the_loop_is_named(

@@ -14,6 +14,10 @@ __all__ = ["Adapter", "make_adapter"]
 
 def make_adapter(config: Config) -> Adapter:
     """The adapter ``[room] driver`` names: ``redis`` -> :class:`~.redis.RedisAdapter`, else in-process."""
+    if config.room.driver == "redis-streams":
+        from .streams import RedisStreamsAdapter
+
+        return RedisStreamsAdapter.from_config(config)
     if config.room.driver == "redis":
         from .redis import RedisAdapter  # imported on demand: a one-node server never loads redis-py
 

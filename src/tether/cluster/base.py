@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TetherError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..acks import AckCollector
     from ..context import Socket
+    from ..recovery import Restored, SavedSession
     from ..server.server import Server
     from .wire import SessionCommand
 
@@ -43,6 +46,12 @@ class Adapter:
 
     remote = False
     """True when :meth:`publish` must be called for other processes."""
+    sequences_emits = False
+    """True when this adapter gives emits their recovery offsets (the master hub with ``[recovery]`` on):
+    the server then hands it every emit (:meth:`publish_sequenced`) and delivers only what comes back, and
+    keeps and restores sessions through it."""
+    last_seq = 0
+    """With :attr:`sequences_emits`: the offset of the last emit delivered here."""
 
     def __init__(self) -> None:
         self.server: Server | None = None
@@ -59,6 +68,35 @@ class Adapter:
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         """Send ``message`` (already encoded as ``packets``) to the other processes."""
         return None
+
+    def publish_sequenced(
+        self,
+        namespace: str,
+        event: str,
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+        direct: bool,
+        args: tuple[Any, ...] = (),
+    ) -> None:
+        """With :attr:`sequences_emits`: send an encoded emit (no offset yet) to be stamped and delivered
+        (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
+        raise NotImplementedError
+
+    def recovered(self, sock: Socket, restored: Restored) -> list[bytes]:
+        """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
+        here since the session was read, which it must get too. Default: none can have been."""
+        return []
+
+    def persist_session(self, session: SavedSession) -> None:
+        """With :attr:`sequences_emits`: keep a disconnected socket's state where any process finds it."""
+        raise NotImplementedError
+
+    def restore_session(
+        self, pid: str, offset: str | None, namespace: str
+    ) -> asyncio.Future[Restored | None]:
+        """With :attr:`sequences_emits`: the session of ``pid`` and what it missed after ``offset``."""
+        raise NotImplementedError
 
     def is_user_online_remote(self, user_room: str, namespace: str) -> bool:
         """True when another process has a socket in ``user_room`` of ``namespace``."""

@@ -36,6 +36,24 @@ Requests and answers carry the bytes of node's redis-adapter request format (:mo
 that asks and answers cluster-wide questions is the Redis adapter's (:mod:`.requests`): ``fetch_sockets``,
 counts, remote join/leave/disconnect and emits with acks work across workers as across nodes. The
 master's ``N`` reply plays the part of Redis's ``PUBSUB NUMSUB``: how many answers to wait for.
+
+Connection state recovery (``[recovery]`` on) adds frames that make the master the host's recovery log:
+every emit goes through it to get its offset, so that all workers deliver in one order and a client may
+come back on any worker (or on a new one after a reload: the master outlives its workers)::
+
+    kind E  emit       [namespace, event, rooms, except_rooms, packets, direct]   worker -> master
+    kind D  deliver    [offset, namespace, event, rooms, except_rooms, packets]   master -> workers
+    kind K  keep       [pid, sid, namespace, rooms, data, user_id, session_id, base]   worker -> master
+    kind R  restore?   [request id, pid, offset, namespace]                       worker -> master
+    kind T  restored   [request id, session (as in K) | nil, packets, last offset]   master -> worker
+    kind X  take over  [pid]                                                      master -> other workers
+
+The master answers R on the asking worker's channel after every D frame it sent there before: the D
+frames up to the answer's last offset reached that worker before the recovered socket existed (they are in
+the answer's packets), the later ones reach the socket. Nothing is missed or sent twice. An R for a private
+id the master does not hold may be a client back before its worker noticed the old connection die: the
+master parks it (:data:`PARK_SECONDS`), asks every other worker to close that pid's connection if it has it
+(X), and answers as soon as the K frame that close sends arrives (or None when the time is up).
 """
 
 from __future__ import annotations
@@ -50,6 +68,7 @@ import msgpack
 
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
+from ..recovery import RecoveryLog, Restored, SavedSession, with_offset
 from .base import BroadcastMessage
 from .requests import RequestingAdapter
 from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
@@ -59,9 +78,12 @@ __all__ = [
     "BROADCAST",
     "CONTROL",
     "COUNT",
+    "EMIT",
     "GONE",
+    "KEEP",
     "PRESENCE",
     "REQUEST",
+    "RESTORE",
     "SESSION",
     "FrameReader",
     "Hub",
@@ -83,6 +105,17 @@ COUNT = b"N"[0]
 ANSWER = b"A"[0]
 RELAYED = frozenset({BROADCAST, PRESENCE, SESSION, REQUEST, ANSWER})
 """Frame kinds a worker sends that the master passes on (:meth:`Hub.relay`)."""
+EMIT = b"E"[0]
+DELIVER = b"D"[0]
+KEEP = b"K"[0]
+RESTORE = b"R"[0]
+RESTORED = b"T"[0]
+TAKE_OVER = b"X"[0]
+PARK_SECONDS = 1.0
+"""How long the master waits for a worker to hand over a socket still open there (see X frames)."""
+MAX_PARKED = 1000
+"""Most restores parked at once: beyond, one for an unknown pid is refused at once (a flood of forged
+private ids costs the workers no X frames)."""
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -226,6 +259,10 @@ class HubAdapter(RequestingAdapter):
         self.published = 0
         self.received = 0
         self.dropped = 0
+        self.last_seq = 0
+        """The offset of the last D frame received (connection state recovery)."""
+        self._restores: dict[int, asyncio.Future[Restored | None]] = {}
+        self._restore_ids = 0
 
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         assert self.server is not None
@@ -254,6 +291,15 @@ class HubAdapter(RequestingAdapter):
             self.receive_gone(raw)
         elif kind == SESSION:
             self.receive_session(raw)
+        elif kind == DELIVER:
+            self.receive_delivery(raw)
+        elif kind == RESTORED:
+            self.receive_restored(raw)
+        elif kind == TAKE_OVER:
+            (pid,) = body_of(raw)
+            recovery = self.server.recovery if self.server is not None else None
+            if recovery is not None and isinstance(pid, str):
+                recovery.take_over(pid)
         elif kind == REQUEST:
             self.receive_request(raw)
         elif kind == ANSWER:
@@ -303,6 +349,76 @@ class HubAdapter(RequestingAdapter):
 
     async def server_count(self) -> int:
         return max(1, len(self.peers)) if self.peers else 1
+
+    # -- connection state recovery: the master gives every emit its offset ---------------------------
+
+    def publish_sequenced(
+        self,
+        namespace: str,
+        event: str,
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+        direct: bool,
+        args: tuple[Any, ...] = (),
+    ) -> None:
+        """Send an emit to the master, which stamps its offset, keeps it and sends it back to be delivered
+        (to every worker; to this one only when ``direct``: an emit to one of this worker's sockets)."""
+        self._send(frame(EMIT, [namespace, event, rooms, except_rooms, packets, direct]))
+        self.published += 1
+
+    def receive_delivery(self, raw: bytes) -> int:
+        """Deliver a D frame (an emit with its offset) to this worker's sockets."""
+        server = self.server
+        assert server is not None
+        seq, namespace, event, rooms, except_rooms, packets = body_of(raw)
+        self.last_seq = seq
+        self.received += 1
+        n = server.deliver_local(namespace, packets, rooms, except_rooms)
+        if server.state.observe and n:
+            server.state.count_out(event, n)
+        for hook in server.emit_hooks:
+            hook(namespace, event, n)
+        return n
+
+    def persist_session(self, session: SavedSession) -> None:
+        """Keep a disconnected socket's state in the master (it outlives this worker)."""
+        try:
+            data = frame(KEEP, session_fields(session))
+        except TypeError as exc:
+            log.warning("! %s not kept for recovery: its data cannot go to the master: %s", session.sid, exc)
+            return
+        self._send(data)
+
+    def restore_session(
+        self, pid: str, offset: str | None, namespace: str
+    ) -> asyncio.Future[Restored | None]:
+        """Ask the master for the session of ``pid`` and the packets after ``offset``; resolves to None when
+        it cannot be recovered (or the master does not answer within 10 s)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Restored | None] = loop.create_future()
+        self._restore_ids += 1
+        rid = self._restore_ids
+        self._restores[rid] = future
+        self._send(frame(RESTORE, [rid, pid, offset, namespace]))
+        handle = loop.call_later(10.0, self._restore_timed_out, rid)
+        future.add_done_callback(lambda _f: handle.cancel())
+        return future
+
+    def _restore_timed_out(self, rid: int) -> None:
+        future = self._restores.pop(rid, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    def receive_restored(self, raw: bytes) -> None:
+        rid, fields, packets, last = body_of(raw)
+        future = self._restores.pop(rid, None)
+        if future is None or future.done():
+            return
+        if fields is None:
+            future.set_result(None)
+            return
+        future.set_result(Restored(session_from(fields, 0.0), packets, last))
 
     def publish_session(self, command: SessionCommand) -> None:
         """A session ``touch`` or ``end`` this worker acted on: the other workers act on it too.
@@ -372,10 +488,15 @@ class Hub:
     ``add``/``remove`` register a worker's writer (a callable taking frame bytes).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, recovery: RecoveryLog | None = None) -> None:
         self.writers: dict[int, Callable[[bytes], None]] = {}
         self.presence: dict[tuple[str, str], set[int]] = {}
         self.relayed = 0
+        self.recovery = recovery
+        """The host's recovery log (``[recovery]`` on): emits get their offsets here."""
+        self._expired_at = 0.0
+        self.parked: dict[str, tuple[int, int, Any, str, float]] = {}
+        """pid -> (asking worker, request id, offset, namespace, deadline): restores waiting for a K frame."""
 
     def add(self, wid: int, write: Callable[[bytes], None]) -> None:
         """Register worker ``wid`` and send it the presence of every other worker."""
@@ -430,8 +551,106 @@ class Hub:
             if request_id is not None and back is not None:
                 back(frame(COUNT, [request_id, sent]))
 
+    # -- connection state recovery ---------------------------------------------------------------------
+
+    def receive_recovery(self, sender: int, kind: int, raw: bytes, now: float) -> bool:
+        """Act on an E, K or R frame from worker ``sender`` at ``now`` (monotonic seconds).
+
+        Returns:
+            True when an R frame was parked: call :meth:`release_parked` after :data:`PARK_SECONDS`.
+
+        Raises:
+            ClusterError: recovery is off in the master, or a frame of the wrong shape.
+        """
+        log_ = self.recovery
+        if log_ is None:
+            raise ClusterError("hub", "a recovery frame, but [recovery] is off in the master")
+        if now - self._expired_at >= 1.0:
+            self._expired_at = now
+            log_.expire(now)
+        body = body_of(raw)
+        if kind == EMIT:
+            namespace, event, rooms, except_rooms, packets, direct = body
+            seq = log_.take_offset()
+            try:
+                packets = with_offset(packets, seq)
+            except (ValueError, IndexError) as exc:
+                raise ClusterError("hub", f"emit without an EVENT packet: {exc}") from exc
+            log_.append(seq, now, namespace, tuple(rooms), tuple(except_rooms), packets)
+            data = frame(DELIVER, [seq, namespace, event, rooms, except_rooms, packets])
+            for wid, write in self.writers.items():
+                if not direct or wid == sender:
+                    write(data)
+        elif kind == KEEP:
+            session = session_from(body, now)
+            log_.persist(session)
+            parked = self.parked.pop(session.pid, None)
+            if parked is not None:
+                asker, rid, offset, namespace, _deadline = parked
+                self._answer(asker, rid, session.pid, offset, namespace, now)
+        elif kind == RESTORE:
+            rid, pid, offset, namespace = body
+            unknown = isinstance(pid, str) and pid not in log_.sessions and pid not in self.parked
+            if unknown and len(self.parked) < MAX_PARKED:
+                self.parked[pid] = (sender, rid, offset, namespace, now + PARK_SECONDS)
+                take_over = frame(TAKE_OVER, [pid])
+                for wid, write in self.writers.items():
+                    if wid != sender:
+                        write(take_over)
+                return True
+            self._answer(sender, rid, pid, offset, namespace, now)
+        return False
+
+    def release_parked(self, pid: str, now: float) -> None:
+        """Answer a parked restore of ``pid`` if no worker handed its socket over in time (not recovered)."""
+        parked = self.parked.get(pid)
+        if parked is not None and now >= parked[4]:
+            del self.parked[pid]
+            asker, rid, offset, namespace, _deadline = parked
+            self._answer(asker, rid, pid, offset, namespace, now)
+
+    def _answer(self, asker: int, rid: int, pid: Any, offset: Any, namespace: str, now: float) -> None:
+        log_ = self.recovery
+        assert log_ is not None
+        restored = log_.restore(pid, offset, now, namespace)
+        answer_to = self.writers.get(asker)
+        if answer_to is None:
+            return
+        if restored is None:
+            answer_to(frame(RESTORED, [rid, None, [], log_.last_seq]))
+        else:
+            answer = [rid, session_fields(restored.session), restored.packets, restored.last_offset]
+            answer_to(frame(RESTORED, answer))
+
     def broadcast_control(self, body: dict[str, Any], wids: Iterable[int] | None = None) -> None:
         data = frame(CONTROL, body)
         for wid, write in self.writers.items():
             if wids is None or wid in wids:
                 write(data)
+
+
+def session_fields(session: SavedSession) -> list[Any]:
+    """A saved session as the body of a K frame (and the session of an A frame)."""
+    return [
+        session.pid,
+        session.sid,
+        session.namespace,
+        session.rooms,
+        session.data,
+        session.user_id,
+        session.session_id,
+        session.base,
+    ]
+
+
+def session_from(fields: list[Any], now: float) -> SavedSession:
+    """The saved session of a K frame's body, disconnected at ``now``.
+
+    Raises:
+        ClusterError: a body of the wrong shape.
+    """
+    try:
+        pid, sid, namespace, rooms, data, user_id, session_id, base = fields
+        return SavedSession(pid, sid, namespace, tuple(rooms), data, user_id, session_id, int(base), now)
+    except (TypeError, ValueError) as exc:
+        raise ClusterError("hub", f"bad saved session: {exc}") from exc

@@ -28,6 +28,7 @@ from . import registry
 from .control import ControlError, request
 from .infos import render_instances, render_table
 from .master import Launch, Master, worker_count
+from .module_state import warning_text
 from .paths import RunPaths, instance_name
 from .pidfile import AlreadyRunning, PidFile, describe, running_pid
 from .runfiles import UnsafeRunFile, check_folder, is_master, open_run_file
@@ -299,6 +300,9 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
         pidfile.close()
         _err(f"cannot load the application: {type(exc).__name__}: {exc}")
         return 2
+    state_warning = warning_text(config.websocket.route_file, config.base_dir, worker_count(config))
+    if state_warning is not None:
+        _err(state_warning)
     try:
         sock = _bind(config)
     except OSError as exc:

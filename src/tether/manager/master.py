@@ -37,10 +37,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import __version__
-from ..cluster.hub import CONTROL, RELAYED, FrameReader, Hub, body_of, frame
+from ..cluster.hub import (
+    CONTROL,
+    EMIT,
+    KEEP,
+    PARK_SECONDS,
+    RELAYED,
+    RESTORE,
+    FrameReader,
+    Hub,
+    body_of,
+    frame,
+)
 from ..config import Config
 from ..errors import ClusterError, ConfigError
 from ..metrics import aggregate, render
+from ..recovery import RecoveryLog
 from . import registry
 from .control import ControlServer
 from .paths import RunPaths
@@ -53,6 +65,20 @@ log = logging.getLogger("tether.manager")
 
 SAMPLE_INTERVAL = 1.0
 """Seconds between two stats samples of every worker (events per second in ``infos``)."""
+
+
+def recovery_log(config: Config) -> RecoveryLog | None:
+    """The host's recovery log, kept by the master when ``[recovery]`` is on and workers share the hub
+    (with ``[room] driver = "redis"`` the workers are nodes of their own)."""
+    rec = config.recovery
+    if rec.max_disconnection_duration <= 0 or config.room.driver != "memory":
+        return None
+    return RecoveryLog(
+        rec.max_disconnection_duration,
+        max_session_bytes=rec.max_session_bytes,
+        max_buffer_bytes=rec.max_buffer_bytes,
+        max_sessions=rec.max_sessions,
+    )
 
 
 def worker_count(config: Config) -> int:
@@ -133,7 +159,7 @@ class Master:
         self.pidfile = pidfile
         self.launch = launch
         self.on_ready = on_ready
-        self.hub = Hub()
+        self.hub = Hub(recovery_log(config))
         self.workers: dict[int, WorkerProc] = {}
         self.slots: dict[int, WorkerProc] = {}
         self.generation = 0
@@ -367,10 +393,21 @@ class Master:
                 for kind, raw in frames.feed(data):
                     if kind in RELAYED:
                         hub.relay(w.wid, kind, raw)
+                    elif kind in (EMIT, KEEP, RESTORE):
+                        try:
+                            if hub.receive_recovery(w.wid, kind, raw, time.monotonic()):
+                                asyncio.get_running_loop().call_later(
+                                    PARK_SECONDS, self._release_parked, body_of(raw)[1]
+                                )
+                        except ClusterError as exc:
+                            log.error("! worker %d: %s", w.wid, exc)
                     elif kind == CONTROL:
                         self._on_worker_message(w, body_of(raw))
         except (OSError, ClusterError) as exc:
             log.error("! channel of worker %d broke: %s", w.wid, exc)
+
+    def _release_parked(self, pid: str) -> None:
+        self.hub.release_parked(pid, time.monotonic())
 
     def _on_worker_message(self, w: WorkerProc, msg: dict[str, Any]) -> None:
         t = msg.get("t")

@@ -101,9 +101,11 @@ class Worker:
         spec = self.spec
         config = Config.load(spec["config"], overrides=spec["overrides"])
         self.adapter = HubAdapter(self.send, self.wid, config.redis.request_timeout)
+        # Connection state recovery through the hub: the master keeps the host's log and sessions.
+        self.adapter.sequences_emits = config.recovery.max_disconnection_duration > 0
         # With [room] driver = "redis" every worker is a node of the Redis cluster: Redis carries emits
         # between workers as between hosts, and the hub link to the master is only the control channel.
-        server_adapter = make_adapter(config) if config.room.driver == "redis" else self.adapter
+        server_adapter = make_adapter(config) if config.room.driver != "memory" else self.adapter
         server = Server(config, adapter=server_adapter)  # imports the route file
         server.sid_prefix = f"{self.wid}."
         server.leadership.follow_master()  # with Redis the lease decides (follow_master leaves it so)

@@ -268,7 +268,10 @@ class Connection:
         the rest waits for the next GET.
         """
         if not self._queue:
-            return None
+            # While an upgrade is probed, engine.io answers every poll with a noop (socket.ts, check()):
+            # a GET that arrives after the probe's noop (the WebSocket's 3probe may reach the client after
+            # it) must not wait for the "5" that the client sends only once that GET is answered.
+            return _NOOP if self.state is State.UPGRADING else None
         total = 0
         n = 0
         for p in self._queue:

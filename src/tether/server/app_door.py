@@ -41,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ..errors import AppStartupError, ConfigError
+from .paths import TetherPaths
 
 if TYPE_CHECKING:
     from .server import Server
@@ -112,22 +113,14 @@ class AppDoor:
             LifespanOff(self.uvicorn) if cfg.lifespan == "off" else LifespanOn(self.uvicorn)
         )
         self._clock: asyncio.TimerHandle | None = None
-        self._exact: set[str] = set()
-        self._prefixes: tuple[str, ...] = ("/tether/",)
+        self.paths: TetherPaths | None = None
 
     request_path = staticmethod(request_path)
 
     def owns(self, path: str) -> bool:
         """Whether ``path`` is Tether's (served by its front door) rather than the application's."""
-        return path in self._exact or path.startswith(self._prefixes)
-
-    def _learn_paths(self) -> None:
-        # Read at startup: extensions and route files have registered their HTTP routes by then.
-        server = self.server
-        ws = server.config.websocket
-        self._exact = {ws.path, ws.path.rstrip("/") or "/", ws.ws_path}
-        self._exact.update(p for (_m, p) in server.http_routes if not p.endswith("*"))
-        self._prefixes = ("/tether/", *(p[:-1] for (_m, p) in server.http_routes if p.endswith("*")))
+        paths = self.paths
+        return paths is None or paths.owns(path)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -138,7 +131,7 @@ class AppDoor:
             AppStartupError: the application reported ``lifespan.startup.failed`` or raised (with
                 ``[app] lifespan = "on"``; ``"auto"`` treats an app without lifespan support as fine).
         """
-        self._learn_paths()
+        self.paths = TetherPaths(self.server)  # extensions and route files have registered theirs by now
         self._tick()
         await self.lifespan.startup()
         if self.lifespan.should_exit:

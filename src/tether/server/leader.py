@@ -73,6 +73,7 @@ class Leadership:
         self.tasks: list[OnceTask] = []
         self._lease: asyncio.Task[None] | None = None
         self._stopped = False
+        self._started = False
         self.changes = 0
 
     # -- who leads ------------------------------------------------------------------------------------
@@ -107,11 +108,24 @@ class Leadership:
     def add(self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> OnceTask:
         once = OnceTask(self, target, args, kwargs)
         self.tasks.append(once)
-        if self.leader:
-            self._start(once)
-        if self.source == "redis" and (self._lease is None or self._lease.done()) and not self._stopped:
-            self._lease = asyncio.get_running_loop().create_task(self._hold_lease())
+        if self._started:
+            if self.leader:
+                self._start(once)
+            self._ensure_lease()
         return once
+
+    def start(self) -> None:
+        """The server is up (``startup``): start what leads here, and the lease loop if one is needed."""
+        self._started = True
+        if self.leader:
+            for once in self.tasks:
+                self._start(once)
+        self._ensure_lease()
+
+    def _ensure_lease(self) -> None:
+        idle = self._lease is None or self._lease.done()
+        if self.source == "redis" and self.tasks and not self._stopped and idle:
+            self._lease = asyncio.get_running_loop().create_task(self._hold_lease())
 
     def remove(self, once: OnceTask) -> None:
         if once in self.tasks:
@@ -119,7 +133,7 @@ class Leadership:
         self._cancel(once)
 
     def _start(self, once: OnceTask) -> None:
-        if once.running or self._stopped:
+        if once.running or self._stopped or not self._started:
             return
         once.starts += 1
         once.task = self.server._start_task(once.target, once.args, once.kwargs)

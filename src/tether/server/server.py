@@ -177,6 +177,7 @@ class Server(SidApi):
         self.block_watch = BlockWatch(handlers.block_warning)
         self._block_warning = handlers.block_warning
         self._background: set[asyncio.Task[Any]] = set()
+        self._deferred: list[Any] = []
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
         if self.config.recovery.max_disconnection_duration > 0 and self.parser_cls.requires_connect:
@@ -235,8 +236,17 @@ class Server(SidApi):
         self._servers.append(server)
         await self.adapter.start()
         self._sweeper = loop.create_task(self._sweep_forever())
+        self.start_deferred_tasks()
         self.state.started_at = time.time()
         log.info("tether listening on %s", self.url)
+
+    async def start_embedded(self) -> None:
+        """Start without a socket of its own: another server owns the port and passes requests in
+        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter and the timers."""
+        self._stopping = asyncio.Event()
+        await self.adapter.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.state.started_at = time.time()
 
     @property
     def port(self) -> int:
@@ -301,7 +311,7 @@ class Server(SidApi):
             if now >= deadline:
                 del self._closed_polls[sid]
         self.heartbeat.run(now, self._on_timer)
-        if self.recovery is not None:
+        if self.recovery is not None and not self.recovery.remote:
             self.recovery.log.expire(now)
 
     def _on_timer(self, client: Client, action: Timer) -> None:
@@ -597,12 +607,21 @@ class Server(SidApi):
         if ns is None:
             ns = self.namespaces[name] = Namespace(name)
         recovery = self.recovery
-        restored = recovery.restore(client, name, ev.auth) if recovery is not None else None
+        if recovery is not None and recovery.wants_restore(ev.auth):
+            # At once with a local log; when the master answers with the hub's (the client sends nothing
+            # on this namespace before the CONNECT reply).
+            recovery.restore(client, name, ev.auth, lambda r: self._connect_socket(client, ev, reply, ns, r))
+            return
+        self._connect_socket(client, ev, reply, ns, None)
+
+    def _connect_socket(self, client: Client, ev: Connect, reply: bool, ns: Namespace, restored: Any) -> None:
+        """Make the socket of a CONNECT (a recovered one when ``restored``), run the hooks and the handler."""
+        name = ns.name
+        if client.conn.state is State.CLOSED or name in client.sockets:
+            return  # gone, or connected meanwhile, while the master looked for the session
+        recovery = self.recovery
         if restored is not None:
             sock = self._recovered_socket(client, ns, restored)
-            if recovery is not None and recovery.skip_connect_handler:
-                self._accept(sock, reply)
-                return
         else:
             sock = Socket(new_sid(), ns, client, self)
             if recovery is not None:
@@ -623,6 +642,14 @@ class Server(SidApi):
             self._handler_failed(sock, "connect hook", exc)
             self._refuse(sock, {"message": "Connection rejected by server"})
             return
+        if restored is not None:
+            # The hooks (the sessions' token check: a logged-out session stays out) let it in: now the
+            # missed packets, before anything new (the socket is in its rooms since _recovered_socket).
+            if restored.packets:
+                client.send(restored.packets)
+            if recovery is not None and recovery.skip_connect_handler:
+                self._accept(sock, reply)
+                return
         handler = self.router.get(name, "connect")
         if handler is None:
             self._accept(sock, reply)
@@ -640,10 +667,10 @@ class Server(SidApi):
             self._connect_result(sock, result, None, reply)
 
     def _recovered_socket(self, client: Client, ns: Namespace, restored: Any) -> Socket:
-        """The socket of a recovered session: its sid, rooms, data and user, and its missed packets sent.
+        """The socket of a recovered session, in its rooms, with its sid, data, user and session.
 
-        The missed packets go now, before the CONNECT reply, as the reference sends them; the socket joins
-        its rooms in the same step, so that nothing emitted from here on is missed or sent twice.
+        The missed packets go right after the connect hooks, before the CONNECT reply, as the reference
+        sends them; the socket is in its rooms from here on, so nothing emitted meanwhile is missed.
         """
         saved = restored.session
         sock = Socket(saved.sid, ns, client, self)
@@ -659,8 +686,9 @@ class Server(SidApi):
                 rooms.join(sock.sid, room)
                 if room.startswith(USER_ROOM_PREFIX) and len(rooms.members(room)) == 1:
                     self.adapter.user_online_changed(sock.namespace, room, True)
-        if restored.packets:
-            client.send(restored.packets)
+        if self.adapter.sequences_emits:
+            # In its rooms from here on: what the adapter delivered here since the session was read, too.
+            restored.packets.extend(self.adapter.recovered(sock, restored))
         if self.debug:
             log.debug("= %s recovered: %d missed packets", sock.sid, len(restored.packets))
         return sock
@@ -903,6 +931,12 @@ class Server(SidApi):
         recovery = self.recovery
         if recovery is None:
             packets = self.parser_cls.encode_event(namespace, event, args)
+        elif recovery.remote:
+            # The master stamps the offset and delivers it everywhere, here too, in one order.
+            recovery.send_remote(namespace, event, args, rooms, except_rooms, False)
+            for outgoing in self.outgoing_hooks:
+                outgoing(namespace, event, args, rooms, except_rooms)
+            return
         else:
             packets = recovery.encode(namespace, event, args, rooms, except_rooms)
         n = self.deliver_local(namespace, packets, rooms, except_rooms)

@@ -45,6 +45,11 @@ __all__ = ["MISSING", "RoomList", "SidApi"]
 log = logging.getLogger("tether.server")
 
 
+CONNECTING: dict[str, Socket] = {}
+"""Sockets whose ``connect`` handler runs (not yet in their namespace's rooms), by sid: a python-socketio
+``on_connect`` calls ``enter_room(sid, ...)`` and ``save_session(sid, ...)`` with the sid alone."""
+
+
 class _Missing:
     __slots__ = ()
 
@@ -106,6 +111,7 @@ class SidApi:
         namespaces: dict[str, Namespace]
         leadership: Leadership
         _background: set[asyncio.Task[Any]]
+        _deferred: list[_Deferred]
 
         def broadcast(
             self,
@@ -245,6 +251,7 @@ class SidApi:
         if sock is not None:
             future = sock.emit(event, *args, ack=True, timeout=timeout)
             assert isinstance(future, asyncio.Future)
+            future.add_done_callback(_retrieve)  # a call nobody awaits is not an error
             return future
 
         async def remote() -> Any:
@@ -255,7 +262,9 @@ class SidApi:
                 raise ConnectionClosed(1000, f"no socket {sid} in {namespace} on any worker or node")
             raise AckTimeout(event, timeout)
 
-        return asyncio.ensure_future(remote())
+        future = asyncio.ensure_future(remote())
+        future.add_done_callback(_retrieve)
+        return future
 
     def broadcast_with_acks(
         self,
@@ -300,7 +309,12 @@ class SidApi:
         if isinstance(sid, Socket):
             return sid, sid.namespace, sid.sid
         ns = namespace or "/"
-        return self.get_socket(sid, ns), ns, sid
+        sock = self.get_socket(sid, ns)
+        if sock is None:
+            sock = CONNECTING.get(sid)
+            if sock is not None and sock.namespace != ns:
+                sock = None
+        return sock, ns, sid
 
     @in_loop
     def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:
@@ -427,7 +441,23 @@ class SidApi:
         """
         if once:
             return self.leadership.add(target, args, kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # A route file's setup runs when the server is built, which may be before any loop (the CLI
+            # imports the app to check it): the task starts with the server instead.
+            later = _Deferred(target, args, kwargs)
+            self._deferred.append(later)
+            return later
         return self._start_task(target, args, kwargs)
+
+    def start_deferred_tasks(self) -> None:
+        """Start the tasks asked for before the loop ran (called by ``startup``)."""
+        deferred, self._deferred = self._deferred, []
+        for later in deferred:
+            if not later.cancelled:
+                later.task = self._start_task(later.target, later.args, later.kwargs)
+        self.leadership.start()
 
     def _start_task(
         self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -465,7 +495,23 @@ class SidApi:
         namespace_handler._set_server(self)
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
+class _Deferred:
+    """A background task asked for before the event loop ran: it starts with the server."""
+
+    def __init__(self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs
+        self.task: asyncio.Task[Any] | None = None
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # an emit with acks nobody awaits is not an error
 

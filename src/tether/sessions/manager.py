@@ -189,6 +189,9 @@ class SessionManager:
         Raises:
             Reject: code 422 without a token, 401 for a bad, expired or ended one.
         """
+        admin = self.server.config.admin
+        if admin.enabled and sock.namespace == admin.namespace:
+            return  # the admin UI's namespace has its own log-in (tether.admin), and no user session
         token = auth.get("token") if isinstance(auth, Mapping) else None
         if not isinstance(token, str) or not token:
             self.counters.rejected_no_token += 1

@@ -1,0 +1,472 @@
+"""Tether inside any ASGI server: ``ASGIApp``, python-socketio's name and signature.
+
+::
+
+    from tether.asgi import ASGIApp
+    app = ASGIApp("routes.py", other_asgi_app=fastapi_app)      # uvicorn main:app / hypercorn main:app
+
+The same route files, ``socket`` API, rooms, adapters (memory in one process; Redis across processes) and
+Engine.IO behaviour as ``tether start``: requests for Tether's paths are answered by the very code of
+Tether's front door, only fed from ASGI messages instead of a socket.
+
+- HTTP (polling, the client bundle, ``/tether/*``, ``/metrics``...): the request becomes a
+  :class:`~tether.handler.Request` and goes through :class:`_Exchange`, a front door
+  (:class:`~tether.server.http.HttpProtocol`) whose response is captured instead of written. A held
+  long-poll GET stays an awaited future; ``http.disconnect`` ends it as a dropped connection would.
+- WebSocket: the upgrade is checked by the same listener factory picows uses (Origin, ``EIO``, sid,
+  admission), then frames go to the same :class:`~tether.server.websocket.WebSocketListener` through
+  :class:`_AsgiWebSocket`, an object with the few calls of picows' ``WSTransport`` that Tether makes.
+  Outgoing messages are queued and written by one task; past ``[limits] send_buffer_bytes`` queued the
+  client is a slow consumer, as with picows. Pings are the ASGI server's business (ASGI has no ping).
+- Anything else goes to ``other_asgi_app`` (or 404). Lifespan: Tether starts on ``lifespan.startup`` (or
+  on the first request when the server runs no lifespan) and stops on ``lifespan.shutdown``; the other
+  app's lifespan runs inside.
+
+What several processes of another server need (Tether's own workers do it for you): Redis
+(``[room] driver = "redis"``) so that emits and rooms reach every process, and either sticky sessions at
+the load balancer or WebSocket only (``transports: ["websocket"]`` in the client), because a polling
+session lives in the process that opened it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from picows import WSMsgType, WSUpgradeResponseWithListener
+
+from .config import Config
+from .handler import Request
+from .router import Router, load_route_file
+from .server.http import HttpProtocol
+from .server.paths import TetherPaths
+from .server.server import Server
+from .server.websocket import _listener_factory
+
+__all__ = ["ASGIApp"]
+
+log = logging.getLogger("tether.asgi")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ASGIApp:
+    """An ASGI 3 application serving Tether (and ``other_asgi_app`` for every other path).
+
+    Args:
+        routes_or_server: a route file (path or module name, as ``[websocket] route_file``), a
+            :class:`~tether.router.Router`, or a :class:`~tether.server.server.Server` not started yet.
+        other_asgi_app: the ASGI app for every path that is not Tether's; ``None``: 404.
+        socketio_path: the Engine.IO path, as python-socketio's ``socketio_path`` (``"socket.io"``) or
+            Tether's ``[websocket] path`` (``"/socket.io/"``); ``None``: the config's.
+        config: the config of the server built from routes (default: ``Config.from_env()``, so
+            ``TETHER_CONFIG`` and ``TETHER_*`` apply). Ignored with a Server.
+        on_startup: called (sync or async) once Tether has started, as python-socketio's.
+        on_shutdown: called once Tether has stopped.
+    """
+
+    def __init__(
+        self,
+        routes_or_server: str | Router | Server,
+        other_asgi_app: ASGIApplication | None = None,
+        socketio_path: str | None = None,
+        config: Config | None = None,
+        on_startup: Callable[[], Any] | None = None,
+        on_shutdown: Callable[[], Any] | None = None,
+    ) -> None:
+        if isinstance(routes_or_server, Server):
+            server = routes_or_server
+            if socketio_path is not None and _normal(socketio_path) != server.config.websocket.path:
+                server.config = server.config.replace(websocket={"path": _normal(socketio_path)})
+        else:
+            config = config or Config.from_env()
+            if socketio_path is not None:
+                config = config.replace(websocket={"path": _normal(socketio_path)})
+            router = routes_or_server
+            if isinstance(router, str):
+                router = load_route_file(router, base_dir=config.base_dir)
+            server = Server(config, router)
+        self.server = server
+        self.other_asgi_app = other_asgi_app
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self._paths: TetherPaths | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._ws_factory: Any = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Start Tether (adapter, heartbeats); idempotent. Called on ``lifespan.startup`` or the first
+        request."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                await self.server.start_embedded()
+                self._paths = TetherPaths(self.server)
+                if self.on_startup is not None:
+                    await _maybe_await(self.on_startup())
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                raise
+            self._started.set_result(None)
+        await self._started
+
+    async def shutdown(self) -> None:
+        """Close every client (they reconnect elsewhere) and stop, as ``tether stop`` does."""
+        if self._started is None:
+            return
+        await self.server.shutdown()
+        self._started = None
+        if self.on_shutdown is not None:
+            await _maybe_await(self.on_shutdown())
+
+    # -- ASGI -----------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if self._paths is None:
+            await self.startup()
+        assert self._paths is not None
+        if self._paths.owns(scope["path"]):
+            if kind == "http":
+                await self._http(scope, receive, send)
+                return
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+                return
+        if self.other_asgi_app is not None:
+            await self.other_asgi_app(scope, receive, send)
+        elif kind == "http":
+            await _plain(send, 404, b"Not Found")
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        other = self.other_asgi_app
+        if other is None:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.startup()
+                    except Exception as exc:
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.shutdown()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+        # The other app's lifespan runs inside Tether's: Tether starts before the app's startup and
+        # stops after its shutdown.
+        async def wrapped_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+            return message
+
+        async def wrapped_send(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.shutdown()
+            await send(message)
+
+        await other(scope, wrapped_receive, wrapped_send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = self.server
+        limit = server.config.websocket.max_payload
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > limit:
+                await _json(send, 413, b'{"code":3,"message":"Payload too large"}')
+                return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        query = dict(parse_qsl(query_string)) if query_string else {}
+        client = scope.get("client")
+        remote = client[0] if client else ""
+        request = Request(scope["method"], scope["path"], query, headers, remote)
+        exchange = _Exchange(server, remote)
+        server.state.http_requests += 1
+        exchange.route(request, bytes(body))
+        response = exchange.response
+        if not response.done():
+            # A held long-poll GET: answered when packets are queued, or ended by the client going away.
+            gone: asyncio.Future[Any] = asyncio.ensure_future(_wait_disconnect(receive))
+            waiting: set[asyncio.Future[Any]] = {response, gone}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not response.done():
+                exchange.connection_lost(None)
+                return
+            gone.cancel()
+        status, out_headers, out = response.result()
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]
+        raw.append((b"content-length", str(len(out)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": out if scope["method"] != "HEAD" else b""})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        query_string = scope.get("query_string", b"")
+        path = scope.get("raw_path") or scope["path"].encode("latin-1")
+        client = scope.get("client")
+        remote = client[0] if client else ""
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        target = path + (b"?" + query_string if query_string else b"")
+        listener = _listener_factory(self.server, remote)(_Upgrade(target, headers))
+        if isinstance(listener, WSUpgradeResponseWithListener):  # refused: the status and reason Tether gives
+            refusal = listener.response
+            if "websocket.http.response" in scope.get("extensions", {}):
+                hdrs = [(b"content-type", b"application/json")]
+                await send(
+                    {"type": "websocket.http.response.start", "status": refusal.status, "headers": hdrs}
+                )
+                await send({"type": "websocket.http.response.body", "body": bytes(refusal.body or b"")})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.accept"})
+        ws = _AsgiWebSocket(send, listener, self.server.config.limits.send_buffer_bytes)
+        listener.on_ws_connected(ws)
+        try:
+            while not ws.closed:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is not None:
+                        listener.on_ws_frame(ws, _Frame(_TEXT, text.encode()))
+                    else:
+                        listener.on_ws_frame(ws, _Frame(_BINARY, message.get("bytes") or b""))
+                elif kind == "websocket.disconnect":
+                    ws.peer_gone()
+                    break
+        finally:
+            if not ws.reported:
+                ws.reported = True
+                listener.on_ws_disconnected(ws)
+            await ws.flushed()
+
+
+def _normal(path: str) -> str:
+    """python-socketio's ``socket.io`` and Tether's ``/socket.io/`` name the same path."""
+    return "/" + path.strip("/") + "/"
+
+
+async def _maybe_await(result: Any) -> None:
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        await result
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- HTTP: the front door with its answer captured ---------------------------------------------------
+
+
+class _NoTransport:
+    """What the front door asks of its transport while it answers one request (nothing to do here)."""
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+class _Exchange(HttpProtocol):
+    """One ASGI request through Tether's front door: routing, Engine.IO polling, CORS and errors are the
+    front door's code; only the response goes to a future instead of a socket."""
+
+    def __init__(self, server: Server, remote: str) -> None:
+        super().__init__(server)
+        self.transport = _NoTransport()  # type: ignore[assignment]
+        self.remote = remote
+        self.response: asyncio.Future[tuple[int, dict[str, str], bytes]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def route(self, request: Request, body: bytes) -> None:
+        self._route(request, body)
+
+    def _respond(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
+        if not self.response.done():
+            self.response.set_result((status, headers, body))
+
+
+# -- WebSocket: the picows listener fed from ASGI messages -------------------------------------------
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+
+
+class _Upgrade:
+    """The two fields of picows' ``WSUpgradeRequest`` the listener factory reads."""
+
+    __slots__ = ("headers", "path")
+
+    def __init__(self, path: bytes, headers: dict[str, str]) -> None:
+        self.path = path
+        self.headers = headers
+
+
+class _Frame:
+    """One complete ASGI message as the listener reads a picows ``WSFrame``."""
+
+    __slots__ = ("_payload", "fin", "msg_type")
+
+    def __init__(self, msg_type: WSMsgType, payload: bytes) -> None:
+        self.msg_type = msg_type
+        self._payload = payload
+        self.fin = True
+
+    def get_payload_as_bytes(self) -> bytes:
+        return self._payload
+
+    def get_payload_as_utf8_text(self) -> str:
+        return self._payload.decode()
+
+    def get_close_code(self) -> int:
+        return 1000
+
+
+class _Underlying:
+    """The ``underlying_transport`` of :class:`_AsgiWebSocket`: its buffer is the queue of messages."""
+
+    def __init__(self, ws: _AsgiWebSocket) -> None:
+        self.ws = ws
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is not None:
+            self.ws.high = high
+
+    def get_write_buffer_size(self) -> int:
+        return self.ws.buffered
+
+    def is_closing(self) -> bool:
+        return self.ws.closed
+
+
+class _AsgiWebSocket:
+    """The calls of picows' ``WSTransport`` that Tether makes, on an ASGI WebSocket: ``send`` queues
+    messages that one task writes in order with the ASGI ``send``."""
+
+    def __init__(self, send: Send, listener: Any, high: int) -> None:
+        self._send = send
+        self.listener = listener
+        self.high = high
+        self.buffered = 0
+        self.paused = False
+        self.closed = False
+        self.reported = False
+        self.is_close_frame_sent = False
+        self.close_handshake = None
+        self.underlying_transport = _Underlying(self)
+        self._queue: asyncio.Queue[tuple[Message, int] | None] = asyncio.Queue()
+        self._writer = asyncio.ensure_future(self._write_forever())
+
+    def send(self, msg_type: WSMsgType, message: bytes | str) -> None:
+        if self.closed or self.is_close_frame_sent:
+            return
+        data = message.encode() if isinstance(message, str) else bytes(message)
+        self.buffered += len(data)
+        if msg_type == _TEXT:
+            self._queue.put_nowait(({"type": "websocket.send", "text": data.decode()}, len(data)))
+        else:
+            self._queue.put_nowait(({"type": "websocket.send", "bytes": data}, len(data)))
+        if not self.paused and self.buffered > self.high:
+            self.paused = True
+            self.listener.pause_writing()
+
+    def send_ping(self, message: bytes | None = None) -> None:
+        pass  # ASGI has no ping: the ASGI server keeps the connection alive
+
+    def send_close(self, close_code: int = 1000, close_message: bytes | None = None) -> None:
+        if self.is_close_frame_sent or self.closed:
+            return
+        self.is_close_frame_sent = True
+        reason = bytes(close_message or b"").decode("utf-8", "replace")
+        self._queue.put_nowait(({"type": "websocket.close", "code": int(close_code), "reason": reason}, 0))
+
+    def disconnect(self, graceful: bool = True) -> None:
+        if not self.is_close_frame_sent:
+            self.send_close(1000)
+        self._queue.put_nowait(None)
+        if not graceful:
+            self._writer.cancel()
+
+    def peer_gone(self) -> None:
+        self.closed = True
+        self._queue.put_nowait(None)
+
+    async def flushed(self) -> None:
+        self._queue.put_nowait(None)
+        with contextlib.suppress(asyncio.CancelledError, OSError, RuntimeError):
+            await self._writer
+
+    async def _write_forever(self) -> None:
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is None:
+                if self.is_close_frame_sent or self.closed:
+                    return
+                continue
+            message, size = item
+            if self.closed:
+                return
+            try:
+                await self._send(message)
+            except Exception:  # the ASGI server says the connection is gone (ClientDisconnected, OSError)
+                self.closed = True
+                return
+            if message["type"] == "websocket.close":
+                return
+            self.buffered -= size
+            if self.paused and self.buffered <= self.high // 4:
+                self.paused = False
+                self.listener.resume_writing()

@@ -1,0 +1,103 @@
+"""Finds the module-level state of a route file, which several workers would each keep a copy of.
+
+With the default of one worker per core, ``users = {}`` at the top of a route file is one dict per worker:
+a chat's user count read 1, 1, 2, 3, 1... by clients on different workers. ``tether start`` warns once
+when a route file has such state and more than one worker runs (see docs/scaling.md, "What is per
+worker"). The check reads the source (``ast``): it runs nothing.
+
+Flagged: a module-level name bound to a ``dict``, ``list``, ``set`` (literal, comprehension or
+constructor: ``dict()``, ``defaultdict(...)``, ``Counter()``, ``deque()``...), and a name a function
+declares ``global`` (a counter it rebinds). Dunder names are not state. A constant table is flagged too:
+the warning says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+__all__ = ["module_state", "route_file_path", "warning_text"]
+
+_MUTABLE_CALLS = frozenset(
+    {
+        "dict",
+        "list",
+        "set",
+        "bytearray",
+        "defaultdict",
+        "Counter",
+        "deque",
+        "OrderedDict",
+        "WeakValueDictionary",
+    }
+)
+_MUTABLE_NODES = (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)
+
+
+def _is_mutable(value: ast.expr | None) -> bool:
+    if isinstance(value, _MUTABLE_NODES):
+        return True
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        return name in _MUTABLE_CALLS
+    return False
+
+
+def module_state(source: str) -> list[str]:
+    """The names of mutable module-level state in ``source``, in the order they appear.
+
+    Raises:
+        SyntaxError: ``source`` is not Python.
+    """
+    tree = ast.parse(source)
+    names: dict[str, None] = {}
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign) and _is_mutable(node.value):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AnnAssign) and _is_mutable(node.value):
+            targets = [node.target]
+        for target in targets:
+            if isinstance(target, ast.Name):
+                names[target.id] = None
+    for inner in ast.walk(tree):
+        if isinstance(inner, ast.Global):
+            for name in inner.names:
+                names[name] = None
+    return [n for n in names if not (n.startswith("__") and n.endswith("__"))]
+
+
+def route_file_path(route_file: str, base_dir: str) -> Path | None:
+    """The source file of ``[websocket] route_file`` (a path or a dotted module); None if not found."""
+    if route_file.endswith(".py") or "/" in route_file:
+        path = Path(route_file)
+        return path if path.is_absolute() else Path(base_dir) / path
+    try:
+        spec = importlib.util.find_spec(route_file)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
+
+
+def warning_text(route_file: str, base_dir: str, workers: int) -> str | None:
+    """The warning ``tether start`` prints, or None when there is nothing to say."""
+    if workers <= 1 or not route_file:
+        return None
+    path = route_file_path(route_file, base_dir)
+    if path is None:
+        return None
+    try:
+        names = module_state(path.read_text())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
+    if not names:
+        return None
+    shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+    return (
+        f"warning: {path.name} keeps module-level state ({shown}): with {workers} workers each worker has "
+        "its own copy. Keep shared state in Redis or a database, count with `await server.count(room)`, run "
+        "periodic work with `server.start_background_task(fn, once=True)`; if these are constants, ignore "
+        'this (docs/scaling.md, "What is per worker").'
+    )

@@ -1,0 +1,51 @@
+"""``tether start`` warns once about a route file's module-level state when several workers run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tether.manager.module_state import module_state, warning_text
+
+from .conftest import Instance
+
+SOURCE = """
+import collections
+from collections import defaultdict
+
+__all__ = ["x"]
+users = {}
+typing: dict[str, int] = dict()
+rooms = defaultdict(set)
+counts = collections.Counter()
+LIMIT = 10
+NAME = "chat"
+online = 0
+
+def connect(socket):
+    global online
+    online += 1
+"""
+
+
+def test_module_state_names() -> None:
+    assert module_state(SOURCE) == ["users", "typing", "rooms", "counts", "online"]
+    assert module_state("LIMIT = 3\nTEXT = 'x'\ndef f():\n    local = {}\n") == []
+
+
+def test_warning_only_with_several_workers(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.py"
+    routes.write_text(SOURCE)
+    assert warning_text("routes.py", str(tmp_path), 1) is None
+    text = warning_text("routes.py", str(tmp_path), 2)
+    assert (
+        text is not None
+        and "routes.py keeps module-level state (users, typing, rooms, counts, online)" in text
+    )
+    assert "with 2 workers" in text and "once=True" in text
+    assert warning_text("missing.py", str(tmp_path), 2) is None
+
+
+def test_tether_start_warns_once(instance: Instance) -> None:
+    instance.routes.write_text(instance.routes.read_text() + "\nSEEN = []\n")
+    proc = instance.start("--workers", "2")
+    assert proc.stderr.count("keeps module-level state (SEEN)") == 1, proc.stderr  # once, not per worker

@@ -1,0 +1,104 @@
+"""Class-based namespaces from a route file: ``tether.Namespace`` and a python-socketio ``AsyncNamespace``
+subclass run unchanged, against real python-socketio clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import socketio
+
+from tests.apps import namespace_routes
+from tests.helpers import scaled, wait_until
+from tests.redis_fixtures import Client
+from tether import Config, Namespace, Router, Server, run_server
+from tether.errors import TetherError
+from tether.router import load_route_file
+
+ROUTES = Path(__file__).parent / "apps" / "namespace_routes.py"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    router = load_route_file(str(ROUTES))
+    srv = await run_server(Config().replace(server={"port": 0}), router)
+    yield srv
+    await srv.shutdown(timeout=1)
+
+
+def seen(kind: str) -> list[object]:
+    # load_route_file imports the file under its own module name: read that module's SEEN.
+    import sys
+
+    module = next(
+        m for name, m in sys.modules.items() if name.startswith("_tether_routes_") and hasattr(m, "Room")
+    )
+    return module.SEEN[kind]  # type: ignore[no-any-return]
+
+
+async def refused_with(server: Server, namespace: str, auth: object) -> object:
+    """The CONNECT_ERROR data a client gets when its connection is refused."""
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[object] = []
+    client.on("connect_error", errors.append, namespace=namespace)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(server.url, namespaces=[namespace], auth=auth, wait_timeout=scaled(5))
+    return errors[0]
+
+
+async def test_tether_namespace_class(server: Server) -> None:
+    assert (await refused_with(server, "/room", {"token": "no"}))["message"] == "bad token"  # type: ignore[index]
+    a, b = Client(server.url, "/room"), Client(server.url, "/room")
+    for c in (a, b):
+        await c.sio.connect(server.url, namespaces=["/room"], auth={"token": "ok"}, transports=["websocket"])
+        c.sid = c.sio.get_sid("/room") or ""
+    try:
+        assert await a.call("join", "loud") == sorted([a.sid, "loud"])
+        assert await b.call("join", "loud") == sorted([b.sid, "loud"])
+        assert await a.call("shout", "hi") == "shouted"
+        await wait_until(lambda: b.events.get("shouted"), what="the namespace's emit")
+        assert b.events["shouted"] == ["HI"] and not a.events.get("shouted")
+    finally:
+        await a.close()
+        await b.close()
+    await wait_until(lambda: any(e[0] == "disconnect" for e in seen("room")), what="on_disconnect")
+
+
+async def test_python_socketio_async_namespace_unchanged(server: Server) -> None:
+    assert (await refused_with(server, "/chat", {"refuse": True}))["message"] == "go away"  # type: ignore[index]
+    ann, bob = Client(server.url, "/chat"), Client(server.url, "/chat")
+    for c, name in ((ann, "ann"), (bob, "bob")):
+        await c.sio.connect(server.url, namespaces=["/chat"], auth={"name": name}, transports=["websocket"])
+        c.sid = c.sio.get_sid("/chat") or ""
+    try:
+        assert await ann.call("message", "hello") == ("delivered", 1)
+        assert await ann.call("message", "again") == ("delivered", 2)  # the session is kept
+        await wait_until(lambda: len(bob.events.get("message", [])) == 2, what="the room emit")
+        assert bob.events["message"][0] == {"from": "ann", "text": "hello"} and not ann.events.get("message")
+        assert await bob.call("rooms") == sorted([bob.sid, "general"])
+        assert await bob.call("sync_event", 5) == {"echo": 5}
+        session = await server.get_session(ann.sid, namespace="/chat")
+        assert session["name"] == "ann" and session["said"] == 2 and "python" in session["agent"].lower()
+        assert ("connect", ann.sid, "GET") in seen("chat")
+        await server.disconnect(bob.sid, namespace="/chat")
+        await wait_until(lambda: ("disconnect", bob.sid, "server disconnect") in seen("chat"), what="reason")
+    finally:
+        await ann.close()
+        await bob.close()
+    # python-engineio may close the WebSocket before its DISCONNECT packet leaves: "transport close" then.
+    await wait_until(
+        lambda: any(e[:2] == ("disconnect", ann.sid) for e in seen("chat")), what="ann's disconnect"
+    )
+    reason = next(e[2] for e in seen("chat") if e[:2] == ("disconnect", ann.sid))
+    assert reason in ("client disconnect", "transport close")
+
+
+def test_registration_errors() -> None:
+    with pytest.raises(TypeError):
+        Router().register_namespace(object())
+    with pytest.raises(ValueError):
+        Namespace("chat")
+    with pytest.raises(TetherError):
+        Namespace("/x").emit("e")
+    assert namespace_routes.Room("/r").handlers().keys() == {"connect", "join", "shout", "disconnect"}

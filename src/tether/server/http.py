@@ -39,9 +39,9 @@ from .origins import origin_allowed, warn_refused
 from .websocket import adopt
 
 if TYPE_CHECKING:
-    from .app_door import AppDoor
     from .client import Client
-    from .server import Server
+    from .core import AppMount
+    from .receive import Receiver
 
 __all__ = ["HttpProtocol"]
 
@@ -55,7 +55,7 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 class HttpProtocol(asyncio.Protocol):
     """One TCP connection speaking HTTP/1.1 until it upgrades to WebSocket."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Receiver) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -324,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
 
-    def _to_app(self, door: AppDoor, data: bytes) -> None:
+    def _to_app(self, door: AppMount, data: bytes) -> None:
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None

@@ -33,11 +33,11 @@ from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from .client import Client
+from .lifecycle import close_reason
 from .origins import origin_allowed, warn_refused
-from .server import close_reason
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .receive import Receiver
 
 __all__ = ["WebSocketListener", "adopt"]
 
@@ -93,7 +93,7 @@ class WebSocketListener(WSListener):
         "upgrading",
     )
 
-    def __init__(self, server: Server, client: Client, upgrading: bool) -> None:
+    def __init__(self, server: Receiver, client: Client, upgrading: bool) -> None:
         self.server = server
         self.client = client
         self.conn = client.conn
@@ -320,7 +320,7 @@ def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
     )
 
 
-def _listener_factory(server: Server, remote: str) -> Any:
+def _listener_factory(server: Receiver, remote: str) -> Any:
     remote = intern(remote)
 
     def factory(req: WSUpgradeRequest) -> Any:
@@ -365,7 +365,7 @@ def _listener_factory(server: Server, remote: str) -> Any:
     return factory
 
 
-def adopt(server: Server, transport: asyncio.Transport, data: bytes, remote: str) -> None:
+def adopt(server: Receiver, transport: asyncio.Transport, data: bytes, remote: str) -> None:
     """Switch ``transport`` to a picows WSProtocol and replay ``data`` (the upgrade request) into it."""
     cfg = server.config
     proto = WSProtocol(

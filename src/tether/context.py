@@ -8,25 +8,176 @@ per message. With ``ack=True`` it returns a future that resolves to the client's
 
 ``server.to(room).timeout(5).emit("question", data)`` asks every recipient, on every worker and node,
 for an ack and resolves to their :class:`~tether.acks.Answers` (socket.io 4.5's broadcast with acks).
+
+The server is seen here through small interfaces, :class:`SocketHost` (what a socket asks of the server),
+:class:`BroadcastHost` (what an emit chain asks) and :class:`ClientLink` (what a socket writes to), which
+:class:`~tether.server.Server` and :class:`~tether.server.client.Client` implement: this module imports
+nothing from :mod:`tether.server` but the plain counters of :mod:`~tether.server.state`, so the server
+builds sockets without an import circle.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Generator, Iterable
-from typing import TYPE_CHECKING, Any
+import ssl
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AckTimeout, ConnectionClosed
+from .rooms import Rooms
 from .threads import _local, call_in_loop, in_loop
 
 if TYPE_CHECKING:
     from .acks import Answers
-    from .cluster.base import SocketInfo
+    from .cluster.base import Adapter, SocketInfo
+    from .config import Config
     from .handler import Request
-    from .server.client import Client
-    from .server.server import Namespace, Server
+    from .protocol.connection import Connection
+    from .protocol.parsers import Parser
+    from .server.state import ServerState
 
-__all__ = ["BroadcastOperator", "Socket"]
+__all__ = [
+    "BroadcastHost",
+    "BroadcastOperator",
+    "ClientLink",
+    "Namespace",
+    "PacketLog",
+    "Socket",
+    "SocketHost",
+]
+
+
+class Namespace:
+    """A namespace's sockets and rooms."""
+
+    __slots__ = ("name", "rooms")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rooms: Rooms[Socket] = Rooms()
+
+
+class ClientLink(Protocol):
+    """The Engine.IO session a socket belongs to, as the socket uses it (:class:`.server.client.Client`)."""
+
+    conn: Connection
+    parser: Parser
+    request: Request
+    remote: str
+    sockets: dict[str, Socket]
+
+    @property
+    def sid(self) -> str: ...
+
+    def send(self, packets: list[bytes]) -> None: ...
+
+
+class BroadcastHost(Protocol):
+    """The server as an emit chain uses it (implemented by :class:`~tether.server.Server`)."""
+
+    adapter: Adapter
+    config: Config
+
+    def broadcast(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+    ) -> None: ...
+
+    def broadcast_with_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        timeout: float,
+    ) -> Awaitable[Answers]: ...
+
+    def local_sockets(
+        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> Iterator[Socket]: ...
+
+
+class PacketLog(Protocol):
+    """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
+
+    remote: bool
+
+    def send_remote(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        direct: bool,
+    ) -> None: ...
+
+    def encode(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+    ) -> list[bytes]: ...
+
+
+class SocketHost(BroadcastHost, Protocol):
+    """The server as a socket (and a route file, through ``socket.server``) uses it.
+
+    Implemented by :class:`~tether.server.Server`; the methods are documented there. It is the whole
+    contract between this module and the server: a feature that needs more of ``socket.server`` adds it
+    here (mypy then checks that the server has it).
+    """
+
+    state: ServerState
+    ssl_context: ssl.SSLContext | None
+
+    @property
+    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+
+    @property
+    def outgoing_hooks(
+        self,
+    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+
+    @property
+    def recovery(self) -> PacketLog | None: ...
+
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
+
+    def join_socket(self, sock: Socket, room: str) -> None: ...
+
+    def leave_socket(self, sock: Socket, room: str) -> None: ...
+
+    def disconnect_socket(self, sock: Socket, reason: str, notify: bool) -> None: ...
+
+    def close_connection(self, sock: Socket, reason: str) -> None: ...
+
+    @staticmethod
+    def user_room(user_id: Any) -> str: ...
+
+    def of(self, namespace: str) -> BroadcastOperator: ...
+
+    def emit(self, event: str, *args: Any, namespace: str | None = None) -> Any: ...
+
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator: ...
+
+    def is_user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
+
+    async def user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
+
+    def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
 
 
 class _Sent:
@@ -55,7 +206,7 @@ class BroadcastOperator:
 
     def __init__(
         self,
-        server: Server,
+        server: BroadcastHost,
         namespace: str,
         rooms: tuple[str, ...] = (),
         except_rooms: tuple[str, ...] = (),
@@ -180,7 +331,7 @@ class Socket:
         "user_id",
     )
 
-    def __init__(self, sid: str, namespace: Namespace, client: Client, server: Server) -> None:
+    def __init__(self, sid: str, namespace: Namespace, client: ClientLink, server: SocketHost) -> None:
         self.sid = sid
         self.namespace = namespace.name
         self._ns = namespace
@@ -374,8 +525,32 @@ class Socket:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     @in_loop
-    def disconnect(self) -> _Sent:
+    def disconnect(self, close: bool = False) -> _Sent:
         """Disconnect this socket from its namespace (client reason ``io server disconnect``), at once;
-        the result may be awaited or not."""
+        the result may be awaited or not.
+
+        Args:
+            close: also close the client's connection, every namespace of it (node's
+                ``socket.disconnect(true)``).
+        """
         self.server.disconnect_socket(self, "server namespace disconnect", notify=True)
+        if close:
+            self.server.close_connection(self, "server namespace disconnect")
         return SENT
+
+    @property
+    def handshake(self) -> dict[str, Any]:
+        """The request that opened the connection, shaped as node's ``socket.handshake``: ``headers``
+        (lower-case names), ``address``, ``xdomain``, ``secure``, ``url`` and ``query``."""
+        req = self.client.request
+        query = "&".join(f"{k}={v}" for k, v in req.query.items())
+        return {
+            # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
+            # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
+            "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
+            "address": req.remote,
+            "xdomain": "origin" in req.headers,
+            "secure": self.server.ssl_context is not None,
+            "url": req.path + ("?" + query if query else ""),
+            "query": dict(req.query),
+        }

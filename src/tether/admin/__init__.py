@@ -28,7 +28,7 @@ from .auth import AdminAuth
 from .instrument import COMMAND_FEATURES, Instrument
 
 if TYPE_CHECKING:
-    from ..context import Socket
+    from ..context import Socket, SocketHost
     from ..server.server import Server
 
 __all__ = ["COMMAND_FEATURES", "AdminAuth", "Instrument", "get_instrument", "install"]
@@ -73,7 +73,7 @@ def install(server: Server) -> Instrument | None:
     return instrument
 
 
-def get_instrument(server: Server) -> Instrument:
+def get_instrument(server: SocketHost) -> Instrument:
     """The admin UI instrument of ``server``.
 
     Raises:

@@ -3,28 +3,139 @@
 A server always delivers to its own sockets first (:meth:`Server.deliver_local`), then, when its
 adapter is remote, calls :meth:`Adapter.publish`; every other process receives the message and
 delivers it locally. Local-first keeps the common single-process case free of any bus.
+
+An adapter sees its server only as a :class:`LocalNode` (and the server's sockets as
+:class:`LocalSocket`): the few calls it needs to act on this process. The server implements them;
+nothing in :mod:`tether.cluster` imports :mod:`tether.server`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TetherError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from ..acks import AckCollector
-    from ..context import Socket
+    from ..protocol.parsers import Parser
     from ..recovery import Restored, SavedSession
-    from ..server.server import Server
+    from ..rooms import Rooms
+    from ..router import Router
     from .wire import SessionCommand
 
-__all__ = ["Adapter", "BroadcastMessage", "SocketInfo", "socket_info"]
+__all__ = ["Adapter", "BroadcastMessage", "LocalNode", "LocalSocket", "SocketInfo", "socket_info"]
+
+
+class LocalSocket(Protocol):
+    """A socket of this process, as an adapter acts on it (:class:`tether.Socket`)."""
+
+    sid: str
+    namespace: str
+    user_id: str | None
+    _data: dict[str, Any] | None
+
+    @property
+    def rooms(self) -> set[str]: ...
+
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+    @property
+    def handshake(self) -> dict[str, Any]: ...
+
+    def emit(
+        self, event: str, *args: Any, ack: bool = False, timeout: float | None = None
+    ) -> Awaitable[Any]: ...
+
+    def join(self, room: str | Iterable[str]) -> Any: ...
+
+    def leave(self, room: str | Iterable[str]) -> Any: ...
+
+    def disconnect(self, close: bool = False) -> Any: ...
+
+
+class LocalNamespace(Protocol):
+    """A namespace of this process: its rooms, for cheap filtering before decoding a message."""
+
+    @property
+    def rooms(self) -> Rooms[Any]: ...
+
+
+class EmitCounters(Protocol):
+    """The server's counters of what it sent (:class:`tether.server.state.ServerState`)."""
+
+    @property
+    def observe(self) -> bool: ...
+
+    def count_out(self, name: str, reached: int) -> None: ...
+
+
+class RecoveryLink(Protocol):
+    """Connection state recovery of this process, as the hub adapter uses it."""
+
+    def take_over(self, pid: str) -> None:
+        """The client of ``pid`` is back on another worker: close its connection here."""
+        ...
+
+
+class LocalNode(Protocol):
+    """This process's server, as its adapter uses it (implemented by :class:`tether.Server`)."""
+
+    debug: bool
+
+    @property
+    def recovery(self) -> RecoveryLink | None: ...
+
+    @property
+    def state(self) -> EmitCounters: ...
+
+    @property
+    def parser_cls(self) -> type[Parser]: ...
+
+    @property
+    def router(self) -> Router: ...
+
+    @property
+    def namespaces(self) -> Mapping[str, LocalNamespace]: ...
+
+    @property
+    def extensions(self) -> Mapping[str, Any]: ...
+
+    @property
+    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+
+    @property
+    def outgoing_hooks(
+        self,
+    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+
+    def deliver_local(
+        self,
+        namespace: str,
+        packets: list[bytes],
+        rooms: Iterable[str] = (),
+        except_rooms: Iterable[str] = (),
+    ) -> int:
+        """Write encoded packets to the matching sockets of this process; how many got them."""
+        ...
+
+    def local_sockets(
+        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
+    ) -> Iterator[LocalSocket]:
+        """The matching sockets of this process."""
+        ...
+
+    def get_socket(self, sid: str, namespace: str = "/") -> LocalSocket | None: ...
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A background task the server waits for on shutdown."""
+        ...
+
 
 log = logging.getLogger("tether.cluster")
 
@@ -54,9 +165,9 @@ class Adapter:
     """With :attr:`sequences_emits`: the offset of the last emit delivered here."""
 
     def __init__(self) -> None:
-        self.server: Server | None = None
+        self.server: LocalNode | None = None
 
-    def attach(self, server: Server) -> None:
+    def attach(self, server: LocalNode) -> None:
         self.server = server
 
     async def start(self) -> None:
@@ -83,7 +194,7 @@ class Adapter:
         (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
         raise NotImplementedError
 
-    def recovered(self, sock: Socket, restored: Restored) -> list[bytes]:
+    def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
         """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
         here since the session was read, which it must get too. Default: none can have been."""
         return []
@@ -118,11 +229,10 @@ class Adapter:
         self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], join: tuple[str, ...]
     ) -> None:
         """Make the matching sockets (everywhere) join ``join`` (socket.io's ``socketsJoin``)."""
-        server = self._server()
-        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
+        for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
             for room in join:
                 try:
-                    server.join_socket(sock, room)
+                    sock.join(room)
                 except TetherError as exc:
                     log.warning("! %s cannot join %r: %s", sock.sid, room, exc)
 
@@ -137,11 +247,8 @@ class Adapter:
         self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], close: bool = False
     ) -> None:
         """Disconnect the matching sockets (everywhere); ``close`` also closes their connection."""
-        server = self._server()
-        for sock in list(server.local_sockets(namespace, rooms, except_rooms)):
-            sock.disconnect()
-            if close:
-                server.close_client(sock.client, "server namespace disconnect", send_close=True)
+        for sock in list(self._server().local_sockets(namespace, rooms, except_rooms)):
+            sock.disconnect(close)
 
     def set_data(self, namespace: str, rooms: tuple[str, ...], data: dict[str, Any]) -> None:
         """Replace ``socket.data`` of the sockets in ``rooms`` (everywhere): a copy of ``data`` each."""
@@ -217,7 +324,7 @@ class Adapter:
         """What ``GET /api/stats`` shows about the bus."""
         return {"driver": type(self).__name__, "remote": self.remote}
 
-    def _server(self) -> Server:
+    def _server(self) -> LocalNode:
         if self.server is None:
             raise TetherError(f"{type(self).__name__} is not attached to a server")
         return self.server
@@ -237,21 +344,9 @@ class SocketInfo:
     """The uid of the node that has it; empty: this process."""
 
 
-def socket_info(sock: Socket, node: str = "") -> SocketInfo:
-    req = sock.client.request
-    query = "&".join(f"{k}={v}" for k, v in req.query.items())
-    handshake = {
-        # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
-        # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
-        "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
-        "address": req.remote,
-        "xdomain": "origin" in req.headers,
-        "secure": sock.server.ssl_context is not None,
-        "url": req.path + ("?" + query if query else ""),
-        "query": dict(req.query),
-    }
+def socket_info(sock: LocalSocket, node: str = "") -> SocketInfo:
     return SocketInfo(
-        sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, handshake, sock.user_id, node
+        sock.sid, sock.namespace, tuple(sorted(sock.rooms)), sock.data, sock.handshake, sock.user_id, node
     )
 
 

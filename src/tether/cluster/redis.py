@@ -41,7 +41,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..errors import ClusterError, ConfigError, TetherError
-from .base import BroadcastMessage
+from .base import BroadcastMessage, LocalNode
 from .requests import Gather, RequestingAdapter
 from .wire import (
     SESSION_CHANNEL,
@@ -60,7 +60,6 @@ from .wire import (
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..server.server import Server
 
 __all__ = ["RedisAdapter"]
 
@@ -166,7 +165,7 @@ class RedisAdapter(RequestingAdapter):
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def attach(self, server: Server) -> None:
+    def attach(self, server: LocalNode) -> None:
         super().attach(server)
         self._namespaces.update(server.router.namespaces())
 

@@ -47,12 +47,11 @@ import redis.asyncio as aioredis
 
 from ..errors import ConfigError
 from ..recovery import Restored, SavedSession, selects
-from .base import Adapter, BroadcastMessage
+from .base import Adapter, BroadcastMessage, LocalSocket
 from .redis import redact_url
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..context import Socket
 
 __all__ = ["RedisStreamsAdapter", "parse_id"]
 
@@ -483,7 +482,7 @@ class RedisStreamsAdapter(Adapter):
         )
         return Restored(session, packets, position)
 
-    def recovered(self, sock: Socket, restored: Restored) -> list[bytes]:
+    def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
         """The socket is in its rooms now: what was delivered here after the session's read, and a floor
         that keeps from it what this node delivers late at or below that read."""
         end = parse_id(str(restored.last_offset))

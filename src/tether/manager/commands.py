@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+from .. import logs
 from ..config import Config
 from ..errors import ConfigError
 from . import registry
@@ -331,7 +332,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
             _err(f"cannot write the log file {paths.log_file}: {exc.strerror or exc}")
             return 1
         return _start_daemon(config, sock, paths, pidfile, launch)
-    logging.basicConfig(level=config.server.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    logs.configure(config.server.log_level, LOG_FORMAT, sys.stderr)
     pidfile.write(os.getpid())
 
     def on_ready(ok: bool, text: str) -> None:
@@ -392,9 +393,7 @@ def _start_daemon(
         os.close(log_fd)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the process's stdout
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        logging.basicConfig(
-            level=config.server.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True
-        )
+        logs.configure(config.server.log_level, LOG_FORMAT, sys.stderr, force=True)
         pidfile.write(os.getpid())
 
         def on_ready(ok: bool, text: str) -> None:

@@ -44,7 +44,7 @@ from ..errors import AppStartupError, ConfigError
 from .paths import TetherPaths
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .receive import Receiver
 
 __all__ = ["AppDoor", "AppHttpProtocol", "request_path"]
 
@@ -87,7 +87,7 @@ class AppDoor:
         ConfigError: ``app`` cannot be imported.
     """
 
-    def __init__(self, server: Server, app: Any) -> None:
+    def __init__(self, server: Receiver, app: Any) -> None:
         cfg = server.config.app
         if isinstance(app, str):
             if server.config.base_dir not in sys.path:

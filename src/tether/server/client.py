@@ -18,11 +18,12 @@ from ..protocol.engineio import Binary
 from ..protocol.parsers import Parser
 
 if TYPE_CHECKING:
+    from ..config import Config
     from ..context import Socket
     from ..handler import Request
-    from .server import Server
+    from .state import ServerState
 
-__all__ = ["Client", "PollWaiter"]
+__all__ = ["Client", "ClientOwner", "PollWaiter"]
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -32,6 +33,15 @@ class PollWaiter(Protocol):
     """A held polling GET (implemented by the HTTP protocol)."""
 
     def respond_payload(self, body: bytes) -> None: ...
+
+
+class ClientOwner(Protocol):
+    """The server as a client uses it: limits, counters, and where a slow consumer is reported."""
+
+    config: Config
+    state: ServerState
+
+    def on_slow_consumer(self, client: Client) -> None: ...
 
 
 class Client:
@@ -58,7 +68,7 @@ class Client:
         "ws",
     )
 
-    def __init__(self, server: Server, conn: Connection, request: Request) -> None:
+    def __init__(self, server: ClientOwner, conn: Connection, request: Request) -> None:
         self.server = server
         self.conn = conn
         self.parser: Parser = conn.parser

@@ -39,9 +39,9 @@ from .origins import origin_allowed, warn_refused
 from .websocket import adopt
 
 if TYPE_CHECKING:
-    from .app_door import AppDoor
     from .client import Client
-    from .server import Server
+    from .core import AppMount
+    from .receive import Receiver
 
 __all__ = ["HttpProtocol"]
 
@@ -55,7 +55,7 @@ _REASONS = {s.value: s.phrase for s in HTTPStatus}
 class HttpProtocol(asyncio.Protocol):
     """One TCP connection speaking HTTP/1.1 until it upgrades to WebSocket."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Receiver) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -324,7 +324,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body = bytearray()
         adopt(self.server, self.transport, request, self.remote)
 
-    def _to_app(self, door: AppDoor, data: bytes) -> None:
+    def _to_app(self, door: AppMount, data: bytes) -> None:
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
@@ -395,7 +395,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             status, headers, out = await fn(request, body)
         except Exception:
-            log.exception("! route %s %s failed", request.method, request.path)
+            log.exception("! route %s %r failed", request.method, request.path)
             status, headers, out = 500, {"Content-Type": "text/plain"}, b"Internal Server Error"
         self._respond(status, headers, out)
 
@@ -429,13 +429,19 @@ class HttpProtocol(asyncio.Protocol):
         origin = request.headers.get("origin")
         cfg = self.server.config.websocket
         if not origin_allowed(
-            origin, request.headers.get("host"), cfg.allowed_origins, self.server.ssl_context is not None
+            origin,
+            request.headers.get("host"),
+            cfg.allowed_origins,
+            self.server.ssl_context is not None,
+            cfg.allowed_hosts,
         ):
             return None
         if origin is None:
             return {}
         headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-        if cfg.cors_credentials:
+        if cfg.cors_credentials and "*" not in cfg.allowed_origins:
+            # Credentials for any origin is what browsers refuse for "*": every site could act as its
+            # visitors (config.WebSocketConfig.cors_credentials).
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .core import ServerCore
 
 __all__ = ["TetherPaths"]
 
@@ -17,7 +17,7 @@ class TetherPaths:
 
     __slots__ = ("exact", "prefixes")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerCore) -> None:
         ws = server.config.websocket
         routes = server.http_routes
         self.exact = {ws.path, ws.path.rstrip("/") or "/", ws.ws_path}

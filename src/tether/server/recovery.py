@@ -20,20 +20,34 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..recovery import RECOVERABLE_REASONS, RecoveryLog, Restored, SavedSession, plausible
 
 if TYPE_CHECKING:
     import asyncio
 
+    from ..cluster.base import Adapter
+    from ..config import Config
     from ..context import Socket
+    from ..protocol.parsers import Parser
     from .client import Client
-    from .server import Server
 
 __all__ = ["Recovery"]
 
 log = logging.getLogger("tether.recovery")
+
+
+class RecoveryHost(Protocol):
+    """The server as recovery uses it (implemented by :class:`~tether.server.Server`)."""
+
+    config: Config
+    debug: bool
+    parser_cls: type[Parser]
+    adapter: Adapter
+    extensions: dict[str, Any]
+
+    def close_session_of(self, sock: Socket, reason: str, send_close: bool, ws_code: int = 1000) -> None: ...
 
 
 class Recovery:
@@ -48,7 +62,7 @@ class Recovery:
 
     __slots__ = ("live", "log", "remote", "server", "skip_connect_handler")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: RecoveryHost) -> None:
         cfg = server.config.recovery
         self.server = server
         self.log = RecoveryLog(
@@ -139,7 +153,7 @@ class Recovery:
         (the close keeps its state, which goes to the master, which answers that worker)."""
         old = self.live.get(pid)
         if old is not None:
-            self.server.close_client(old.client, "transport close", send_close=False)
+            self.server.close_session_of(old, "transport close", send_close=False)
 
     @staticmethod
     def wants_restore(auth: Any) -> bool:
@@ -166,7 +180,7 @@ class Recovery:
         if old is not None and old.namespace == namespace and old.client is not client:
             # The client is back before we noticed that its old connection died: the private id proves
             # it is the same client, so that connection is over (and its socket is kept, just below).
-            self.server.close_client(old.client, "transport close", send_close=False)
+            self.server.close_session_of(old, "transport close", send_close=False)
         if not self.remote:
             then(self._checked(self.log.restore(pid, offset, time.monotonic(), namespace)))
             return

@@ -25,10 +25,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..acks import AckCollector, Answers
+from ..acks import Answers
 from ..context import SENT, Socket, _Sent
 from ..errors import AckTimeout, ConnectionClosed
 from ..threads import in_loop
@@ -36,9 +36,9 @@ from ..threads import in_loop
 if TYPE_CHECKING:
     from ..cluster.base import Adapter
     from ..config import Config
+    from ..context import Namespace
     from ..router import Router
     from .leader import Leadership
-    from .server import Namespace
 
 __all__ = ["MISSING", "RoomList", "SidApi"]
 
@@ -121,12 +121,21 @@ class SidApi:
             rooms: tuple[str, ...] = (),
             except_rooms: tuple[str, ...] = (),
         ) -> None: ...
+        def broadcast_with_acks(
+            self,
+            namespace: str,
+            event: str,
+            args: tuple[Any, ...],
+            rooms: tuple[str, ...] = (),
+            except_rooms: tuple[str, ...] = (),
+            timeout: float = 5.0,
+        ) -> asyncio.Task[Answers]: ...
         def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
         def join_socket(self, sock: Socket, room: str) -> None: ...
         def leave_socket(self, sock: Socket, room: str) -> None: ...
         def local_sockets(
             self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
-        ) -> Iterable[Socket]: ...
+        ) -> Iterator[Socket]: ...
 
     # -- emitting -------------------------------------------------------------------------------------
 
@@ -251,6 +260,7 @@ class SidApi:
         if sock is not None:
             future = sock.emit(event, *args, ack=True, timeout=timeout)
             assert isinstance(future, asyncio.Future)
+            future.add_done_callback(_retrieve)  # a call nobody awaits is not an error
             return future
 
         async def remote() -> Any:
@@ -261,44 +271,9 @@ class SidApi:
                 raise ConnectionClosed(1000, f"no socket {sid} in {namespace} on any worker or node")
             raise AckTimeout(event, timeout)
 
-        return asyncio.ensure_future(remote())
-
-    def broadcast_with_acks(
-        self,
-        namespace: str,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: tuple[str, ...] = (),
-        except_rooms: tuple[str, ...] = (),
-        timeout: float = 5.0,
-    ) -> asyncio.Task[Answers]:
-        """Emit to the target sockets of every worker and node, each asked for an ack; socket.io 4.5's
-        broadcast with acks (:mod:`tether.acks`). The local sockets get it now; the returned Task
-        gathers the answers for at most ``timeout`` seconds."""
-        collector = AckCollector()
-        futures: list[asyncio.Future[Any]] = []
-        for sock in list(self.local_sockets(namespace, rooms, except_rooms)):
-            try:
-                future = sock.emit(event, *args, ack=True, timeout=timeout)
-            except ConnectionClosed:
-                continue
-            assert isinstance(future, asyncio.Future)
-            futures.append(future)
-        collector.add_local(futures)
-
-        async def gather() -> Answers:
-            try:
-                await self.adapter.broadcast_with_ack(
-                    namespace, event, args, rooms, except_rooms, timeout, collector
-                )
-            except Exception as exc:  # the local answers still count
-                log.error("! emit %r with acks not sent to other processes: %s", event, exc)
-                collector.expect_servers(0)
-            return await collector.wait(timeout)
-
-        task = asyncio.get_running_loop().create_task(gather())
-        task.add_done_callback(_retrieve)
-        return task
+        future = asyncio.ensure_future(remote())
+        future.add_done_callback(_retrieve)
+        return future
 
     # -- rooms ----------------------------------------------------------------------------------------
 
@@ -508,7 +483,7 @@ class _Deferred:
             self.task.cancel()
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # an emit with acks nobody awaits is not an error
 

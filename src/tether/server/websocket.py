@@ -33,11 +33,11 @@ from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from .client import Client
+from .lifecycle import close_reason
 from .origins import origin_allowed, warn_refused
-from .server import close_reason
 
 if TYPE_CHECKING:
-    from .server import Server
+    from .receive import Receiver
 
 __all__ = ["WebSocketListener", "adopt"]
 
@@ -93,7 +93,7 @@ class WebSocketListener(WSListener):
         "upgrading",
     )
 
-    def __init__(self, server: Server, client: Client, upgrading: bool) -> None:
+    def __init__(self, server: Receiver, client: Client, upgrading: bool) -> None:
         self.server = server
         self.client = client
         self.conn = client.conn
@@ -320,7 +320,7 @@ def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
     )
 
 
-def _listener_factory(server: Server, remote: str) -> Any:
+def _listener_factory(server: Receiver, remote: str) -> Any:
     remote = intern(remote)
 
     def factory(req: WSUpgradeRequest) -> Any:
@@ -334,7 +334,11 @@ def _listener_factory(server: Server, remote: str) -> Any:
         headers = req.headers
         cfg = server.config.websocket
         if not origin_allowed(
-            headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
+            headers.get("origin"),
+            headers.get("host"),
+            cfg.allowed_origins,
+            server.ssl_context is not None,
+            cfg.allowed_hosts,
         ):
             warn_refused(headers.get("origin", ""), path)
             return _bad(403, 4, "Origin not allowed")
@@ -365,7 +369,7 @@ def _listener_factory(server: Server, remote: str) -> Any:
     return factory
 
 
-def adopt(server: Server, transport: asyncio.Transport, data: bytes, remote: str) -> None:
+def adopt(server: Receiver, transport: asyncio.Transport, data: bytes, remote: str) -> None:
     """Switch ``transport`` to a picows WSProtocol and replay ``data`` (the upgrade request) into it."""
     cfg = server.config
     proto = WSProtocol(

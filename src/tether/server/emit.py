@@ -1,0 +1,133 @@
+"""Addressing and delivery: what the application emits reaches the right sockets, here and elsewhere.
+
+Local first: an emit is encoded once, written to the matching sockets of this process, then handed to
+the adapter for the other workers and nodes (:mod:`tether.cluster`), which deliver it with
+:meth:`Emitting.deliver_local`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from ..acks import AckCollector, Answers
+from ..cluster.base import BroadcastMessage
+from ..context import BroadcastOperator
+from ..errors import ConnectionClosed
+from .membership import Membership
+
+__all__ = ["Emitting"]
+
+log = logging.getLogger("tether.server")
+
+
+class Emitting(Membership):
+    """The emit API of the server (a layer of :class:`~tether.server.Server`)."""
+
+    def broadcast(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+    ) -> None:
+        """Encode once; deliver to local sockets; hand to the adapter for other workers and nodes."""
+        recovery = self.recovery
+        if recovery is None:
+            packets = self.parser_cls.encode_event(namespace, event, args)
+        elif recovery.remote:
+            # The master stamps the offset and delivers it everywhere, here too, in one order.
+            recovery.send_remote(namespace, event, args, rooms, except_rooms, False)
+            for outgoing in self.outgoing_hooks:
+                outgoing(namespace, event, args, rooms, except_rooms)
+            return
+        else:
+            packets = recovery.encode(namespace, event, args, rooms, except_rooms)
+        n = self.deliver_local(namespace, packets, rooms, except_rooms)
+        for outgoing in self.outgoing_hooks:
+            outgoing(namespace, event, args, rooms, except_rooms)
+        if self.adapter.remote:
+            self.adapter.publish(BroadcastMessage(namespace, event, args, rooms, except_rooms), packets)
+        if self.state.observe and n:
+            self.state.count_out(event, n)
+        for hook in self.emit_hooks:
+            hook(namespace, event, n)
+
+    def deliver_local(
+        self,
+        namespace: str,
+        packets: list[bytes],
+        rooms: Iterable[str] = (),
+        except_rooms: Iterable[str] = (),
+    ) -> int:
+        """Write encoded packets to the matching sockets of this process. Returns how many got them."""
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return 0
+        n = 0
+        for sock in ns.rooms.select(rooms, except_rooms):
+            sock.client.send(packets)
+            n += 1
+        self.state.events_out += n
+        return n
+
+    def of(self, namespace: str) -> BroadcastOperator:
+        """The emit chain of ``namespace``."""
+        return BroadcastOperator(self, namespace)
+
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+        return BroadcastOperator(self, namespace).to(room)
+
+    in_ = to
+
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+        return BroadcastOperator(self, namespace).except_(room)
+
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
+        """Every socket (every tab, every worker) bound to ``user_id``."""
+        return BroadcastOperator(self, namespace, (self.user_room(user_id),))
+
+    def broadcast_with_acks(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+        timeout: float = 5.0,
+    ) -> asyncio.Task[Answers]:
+        """Emit to the target sockets of every worker and node, each asked for an ack; socket.io 4.5's
+        broadcast with acks (:mod:`tether.acks`). The local sockets get it now; the returned Task
+        gathers the answers for at most ``timeout`` seconds."""
+        collector = AckCollector()
+        futures: list[asyncio.Future[Any]] = []
+        for sock in list(self.local_sockets(namespace, rooms, except_rooms)):
+            try:
+                future = sock.emit(event, *args, ack=True, timeout=timeout)
+            except ConnectionClosed:
+                continue
+            assert isinstance(future, asyncio.Future)
+            futures.append(future)
+        collector.add_local(futures)
+
+        async def gather() -> Answers:
+            try:
+                await self.adapter.broadcast_with_ack(
+                    namespace, event, args, rooms, except_rooms, timeout, collector
+                )
+            except Exception as exc:  # the local answers still count
+                log.error("! emit %r with acks not sent to other processes: %s", event, exc)
+                collector.expect_servers(0)
+            return await collector.wait(timeout)
+
+        task = asyncio.get_running_loop().create_task(gather())
+        task.add_done_callback(_retrieve)
+        return task
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an emit with acks nobody awaits is not an error

@@ -1,0 +1,212 @@
+"""What a client sends, acted on: events to their routes, acks to their futures, CONNECT/DISCONNECT.
+
+The transports call :meth:`Receiver.receive` with the events the sans-I/O core decoded, and the WebSocket
+transport calls :meth:`Receiver.receive_event` directly for the common ``42[...]`` frame (the hot path).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from time import perf_counter
+from types import CoroutineType
+from typing import Any
+
+from ..context import Socket
+from ..errors import TetherError
+from ..protocol.connection import State
+from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
+from .client import Client
+from .dispatch import continue_in_task
+from .lifecycle import Lifecycle
+
+__all__ = ["UNROUTED", "Receiver"]
+
+log = logging.getLogger("tether.server")
+
+UNROUTED = "_unrouted"
+"""The one metrics label of every event name without a route of its own (a catch-all's included)."""
+
+
+class Receiver(Lifecycle):
+    """Incoming packets to handlers (a layer of :class:`~tether.server.Server`; what transports drive)."""
+
+    def receive(self, client: Client, events: list[ClientEvent]) -> None:
+        """Act on what a client sent."""
+        for ev in events:
+            t = type(ev)
+            if t is Event:
+                assert isinstance(ev, Event)
+                self.receive_event(client, ev.namespace, ev.name, ev.args, ev.ack_id)
+                if client.conn.state is State.CLOSED:
+                    return
+            elif t is Ack:
+                assert isinstance(ev, Ack)
+                sock = client.sockets.get(ev.namespace)
+                acked = sock is not None and sock._receive_ack(ev.id, ev.args)
+                if not acked and self.debug:
+                    log.debug("< %s ack %s never asked for: ignored", client.sid, ev.id)
+            elif t is Connect:
+                assert isinstance(ev, Connect)
+                # Each CONNECT costs a reply (or a connect handler): a flood of them is limited like events.
+                if self._event_rate and not self._within_rate(client, self._event_rate):
+                    if client.conn.state is State.CLOSED:
+                        return
+                    continue
+                self._connect(client, ev)
+            elif t is Disconnect:
+                assert isinstance(ev, Disconnect)
+                if ev.namespace is None:
+                    self.close_client(client, ev.reason, send_close=False)
+                    return
+                sock = client.sockets.get(ev.namespace)
+                if sock is not None:
+                    self.disconnect_socket(sock, ev.reason, notify=False)
+
+    def receive_event(
+        self, client: Client, namespace: str, name: str, args: list[Any], ack_id: int | None
+    ) -> None:
+        """One event from a client: rate limit, hooks, route, and the ack with the handler's result.
+
+        This is the hot path of every message; the WebSocket transport calls it directly for the common
+        ``42[...]`` frame without building an Event. Handlers run eagerly (see :mod:`.dispatch`). With
+        handler hooks (metrics) a handler is timed with two clock reads; closures are made only for a
+        handler that suspends.
+        """
+        state = self.state
+        state.events_in += 1
+        if len(name) > self._max_name_length:
+            self._name_too_long(client, "event name")
+            return
+        if self._event_rate and not self._within_rate(client, self._event_rate):
+            return
+        sock = client.sockets.get(namespace)
+        if sock is None:
+            if self.debug:
+                log.debug("< %s event %r for unconnected namespace %s", client.sid, name, namespace)
+            return
+        for hook in self.event_hooks:
+            hook(sock, name)
+        for args_hook in self.event_args_hooks:
+            args_hook(sock, name, args)
+        handler = self.router.get(namespace, name)
+        timed = state.observe or self.handler_hooks
+        if timed:
+            if state.observe:
+                # A client chooses event names: only routed ones (chosen by the app) get a row of their own.
+                state.count_in(name if handler is not None else UNROUTED)
+            started = perf_counter()
+        else:
+            started = 0.0
+        try:
+            if handler is not None:
+                result = handler(sock, *args)
+            else:
+                handler = self.router.get(namespace, "*")
+                if handler is None:
+                    if self.debug:
+                        log.debug("< %s no route for %r in %s: ignored", sock.sid, name, namespace)
+                    return
+                result = handler(sock, name, *args)
+            if type(result) is CoroutineType:
+                coro = result
+                step = perf_counter() if self._block_warning else 0.0
+                try:
+                    yielded = coro.send(None)
+                except StopIteration as stop:
+                    result = stop.value
+                else:
+                    if step:
+                        self._check_block(handler, name, step)
+                    self._suspended(sock, name, ack_id, coro, yielded, started, handler)
+                    return
+                if step:
+                    self._check_block(handler, name, step)
+        except Exception as exc:
+            if timed:
+                self._report_handler(namespace, name, started, False)
+            self._handler_failed(sock, name, exc)
+            return
+        if timed:
+            self._report_handler(namespace, name, started, True)
+        if ack_id is not None:
+            self._send_ack(sock, ack_id, result)
+
+    def _report_handler(self, namespace: str, name: str, started: float, ok: bool) -> None:
+        elapsed = perf_counter() - started
+        if self.state.observe:
+            routed = self.router.get(namespace, name) is not None
+            self.state.time_handler(name if routed else UNROUTED, elapsed, ok)
+        for hook in self.handler_hooks:
+            hook(namespace, name, elapsed, ok)
+
+    def _check_block(self, handler: Any, name: str, step_started: float) -> None:
+        elapsed = perf_counter() - step_started
+        if elapsed >= self._block_warning:
+            self.block_watch.check(handler, name, elapsed)
+
+    def _suspended(
+        self,
+        sock: Socket,
+        name: str,
+        ack_id: int | None,
+        coro: Any,
+        yielded: Any,
+        started: float,
+        handler: Any = None,
+    ) -> None:
+        """The handler awaits something: let a Task finish it, then time it and ack."""
+        timed = bool(self.state.observe or self.handler_hooks)
+        namespace = sock.namespace
+
+        def on_done(result: Any) -> None:
+            if timed:
+                self._report_handler(namespace, name, started, True)
+            if ack_id is not None:
+                self._send_ack(sock, ack_id, result)
+
+        def on_error(exc: BaseException) -> None:
+            if timed:
+                self._report_handler(namespace, name, started, False)
+            self._handler_failed(sock, name, exc)
+
+        watch = self.block_watcher(handler, name) if handler is not None else None
+        continue_in_task(
+            coro,
+            yielded,
+            on_done,
+            on_error,
+            self.config.limits.handler_timeout,
+            self._tasks,
+            watch,
+            self._block_warning,
+        )
+
+    def _within_rate(self, client: Client, rate: float) -> bool:
+        limits = self.config.limits
+        if client.take_rate_token(time.monotonic(), rate, limits.event_burst):
+            return True
+        self.state.rate_limited += 1
+        if client.rate_violations > limits.rate_disconnect_after:
+            self.close_client(client, "rate limit", send_close=True, ws_code=1008)
+        elif client.rate_violations == 1:
+            # One error event per episode of refusals: the client learns why, and a flood is not amplified.
+            sock = client.sockets.get("/") or next(iter(client.sockets.values()), None)
+            if sock is not None:
+                client.send(
+                    client.parser.encode_event(
+                        sock.namespace,
+                        "tether:error",
+                        ({"code": 429, "message": "event rate limit exceeded"},),
+                    )
+                )
+        return False
+
+    def _send_ack(self, sock: Socket, ack_id: int, result: Any) -> None:
+        if not sock.connected:
+            return
+        args = result if isinstance(result, tuple) else (() if result is None else (result,))
+        try:
+            sock.client.send(sock.client.parser.encode_ack(sock.namespace, ack_id, args))
+        except TetherError as exc:
+            log.error("! ack %s for %s: %s", ack_id, sock.sid, exc)

@@ -63,6 +63,7 @@ import msgpack
 import orjson
 
 from ..errors import ClusterError
+from ..protocol.socketio import nesting_exceeds
 
 __all__ = [
     "EMITTER_UID",
@@ -274,6 +275,10 @@ def encode_broadcast(
     return channels.broadcast(namespace, rooms[0] if len(rooms) == 1 else None), payload
 
 
+WIRE_MAX_DEPTH = 254
+"""Deepest nesting of a broadcast's data accepted from the adapter's channels: what orjson can write."""
+
+
 def decode_broadcast(data: bytes) -> Broadcast:
     """Parse a broadcast payload.
 
@@ -289,6 +294,10 @@ def decode_broadcast(data: bytes) -> Broadcast:
     payload = packet.get("data")
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], str):
         raise ClusterError("wire", "broadcast data must be [event, ...args]")
+    # Nesting deeper than orjson writes (254) could not be delivered, and walking it (binary attachments)
+    # would recurse as deep as the publisher chose. A message shorter than the bound cannot nest deeper.
+    if len(data) > WIRE_MAX_DEPTH and nesting_exceeds(payload, WIRE_MAX_DEPTH):
+        raise ClusterError("wire", f"broadcast data nested deeper than {WIRE_MAX_DEPTH} levels")
     namespace = packet.get("nsp") or "/"
     if not isinstance(namespace, str):
         raise ClusterError("wire", "broadcast nsp must be a string")

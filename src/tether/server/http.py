@@ -395,7 +395,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             status, headers, out = await fn(request, body)
         except Exception:
-            log.exception("! route %s %s failed", request.method, request.path)
+            log.exception("! route %s %r failed", request.method, request.path)
             status, headers, out = 500, {"Content-Type": "text/plain"}, b"Internal Server Error"
         self._respond(status, headers, out)
 
@@ -429,13 +429,19 @@ class HttpProtocol(asyncio.Protocol):
         origin = request.headers.get("origin")
         cfg = self.server.config.websocket
         if not origin_allowed(
-            origin, request.headers.get("host"), cfg.allowed_origins, self.server.ssl_context is not None
+            origin,
+            request.headers.get("host"),
+            cfg.allowed_origins,
+            self.server.ssl_context is not None,
+            cfg.allowed_hosts,
         ):
             return None
         if origin is None:
             return {}
         headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-        if cfg.cors_credentials:
+        if cfg.cors_credentials and "*" not in cfg.allowed_origins:
+            # Credentials for any origin is what browsers refuse for "*": every site could act as its
+            # visitors (config.WebSocketConfig.cors_credentials).
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
 

@@ -185,6 +185,8 @@ class Lifecycle(Emitting):
             lambda exc: self._connect_result(sock, None, exc, reply),
             self.config.limits.handler_timeout,
             self._tasks,
+            self.block_watcher(handler, "connect"),
+            self._block_warning,
         )
         if result is not NOT_DONE:
             self._connect_result(sock, result, None, reply)
@@ -316,7 +318,8 @@ class Lifecycle(Emitting):
         handler = self.router.get(sock.namespace, "disconnect")
         if handler is not None:
             on_error = lambda exc: self._handler_failed(sock, "disconnect", exc)  # noqa: E731
-            run_handler(handler, (sock, reason), None, on_error, 0.0, self._tasks)
+            watch = self.block_watcher(handler, "disconnect")
+            run_handler(handler, (sock, reason), None, on_error, 0.0, self._tasks, watch, self._block_warning)
         if notify and client.conn.transport is Transport.BARE and not client.sockets:
             self.close_session_of(sock, reason, send_close=False)
 

@@ -334,7 +334,11 @@ def _listener_factory(server: Receiver, remote: str) -> Any:
         headers = req.headers
         cfg = server.config.websocket
         if not origin_allowed(
-            headers.get("origin"), headers.get("host"), cfg.allowed_origins, server.ssl_context is not None
+            headers.get("origin"),
+            headers.get("host"),
+            cfg.allowed_origins,
+            server.ssl_context is not None,
+            cfg.allowed_hosts,
         ):
             warn_refused(headers.get("origin", ""), path)
             return _bad(403, 4, "Origin not allowed")

@@ -311,3 +311,38 @@ async def test_reserved_event_is_refused_by_the_json_parser(session: aiohttp.Cli
         assert rec.reasons() == ["parse error"]
     finally:
         await server.shutdown(timeout=scaled(2))
+
+
+# -- 4. heartbeat precision (one timer per process, waking at the next deadline) -----------------------
+
+
+async def test_pings_go_out_every_ping_interval(app: Server) -> None:
+    ws, _sid = await ws_open(app)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    pings: list[float] = []
+    while len(pings) < 4:
+        message = await asyncio.wait_for(ws.recv(), scaled(5))
+        if message == "2":
+            pings.append(loop.time() - start)
+            await ws.send("3")
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    # A fixed 0.5 s tick made these 0.5 s; the timer now wakes at each deadline (5 ms grid here).
+    assert abs(sum(gaps) / len(gaps) - 0.3) < 0.05, gaps
+    await ws.close()
+
+
+async def test_silent_polling_client_is_gone_500_ms_after_the_handshake(
+    app: Server, session: aiohttp.ClientSession
+) -> None:
+    # The published Engine.IO scenario: no GET, no pong; at ping_interval + ping_timeout the session is over.
+    poller = await Poller(session, app).open(namespace_connect=False)
+    await asyncio.sleep(0.5)
+    assert (await poller.get())[0] == 400
+
+
+async def test_the_heartbeat_timer_keeps_its_resolution_coarse_by_default() -> None:
+    from tether.server.heartbeat import TICK, resolution_for
+
+    assert resolution_for(25, 20, 45) == TICK  # W6: no more wake-ups than the 0.5 s tick had
+    assert resolution_for(0.3, 0.2, 1.0) == 0.005

@@ -499,6 +499,8 @@ class HttpProtocol(asyncio.Protocol):
             server.client_opened(opened)
             return
         client = server.clients.get(sid)
+        if client is not None and server.expire_if_due(client):
+            client = None  # timed out a moment ago: the timer had not run yet
         if client is None:
             # Another worker's session (the sid's prefix says which): the connection goes there.
             if server.foreign_sid_handler is not None and self._hand_to_owner(

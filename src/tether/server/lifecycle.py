@@ -465,6 +465,18 @@ class Lifecycle(Emitting):
         if self.recovery is not None and not self.recovery.remote:
             self.recovery.log.expire(now)
 
+    def expire_if_due(self, client: Client) -> bool:
+        """Close ``client`` now if a timeout of it has passed, before the heartbeat timer gets to it.
+
+        Returns:
+            True when it was closed (its request is answered as for an unknown session).
+        """
+        action = client.conn.overdue(time.monotonic())
+        if action is Timer.NOTHING:
+            return False
+        self._on_timer(client, action)
+        return True
+
     def _on_timer(self, client: Client, action: Timer) -> None:
         if action is Timer.PING:
             if client.conn.transport is Transport.BARE:

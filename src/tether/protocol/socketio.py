@@ -34,6 +34,7 @@ from . import jsontext
 from .engineio import Binary
 
 __all__ = [
+    "CLIENT_COMMANDS",
     "MAX_DEPTH",
     "RESERVED_EVENTS",
     "RESERVED_PREFIXES",
@@ -69,12 +70,15 @@ packet, as node's socket.io-parser refuses it (``isPayloadValid``): else a clien
 
 RESERVED_PREFIXES = ("session:", "tether:")
 """Prefixes of the events Tether itself sends (``session:expired``, ``tether:error``...): refused from
-clients like :data:`RESERVED_EVENTS`."""
+clients like :data:`RESERVED_EVENTS`, but for :data:`CLIENT_COMMANDS`."""
+
+CLIENT_COMMANDS = frozenset({"session:logout"})
+"""Tether's own events that its client helper sends (``static/session.js``): allowed from clients."""
 
 
 def is_reserved_event(name: str) -> bool:
     """Whether a client may not send an event ``name``: :data:`RESERVED_EVENTS`, :data:`RESERVED_PREFIXES`."""
-    return name in RESERVED_EVENTS or name.startswith(RESERVED_PREFIXES)
+    return name in RESERVED_EVENTS or (name.startswith(RESERVED_PREFIXES) and name not in CLIENT_COMMANDS)
 
 
 class PacketType(enum.IntEnum):

@@ -32,7 +32,7 @@ from ..errors import RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
-from ..protocol.socketio import RESERVED_EVENTS, RESERVED_PREFIXES
+from ..protocol.socketio import is_reserved_event
 from .client import Client
 from .lifecycle import NO_STATUS, close_reason, send_empty_close
 from .origins import origin_allowed, warn_refused
@@ -163,8 +163,7 @@ class WebSocketListener(WSListener):
                         and data
                         and type(data[0]) is str
                         and payload.count(b"[") + payload.count(b"{") <= self.parser.max_depth
-                        and data[0] not in RESERVED_EVENTS
-                        and not data[0].startswith(RESERVED_PREFIXES)
+                        and not is_reserved_event(data[0])
                     ):
                         self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
                         return

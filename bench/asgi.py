@@ -5,7 +5,8 @@
   from :func:`http_load`;
 * A2: Socket.IO echo round trips/s (loadgen ``echo``, WebSocket) under ``tether.asgi.ASGIApp`` in
   uvicorn (bench/apps/tether_asgi_server.py) against python-socketio's ``ASGIApp`` in uvicorn
-  (bench/apps/psio_server.py), same uvicorn options.
+  (bench/apps/psio_server.py), same uvicorn options;
+* A3: W1 echo on Tether's own server without and with that FastAPI app mounted (goal: unchanged).
 
 Servers pinned to CPU 0, load on CPU 1, as the rest of bench/run.py. Usage:
 ``python bench/asgi.py [--quick] [--duration S] [--clients N]``; prints one JSON object.
@@ -153,6 +154,27 @@ def _asgi_echo(ports: Ports, duration: float, clients: int, warmup: float) -> di
     return out
 
 
+def _realtime_with_app(ports: Ports, duration: float, clients: int, warmup: float) -> dict[str, Any]:
+    """W1 echo on Tether's own server without and with the FastAPI app mounted (``TETHER_APP_ASGI``):
+    the realtime path must not notice the app."""
+    out: dict[str, Any] = {}
+    for label, env in (
+        ("no_app", {}),
+        ("with_app", {"TETHER_APP_ASGI": "fastapi_hello:app", "PYTHONPATH": str(BENCH / "apps")}),
+    ):
+        port = ports.take()
+        log(f"A3 tether {label}: Socket.IO echo (load {loadavg()})")
+        server = start_server("tether", port, f"app-{label}", env=env)
+        try:
+            args = ["echo", "--url", f"ws://127.0.0.1:{port}", "--server-pid", str(server.pid)]
+            args += ["--warmup", str(warmup), "--duration", str(duration), "--clients", str(clients)]
+            out[label] = run_loadgen(args, duration + 120)
+        finally:
+            server.stop()
+        log(f"A3 tether {label}: {out[label]}")
+    return out
+
+
 def run_asgi(
     quick: bool, ports: Ports, duration: float | None = None, clients: int | None = None
 ) -> dict[str, Any]:
@@ -161,10 +183,12 @@ def run_asgi(
     warmup = 0.5 if quick else 1.0
     a1 = _fastapi_http(ports, duration, clients or 50, warmup)
     a2 = _asgi_echo(ports, duration, clients or 100, warmup)
-    result: dict[str, Any] = {"A1": a1, "A2": a2}
+    a3 = _realtime_with_app(ports, duration, clients or 100, warmup)
+    result: dict[str, Any] = {"A1": a1, "A2": a2, "A3": a3}
     try:
         result["A1_tether_vs_uvicorn"] = a1["tether_app"]["rps"] / a1["uvicorn"]["rps"]
         result["A2_tether_asgi_vs_psio"] = a2["tether_asgi"]["rps"] / a2["psio"]["rps"]
+        result["A3_with_app_vs_without"] = a3["with_app"]["rps"] / a3["no_app"]["rps"]
     except (KeyError, TypeError, ZeroDivisionError):
         pass
     return result

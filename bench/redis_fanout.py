@@ -39,7 +39,7 @@ from typing import Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-API_KEY = "bench-key"
+API_KEY = "bench-key-0123456789abcdef0123456789"
 
 
 class FanoutClient(WSListener):
@@ -129,6 +129,8 @@ ping_interval = 300
 ping_timeout = 60
 [limits]
 send_buffer_bytes = 67108864
+event_rate = 0
+max_connections_per_ip = 0
 [room]
 driver = "{driver}"
 [redis]

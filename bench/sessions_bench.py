@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-secret-0123456789abcdef"
+SECRET = "bench-secret-0123456789abcdef0123456789"
 
 
 def rss_bytes() -> int:
@@ -178,6 +178,7 @@ def start_server(idle_timeout: float, workdir: Path) -> tuple[subprocess.Popen[s
     config = workdir / "tether.toml"
     config.write_text(
         '[server]\nhost = "127.0.0.1"\nport = 0\n'
+        "[limits]\nevent_rate = 0\nmax_connections_per_ip = 0\n"  # every client is 127.0.0.1
         f'[session]\nsecret = "{SECRET}"\nidle_timeout = {idle_timeout}\nwarn_before = 0\ntoken_ttl = 3600\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}

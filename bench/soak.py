@@ -99,6 +99,9 @@ def start_server(workers: int, name: str) -> Instance:
         "TETHER_SERVER_PID_FILE": str(run_dir / "tether.pid"),
         "TETHER_SERVER_CONTROL_SOCKET": str(run_dir / "tether.sock"),
         "TETHER_SERVER_LOG_FILE": str(run_dir / "tether.log"),
+        # Every soak client comes from 127.0.0.1, and echo rounds push past the default event rate.
+        "TETHER_LIMITS_MAX_CONNECTIONS_PER_IP": "0",
+        "TETHER_LIMITS_EVENT_RATE": "0",
     }
     env.pop("TETHER_CONFIG", None)
     out_path = run_dir / "output.log"

@@ -32,7 +32,7 @@ REDIS_BIN = "/usr/bin/redis-server"
 REDIS_PORTS = range(23900, 23950)
 TESTS_DIR = Path(__file__).resolve().parent
 ROUTES = TESTS_DIR / "cluster" / "cluster_routes.py"
-API_KEY = "test-api-key-0123456789"
+API_KEY = "test-api-key-0123456789abcdef0123456789"
 FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
 

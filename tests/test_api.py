@@ -121,8 +121,8 @@ async def test_api_is_off_without_a_key(http: aiohttp.ClientSession) -> None:
 
 
 def test_key_from_the_environment() -> None:
-    cfg = Config.load(env={"TETHER_API_KEY": "from-env"})
-    assert cfg.api.key == "from-env"
+    cfg = Config.load(env={"TETHER_API_KEY": "from-env-0123456789abcdef0123456789"})
+    assert cfg.api.key == "from-env-0123456789abcdef0123456789"
     assert cfg.redacted()["api"]["key"] == "***"
 
 

@@ -141,10 +141,11 @@ def test_replace_and_frozen() -> None:
 
 
 def test_redacted_hides_secrets() -> None:
-    config = Config.load(None, env={"TETHER_SESSION_SECRET": "s3cret", "TETHER_API_KEY": "k3y"})
+    secret, key = "s3cret" + "s" * 32, "k3y" + "k" * 32
+    config = Config.load(None, env={"TETHER_SESSION_SECRET": secret, "TETHER_API_KEY": key})
     out = config.redacted()
     assert out["session"]["secret"] == "***" and out["api"]["key"] == "***"
-    assert "s3cret" not in repr(out) and "k3y" not in repr(out)
+    assert secret not in repr(out) and key not in repr(out)
     assert out["server"]["port"] == 9501
 
 
@@ -153,13 +154,56 @@ def test_session_section_needs_a_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(path, env={})
     assert info.value.key == "session.secret"
-    assert Config.load(path, env={"TETHER_SESSION_SECRET": "x"}).session.enabled
+    assert Config.load(path, env={"TETHER_SESSION_SECRET": "x" * 32}).session.enabled
 
 
 def test_example_config_loads() -> None:
     path = Path(__file__).resolve().parent.parent / "examples" / "login_timeout" / "tether.toml"
     config = Config.load(path, env={})
     assert config.websocket.route_file == "routes.py"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "env"),
+    [
+        ("session", "secret", "TETHER_SESSION_SECRET"),
+        ("api", "key", "TETHER_API_KEY"),
+        ("metrics", "key", ""),
+    ],
+)
+def test_secrets_shorter_than_32_bytes_are_refused(section: str, key: str, env: str) -> None:
+    """Issue 13, item 9: exactly 32 bytes loads, 31 does not; debug or demo accept a short one."""
+    assert getattr(getattr(Config.load(None, env={}, overrides={section: {key: "x" * 32}}), section), key)
+    assert Config.load(None, env={}, overrides={section: {key: "é" * 16}})  # 32 bytes in UTF-8
+    with pytest.raises(ConfigError, match="shorter than 32 bytes") as info:
+        Config.load(None, env={}, overrides={section: {key: "x" * 31}})
+    assert info.value.key == f"{section}.{key}" and "x" * 31 not in str(info.value)
+    if env:
+        with pytest.raises(ConfigError, match="shorter than 32 bytes"):
+            Config.load(None, env={env: "k"})
+    for mode in ("debug", "demo"):
+        Config.load(None, env={}, overrides={section: {key: "k"}, "server": {mode: True}})
+
+
+def test_the_demo_secret_is_refused_outside_the_demo(tmp_path: Path) -> None:
+    from tether.config import DEMO_SECRET
+
+    with pytest.raises(ConfigError, match="demo's published secret"):
+        Config.load(None, env={"TETHER_SESSION_SECRET": DEMO_SECRET})
+    with pytest.raises(ConfigError, match="demo's published secret"):
+        Config.load(None, env={}, overrides={"session": {"secret": DEMO_SECRET}, "server": {"debug": True}})
+    demo = Path(__file__).resolve().parent.parent / "examples" / "login_timeout" / "tether.toml"
+    assert Config.load(demo, env={}).session.secret == DEMO_SECRET  # the demo itself: make run works
+    # The demo's file with a deployment's own secret from the environment is no demo any more.
+    copy = tmp_path / "tether.toml"
+    copy.write_text(demo.read_text().replace("demo = true", "demo = false"))
+    with pytest.raises(ConfigError, match="demo's published secret"):
+        Config.load(copy, env={})
+
+
+def test_any_origin_is_listed_alone() -> None:
+    with pytest.raises(ConfigError, match="list it alone"):
+        Config.load(None, env={}, overrides={"websocket": {"allowed_origins": ["*", "https://a.example"]}})
 
 
 def test_recovery_keys_and_their_bounds() -> None:

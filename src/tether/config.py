@@ -88,7 +88,11 @@ class ServerConfig:
     tls_key: str = ""
     """PEM private key of ``tls_cert``."""
     debug: bool = False
-    """Debug logs of every packet (``>`` sent, ``<`` received, ``=`` state, ``!`` error)."""
+    """Debug logs of every packet (``>`` sent, ``<`` received, ``=`` state, ``!`` error). Also lets secrets
+    shorter than 32 bytes load (a local experiment)."""
+    demo: bool = False
+    """The shipped demo's own config: lets secrets shorter than 32 bytes and the demo's published secret
+    load. Anywhere else both are refused (:data:`DEMO_SECRET`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +117,14 @@ class WebSocketConfig:
     """Largest WebSocket frame, polling body or Engine.IO packet accepted, in bytes."""
     allowed_origins: tuple[str, ...] = ()
     """Origins allowed to connect; empty: same origin only; ``"*"``: any. No Origin header: allowed."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names this server answers to (``chat.example.com``, or ``name:port`` for one port only). When
+    set, the same-origin check (``allowed_origins`` empty) compares a browser's Origin with these, not
+    with the Host header, which a DNS-rebinding page controls."""
     cors_credentials: bool = True
-    """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling)."""
+    """Send ``Access-Control-Allow-Credentials: true`` to allowed origins (cookies on polling). Never with
+    ``allowed_origins = ["*"]``: any site could then make requests carrying its visitors' cookies, which
+    browsers' rules forbid for ``*``; there credentials are dropped."""
     serve_client: bool = True
     """Serve the official client at ``<path>socket.io.js`` (``.min.js``, ``.esm.min.js``, maps), as node's
     ``serveClient``; installed by ``python -m tether.client_bundle install``."""
@@ -126,8 +136,10 @@ class WebSocketConfig:
 class LimitsConfig:
     max_connections: int = 0
     """Total open connections per worker; 0: unlimited."""
-    max_connections_per_ip: int = 0
-    """Open connections per client IP per worker; 0: unlimited."""
+    max_connections_per_ip: int = 4096
+    """Open connections per client IP per worker; 0: unlimited. The default leaves room for a crowd behind
+    one address (a carrier-grade NAT, a conference network: thousands of people, a tab each) while one
+    address alone holds at most about 40 MiB of a worker (some 10 KiB per idle connection)."""
     handshake_timeout: float = 10.0
     """Seconds a new TCP connection has to send a complete HTTP request."""
     http_max_header_size: int = 16_384
@@ -135,10 +147,13 @@ class LimitsConfig:
     past it)."""
     http_max_headers: int = 100
     """Most header lines in one request (HTTP 431 past it); Apache's ``LimitRequestFields`` default."""
-    event_rate: float = 0.0
-    """Events per second a connection may send (token bucket refill); 0: unlimited."""
-    event_burst: int = 100
-    """Token bucket size: events a connection may send at once before the rate applies."""
+    event_rate: float = 1000.0
+    """Events per second a connection may send (token bucket refill); 0: unlimited. The default is far above
+    what a person's client sends (a game at 60 Hz sends 60) and far below what one socket can push (tens of
+    thousands a second on loopback)."""
+    event_burst: int = 10_000
+    """Token bucket size: events a connection may send at once before the rate applies. Large by default:
+    socket.io-client sends everything emitted while offline at once when it reconnects."""
     rate_disconnect_after: int = 50
     """Events refused (over the rate) before the bucket is full again, past which the client is
     disconnected."""
@@ -198,6 +213,10 @@ class SessionConfig:
     """Seconds between two ``activity`` reports from the JS helper."""
     validator: str = ""
     """``module:function`` of the app's own token check; empty: signed tokens only."""
+    ended_file: str = ""
+    """Where ended and expired sessions are remembered across reloads and restarts (until their tokens
+    expire). Empty: ``run/NAME.ended`` beside the pid file when started from a config file; a server built
+    in code from defaults remembers them in memory only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +257,8 @@ class RecoveryConfig:
     max_session_bytes: int = 1_000_000
     """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
     max_buffer_bytes: int = 64 * 1024 * 1024
-    """Most bytes of recent packets kept per process (oldest dropped first); 0: bounded by time only."""
+    """Most bytes of recent packets kept per process, each emit counting its packets plus 200 bytes of
+    bookkeeping (oldest dropped first); 0: bounded by time only. With workers, the master keeps the log."""
     max_sessions: int = 100_000
     """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
 
@@ -325,6 +345,15 @@ _SECTIONS: dict[str, type[Any]] = {
     "admin": AdminConfig,
     "app": AppConfig,
 }
+
+MIN_SECRET_BYTES = 32
+"""Shortest ``[session] secret``, ``[api] key`` or ``[metrics] key`` accepted outside debug/demo."""
+
+DEMO_SECRET = "demo-secret-not-for-production"
+"""The session secret of examples/login_timeout (``make run``): public, so refused unless
+``[server] demo``."""
+
+_KEY_SECRETS = (("session", "secret"), ("api", "key"), ("metrics", "key"))
 
 _SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")}
 
@@ -524,12 +553,35 @@ class Config:
                 "the Redis pub/sub adapter keeps no log to recover from",
             )
         self._validate_admin()
+        self._validate_secrets()
+        if "*" in ws.allowed_origins and len(ws.allowed_origins) > 1:
+            raise ConfigError(src, "websocket.allowed_origins", '"*" allows any origin: list it alone')
         if self.app.lifespan not in ("auto", "on", "off"):
             raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
         if self.app.asgi and ":" not in self.app.asgi:
             raise ConfigError(src, "app.asgi", "must be 'module:attr'")
         if bool(self.server.tls_cert) != bool(self.server.tls_key):
             raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
+
+    def _validate_secrets(self) -> None:
+        """Secrets are keys, not passwords: 32 bytes or more (an HMAC key shorter than its hash's 32 bytes
+        is the weak point; guessable ones more so), unless ``debug`` or ``demo`` says this is a test.
+        The demo's secret is public (it is in this repository): refused outside ``demo``."""
+        lenient = self.server.debug or self.server.demo
+        for section, key in _KEY_SECRETS:
+            value: str = getattr(getattr(self, section), key)
+            if not value:
+                continue
+            if value == DEMO_SECRET and not self.server.demo:
+                reason = "is the demo's published secret: set your own (32+ bytes)"
+                raise ConfigError(self.source, f"{section}.{key}", reason)
+            if len(value.encode()) < MIN_SECRET_BYTES and not lenient:
+                raise ConfigError(
+                    self.source,
+                    f"{section}.{key}",
+                    f"is shorter than {MIN_SECRET_BYTES} bytes (e.g. python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'); [server] debug or demo accepts a short one",
+                )
 
     def _validate_admin(self) -> None:
         src = self.source

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject, TetherError
+from .router import set_namespace_registrar
 from .server.sid_api import CONNECTING
 
 if TYPE_CHECKING:
@@ -216,3 +217,6 @@ def environ_of(socket: Socket) -> dict[str, Any]:
         else:
             environ[f"HTTP_{name}"] = str(value)
     return environ
+
+
+set_namespace_registrar(register)

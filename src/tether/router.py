@@ -35,6 +35,18 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 
+_namespace_registrar: Callable[[Router, Any], str] | None = None
+"""Registers a namespace object's handlers on a router: set by :mod:`tether.namespace` when imported (the
+``tether`` package imports it). Namespace classes drive the server, which is above the router: the router
+only keeps their routes, and does not import them."""
+
+
+def set_namespace_registrar(registrar: Callable[[Router, Any], str]) -> None:
+    """Install how :meth:`Router.register_namespace` turns a namespace object into routes."""
+    global _namespace_registrar
+    _namespace_registrar = registrar
+
+
 class Router:
     """Handlers by namespace and event name."""
 
@@ -63,9 +75,9 @@ class Router:
         Raises:
             TypeError: neither kind of namespace.
         """
-        from .namespace import register  # the namespace module imports the router's names
-
-        register(self, namespace_handler)
+        if _namespace_registrar is None:
+            raise TypeError("namespace classes are registered by tether.namespace: import tether first")
+        _namespace_registrar(self, namespace_handler)
         if namespace_handler not in self._namespace_handlers:
             self._namespace_handlers.append(namespace_handler)
 

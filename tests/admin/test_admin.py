@@ -506,7 +506,7 @@ async def test_an_upgrade_to_websocket_is_reported(server: Server) -> None:
 async def test_with_sessions_on_the_admin_ui_logs_in_without_a_session_token() -> None:
     config = make_config(
         admin={"enabled": True, "password": HASH},
-        session={"enabled": True, "secret": "test-secret-for-sessions"},
+        session={"enabled": True, "secret": "test-secret-for-sessions-0123456789"},
     )
     server = await run_server(config, app_router())
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import uuid
+from typing import Any
 
 import msgpack
 import orjson
@@ -172,3 +173,22 @@ def test_session_commands_are_versioned() -> None:
     ):
         with pytest.raises(ClusterError):
             decode_session_command(bad)
+
+
+def test_broadcast_nesting_is_bounded() -> None:
+    """A Redis publisher cannot make a node recurse as deep as it likes (issue 13): 254 levels, what orjson
+    writes, and not one more."""
+    from tether.cluster.wire import WIRE_MAX_DEPTH
+
+    def nested(depth: int) -> Any:
+        value: Any = 1
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    ok = msgpack.packb(["u", {"type": 2, "data": ["e", nested(WIRE_MAX_DEPTH - 1)], "nsp": "/"}, {}])
+    assert decode_broadcast(ok).event == "e"
+    for depth in (WIRE_MAX_DEPTH, 900):
+        deep = msgpack.packb(["u", {"type": 2, "data": ["e", nested(depth)], "nsp": "/"}, {}])
+        with pytest.raises(ClusterError, match="nested deeper than 254"):
+            decode_broadcast(deep)

@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,3 +165,64 @@ async def test_fastapi_chat(browser: Browser) -> None:
         for context in contexts:
             await context.close()
         await server.shutdown(timeout=2)
+
+
+async def test_django_chat(browser: Browser, tmp_path: Path) -> None:
+    # A process of its own: Django's settings are process-wide (tests/contrib configures other ones).
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("TETHER_") or k.startswith("TETHER_TESTS_")
+    }
+    env.update(
+        TETHER_SERVER_PORT="0",
+        TETHER_SERVER_PID_FILE=str(tmp_path / "t.pid"),
+        TETHER_SERVER_CONTROL_SOCKET=str(tmp_path / "t.sock"),
+        TETHER_WEBSOCKET_CLIENT_DIR=str(NPM_CLIENT_DIST),
+        DJCHAT_DB=str(tmp_path / "db.sqlite3"),
+    )
+    folder = ROOT / "examples" / "django_chat"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tether", "start", "-c", "tether.toml",
+        cwd=folder, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    contexts: list[BrowserContext] = []
+    try:
+        assert proc.stdout is not None
+        output = b""
+        while b"tether serving on" not in output:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30 * FACTOR)
+            assert line, f"tether exited: {output.decode()}"
+            output += line
+        url = re.search(rb"tether serving on (http://\S+)", output).group(1).decode()  # type: ignore[union-attr]
+        # Keep reading the log so that the process never blocks on a full pipe.
+        drain = asyncio.ensure_future(proc.stdout.read())
+        pages = []
+        for name in ("ann", "bob"):
+            context = await browser.new_context()
+            contexts.append(context)
+            page = await open_page(context, url + "/")
+            await page.wait_for_url("**/login/?next=/")  # Django's login_required
+            await page.fill("#id_username", name)
+            await page.fill("#id_password", "demo-password")
+            await page.click("button[type=submit]")
+            await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=10000 * FACTOR)
+            pages.append(page)
+        ann, bob = pages
+        await bob.fill("#text", "hello from django bob")
+        await bob.press("#text", "Enter")
+        line = ann.locator("#messages li", has_text="hello from django bob")
+        await line.wait_for(timeout=5000 * FACTOR)
+        assert await line.locator(".who").text_content() == "bob"  # from bob's Django session
+        history = await ann.evaluate("fetch('/history/').then((r) => r.json())")
+        assert history[-1] == {"user": "bob", "text": "hello from django bob"}
+        assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
+        drain.cancel()
+    finally:
+        for context in contexts:
+            await context.close()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15 * FACTOR)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

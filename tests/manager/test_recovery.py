@@ -25,7 +25,7 @@ RECOVERY = """
 max_disconnection_duration = 120
 
 [api]
-key = "recovery-test-key"
+key = "recovery-test-key-0123456789abcdef-0123"
 """
 
 
@@ -41,7 +41,7 @@ async def emit_range(
     A request cut by a worker that is going away (a reload) is sent again and its number put in ``retried``:
     it may have been emitted twice, with two offsets (which is not a packet delivered twice).
     """
-    headers = {"Authorization": "Bearer recovery-test-key"}
+    headers = {"Authorization": "Bearer recovery-test-key-0123456789abcdef-0123"}
     connector = aiohttp.TCPConnector(force_close=True)
     limit = aiohttp.ClientTimeout(total=scaled(10))
     async with aiohttp.ClientSession(connector=connector, timeout=limit) as http:

@@ -10,8 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import socketio
 
+from tether.sessions import issue_token
+
+from ..sessions.helpers import SECRET, Recorder
 from .conftest import Instance, timeout
 
 CLIENTS = 200
@@ -225,3 +229,24 @@ async def test_reload_brings_back_polling_and_node_clients(instance: Instance) -
     for c in python_clients:
         assert (await c.sio.call("whoami", timeout=timeout(5)))["pid"] in new_pids
         await c.sio.disconnect()
+
+
+async def test_a_reload_does_not_forget_a_logout(instance: Instance) -> None:
+    """The issue's case, through the real CLI: log out, ``tether reload``, the old token is still refused."""
+    with instance.config.open("a") as f:
+        f.write(f'\n[session]\nsecret = "{SECRET}"\ntoken_ttl = 600\n')
+    instance.start("--workers", "2")
+    token = issue_token("alice", "s-reload", secret=SECRET, ttl=600)
+    client = Recorder()
+    await client.connect(instance.url, token)
+    await client.sio.emit("session:logout")  # session:ended goes to its other tabs: this one is closed
+    await asyncio.wait_for(client.disconnected.wait(), timeout(5))
+    ended = instance.run_dir / "tether.ended"
+    instance.wait_for(lambda: b"s-reload" in ended.read_bytes(), 5, "the tombstone on disk")
+    before = set(instance.worker_pids())
+    instance.cli("reload", check=True)
+    instance.wait_for(lambda: not before & set(instance.worker_pids()), 30, "new workers")
+    again = Recorder()
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await again.connect(instance.url, token)
+    assert again.connect_error["message"] == "Session ended"

@@ -263,7 +263,7 @@ async def test_session_activity_on_one_worker_keeps_tabs_on_another_alive(instan
     """One session, a tab on each worker: activity in one tab must count for the other (the hub relays it)."""
     from tether.sessions import issue_token
 
-    secret = "workers-test-secret"
+    secret = "workers-test-secret-0123456789abcdef"
     with instance.config.open("a") as f:
         f.write(f'\n[session]\nidle_timeout = 3\nsecret = "{secret}"\n')
     instance.start("--workers", "2")

@@ -112,3 +112,30 @@ def test_bad_app_spec_is_a_config_error() -> None:
         Server(make_config(app={"asgi": "tests.apps.asgi_app:nothing"}))
     with pytest.raises(ConfigError, match=r"app\.asgi"):
         make_config(app={"asgi": "no_colon"})
+
+
+async def test_flask_through_asgiref(rec: Recorder) -> None:
+    # Flask is WSGI: asgiref's WsgiToAsgi (Django's own ASGI helper library) makes it an ASGI app.
+    from asgiref.wsgi import WsgiToAsgi
+    from flask import Flask, jsonify, request
+
+    flask_app = Flask(__name__)
+
+    @flask_app.post("/double")
+    def double() -> object:
+        return jsonify(value=request.get_json()["value"] * 2)
+
+    srv = await run_server(make_config(), build_router(rec), app=WsgiToAsgi(flask_app))
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(srv.url + "/double", json={"value": 21}) as resp,
+        ):
+            assert resp.status == 200 and await resp.json() == {"value": 42}
+        client = await SioClient(TRANSPORTS["polling"]).connect(srv.url)
+        try:
+            await client.echo_works()
+        finally:
+            await client.close()
+    finally:
+        await srv.shutdown(timeout=scaled(5))

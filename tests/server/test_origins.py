@@ -46,6 +46,24 @@ def test_origin_allowed(origin: str | None, host: str | None, allowed: tuple[str
     assert origin_allowed(origin, host, allowed) is ok
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "ok"),
+    [
+        ("https://chat.example", "chat.example", True),
+        ("https://CHAT.example:8443", "x", True),  # a name without a port: any port; case-insensitive
+        ("http://admin.example:9000", "x", True),
+        ("http://admin.example:9001", "admin.example:9001", False),  # name:port: that port only
+        # DNS rebinding: evil.example resolved to this server; Origin and Host agree, and are refused.
+        ("http://evil.example:9501", "evil.example:9501", False),
+        (None, "evil.example", True),  # not a browser
+    ],
+)
+def test_same_origin_against_configured_hosts(origin: str | None, host: str, ok: bool) -> None:
+    hosts = ("chat.example", "admin.example:9000")
+    assert origin_allowed(origin, host, (), False, hosts) is ok
+    assert origin_allowed("http://evil.example:9501", "evil.example:9501", ()) is True  # without hosts
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=scaled(10))) as session:
@@ -102,8 +120,10 @@ async def test_star_allows_any_origin(server_factory: ServerFactory, http: aioht
     server = await server_factory(websocket={"allowed_origins": ["*"]})
     status, headers, _ = await handshake(http, server, EVIL)
     assert status == 200
-    # with credentials allowed, the origin is echoed: browsers refuse "*" together with credentials
     assert headers["Access-Control-Allow-Origin"] == EVIL
+    # Any origin with credentials would let every site act with its visitors' cookies: not with "*"
+    # (cors_credentials is true by default).
+    assert "Access-Control-Allow-Credentials" not in headers
     assert await ws_status(server, EVIL) == 101
     assert await ws_status(server, "null") == 101
 
@@ -192,3 +212,24 @@ async def test_refusals_are_logged_for_polling_and_websocket(
     messages = [r.getMessage() for r in caplog.records if r.name == "tether.origins"]
     assert len(messages) == 2  # once for the first origin (polling and WebSocket), once for the other
     assert "'/socket.io/'" in messages[0] and "'/ws'" in messages[1]
+
+
+async def test_credentials_only_for_listed_origins(
+    server_factory: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await server_factory(websocket={"allowed_origins": [ALLOWED]})
+    _, headers, _ = await handshake(http, server, ALLOWED)
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+
+
+async def test_allowed_hosts_refuse_a_rebound_name(
+    server_factory: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """The page of a name resolved to this server (DNS rebinding) sends its own name as Origin and Host."""
+    server = await server_factory(websocket={"allowed_hosts": ["127.0.0.1"]})
+    rebound = f"http://rebound.example:{server.port}"
+    assert (await handshake(http, server, same_origin(server)))[0] == 200
+    url = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    async with http.get(url, headers={"Origin": rebound, "Host": f"rebound.example:{server.port}"}) as r:
+        assert r.status == 403
+    assert await ws_status(server, rebound) == 403

@@ -33,6 +33,10 @@ async def server() -> AsyncIterator[Server]:
         time.sleep(seconds)  # blocks the loop: the block warning must name this handler
         return "hogged"
 
+    @router.on("connect", namespace="/hogging")
+    async def hogging_connect(socket: Any, auth: Any) -> None:
+        time.sleep(0.3)  # a connect handler that blocks the loop is named too
+
     config = Config().replace(server={"port": 0}, handlers={"threads": 4, "block_warning": 0.2})
     srv = await run_server(config, router)
     yield srv
@@ -216,6 +220,11 @@ async def test_an_async_handler_that_blocks_the_loop_is_named(
         warnings = [r.getMessage() for r in caplog.records if "blocked the event loop" in r.getMessage()]
         assert len(warnings) == 1, warnings
         assert "hog" in warnings[0] and "'hog'" in warnings[0] and "block_warning = 0.2s" in warnings[0]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tether.handlers"):
+            async with clients((server.url, "/hogging")):
+                pass
+        assert "hogging_connect (event 'connect') blocked the event loop" in caplog.text
 
 
 async def test_def_handlers_on_the_loop_with_threads_0() -> None:

@@ -12,7 +12,7 @@ import socketio
 from tether import Config, Server
 
 FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
-SECRET = "test-secret-0123456789"
+SECRET = "test-secret-0123456789abcdef0123456789"
 
 
 def session_config(**session: Any) -> Config:

@@ -18,7 +18,7 @@ from tether.errors import InvalidToken, TokenExpired
 from tether.sessions import Claims, TokenChecker, issue_token, new_session_id, verify_token
 from tether.sessions.tokens import SALT
 
-SECRET = "s3cret-for-tests"
+SECRET = "s3cret-for-tests-0123456789abcdef"
 
 
 def test_round_trip() -> None:
@@ -99,11 +99,11 @@ def test_issue_without_secret_is_a_config_error() -> None:
 
 
 def test_issue_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TETHER_SESSION_SECRET", "from-env")
+    monkeypatch.setenv("TETHER_SESSION_SECRET", "from-env-0123456789abcdef0123456789")
     monkeypatch.setenv("TETHER_SESSION_TOKEN_TTL", "30")
     monkeypatch.delenv("TETHER_CONFIG", raising=False)
     token = issue_token("alice", "s", now=time.time())
-    claims = verify_token(token, secret="from-env")
+    claims = verify_token(token, secret="from-env-0123456789abcdef0123456789")
     assert claims.expires_at - claims.issued_at == pytest.approx(30)
 
 
@@ -166,12 +166,12 @@ def _tether(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_cli_token(tmp_path: Path) -> None:
     config = tmp_path / "tether.toml"
-    config.write_text('[session]\nsecret = "cli-secret"\ntoken_ttl = 120\n')
+    config.write_text('[session]\nsecret = "cli-secret-0123456789abcdef0123456789"\ntoken_ttl = 120\n')
     out = _tether("token", "alice", "--session", "tab-7", "--config", str(config))
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
     assert "\n" not in token
-    claims = verify_token(token, secret="cli-secret")
+    claims = verify_token(token, secret="cli-secret-0123456789abcdef0123456789")
     assert (claims.user_id, claims.session_id) == ("alice", "tab-7")
     assert claims.expires_at - claims.issued_at == pytest.approx(120)
     with pytest.raises(InvalidToken):
@@ -179,9 +179,10 @@ def test_cli_token(tmp_path: Path) -> None:
 
 
 def test_cli_token_secret_from_env() -> None:
-    out = _tether("token", "bob", env={"TETHER_SESSION_SECRET": "env-secret", "PATH": ""})
+    secret = "env-secret-0123456789abcdef0123456789"
+    out = _tether("token", "bob", env={"TETHER_SESSION_SECRET": secret, "PATH": ""})
     assert out.returncode == 0, out.stderr
-    claims = verify_token(out.stdout.strip(), secret="env-secret")
+    claims = verify_token(out.stdout.strip(), secret=secret)
     assert claims.user_id == "bob" and claims.session_id
 
 
@@ -193,6 +194,6 @@ def test_cli_token_without_secret_fails_loudly() -> None:
 
 
 def test_cli_token_bad_user_id() -> None:
-    out = _tether("token", "two words", env={"TETHER_SESSION_SECRET": "x", "PATH": ""})
+    out = _tether("token", "two words", env={"TETHER_SESSION_SECRET": "x" * 32, "PATH": ""})
     assert out.returncode == 2
     assert "user id" in out.stderr

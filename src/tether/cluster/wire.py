@@ -63,6 +63,8 @@ import msgpack
 import orjson
 
 from ..errors import ClusterError
+from ..protocol.socketio import RESERVED_EVENTS as _RESERVED_EVENTS
+from ..protocol.socketio import nesting_exceeds
 
 __all__ = [
     "EMITTER_UID",
@@ -90,10 +92,8 @@ EMITTER_UID = "emitter"
 """The uid emitters put in broadcasts (as ``@socket.io/redis-emitter`` does): no node has it."""
 SESSION_CHANNEL = "tether#session#"
 
-RESERVED_EVENTS = frozenset(
-    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
-)
-"""Event names the Socket.IO client uses itself; emitting them is refused, as node's emitter does."""
+# Event names the Socket.IO libraries use themselves; emitting them is refused, as node's emitter does.
+RESERVED_EVENTS = _RESERVED_EVENTS
 
 
 def user_room(user_id: Any) -> str:
@@ -274,6 +274,10 @@ def encode_broadcast(
     return channels.broadcast(namespace, rooms[0] if len(rooms) == 1 else None), payload
 
 
+WIRE_MAX_DEPTH = 254
+"""Deepest nesting of a broadcast's data accepted from the adapter's channels: what orjson can write."""
+
+
 def decode_broadcast(data: bytes) -> Broadcast:
     """Parse a broadcast payload.
 
@@ -289,6 +293,10 @@ def decode_broadcast(data: bytes) -> Broadcast:
     payload = packet.get("data")
     if not isinstance(payload, list) or not payload or not isinstance(payload[0], str):
         raise ClusterError("wire", "broadcast data must be [event, ...args]")
+    # Nesting deeper than orjson writes (254) could not be delivered, and walking it (binary attachments)
+    # would recurse as deep as the publisher chose. A message shorter than the bound cannot nest deeper.
+    if len(data) > WIRE_MAX_DEPTH and nesting_exceeds(payload, WIRE_MAX_DEPTH):
+        raise ClusterError("wire", f"broadcast data nested deeper than {WIRE_MAX_DEPTH} levels")
     namespace = packet.get("nsp") or "/"
     if not isinstance(namespace, str):
         raise ClusterError("wire", "broadcast nsp must be a string")

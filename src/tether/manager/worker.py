@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .. import logs
 from ..cluster import make_adapter
 from ..cluster.hub import CONTROL, FrameReader, HubAdapter, body_of, frame
 from ..config import Config
@@ -214,10 +215,8 @@ class Worker:
 
 
 def _setup_logging(wid: int, level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s [worker {wid} pid %(process)d] %(name)s: %(message)s",
-        stream=sys.stderr,
+    logs.configure(
+        level, f"%(asctime)s %(levelname)s [worker {wid} pid %(process)d] %(name)s: %(message)s", sys.stderr
     )
 
 

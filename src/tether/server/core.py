@@ -170,6 +170,14 @@ class ServerCore:
         self.recovery: Recovery | None = None
         """Connection state recovery (``[recovery] max_disconnection_duration`` > 0, Socket.IO parser)."""
 
+    def block_watcher(self, handler: Any, event: str) -> Callable[[float], None] | None:
+        """What times the steps of an ``async def`` handler for ``[handlers] block_warning`` (None: off,
+        or a ``def`` handler, which runs in a thread and may block)."""
+        if not self._block_warning or hasattr(handler, "__tether_sync__"):
+            return None
+        watch = self.block_watch
+        return lambda seconds: watch.check(handler, event, seconds)
+
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """A background task the server waits for on shutdown."""
         task = asyncio.get_running_loop().create_task(coro)

@@ -40,6 +40,8 @@ def run_handler(
     on_error: Callable[[BaseException], None],
     timeout: float = 0.0,
     tasks: set[asyncio.Task[Any]] | None = None,
+    watch: Callable[[float], None] | None = None,
+    threshold: float = 0.0,
 ) -> Any:
     """Call ``handler(*args)``; return its result, or :data:`NOT_DONE` if it suspended or raised.
 
@@ -48,20 +50,25 @@ def run_handler(
     failure for a result: a ``connect`` handler that raised Reject must not also accept the client, and a
     handler that raised answers no ack). ``timeout`` > 0 cancels a suspended handler after that many seconds.
     The Task of a suspended handler is kept in ``tasks`` until it ends (the server waits for them on stop).
+    ``watch(seconds)`` is told of each step that held the loop ``threshold`` seconds or more.
     """
     try:
         result = handler(*args)
         if type(result) is not CoroutineType:
             return result
         coro: Coroutine[Any, Any, Any] = result
+        step = perf_counter() if watch is not None else 0.0
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
+        finally:
+            if watch is not None and perf_counter() - step >= threshold:
+                watch(perf_counter() - step)
     except Exception as exc:
         on_error(exc)
         return NOT_DONE
-    continue_in_task(coro, yielded, on_done, on_error, timeout, tasks)
+    continue_in_task(coro, yielded, on_done, on_error, timeout, tasks, watch, threshold)
     return NOT_DONE
 
 

@@ -24,14 +24,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .server import Server
+    from ..cluster.base import Adapter
+    from ..config import Config
 
-__all__ = ["Leadership", "OnceTask"]
+__all__ = ["LeaderHost", "Leadership", "OnceTask"]
 
 log = logging.getLogger("tether.leader")
+
+
+class LeaderHost(Protocol):
+    """The server as once-per-cluster tasks use it (implemented by :class:`~tether.server.Server`)."""
+
+    config: Config
+    adapter: Adapter
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+
+    def _start_task(
+        self, target: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Task[Any]: ...
 
 
 class OnceTask:
@@ -65,7 +79,7 @@ class OnceTask:
 class Leadership:
     """Whether this process runs the once-tasks (see the module docstring)."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: LeaderHost) -> None:
         self.server = server
         self.source = "redis" if hasattr(server.adapter, "hold_lease") else "self"
         """``self`` (a lone process), ``master`` (a worker told by the master) or ``redis`` (a lease)."""

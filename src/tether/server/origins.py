@@ -20,12 +20,19 @@ _last_warned: dict[str, float] = {}
 
 
 def origin_allowed(
-    origin: str | None, host: str | None, allowed: tuple[str, ...], secure: bool = False
+    origin: str | None,
+    host: str | None,
+    allowed: tuple[str, ...],
+    secure: bool = False,
+    hosts: tuple[str, ...] = (),
 ) -> bool:
     """Whether a request with this ``Origin`` may connect.
 
-    No Origin header (non-browser clients): allowed. ``"*"`` in ``allowed``: any origin. An empty
-    ``allowed`` means same-origin only: the Origin's host:port must equal the Host header.
+    No Origin header (non-browser clients): allowed. ``"*"`` in ``allowed``: any origin. An origin listed
+    in ``allowed``: allowed. An empty ``allowed`` means same-origin only: the Origin's host[:port] must be
+    one of ``hosts`` (``[websocket] allowed_hosts``; an entry without a port matches any port) when that
+    is set, else equal the ``Host`` header. The Host header alone is what a DNS-rebinding page controls
+    (its own name, resolved to this server): with ``hosts`` set, such a page is refused.
     """
     if origin is None:
         return True
@@ -35,10 +42,16 @@ def origin_allowed(
         return True
     if allowed:
         return False
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return False
+    authority = rest.rstrip("/").lower()
+    if hosts:
+        name = authority.rsplit(":", 1)[0] if not authority.endswith("]") else authority
+        return any(h.lower() == authority or (":" not in h and h.lower() == name) for h in hosts)
     if not host:
         return False
-    scheme, sep, rest = origin.partition("://")
-    return bool(sep) and rest.rstrip("/") == host and scheme in ("http", "https")
+    return authority == host.lower()
 
 
 def warn_refused(origin: str, path: str, now: float | None = None) -> bool:

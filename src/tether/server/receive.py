@@ -187,9 +187,7 @@ class Receiver(Lifecycle):
                 self._report_handler(namespace, name, started, False)
             self._handler_failed(sock, name, exc)
 
-        watch = None
-        if self._block_warning and handler is not None and not hasattr(handler, "__tether_sync__"):
-            watch = lambda seconds: self.block_watch.check(handler, name, seconds)  # noqa: E731
+        watch = self.block_watcher(handler, name) if handler is not None else None
         continue_in_task(
             coro,
             yielded,

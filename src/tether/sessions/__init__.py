@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import TetherError
+from ..errors import ConfigError, TetherError
 from .manager import (
     ACTIVITY,
     ENDED,
@@ -34,6 +34,7 @@ from .manager import (
 )
 from .timers import Deadlines
 from .tokens import Claims, TokenChecker, Validator, issue_token, new_session_id, verify_token
+from .tombstones import TombstoneFile, default_path
 
 if TYPE_CHECKING:
     from ..server.server import Server
@@ -76,6 +77,13 @@ def install(server: Server) -> SessionManager | None:
     if not server.config.session.enabled:
         return None
     manager = SessionManager(server)
+    path = default_path(server.config)
+    if path:
+        try:
+            file = TombstoneFile(path)
+        except OSError as exc:
+            raise ConfigError(server.config.source, "session.ended_file", str(exc)) from exc
+        manager.keep_tombstones(file)
     server.extensions[EXTENSION_KEY] = manager
     server.connect_hooks.append(manager.on_connect)
     server.event_hooks.append(manager.on_event)

@@ -35,6 +35,7 @@ tombstone the session), and each process's timer follows the activity it sees it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ from ..cluster.wire import SessionCommand
 from ..errors import InvalidToken, Reject, TokenExpired
 from .timers import Deadlines
 from .tokens import Claims, TokenChecker, issue_token
+from .tombstones import Tombstone, TombstoneFile
 
 if TYPE_CHECKING:
     from ..context import Socket
@@ -174,6 +176,8 @@ class SessionManager:
         self._ended: dict[str, tuple[float, str]] = {}
         """Tombstones: session id -> (unix time it ended, reason)."""
         self._ended_timers: Deadlines[str] = Deadlines()
+        self._file: TombstoneFile | None = None
+        """Where tombstones outlive this process (see :mod:`.tombstones`); None: memory only."""
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
 
@@ -440,8 +444,30 @@ class SessionManager:
             log.debug("> session %s expired", session.id)
 
     def _bury(self, session_id: str, reason: str) -> None:
-        self._ended[session_id] = (time.time(), reason)
+        ended_at = time.time()
+        self._ended[session_id] = (ended_at, reason)
         self._ended_timers.schedule(session_id, self._now() + self.config.token_ttl)
+        if self._file is not None:
+            self._file.append(Tombstone(session_id, ended_at, reason, ended_at + self.config.token_ttl))
+
+    def keep_tombstones(self, file: TombstoneFile) -> int:
+        """Remember ended sessions in ``file`` from now on, and take in those it holds (a reload's new
+        workers, a restarted instance). Returns how many were taken in."""
+        self._file = file
+        try:
+            mono = self._now()
+        except RuntimeError:  # no loop yet (a Server built in sync code): the same clock, near enough
+            mono = time.monotonic()
+        wall = time.time()
+        stones = file.load(wall)
+        for stone in stones:
+            known = self._ended.get(stone.session_id)
+            if known is None or known[0] < stone.ended_at:
+                self._ended[stone.session_id] = (stone.ended_at, stone.reason)
+                self._ended_timers.schedule(stone.session_id, mono + (stone.until - wall))
+        with contextlib.suppress(RuntimeError):  # no loop yet (a Server built in sync code): armed later
+            self._arm()
+        return len(stones)
 
     def _push(
         self,

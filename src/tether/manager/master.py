@@ -569,6 +569,10 @@ class Master:
             "reloads_total": float(self.reloads),
             "uptime_seconds": time.monotonic() - self.started,
             "hub_frames_relayed_total": float(self.hub.relayed),
+            **{
+                f"recovery_{key}": float(value)
+                for key, value in (self.hub.recovery.stats() if self.hub.recovery is not None else {}).items()
+            },
             "hub_backlog_bytes": float(
                 sum(self._backlog(w) + w.stats.get("hub_backlog_bytes", 0) for w in live)
             ),

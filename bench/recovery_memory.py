@@ -89,7 +89,7 @@ async def main():
     config = Config.load(env={}, overrides={
         "server": {"host": "127.0.0.1", "port": 0},
         "recovery": {"max_disconnection_duration": duration},
-        "limits": {"max_connections": 0},
+        "limits": {"max_connections": 0, "max_connections_per_ip": 0},  # every client is 127.0.0.1
     })
     server = await run_server(config, router)
     print(server.port, flush=True)

@@ -41,7 +41,20 @@ def test_formatter_escapes_the_message_not_the_traceback() -> None:
     out = formatter.format(record)
     first, *rest = out.splitlines()
     assert first == "ERROR path /a\\r\\nb\\nINFO forged"
-    assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: boom"
+    assert rest[0].startswith("| Traceback") and rest[-1] == "| ValueError: boom"
+
+
+def test_a_traceback_cannot_start_a_line_of_its_own() -> None:
+    """The exception's message is the client's text as often as not: every traceback line is marked."""
+    formatter = EscapingFormatter("%(asctime)s %(levelname)s %(message)s")
+    try:
+        raise ValueError("bad name\n2026-11-30 00:00:00,000 INFO admin logged in\r")
+    except ValueError as exc:
+        record = logging.LogRecord("tether.x", logging.ERROR, __file__, 1, "handler failed", (), None)
+        record.exc_info = (type(exc), exc, exc.__traceback__)
+    lines = formatter.format(record).splitlines()
+    assert all(line.startswith("| ") for line in lines[1:])
+    assert lines[-1] == "| 2026-11-30 00:00:00,000 INFO admin logged in\\r"
 
 
 def test_configure_installs_the_formatter() -> None:

@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from tether.recovery import RecoveryLog, SavedSession, parse_offset, selects
+from tether.recovery import ENTRY_OVERHEAD, RecoveryLog, SavedSession, parse_offset, selects
+
+E = 10 + ENTRY_OVERHEAD
+"""What an emit() of this module counts: 10 bytes of packet and the entry's overhead."""
 
 NS = "/"
 
@@ -115,10 +118,10 @@ def test_time_bound_at_its_value_and_one_past() -> None:
 
 
 def test_buffer_bytes_bound_drops_oldest_and_refuses_offsets_before_it() -> None:
-    log = RecoveryLog(120, max_buffer_bytes=3 * 74)  # three entries of 10 bytes + 64 of overhead
+    log = RecoveryLog(120, max_buffer_bytes=3 * E)  # three entries
     for _ in range(3):
         emit(log)
-    assert len(log) == 3 and log.bytes == 3 * 74
+    assert len(log) == 3 and log.bytes == 3 * E
     emit(log)  # one past: the oldest goes
     assert len(log) == 3 and log.first_seq == 2
     log.persist(saved())
@@ -129,7 +132,7 @@ def test_buffer_bytes_bound_drops_oldest_and_refuses_offsets_before_it() -> None
 
 
 def test_session_bytes_bound_at_its_value_and_one_past() -> None:
-    log = RecoveryLog(120, max_session_bytes=2 * 74)
+    log = RecoveryLog(120, max_session_bytes=2 * E)
     emit(log)
     emit(log)
     log.persist(saved())
@@ -149,7 +152,7 @@ def test_sessions_bound_evicts_the_oldest() -> None:
 
 
 def test_log_compacts_and_keeps_offsets_right() -> None:
-    log = RecoveryLog(120, max_buffer_bytes=100 * 74)
+    log = RecoveryLog(120, max_buffer_bytes=100 * E)
     for _ in range(5000):
         emit(log)
     assert len(log) == 100 and log.first_seq == 4901 and len(log._entries) < 2 * 1024 + 100

@@ -20,7 +20,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=24003)
     args = parser.parse_args()
-    config = Config.load(None, env={}, overrides={"websocket": {"allowed_origins": ["*"]}})
+    # Unthrottled, as bench/apps/tether.toml: every client is 127.0.0.1, pushing past the default rate.
+    limits = {"event_rate": 0, "max_connections_per_ip": 0}
+    config = Config.load(None, env={}, overrides={"websocket": {"allowed_origins": ["*"]}, "limits": limits})
     app = ASGIApp(str(ROUTES), config=config)
     uvicorn.run(
         app,

@@ -257,7 +257,8 @@ class RecoveryConfig:
     max_session_bytes: int = 1_000_000
     """Most bytes of missed packets replayed to one session; a client that missed more connects as new."""
     max_buffer_bytes: int = 64 * 1024 * 1024
-    """Most bytes of recent packets kept per process (oldest dropped first); 0: bounded by time only."""
+    """Most bytes of recent packets kept per process, each emit counting its packets plus 200 bytes of
+    bookkeeping (oldest dropped first); 0: bounded by time only. With workers, the master keeps the log."""
     max_sessions: int = 100_000
     """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
 

@@ -3,15 +3,17 @@
 Tether logs strings a client chose (a request path, an event name, a reason in an exception). A CR or LF
 among them would start a new line that reads like a record of its own (``... failed\\n2026-11-30 INFO
 user admin logged in``). :class:`EscapingFormatter` escapes every non-printable character of a record's
-message, where the handlers write, so that no call site can forget it; the traceback of a record is left
-as it is (Python writes it, not the client). Call sites still use ``%r`` for client strings where a
-quoted value reads better.
+message, where the handlers write, so that no call site can forget it. A traceback is many lines by
+nature, and its last one holds the exception's message, which may quote a client: each of its lines is
+escaped the same way and starts with ``| ``, so that no line of it can pass for a record of its own (a
+record starts with its time). Call sites still use ``%r`` for client strings where a quoted value reads
+better.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["EscapingFormatter", "configure", "escape"]
 
@@ -31,6 +33,17 @@ class EscapingFormatter(logging.Formatter):
         if not message.isprintable():
             record.message = escape(message)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _quoted_block(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _quoted_block(super().formatStack(stack_info))
+
+
+def _quoted_block(text: str) -> str:
+    # split("\n"), not splitlines(): a CR (or U+2028) inside a line is escaped, not taken as a line end.
+    return "\n".join("| " + escape(line) for line in text.rstrip("\n").split("\n"))
 
 
 def configure(level: str, fmt: str, stream: TextIO, force: bool = False) -> None:

@@ -187,10 +187,16 @@ async def test_foreground_signals(instance: Instance) -> None:
         url = line.split()[3]
         assert instance.master_pid() == proc.pid
         first = instance.infos()
+
+        def done(generation: int) -> bool:
+            # Done, not just started: a signal during a reload is refused ("a reload is already in progress").
+            info = instance.infos()
+            return bool(info["generation"] == generation and not info["reloading"])
+
         proc.send_signal(signal.SIGHUP)
-        instance.wait_for(lambda: instance.infos()["generation"] == 2, 20, "SIGHUP reload")
+        instance.wait_for(lambda: done(2), 20, "SIGHUP reload")
         proc.send_signal(signal.SIGUSR1)
-        instance.wait_for(lambda: instance.infos()["generation"] == 3, 20, "SIGUSR1 reload")
+        instance.wait_for(lambda: done(3), 20, "SIGUSR1 reload")
         third = instance.infos()
         assert not {w["pid"] for w in first["workers"]} & {w["pid"] for w in third["workers"]}
         metrics_url = third["metrics"]

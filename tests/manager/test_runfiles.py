@@ -316,8 +316,10 @@ def test_a_stop_while_starting_says_so(instance: Instance) -> None:
         proc = instance.cli("start", "-d")
         assert proc.returncode == 1 and "already running (starting" in proc.stderr
         assert "None" not in proc.stderr
-        proc = instance.cli("stop")
-        assert proc.returncode == 1 and "a master is starting" in proc.stderr and "None" not in proc.stderr
+        for command in ("stop", "infos", "reload", "restart"):
+            proc = instance.cli(command)
+            assert proc.returncode == 1 and "a master is starting" in proc.stderr, (command, proc.stderr)
+            assert "None" not in proc.stderr
     finally:
         starting.close()
 

@@ -188,6 +188,14 @@ class RedisStreamsAdapter(Adapter):
         self._tasks = [loop.create_task(self._read_forever(start)), loop.create_task(self._write_forever())]
 
     async def stop(self) -> None:
+        if self._queue and self._cmd is not None:
+            # What the last handlers emitted (and the sessions the shutdown kept) still goes out.
+            with contextlib.suppress(Exception):
+                pipe = self._cmd.pipeline(transaction=False)
+                for fields, _done in self._queue:
+                    pipe.xadd(self.stream, fields, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
+                self._queue.clear()
+                await asyncio.wait_for(pipe.execute(), 2.0)
         self._stopping = True
         if self._wake is not None:
             self._wake.set()

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from . import registry
 from .control import ControlError, request
 from .infos import render_instances, render_table
-from .master import Launch, Master, worker_count
+from .master import Launch, Master, n_workers, worker_count
 from .module_state import warning_text
 from .paths import RunPaths, instance_name
 from .pidfile import AlreadyRunning, PidFile, describe, running_pid
@@ -227,10 +227,6 @@ def _err(message: str) -> None:
     print(f"tether: {message}", file=sys.stderr, flush=True)
 
 
-def _workers(n: int) -> str:
-    return f"{n} worker" if n == 1 else f"{n} workers"
-
-
 # -- start ----------------------------------------------------------------------------------------------
 
 
@@ -338,7 +334,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     def on_ready(ok: bool, text: str) -> None:
         if ok:
             print(
-                f"tether serving on {text} ({_workers(worker_count(config))}, master pid {os.getpid()}, "
+                f"tether serving on {text} ({n_workers(worker_count(config))}, master pid {os.getpid()}, "
                 f"config {config.source})",
                 flush=True,
             )
@@ -367,7 +363,7 @@ def _start_daemon(
         if status.startswith("ok "):
             url = status[3:]
             master_pid = running_pid(paths.pid_file)
-            print(f"tether started on {url} ({_workers(worker_count(config))})")
+            print(f"tether started on {url} ({n_workers(worker_count(config))})")
             print(
                 f"  pid file:       {paths.pid_file} ({describe(master_pid).replace('pid', 'master pid', 1)})"
             )
@@ -449,6 +445,18 @@ def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
     return 1
 
 
+def _unanswered(paths: RunPaths, args: argparse.Namespace, exc: ControlError) -> int:
+    """The control socket did not answer: say whether nothing runs, a master is starting, or what failed."""
+    pid = running_pid(paths.pid_file)
+    if pid is None:
+        return _not_running(paths, args)
+    if pid < 0:
+        _err(f"a master is starting ({paths.pid_file} is locked, no pid yet); try again in a moment")
+    else:
+        _err(str(exc))
+    return 1
+
+
 def _client_paths(args: argparse.Namespace) -> tuple[RunPaths, float] | None:
     """The instance's paths and stop time (see :func:`_paths`), or None (said why) when its run folder is
     unsafe: a folder another account can write to may hold a planted pid file or control socket."""
@@ -516,10 +524,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
         # Workers start one by one on a reload: allow for several slow ones, then the old ones' drain.
         reply = request(paths.control_socket, "reload", timeout=stop_timeout + 600)
     except ControlError as exc:
-        if running_pid(paths.pid_file) is None:
-            return _not_running(paths, args)
-        _err(str(exc))
-        return 1
+        return _unanswered(paths, args, exc)
     if not reply.get("ok"):
         _err(f"reload failed: {reply.get('error')}")
         return 1
@@ -564,10 +569,7 @@ def cmd_infos(args: argparse.Namespace) -> int:
     try:
         reply = request(paths.control_socket, "infos")
     except ControlError as exc:
-        if running_pid(paths.pid_file) is None:
-            return _not_running(paths, args)
-        _err(str(exc))
-        return 1
+        return _unanswered(paths, args, exc)
     if args.json:
         print(json.dumps(reply, indent=2), flush=True)
     else:
@@ -583,11 +585,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
     try:
         launch = request(paths.control_socket, "launch")
     except ControlError as exc:
-        if running_pid(paths.pid_file) is None:
-            _not_running(paths, args)
+        if _unanswered(paths, args, exc) and running_pid(paths.pid_file) is None:
             _err("use `tether start`")
-        else:
-            _err(str(exc))
         return 1
     wait = args.wait if args.wait is not None else stop_timeout + 5
     code, _ = _stop(paths, False, wait, args)

@@ -34,7 +34,11 @@ from .engineio import Binary, PacketType, decode_payload, encode_payload
 from .events import ClientEvent, Disconnect
 from .parsers import Parser
 
-__all__ = ["Connection", "State", "Timer", "Transport"]
+__all__ = ["CLIENT_CLOSE", "Connection", "State", "Timer", "Transport"]
+
+CLIENT_CLOSE = "transport close"
+"""The reason of a session the client closed with an Engine.IO close packet (``1``) without a Socket.IO
+DISCONNECT first: ``transport close``, as engine.io names it (node socket.io 4.8)."""
 
 
 class State(enum.Enum):
@@ -151,8 +155,8 @@ class Connection:
             return []
         if c == "1":
             self.state = State.CLOSED
-            self.close_reason = "client namespace disconnect"
-            return [Disconnect(None, "client namespace disconnect")]
+            self.close_reason = CLIENT_CLOSE
+            return [Disconnect(None, CLIENT_CLOSE)]
         if c == "6":
             return []
         if c == "2" and self.transport is Transport.BARE:
@@ -176,8 +180,8 @@ class Connection:
                 self._pong_deadline = 0.0
             elif packet.type is PacketType.CLOSE:
                 self.state = State.CLOSED
-                self.close_reason = "client namespace disconnect"
-                events.append(Disconnect(None, "client namespace disconnect"))
+                self.close_reason = CLIENT_CLOSE
+                events.append(Disconnect(None, CLIENT_CLOSE))
                 break
             elif packet.type is not PacketType.NOOP:
                 raise RemoteProtocolError(f"unexpected Engine.IO packet {packet.type.name} in polling body")

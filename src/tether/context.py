@@ -65,6 +65,7 @@ class ClientLink(Protocol):
     request: Request
     remote: str
     sockets: dict[str, Socket]
+    connecting: dict[str, Socket]
 
     @property
     def sid(self) -> str: ...

@@ -347,3 +347,107 @@ async def test_the_heartbeat_timer_keeps_its_resolution_coarse_by_default() -> N
 
     assert resolution_for(25, 20, 45) == TICK  # W6: no more wake-ups than the 0.5 s tick had
     assert resolution_for(0.3, 0.2, 1.0) == 0.005
+
+
+# -- 7. the connect lifecycle: a client that leaves, or repeats, while its connect handler runs --------
+
+
+def slow_router(rec: Recorder, release: asyncio.Event) -> Router:
+    router = Router()
+
+    @router.on("connect")
+    async def connect(sock: Socket, auth: Any) -> None:
+        sock.join("lobby")
+        sock.login_using("u-77")
+        rec.connects.append((sock.namespace, sock.sid, auth))
+        await asyncio.wait_for(release.wait(), scaled(5))
+        if isinstance(auth, dict) and auth.get("refuse"):
+            from tether import Reject
+
+            raise Reject({"message": "no"})
+        sock.join("after")  # after the client left, this must not bring it back either
+
+    @router.on("disconnect")
+    def disconnect(sock: Socket, reason: str) -> None:
+        rec.disconnects.append((sock.namespace, sock.sid, reason))
+
+    return router
+
+
+def leaves_no_trace(server: Server) -> None:
+    ns = server.namespaces["/"]
+    assert not ns.rooms.members("lobby")
+    assert not ns.rooms.members("after")
+    assert len(ns.rooms) == 0
+    assert not server.is_user_online("u-77")
+    assert server.state.sockets == 0
+    assert not server.clients
+
+
+async def test_client_leaving_while_its_connect_handler_runs_leaves_no_trace() -> None:
+    rec, release = Recorder(), asyncio.Event()
+    server = await run_server(make_config(), slow_router(rec, release))
+    try:
+        reader, writer = await raw_tcp(server)
+        writer.write(upgrade_request())
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), scaled(5))
+        writer.write(ws_frame(b'40{"slow":1}'))
+        await wait_until(lambda: bool(rec.connects), 5, "the connect handler to start")
+        assert server.is_user_online("u-77")  # what the handler did so far is real...
+        writer.transport.abort()  # ...until the client resets the connection
+        await wait_until(lambda: not server.clients, 5, "the session to close")
+        release.set()
+        await asyncio.sleep(0.05)
+        leaves_no_trace(server)
+        assert rec.disconnects == []  # never connected: no disconnect route (as node)
+        server.to("lobby").emit("x")  # reaches nobody, and fails nothing
+    finally:
+        await server.shutdown(timeout=scaled(2))
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+async def test_no_room_traffic_before_the_connect_reply(refuse: bool) -> None:
+    rec, release = Recorder(), asyncio.Event()
+    server = await run_server(make_config(), slow_router(rec, release))
+    try:
+        ws, _sid = await ws_open(server, namespace_connect=False)
+        await ws.send("40" + orjson.dumps({"refuse": refuse}).decode())
+        await wait_until(lambda: bool(rec.connects), 5, "the connect handler to start")
+        server.to("lobby").emit("room news", 1)  # the socket is in lobby, but not connected yet
+        release.set()
+        first = await recv_non_ping(ws)
+        if refuse:
+            assert first == '44{"message":"no"}'
+            await ws.send('42["ping"]')
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(recv_non_ping(ws), 0.3)  # the room traffic was dropped
+            assert not server.namespaces["/"].rooms.members("lobby")
+        else:
+            assert isinstance(first, str) and first.startswith("40{")
+            assert await recv_non_ping(ws) == '42["room news",1]'
+        await ws.close()
+    finally:
+        await server.shutdown(timeout=scaled(2))
+
+
+async def test_repeated_connect_makes_one_socket() -> None:
+    rec, release = Recorder(), asyncio.Event()
+    server = await run_server(make_config(), slow_router(rec, release))
+    try:
+        ws, _sid = await ws_open(server, namespace_connect=False)
+        await ws.send("40")
+        await ws.send("40")  # again while the first is connecting: ignored
+        await wait_until(lambda: bool(rec.connects), 5, "the connect handler to start")
+        release.set()
+        first = await recv_non_ping(ws)
+        assert isinstance(first, str) and first.startswith("40{")
+        await ws.send("40")  # again once connected: the same socket, answered again
+        assert await recv_non_ping(ws) == first
+        assert len(rec.connects) == 1
+        assert server.state.sockets == 1
+        assert len(server.namespaces["/"].rooms) == 1
+        await ws.close()
+        await wait_until(lambda: server.state.sockets == 0, 5, "the close")
+        leaves_no_trace(server)
+    finally:
+        await server.shutdown(timeout=scaled(2))

@@ -54,6 +54,7 @@ class Client:
         "_rate_over",
         "_rate_tokens",
         "conn",
+        "connecting",
         "dropped",
         "fast_ws",
         "hb_box",
@@ -75,6 +76,8 @@ class Client:
         self.request = request
         self.remote = request.remote
         self.sockets: dict[str, Socket] = {}
+        self.connecting: dict[str, Socket] = {}
+        """Sockets whose CONNECT is being handled (hooks, connect handler), by namespace."""
         self.ws: Any = None  # picows WSTransport once on WebSocket
         self.fast_ws = False
         self.hb_box: list[Client | None] | None = None

@@ -84,7 +84,12 @@ class Emitting(Membership):
         for sock in ns.rooms.select(rooms, except_rooms):
             # Every socket of this server belongs to one of its Clients (ClientLink is the context's view).
             client: Client = sock.client  # type: ignore[assignment]
-            if client.fast_ws:
+            pending = sock._pending
+            if pending is not None:
+                # Still connecting (its connect handler runs): nothing reaches it before its CONNECT
+                # reply; this goes right after it, or never if the handler refuses it.
+                pending.extend(packets)
+            elif client.fast_ws:
                 ws = client.ws
                 for msg_type, p in frames:
                     ws.send(msg_type, p)

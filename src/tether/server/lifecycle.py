@@ -134,8 +134,14 @@ class Lifecycle(Emitting):
     def _connect(self, client: Client, ev: Connect, reply: bool = True) -> None:
         parser = client.parser
         name = ev.namespace
-        if name in client.sockets:
+        existing = client.sockets.get(name)
+        if existing is not None:
+            # A repeated CONNECT: the same socket again. (Node makes a second socket and keeps the first in
+            # its rooms for good.)
+            client.send(parser.encode_connect(name, existing.sid, existing.pid))
             return
+        if name in client.connecting:
+            return  # its reply comes when its connect handler is done
         if len(name) > self._max_name_length:
             self._name_too_long(client, "namespace")
             return
@@ -156,8 +162,8 @@ class Lifecycle(Emitting):
     def _connect_socket(self, client: Client, ev: Connect, reply: bool, ns: Namespace, restored: Any) -> None:
         """Make the socket of a CONNECT (a recovered one when ``restored``), run the hooks and the handler."""
         name = ns.name
-        if client.conn.state is State.CLOSED or name in client.sockets:
-            return  # gone, or connected meanwhile, while the master looked for the session
+        if client.conn.state is State.CLOSED or name in client.sockets or name in client.connecting:
+            return  # gone, or connected (connecting) meanwhile, while the master looked for the session
         recovery = self.recovery
         if restored is not None:
             sock = self._recovered_socket(client, ns, restored)
@@ -165,6 +171,9 @@ class Lifecycle(Emitting):
             sock = Socket(new_sid(), ns, client, self._host)
             if recovery is not None:
                 sock.pid = recovery.new_pid()
+        # Until accepted or refused: a repeated CONNECT for this namespace is ignored meanwhile, and a
+        # close of the session undoes what the hooks and the handler did (see _abandon).
+        client.connecting[name] = sock
         try:
             for hook in self.connect_hooks:
                 result = hook(sock, ev.auth)
@@ -245,7 +254,9 @@ class Lifecycle(Emitting):
 
     def _connect_result(self, sock: Socket, result: Any, exc: BaseException | None, reply: bool) -> None:
         client = sock.client
-        if client.conn.state is State.CLOSED:
+        if client.conn.state is State.CLOSED or not sock.connected:
+            # The client left while the handler ran: whatever the handler did after that is undone too.
+            self._abandon(sock)
             return
         if exc is None and result is not False:
             self._accept(sock, reply, connect_handler_ran=True)
@@ -263,14 +274,23 @@ class Lifecycle(Emitting):
         client = sock.client
         self.state.rejected += 1
         # The socket may have joined rooms inside a hook or the handler: undo that.
-        sock._ns.rooms.remove(sock.sid)
-        sock.connected = False
-        sock._pending = None
+        self._abandon(sock)
         client.send(client.parser.encode_connect_error(sock.namespace, data))
         # A bare /ws page has no Engine.IO session to go on with and, with the json or raw parser, no
         # CONNECT_ERROR frame either: refused with nothing else connected, the WebSocket closes (1008).
         if client.conn.transport is Transport.BARE and not client.sockets:
             self.close_session_of(sock, "connect rejected", send_close=False, ws_code=1008)
+
+    def _abandon(self, sock: Socket) -> None:
+        """A socket that will never be connected (refused, or its client left while it was connecting)
+        leaves no trace: out of its rooms (a user it logged in goes offline, on every node), out of the
+        session's connecting sockets, and what was emitted to it dropped. Idempotent."""
+        client = sock.client
+        if client.connecting.get(sock.namespace) is sock:
+            del client.connecting[sock.namespace]
+        sock.connected = False
+        sock._pending = None
+        self._remove_from_rooms(sock)
 
     def _accept(self, sock: Socket, reply: bool, connect_handler_ran: bool = False) -> None:
         client = sock.client
@@ -278,6 +298,8 @@ class Lifecycle(Emitting):
         if sock.sid not in ns.rooms:
             ns.rooms.add(sock.sid, sock)
         client.sockets[sock.namespace] = sock
+        if client.connecting.get(sock.namespace) is sock:
+            del client.connecting[sock.namespace]
         client.conn.namespace_connected()
         if reply:
             # What the connect handler emitted waits in sock._pending: it goes right after this reply.
@@ -372,6 +394,8 @@ class Lifecycle(Emitting):
                     deadline = time.monotonic() + self.config.websocket.ping_timeout
                     self._closed_polls[conn.sid] = (client, deadline)
         conn.close(reason)
+        for sock in list(client.connecting.values()):
+            self._abandon(sock)  # its connect handler may still run: its result will be ignored
         for sock in list(client.sockets.values()):
             self.disconnect_socket(sock, reason, notify=False)
         self.state.disconnects[reason] = self.state.disconnects.get(reason, 0) + 1

@@ -28,6 +28,8 @@ class Membership(ServerCore):
         Raises:
             TetherError: over ``[limits] max_rooms_per_socket`` (its own sid room does not count).
         """
+        if not sock.connected:
+            return  # refused, or its client left while it was connecting: it must leave no trace
         limit = self.config.limits.max_rooms_per_socket
         if len(room) > self._max_name_length:
             limit = self._max_name_length
@@ -42,6 +44,15 @@ class Membership(ServerCore):
             self.adapter.user_online_changed(sock.namespace, room, True)
         for hook in self.room_hooks:
             hook(sock, room, True)
+
+    def _remove_from_rooms(self, sock: Socket) -> None:
+        """Take ``sock`` out of every room; a user whose last socket here it was goes offline."""
+        rooms = sock._ns.rooms
+        user_rooms = [r for r in rooms.rooms_of(sock.sid) if r.startswith(USER_ROOM_PREFIX)]
+        rooms.remove(sock.sid)
+        for room in user_rooms:
+            if not rooms.members(room):
+                self.adapter.user_online_changed(sock.namespace, room, False)
 
     def leave_socket(self, sock: Socket, room: str) -> None:
         """Take ``sock`` (of this process) out of ``room``; ``leave_room`` takes a sid of any process."""

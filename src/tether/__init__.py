@@ -24,6 +24,7 @@ from .namespace import Namespace
 from .protocol.parsers import JsonParser, Parser, RawParser, SocketIOParser
 from .router import Router, websocket
 from .server import Server, run_server
+from .server.sid_api import current_server
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "SocketIOParser",
     "TetherError",
     "__version__",
+    "current_server",
     "run_server",
     "websocket",
 ]

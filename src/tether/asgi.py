@@ -201,7 +201,7 @@ class ASGIApp:
                 return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query_string = scope.get("query_string", b"").decode("latin-1")
-        query = dict(parse_qsl(query_string)) if query_string else {}
+        query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
         client = scope.get("client")
         remote = client[0] if client else ""
         request = Request(scope["method"], scope["path"], query, headers, remote)

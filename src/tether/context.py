@@ -401,8 +401,14 @@ class Socket:
             else:
                 self.client.send(packets)
             server = self.server
-            if server.state.observe:
-                server.state.count_out(event, 1)
+            state = server.state
+            if state.observe:
+                counts = state.events_out_by_name
+                n = counts.get(event)
+                if n is None:
+                    state.count_out(event, 1)  # a new name: the table is bounded there
+                else:
+                    counts[event] = n + 1
             for hook in server.emit_hooks:
                 hook(self.namespace, event, 1)
             for outgoing in server.outgoing_hooks:

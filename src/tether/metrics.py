@@ -99,10 +99,21 @@ class Metrics:
             "queued_messages": queued,
             "send_buffer_bytes": buffered,
             "disconnects": dict(state.disconnects),
+            # Connection state recovery with this process's own log (with workers the master's log is
+            # reported with the instance gauges; with Redis Streams the stream is the log).
+            "recovery": recovery_stats(server),
             "events_in": self._events_in_routed(),
             "events_out": dict(self.events_out),
             "latency": {k: list(v) for k, v in self.latency.items()},
         }
+
+
+def recovery_stats(server: Any) -> dict[str, int]:
+    """The recovery log's sizes and counters when this process keeps its own (else empty)."""
+    recovery = getattr(server, "recovery", None)
+    if recovery is None or recovery.remote:
+        return {}
+    return dict(recovery.log.stats())
 
 
 def _add_counts(into: dict[str, Any], other: dict[str, Any]) -> None:
@@ -115,12 +126,12 @@ def aggregate(snapshots: Iterable[Snapshot], counters_only: bool = False) -> Sna
     total: Snapshot = {k: 0 for k in _COUNTERS}
     if not counters_only:
         total.update({k: 0 for k in _GAUGES})
-    for key in ("disconnects", "events_in", "events_out", "latency"):
+    for key in ("disconnects", "events_in", "events_out", "latency", "recovery"):
         total[key] = {}
     for snap in snapshots:
         for key in _COUNTERS if counters_only else _COUNTERS + _GAUGES:
             total[key] += snap.get(key, 0)
-        for key in ("disconnects", "events_in", "events_out"):
+        for key in ("disconnects", "events_in", "events_out", "recovery"):
             _add_counts(total[key], snap.get(key, {}))
         for name, row in snap.get("latency", {}).items():
             mine = total["latency"].setdefault(name, [0.0] * len(row))
@@ -160,6 +171,17 @@ class _Families:
             for name, n in sorted(s[key].items()):
                 fam.add_metric([name], n)
             yield fam
+        recovery = s.get("recovery") or {}
+        if recovery:
+            gauge = GaugeMetricFamily(
+                "tether_recovery",
+                "Connection state recovery: entries, bytes and sessions kept; sessions persisted, recovered, "
+                "refused, expired, evicted; packets replayed",
+                labels=["what"],
+            )
+            for what, n in sorted(recovery.items()):
+                gauge.add_metric([what], n)
+            yield gauge
         fam = CounterMetricFamily("tether_disconnects", "Closed connections, by reason", labels=["reason"])
         for reason, n in sorted(s["disconnects"].items()):
             fam.add_metric([reason], n)

@@ -64,6 +64,20 @@ async def nodes(
         await b.shutdown(timeout=scaled(2))
 
 
+async def session_stored(redis_url: str, sid: str) -> dict[str, Any]:
+    """The session kept in Redis for socket ``sid`` (node's format), waiting up to 5 s (scaled) for it:
+    the node it left sees the cut and stores it; a client back before that connects as new."""
+    async with aioredis.Redis.from_url(redis_url) as r:
+        for _ in range(int(scaled(5) / 0.05)):
+            for key in await r.keys("sio:session:*"):
+                raw = await r.get(key)
+                body = msgpack.unpackb(base64.b64decode(raw), raw=False) if raw else {}
+                if body.get("sid") == sid:
+                    return {"key": key.decode(), "body": body, "ttl": await r.pttl(key)}
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"no session stored for {sid}")
+
+
 def check(done: dict[str, Any], count: int = COUNT) -> None:
     missing, duplicates = gaps_and_duplicates(done["received"], count)
     assert (missing, duplicates) == ([], []), f"missing {missing[:20]}, duplicates {duplicates[:20]}"
@@ -100,6 +114,7 @@ async def test_client_back_on_the_other_tether_node(nodes: tuple[Server, Server,
             (a if i % 2 else b).to("r").emit("n", i)
             if i % 50 == 0:
                 await asyncio.sleep(0.01)
+        await session_stored(a.config.redis.url, client.steps("connect")[0]["id"])
         proxy.held = False
         second = await client.wait_step("whoami", 2, timeout=15)
         assert second["server"] == "tether" and second["recovered"] is True
@@ -192,6 +207,7 @@ async def test_interop_with_node_redis_streams_adapter_both_ways(redis_server: R
         for i in range(401, 501):
             tether.to("r").emit("n", i)
         await node.burst("r", 501, 600)
+        await session_stored(redis_server.url, client.steps("connect")[0]["id"])
         proxy.held = False
         second = await client.wait_step("whoami", 2, timeout=15)
         assert second == {
@@ -216,6 +232,7 @@ async def test_interop_with_node_redis_streams_adapter_both_ways(redis_server: R
         await node.burst("r", 801, 900)
         for i in range(901, 951):
             tether.to("r").emit("n", i)
+        await session_stored(redis_server.url, client.steps("connect")[0]["id"])
         proxy.held = False
         third = await client.wait_step("whoami", 3, timeout=15)
         assert third["server"] == "tether" and third["recovered"] is True
@@ -240,18 +257,7 @@ async def test_sessions_are_stored_in_node_format(
         await client.wait_step("joined")
         proxy.held = True
         proxy.cut()
-        async with aioredis.Redis.from_url(redis_server.url) as r:
-            found: dict[str, Any] = {}
-            for _ in range(100):  # other tests' sessions may be there too: find this client's by sid
-                for key in await r.keys("sio:session:*"):
-                    raw = await r.get(key)
-                    body = msgpack.unpackb(base64.b64decode(raw), raw=False) if raw else {}
-                    if body.get("sid") == first["id"]:
-                        found = {"key": key.decode(), "body": body, "ttl": await r.pttl(key)}
-                if found:
-                    break
-                await asyncio.sleep(0.05)
-            assert found, "no session key for this client"
+        found = await session_stored(redis_server.url, first["id"])
         body, ttl = found["body"], found["ttl"]
         assert body["pid"] == found["key"].removeprefix("sio:session:")
         assert body["sid"] == first["id"] and sorted(body["rooms"]) == sorted([first["id"], "r"])

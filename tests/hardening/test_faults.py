@@ -29,7 +29,8 @@ def stateful_router(reasons: list[str]) -> Router:
         sock.data["blob"] = b"x" * 100_000
         return sorted(sock.rooms - {sock.sid})
 
-    def record(sock: Any, reason: str) -> None:
+    async def record(sock: Any, reason: str) -> None:
+        # async: it runs on the loop as the socket goes (a plain def now runs later, in the thread pool)
         reasons.append(reason)
 
     for ns in ("/", "/chat"):

@@ -377,7 +377,8 @@ async def test_idle_polling_sessions_are_reaped() -> None:
         async def abuse(server: Server) -> None:
             for _ in range(100):
                 await PollingClient.open(session, server)
-            assert len(server.clients) == 101
+            # The heartbeat is precise (1 s here): on a slow machine the first ones may be gone already.
+            assert len(server.clients) + server.state.disconnects.get("ping timeout", 0) == 101
             server.emit("news", "x" * 100)
             await wait_until(lambda: len(server.clients) == 1, 4, "the idle sessions to time out")
 

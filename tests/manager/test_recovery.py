@@ -26,6 +26,9 @@ max_disconnection_duration = 120
 
 [api]
 key = "recovery-test-key-0123456789abcdef-0123"
+
+[metrics]
+key = "recovery-test-key-0123456789abcdef-0123"
 """
 
 
@@ -106,6 +109,12 @@ async def test_client_back_on_the_other_worker_gets_state_and_missed_packets(ins
     check(done)
     assert done["id"] == client.steps("connect")[0]["id"]
     assert client.steps("connect")[1]["recovered"] is True
+    # The master's log, as /metrics reports it (from any worker: the master gathers the instance's figures).
+    headers = {"Authorization": "Bearer recovery-test-key-0123456789abcdef-0123"}
+    async with aiohttp.ClientSession() as http, http.get(f"{instance.url}/metrics", headers=headers) as r:
+        assert r.status == 200
+        metrics = await r.text()
+    assert "tether_recovery_recovered 1.0" in metrics and "tether_recovery_persisted" in metrics
 
 
 async def test_rolling_reload_is_recovered(instance: Instance) -> None:

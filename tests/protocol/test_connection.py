@@ -49,8 +49,8 @@ def test_receive_message_types() -> None:
     assert conn.receive_message("3") == []
     assert conn.receive_message("6") == []
     assert conn.state is State.OPEN
-    assert conn.receive_message("1") == [Disconnect(None, "client namespace disconnect")]
-    assert (conn.state, conn.close_reason) == (State.CLOSED, "client namespace disconnect")
+    assert conn.receive_message("1") == [Disconnect(None, "transport close")]
+    assert (conn.state, conn.close_reason) == (State.CLOSED, "transport close")
 
 
 def test_binary_frame_goes_to_the_parser() -> None:
@@ -109,7 +109,7 @@ def test_receive_payload() -> None:
 def test_receive_payload_close_stops_there() -> None:
     conn = conn_for(Transport.POLLING)
     events = conn.receive_payload(b'42["a"]\x1e1\x1e42["never"]')
-    assert events == [Event("/", "a", []), Disconnect(None, "client namespace disconnect")]
+    assert events == [Event("/", "a", []), Disconnect(None, "transport close")]
     assert conn.state is State.CLOSED
 
 

@@ -110,6 +110,12 @@ async def test_official_client_recovers_everything_after_a_cut(
     assert seen == [(first["id"], False)]
     stats = server.recovery.log.stats() if server.recovery else {}
     assert stats["recovered"] == 1 and stats["replayed"] > 0
+    from tether.metrics import render
+
+    metrics = render([server.extensions["metrics"].snapshot()]).decode()
+    assert (
+        'tether_recovery{what="recovered"} 1.0' in metrics and 'tether_recovery{what="persisted"}' in metrics
+    )
 
 
 async def session_kept(server: Server) -> None:

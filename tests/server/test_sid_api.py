@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 import websockets
 
+import tether
 from tests.apps.pyapi_routes import install
 from tests.helpers import scaled, wait_until, within
 from tests.redis_fixtures import Client, clients
@@ -149,6 +150,14 @@ async def test_sessions(server: Server) -> None:
         assert server.get_socket(a.sid).data == {"user": "ann", "visits": 1}  # type: ignore[union-attr]
         with pytest.raises(KeyError):
             await server.get_session("no-such-sid")
+
+
+async def test_current_server_from_any_module(server: Server) -> None:
+    assert tether.current_server() is server
+    other = await run_server(Config().replace(server={"port": 0}), Router())
+    assert tether.current_server() is other  # the latest started
+    await other.shutdown(timeout=1)
+    assert tether.current_server() is server
 
 
 async def test_background_tasks_and_sleep(server: Server) -> None:

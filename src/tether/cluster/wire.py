@@ -63,6 +63,7 @@ import msgpack
 import orjson
 
 from ..errors import ClusterError
+from ..protocol.socketio import RESERVED_EVENTS as _RESERVED_EVENTS
 from ..protocol.socketio import nesting_exceeds
 
 __all__ = [
@@ -91,10 +92,8 @@ EMITTER_UID = "emitter"
 """The uid emitters put in broadcasts (as ``@socket.io/redis-emitter`` does): no node has it."""
 SESSION_CHANNEL = "tether#session#"
 
-RESERVED_EVENTS = frozenset(
-    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
-)
-"""Event names the Socket.IO client uses itself; emitting them is refused, as node's emitter does."""
+# Event names the Socket.IO libraries use themselves; emitting them is refused, as node's emitter does.
+RESERVED_EVENTS = _RESERVED_EVENTS
 
 
 def user_room(user_id: Any) -> str:

@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from . import registry
 from .control import ControlError, request
 from .infos import render_instances, render_table
-from .master import Launch, Master, worker_count
+from .master import Launch, Master, n_workers, worker_count
 from .module_state import warning_text
 from .paths import RunPaths, instance_name
 from .pidfile import AlreadyRunning, PidFile, describe, running_pid
@@ -227,10 +227,6 @@ def _err(message: str) -> None:
     print(f"tether: {message}", file=sys.stderr, flush=True)
 
 
-def _workers(n: int) -> str:
-    return f"{n} worker" if n == 1 else f"{n} workers"
-
-
 # -- start ----------------------------------------------------------------------------------------------
 
 
@@ -338,7 +334,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     def on_ready(ok: bool, text: str) -> None:
         if ok:
             print(
-                f"tether serving on {text} ({_workers(worker_count(config))}, master pid {os.getpid()}, "
+                f"tether serving on {text} ({n_workers(worker_count(config))}, master pid {os.getpid()}, "
                 f"config {config.source})",
                 flush=True,
             )
@@ -367,7 +363,7 @@ def _start_daemon(
         if status.startswith("ok "):
             url = status[3:]
             master_pid = running_pid(paths.pid_file)
-            print(f"tether started on {url} ({_workers(worker_count(config))})")
+            print(f"tether started on {url} ({n_workers(worker_count(config))})")
             print(
                 f"  pid file:       {paths.pid_file} ({describe(master_pid).replace('pid', 'master pid', 1)})"
             )

@@ -59,7 +59,7 @@ from .paths import RunPaths
 from .pidfile import PidFile
 from .tcpstates import count_states
 
-__all__ = ["Launch", "Master", "WorkerFailed", "describe_status", "worker_count"]
+__all__ = ["Launch", "Master", "WorkerFailed", "describe_status", "n_workers", "worker_count"]
 
 log = logging.getLogger("tether.manager")
 
@@ -84,6 +84,11 @@ def recovery_log(config: Config) -> RecoveryLog | None:
 def worker_count(config: Config) -> int:
     """``[server] workers``, with 0 meaning one per CPU core."""
     return config.server.workers or os.cpu_count() or 1
+
+
+def n_workers(n: int) -> str:
+    """``1 worker``, ``2 workers``: for log lines and the CLI."""
+    return "1 worker" if n == 1 else f"{n} workers"
 
 
 def describe_status(status: int) -> str:
@@ -255,7 +260,7 @@ class Master:
             "tether %s master pid %d: %s on %s (config %s)",
             __version__,
             os.getpid(),
-            "1 worker" if len(self.slots) == 1 else f"{len(self.slots)} workers",
+            n_workers(len(self.slots)),
             self.url,
             self.config.source,
         )
@@ -564,6 +569,10 @@ class Master:
             "reloads_total": float(self.reloads),
             "uptime_seconds": time.monotonic() - self.started,
             "hub_frames_relayed_total": float(self.hub.relayed),
+            **{
+                f"recovery_{key}": float(value)
+                for key, value in (self.hub.recovery.stats() if self.hub.recovery is not None else {}).items()
+            },
             "hub_backlog_bytes": float(
                 sum(self._backlog(w) + w.stats.get("hub_backlog_bytes", 0) for w in live)
             ),
@@ -714,7 +723,9 @@ class Master:
         if self.stopping:
             return
         self.stopping = True
-        log.info("stopping %d workers (stop_timeout %gs)", len(self.workers), self.config.server.stop_timeout)
+        log.info(
+            "stopping %s (stop_timeout %gs)", n_workers(len(self.workers)), self.config.server.stop_timeout
+        )
         await self._stop_workers(
             list(self.workers.values()), "server shutting down", self.config.server.stop_timeout
         )
@@ -792,8 +803,8 @@ class Master:
             # reconnect must not land on an old worker that has not stopped accepting yet.
             await asyncio.gather(*(self._pause(w) for w in old))
             log.info(
-                "reload: %d new workers ready (%s); draining %d old ones",
-                len(new),
+                "reload: %s ready (%s); draining %d old",
+                n_workers(len(new)).replace("worker", "new worker"),
                 ", ".join(str(w.pid) for w in new),
                 len(old),
             )

@@ -34,7 +34,11 @@ from .engineio import Binary, PacketType, decode_payload, encode_payload
 from .events import ClientEvent, Disconnect
 from .parsers import Parser
 
-__all__ = ["Connection", "State", "Timer", "Transport"]
+__all__ = ["CLIENT_CLOSE", "Connection", "State", "Timer", "Transport"]
+
+CLIENT_CLOSE = "transport close"
+"""The reason of a session the client closed with an Engine.IO close packet (``1``) without a Socket.IO
+DISCONNECT first: ``transport close``, as engine.io names it (node socket.io 4.8)."""
 
 
 class State(enum.Enum):
@@ -151,8 +155,8 @@ class Connection:
             return []
         if c == "1":
             self.state = State.CLOSED
-            self.close_reason = "client namespace disconnect"
-            return [Disconnect(None, "client namespace disconnect")]
+            self.close_reason = CLIENT_CLOSE
+            return [Disconnect(None, CLIENT_CLOSE)]
         if c == "6":
             return []
         if c == "2" and self.transport is Transport.BARE:
@@ -176,8 +180,8 @@ class Connection:
                 self._pong_deadline = 0.0
             elif packet.type is PacketType.CLOSE:
                 self.state = State.CLOSED
-                self.close_reason = "client namespace disconnect"
-                events.append(Disconnect(None, "client namespace disconnect"))
+                self.close_reason = CLIENT_CLOSE
+                events.append(Disconnect(None, CLIENT_CLOSE))
                 break
             elif packet.type is not PacketType.NOOP:
                 raise RemoteProtocolError(f"unexpected Engine.IO packet {packet.type.name} in polling body")
@@ -288,16 +292,36 @@ class Connection:
     # -- time -----------------------------------------------------------------------------------------
 
     def check_timers(self, now: float) -> Timer:
-        """What is due at ``now``. ``PING``: send a ping (the pong deadline starts now)."""
+        """What is due at ``now``. ``PING``: send a ping (the pong deadline runs from when it was due).
+
+        Deadlines are kept on their nominal times, as node's timers: a ping checked a little late does not
+        move the next ping nor the pong deadline, so pings go out every ``ping_interval`` and a silent
+        client is timed out ``ping_interval + ping_timeout`` after the handshake, however coarse the timer
+        that calls this.
+        """
+        overdue = self.overdue(now)
+        if overdue is not Timer.NOTHING:
+            return overdue
+        due = self._next_ping
+        if now >= due:
+            if now - due >= self.ping_interval:
+                due = now  # far behind (the process was stopped): start again from now
+            self._next_ping = due + self.ping_interval
+            if not self._pong_deadline:
+                self._pong_deadline = due + self.ping_timeout
+            return Timer.PING
+        return Timer.NOTHING
+
+    def overdue(self, now: float) -> Timer:
+        """``TIMEOUT`` or ``CONNECT_TIMEOUT`` when that deadline has passed at ``now``, else ``NOTHING``.
+
+        Cheap enough to ask on every request of a session, so that a request that comes after a deadline
+        finds the session gone even before the timer that enforces it has run.
+        """
         if self._pong_deadline and now >= self._pong_deadline:
             return Timer.TIMEOUT
         if self._connect_deadline and now >= self._connect_deadline:
             return Timer.CONNECT_TIMEOUT
-        if now >= self._next_ping:
-            self._next_ping = now + self.ping_interval
-            if not self._pong_deadline:
-                self._pong_deadline = now + self.ping_timeout
-            return Timer.PING
         return Timer.NOTHING
 
     def next_deadline(self) -> float:

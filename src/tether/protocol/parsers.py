@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..errors import LocalProtocolError, RemoteProtocolError
+from . import jsontext
 from . import socketio as sio
 from .engineio import Binary
 from .events import Ack, ClientEvent, Connect, Disconnect, Event
@@ -103,11 +104,13 @@ class SocketIOParser(Parser):
         # Fast path for the most common packet, 2["name",...] on "/" without ack: skips Packet.decode.
         if message[:2] == "2[":
             try:
-                data = orjson.loads(message[1:])
+                data = jsontext.loads(message[1:])
             except orjson.JSONDecodeError as exc:
                 raise RemoteProtocolError(f"invalid JSON in Socket.IO packet: {exc}") from exc
             if type(data) is not list or not data or type(data[0]) is not str:
                 raise RemoteProtocolError("EVENT payload must be an array starting with the event name")
+            if sio.is_reserved_event(data[0]):
+                raise RemoteProtocolError(f"reserved event name {data[0][:40]!r}")
             sio.check_depth(message, data, self.max_depth)
             return [Event("/", data[0], data[1:])]
         packet = sio.Packet.decode(message, self.max_depth)
@@ -152,7 +155,9 @@ class SocketIOParser(Parser):
         # socket.io-client reads ``message`` into Error.message and ``data`` into Error.data; the fields
         # are also kept at the top level for clients that read the packet as is (python-socketio).
         payload = {**data, "message": str(data.get("message", "Connection rejected by server"))}
-        if "data" not in data:
+        if "data" not in data and data.keys() - {"message"}:
+            # Nothing beyond the message: exactly {"message": ...}, as node sends for a plain Error (and
+            # for "Invalid namespace").
             payload["data"] = data
         return sio.Packet(sio.PacketType.CONNECT_ERROR, namespace, payload).encode()
 
@@ -173,7 +178,7 @@ class JsonParser(Parser):
         if isinstance(message, bytes):
             raise RemoteProtocolError("the json parser takes text messages only")
         try:
-            obj = orjson.loads(message)
+            obj = jsontext.loads(message)
         except orjson.JSONDecodeError as exc:
             raise RemoteProtocolError(f"invalid JSON: {exc}") from exc
         sio.check_depth(message, obj, self.max_depth)
@@ -187,6 +192,8 @@ class JsonParser(Parser):
             return [Ack("/", ack, [obj.get("data")])]
         if not isinstance(event, str) or not event:
             raise RemoteProtocolError('"event" must be a non-empty string')
+        if sio.is_reserved_event(event):
+            raise RemoteProtocolError(f"reserved event name {event[:40]!r}")
         args = [obj["data"]] if "data" in obj else []
         return [Event("/", event, args, ack)]
 
@@ -236,7 +243,7 @@ class RawParser(Parser):
 
 def _dumps_json(value: Any) -> bytes:
     try:
-        return orjson.dumps(value)
+        return jsontext.dumps(value)
     except TypeError as exc:
         raise LocalProtocolError(f"value is not JSON serializable: {exc}") from exc
 

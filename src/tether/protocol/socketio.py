@@ -30,15 +30,20 @@ from typing import Any
 import orjson
 
 from ..errors import LocalProtocolError, PayloadTooBig, RemoteProtocolError
+from . import jsontext
 from .engineio import Binary
 
 __all__ = [
+    "CLIENT_COMMANDS",
     "MAX_DEPTH",
+    "RESERVED_EVENTS",
+    "RESERVED_PREFIXES",
     "Packet",
     "PacketType",
     "check_depth",
     "deconstruct",
     "encode_event",
+    "is_reserved_event",
     "reconstruct",
 ]
 
@@ -54,6 +59,26 @@ stops :func:`reconstruct` before that and orjson writes at most 254 (an echo of 
 """
 
 _MAX_ACK_ID = 2**53 - 1  # Number.MAX_SAFE_INTEGER: what a JS peer can represent
+
+
+RESERVED_EVENTS = frozenset(
+    {"connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"}
+)
+"""Event names the Socket.IO libraries use themselves. A client's EVENT named so is refused as an invalid
+packet, as node's socket.io-parser refuses it (``isPayloadValid``): else a client could run the server's
+``connect`` or ``disconnect`` route itself, without the connect hooks."""
+
+RESERVED_PREFIXES = ("session:", "tether:")
+"""Prefixes of the events Tether itself sends (``session:expired``, ``tether:error``...): refused from
+clients like :data:`RESERVED_EVENTS`, but for :data:`CLIENT_COMMANDS`."""
+
+CLIENT_COMMANDS = frozenset({"session:logout"})
+"""Tether's own events that its client helper sends (``static/session.js``): allowed from clients."""
+
+
+def is_reserved_event(name: str) -> bool:
+    """Whether a client may not send an event ``name``: :data:`RESERVED_EVENTS`, :data:`RESERVED_PREFIXES`."""
+    return name in RESERVED_EVENTS or (name.startswith(RESERVED_PREFIXES) and name not in CLIENT_COMMANDS)
 
 
 class PacketType(enum.IntEnum):
@@ -128,7 +153,7 @@ class Packet:
         data: Any = None
         if i < n:
             try:
-                data = orjson.loads(text[i:])
+                data = jsontext.loads(text[i:])
             except orjson.JSONDecodeError as exc:
                 raise RemoteProtocolError(f"invalid JSON in Socket.IO packet: {exc}") from exc
             check_depth(text, data, max_depth)
@@ -147,6 +172,8 @@ class Packet:
         elif t in (PacketType.EVENT, PacketType.BINARY_EVENT):
             if not isinstance(data, list) or not data or not isinstance(data[0], str):
                 raise RemoteProtocolError("EVENT payload must be an array starting with the event name")
+            if is_reserved_event(data[0]):
+                raise RemoteProtocolError(f"reserved event name {data[0][:40]!r}")
         elif t in (PacketType.ACK, PacketType.BINARY_ACK):
             if not isinstance(data, list):
                 raise RemoteProtocolError("ACK payload must be an array")
@@ -164,7 +191,7 @@ class Packet:
         ptype = self.type
         if data is not None and ptype in (PacketType.EVENT, PacketType.ACK):
             try:
-                body = orjson.dumps(data)
+                body = jsontext.dumps(data)
             except TypeError:
                 data, attachments = deconstruct(data)
                 body = _dumps(data)
@@ -184,7 +211,7 @@ class Packet:
 
 def _dumps(data: Any) -> bytes:
     try:
-        return orjson.dumps(data)
+        return jsontext.dumps(data)
     except TypeError as exc:
         raise LocalProtocolError(f"value is not JSON serializable: {exc}") from exc
 

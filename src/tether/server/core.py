@@ -36,7 +36,7 @@ from ..protocol.parsers import PARSERS, Parser
 from ..router import Router, load_route_file
 from ..threads import BlockWatch, HandlerPool
 from .client import Client
-from .heartbeat import Heartbeat
+from .heartbeat import Heartbeat, resolution_for
 from .recovery import Recovery
 from .state import ServerState
 
@@ -153,7 +153,7 @@ class ServerCore:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
-        self.heartbeat = Heartbeat()
+        self.heartbeat = Heartbeat(resolution_for(ws.ping_interval, ws.ping_timeout, ws.connect_timeout))
         self._event_rate = self.config.limits.event_rate
         self._max_name_length = self.config.limits.max_name_length
         self._closed_polls: dict[str, tuple[Client, float]] = {}

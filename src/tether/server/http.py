@@ -258,7 +258,7 @@ class HttpProtocol(asyncio.Protocol):
         path = unquote(url.path.decode("latin-1"))
         if path.rstrip("/") != self.server.config.websocket.path.rstrip("/") or not url.query:
             return
-        sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid")
+        sid = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)).get("sid")
         client = self.server.clients.get(sid) if sid else None
         if client is not None and client.conn.transport is Transport.POLLING:
             self.server.close_client(client, "transport error", send_close=True)
@@ -275,7 +275,7 @@ class HttpProtocol(asyncio.Protocol):
         method = self.parser.get_method().decode()
         url = httptools.parse_url(bytes(self._url))
         path = unquote(url.path.decode("latin-1"))
-        query = dict(parse_qsl(url.query.decode("latin-1"))) if url.query else {}
+        query = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)) if url.query else {}
         request = Request(method, path, query, self._headers, self.remote)
         item = (request, bytes(self._body), self._message_keep_alive)
         if self._busy or self._waiting:
@@ -343,7 +343,11 @@ class HttpProtocol(asyncio.Protocol):
         cfg = self.server.config.websocket
         if path != cfg.path and path != cfg.path.rstrip("/"):
             return False
-        sid = dict(parse_qsl(url.query.decode("latin-1"))).get("sid") if url.query else None
+        sid = (
+            dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)).get("sid")
+            if url.query
+            else None
+        )
         return self._hand_to_owner(sid, raw) if sid else False
 
     def _hand_to_owner(self, sid: str, data: bytes) -> bool:
@@ -495,6 +499,8 @@ class HttpProtocol(asyncio.Protocol):
             server.client_opened(opened)
             return
         client = server.clients.get(sid)
+        if client is not None and server.expire_if_due(client):
+            client = None  # timed out a moment ago: the timer had not run yet
         if client is None:
             # Another worker's session (the sid's prefix says which): the connection goes there.
             if server.foreign_sid_handler is not None and self._hand_to_owner(

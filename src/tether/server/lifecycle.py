@@ -34,7 +34,7 @@ from typing import Any
 from ..context import Namespace, Socket
 from ..errors import ConnectionClosed, Reject
 from ..handler import Request
-from ..protocol.connection import PING, Connection, State, Timer, Transport
+from ..protocol.connection import CLIENT_CLOSE, PING, Connection, State, Timer, Transport
 from ..protocol.events import Connect
 from .client import Client
 from .core import new_sid
@@ -42,7 +42,7 @@ from .dispatch import NOT_DONE, run_handler
 from .emit import Emitting
 from .membership import USER_ROOM_PREFIX
 
-__all__ = ["CLOSE_LINGER", "Lifecycle", "close_reason"]
+__all__ = ["CLOSE_LINGER", "NO_STATUS", "Lifecycle", "close_reason", "send_empty_close"]
 
 log = logging.getLogger("tether.server")
 
@@ -50,6 +50,22 @@ CLOSE_LINGER = 5.0
 """Seconds a closed WebSocket may take to flush what is still buffered before it is aborted."""
 
 _ABORT_REASONS = frozenset({"slow consumer", "ping timeout"})
+
+_GONE_AT_ONCE = frozenset({"parse error", "transport error"})
+"""Reasons of a close caused by the client's error: its polling session is not kept for a last GET."""
+
+
+NO_STATUS = 0
+"""``ws_code`` of a close that answers a client's close frame without a status code: the answer has none
+either. RFC 6455 §7.4.1 forbids sending 1005 (and 0 is no code at all): node's ``ws`` client fails a
+connection whose close frame says 0 with "Invalid WebSocket frame: invalid status code 0"."""
+
+
+def send_empty_close(ws: Any) -> None:
+    """A close frame with no status code (what browsers send for ``close()`` without arguments)."""
+    from picows import WSMsgType
+
+    ws.send(WSMsgType.CLOSE, b"")
 
 
 def close_reason(text: str) -> bytes:
@@ -349,9 +365,10 @@ class Lifecycle(Emitting):
             elif client.ws is None:
                 conn.queue([b"1"])
                 client._flush_poll()
-                if conn.queued_messages:
+                if conn.queued_messages and reason not in _GONE_AT_ONCE:
                     # No GET is held: keep the close for the client's next poll, as engine.io does, or the
-                    # client would learn of it only as a 400 for an unknown sid.
+                    # client would learn of it only as a 400 for an unknown sid. Not after an error: that
+                    # session is gone at once (engine.io's onError), its next GET is 400.
                     deadline = time.monotonic() + self.config.websocket.ping_timeout
                     self._closed_polls[conn.sid] = (client, deadline)
         conn.close(reason)
@@ -368,7 +385,11 @@ class Lifecycle(Emitting):
             try:
                 from picows import WSCloseCode
 
-                if not ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
+                if ws.is_close_frame_sent:  # RFC 6455 §5.5.1: one close frame per side
+                    pass
+                elif code == NO_STATUS:
+                    send_empty_close(ws)
+                else:
                     ws.send_close(WSCloseCode(code), close_reason(ws_reason or reason))
             except Exception:
                 pass
@@ -388,8 +409,10 @@ class Lifecycle(Emitting):
             # The session is over whoever ended it: a held GET learns it from a close packet (as engine.io
             # answers it), not a noop that sends the client back for a GET that can only fail. Except when
             # the server goes away (1012, see shutdown): then that failing GET is what makes python-socketio
-            # reconnect, where a close packet would make it give up.
-            waiter.respond_payload(b"6" if ws_code == 1012 else b"1")
+            # reconnect, where a close packet would make it give up. And when the client closed the session
+            # itself (a close packet in a POST): engine.io's polling transport answers the held GET with a
+            # noop on close, and the client's next GET learns the session is gone (400).
+            waiter.respond_payload(b"6" if ws_code == 1012 or reason == CLIENT_CLOSE else b"1")
         if self.debug:
             log.debug("= %s closed: %s", conn.sid, reason)
 
@@ -441,6 +464,18 @@ class Lifecycle(Emitting):
         self.heartbeat.run(now, self._on_timer)
         if self.recovery is not None and not self.recovery.remote:
             self.recovery.log.expire(now)
+
+    def expire_if_due(self, client: Client) -> bool:
+        """Close ``client`` now if a timeout of it has passed, before the heartbeat timer gets to it.
+
+        Returns:
+            True when it was closed (its request is answered as for an unknown session).
+        """
+        action = client.conn.overdue(time.monotonic())
+        if action is Timer.NOTHING:
+            return False
+        self._on_timer(client, action)
+        return True
 
     def _on_timer(self, client: Client, action: Timer) -> None:
         if action is Timer.PING:

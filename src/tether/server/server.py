@@ -16,6 +16,7 @@ import functools
 import importlib
 import importlib.util
 import logging
+import math
 import socket as socket_module
 import ssl
 import time
@@ -27,7 +28,6 @@ from ..context import Namespace
 from ..handler import Handler
 from ..protocol.parsers import Parser
 from ..router import Router
-from .heartbeat import TICK
 from .http import HttpProtocol
 from .leader import Leadership
 from .lifecycle import close_reason
@@ -174,12 +174,31 @@ class Server(SidApi, Receiver):
             self.handler_pool.shutdown()
 
     async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(TICK)
-            try:
-                self.sweep(time.monotonic())
-            except Exception:  # pragma: no cover - a bug here must not stop heartbeats for good
-                log.exception("! heartbeat sweep failed")
+        """The one heartbeat timer of this process: sleep until the next deadline, handle what is due."""
+        loop = asyncio.get_running_loop()
+        heartbeat = self.heartbeat
+
+        def wake_now() -> None:
+            if not wake.done():
+                wake.set_result(None)
+
+        heartbeat.on_earlier = wake_now
+        try:
+            while True:
+                now = time.monotonic()
+                wake: asyncio.Future[None] = loop.create_future()
+                handle = loop.call_later(heartbeat.wake_time(now) - now, wake_now)
+                try:
+                    await wake
+                finally:
+                    handle.cancel()
+                try:
+                    self.sweep(time.monotonic())
+                except Exception:  # pragma: no cover - a bug here must not stop heartbeats for good
+                    log.exception("! heartbeat sweep failed")
+        finally:
+            heartbeat.on_earlier = None
+            heartbeat.armed_at = math.inf
 
     def add_http_route(self, method: str, path: str, fn: Any) -> None:
         """Serve ``method path`` on the Tether port (API, metrics, static files)."""

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..acks import Answers
 from ..context import SENT, Socket, _Sent
-from ..errors import AckTimeout, ConnectionClosed
+from ..errors import AckTimeout, ConnectionClosed, TetherError
 from ..threads import in_loop
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..router import Router
     from .leader import Leadership
 
-__all__ = ["MISSING", "RoomList", "SidApi"]
+__all__ = ["MISSING", "RoomList", "SidApi", "current_server"]
 
 log = logging.getLogger("tether.server")
 
@@ -48,6 +48,25 @@ log = logging.getLogger("tether.server")
 CONNECTING: dict[str, Socket] = {}
 """Sockets whose ``connect`` handler runs (not yet in their namespace's rooms), by sid: a python-socketio
 ``on_connect`` calls ``enter_room(sid, ...)`` and ``save_session(sid, ...)`` with the sid alone."""
+
+
+_running: list[Any] = []
+"""Servers started in this process and not shut down, oldest first."""
+
+
+def current_server() -> Any:
+    """The server running in this process (the latest started, if a test runs several): python-socketio
+    apps import their module-level ``sio`` from anywhere; a Tether module calls this.
+
+    Returns:
+        The :class:`tether.Server`.
+
+    Raises:
+        TetherError: no server has started in this process (or all have shut down).
+    """
+    if not _running:
+        raise TetherError("no Tether server is running in this process yet")
+    return _running[-1]
 
 
 class _Missing:
@@ -424,7 +443,9 @@ class SidApi:
         return self._start_task(target, args, kwargs)
 
     def start_deferred_tasks(self) -> None:
-        """Start the tasks asked for before the loop ran (called by ``startup``)."""
+        """Start the tasks asked for before the loop ran (called by ``startup``); from now on this is the
+        server :func:`current_server` returns."""
+        _running.append(self)
         deferred, self._deferred = self._deferred, []
         for later in deferred:
             if not later.cancelled:
@@ -451,6 +472,8 @@ class SidApi:
 
     def cancel_background_tasks(self) -> None:
         """Stop every background task (shutdown's first step: a ``while True`` task would hold it)."""
+        while self in _running:
+            _running.remove(self)
         self.leadership.stop()
         for task in list(self._background):
             task.cancel()

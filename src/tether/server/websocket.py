@@ -32,8 +32,9 @@ from ..errors import RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
+from ..protocol.socketio import is_reserved_event
 from .client import Client
-from .lifecycle import close_reason
+from .lifecycle import NO_STATUS, close_reason, send_empty_close
 from .origins import origin_allowed, warn_refused
 
 if TYPE_CHECKING:
@@ -156,11 +157,13 @@ class WebSocketListener(WSListener):
                         data = None
                     # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
                     # a message with more than [limits] max_depth of them takes the general path.
+                    # A reserved name (42["connect",...]) takes the general path, which refuses it.
                     if (
                         type(data) is list
                         and data
                         and type(data[0]) is str
                         and payload.count(b"[") + payload.count(b"{") <= self.parser.max_depth
+                        and not is_reserved_event(data[0])
                     ):
                         self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
                         return
@@ -184,7 +187,17 @@ class WebSocketListener(WSListener):
         elif mt is _PONG:
             self.conn.receive_pong()
         elif mt is _CLOSE:
-            transport.send_close(frame.get_close_code())
+            # The peer closes: answer with its code, or with no code when it sent none (picows has already
+            # refused invalid codes with 1002). The session ends as "transport close", as in node.
+            code = frame.get_close_code().value if frame.payload_size >= 2 else NO_STATUS
+            client = self.client
+            live = self.server.clients.get(client.sid) is client and client.ws is transport
+            if live and not self.upgrading:
+                self.server.close_client(client, "transport close", send_close=False, ws_code=code)
+            elif code == NO_STATUS:
+                send_empty_close(transport)
+            else:
+                transport.send_close(WSCloseCode(code))
             transport.disconnect()
 
     def _on_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -327,7 +340,9 @@ def _listener_factory(server: Receiver, remote: str) -> Any:
         path, _, qs = req.path.decode("latin-1").partition("?")
         # Interned: every idle connection would otherwise hold its own copies of "EIO", "transport",
         # "websocket", the path and the peer address (~0.4 KiB of a ~10 KiB budget).
-        query = {intern(k): intern(v) if len(v) <= 16 else v for k, v in parse_qsl(qs)}
+        query = {
+            intern(k): intern(v) if len(v) <= 16 else v for k, v in parse_qsl(qs, keep_blank_values=True)
+        }
         path = intern(path)
         # picows keeps its request (a case-insensitive CIMultiDict) for the connection's lifetime anyway:
         # sharing it instead of copying saves about 1 KiB per idle connection.

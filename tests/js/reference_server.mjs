@@ -1,0 +1,32 @@
+// The reference: node socket.io 4.8 configured as the published Engine.IO / Socket.IO test suites configure
+// it (pingInterval 300 ms, pingTimeout 200 ms, maxHttpBufferSize 1e6, connectTimeout 1000 ms) with an echo
+// app. Prints "listening <port>", then one JSON line per server-side event: {"disconnect": reason, "nsp"}.
+// Tests compare Tether with it on the same input (tests/server/test_reference.py).
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+
+const httpServer = createServer();
+const io = new Server(httpServer, {
+  pingInterval: 300,
+  pingTimeout: 200,
+  maxHttpBufferSize: 1e6,
+  connectTimeout: 1000,
+});
+const log = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+for (const nsp of [io.of("/"), io.of("/custom")]) {
+  nsp.on("connection", (socket) => {
+    log({ connect: socket.id, nsp: socket.nsp.name });
+    socket.emit("auth", socket.handshake.auth);
+    socket.on("message", (...args) => socket.emit("message-back", ...args));
+    socket.on("echo", (...args) => {
+      const cb = typeof args[args.length - 1] === "function" ? args.pop() : null;
+      if (cb) cb(...args); else socket.emit("echo", ...args);
+    });
+    socket.on("message-with-ack", (...args) => args.pop()(...args));
+    socket.on("disconnect", (reason) => log({ disconnect: reason, nsp: socket.nsp.name }));
+  });
+}
+httpServer.listen(0, "127.0.0.1", () => log({ listening: httpServer.address().port }));
+const stop = () => { io.close(); process.exit(0); };
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -65,11 +66,12 @@ class TombstoneFile:
         self.path = path
         make_folder(os.path.dirname(path) or ".")
         self._fd = open_run_file(path, os.O_RDWR | os.O_APPEND)
+        # Closed with the manager that holds it (servers come and go in tests), or by close().
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._finalizer()
+        self._fd = -1
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -451,3 +451,28 @@ async def test_repeated_connect_makes_one_socket() -> None:
         leaves_no_trace(server)
     finally:
         await server.shutdown(timeout=scaled(2))
+
+
+# -- 6. the upgrade: noops are for polling GETs only ---------------------------------------------------
+
+
+@pytest.mark.parametrize("get_held_at_probe", [True, False])
+async def test_upgrade_sends_no_noop_over_the_websocket(
+    app: Server, session: aiohttp.ClientSession, get_held_at_probe: bool
+) -> None:
+    poller = await Poller(session, app).open()
+    held = asyncio.create_task(poller.get()) if get_held_at_probe else None
+    if held is not None:
+        await wait_until(lambda: app.clients[poller.sid].poll_waiter is not None, 5, "the GET to be held")
+    ws = await connect(ws_url(app, f"&sid={poller.sid}"), ping_interval=None)
+    await ws.send("2probe")
+    assert await recv_non_ping(ws) == "3probe"
+    if held is not None:
+        assert await held == (200, "6")
+    # Every GET during the upgrade is answered at once, with a noop.
+    assert await poller.get(timeout=2) == (200, "6")
+    assert await poller.get(timeout=2) == (200, "6")
+    await ws.send("5")
+    await ws.send('42300["echo","on ws"]')
+    assert await recv_non_ping(ws) == '43300["on ws"]'  # the first frame after 5: no "6" before it
+    await ws.close()

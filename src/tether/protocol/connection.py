@@ -226,7 +226,9 @@ class Connection:
         if self.state is not State.UPGRADING:
             raise RemoteProtocolError("not upgrading")
         if message == "2probe":
-            self._push(_NOOP)  # releases the pending GET so the client can send 5
+            # Nothing is queued for it: a held GET (and every GET until 5) is answered by take_payload
+            # with a noop while UPGRADING. A queued noop would go out on the WebSocket after 5, where the
+            # noop has no meaning (it is for polling GETs only).
             return b"3probe"
         if message == "5":
             self.state = State.OPEN

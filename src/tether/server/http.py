@@ -117,8 +117,9 @@ class HttpProtocol(asyncio.Protocol):
         client = self._poll_client
         if client is not None and client.poll_waiter is self:
             client.poll_waiter = None
-            # A polling client whose GET connection dropped: engine.io treats this as transport close.
-            self.server.close_client(client, "transport close", send_close=False)
+            # A polling client whose held GET's connection dropped: node socket.io 4.8 reports it as
+            # "transport error" (the request's "close" is an error of the polling transport).
+            self.server.close_client(client, "transport error", send_close=False)
 
     def data_received(self, data: bytes) -> None:
         if self._busy or self._waiting:

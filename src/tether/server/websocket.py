@@ -246,9 +246,8 @@ class WebSocketListener(WSListener):
                 reply = conn.receive_probe_message(message)
                 if reply is not None:
                     transport.send(_TEXT, reply)
-                    self.client.send([])  # release the held GET with the noop
                     if self.client.poll_waiter is not None:
-                        self.client._flush_poll()
+                        self.client._flush_poll()  # the held GET: a noop (or what is queued), at once
                 else:
                     self.upgrading = False
                     self.fast = isinstance(self.parser, SocketIOParser)

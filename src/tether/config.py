@@ -102,7 +102,8 @@ class WebSocketConfig:
     handler: str = ""
     """``module:Class`` of a :class:`tether.handler.Handler`; empty: the default handler."""
     parser: str = "socketio"
-    """``socketio``, ``json``, ``raw`` or ``module:Class`` of a :class:`tether.parsers.Parser`."""
+    """``socketio``, ``json``, ``raw``, or ``module:Class`` of a ``tether.Parser`` subclass (e.g.
+    ``tether:RawParser``, ``myapp.wire:PipeParser``)."""
     path: str = "/socket.io/"
     """Engine.IO endpoint (polling and WebSocket), as socket.io-client's ``path`` option."""
     ws_path: str = "/ws"

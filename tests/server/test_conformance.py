@@ -476,3 +476,25 @@ async def test_upgrade_sends_no_noop_over_the_websocket(
     await ws.send('42300["echo","on ws"]')
     assert await recv_non_ping(ws) == '43300["on ws"]'  # the first frame after 5: no "6" before it
     await ws.close()
+
+
+# -- docs: the documented ways to pick a parser are the ones that work ---------------------------------
+
+
+@pytest.mark.parametrize("spec", ["raw", "tether:RawParser", "tether.protocol.parsers:RawParser"])
+async def test_documented_parser_specs_pick_the_raw_parser(spec: str) -> None:
+    from pathlib import Path
+
+    from tether import RawParser
+
+    reference = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    assert "`tether:RawParser`" in reference and "tether.parsers" not in reference
+    server = Server(make_config(websocket={"parser": spec}), Router())
+    assert server.parser_cls is RawParser
+
+
+async def test_a_class_that_is_not_a_parser_is_refused_with_the_right_name() -> None:
+    from tether import ConfigError
+
+    with pytest.raises(ConfigError, match="not a tether.Parser subclass"):
+        Server(make_config(websocket={"parser": "tether:Router"}), Router())

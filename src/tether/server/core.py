@@ -218,7 +218,5 @@ def _load_parser(spec: str, config: Config) -> type[Parser]:
         return PARSERS[spec]
     cls = _load_object(spec, Parser, "websocket.parser", config)
     if not (isinstance(cls, type) and issubclass(cls, Parser)):
-        raise ConfigError(
-            config.source, "websocket.parser", f"{spec!r} is not a tether.parsers.Parser subclass"
-        )
+        raise ConfigError(config.source, "websocket.parser", f"{spec!r} is not a tether.Parser subclass")
     return cls

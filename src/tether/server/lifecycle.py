@@ -9,11 +9,15 @@ Namespace socket states (``sock.connected`` and ``sock._pending``)::
 
     state        entered by                              left by
     -----------  --------------------------------------  ---------------------------------------------
-    CONNECTING   CONNECT, hooks passed, connect handler  handler returns -> CONNECTED (reply, then what
-                 suspended (``_pending`` is a list)      it emitted); Reject/False/error -> REFUSED
+    CONNECTING   CONNECT (``client.connecting[ns]``);    handler returns -> CONNECTED (reply, then what
+                 while the connect handler runs,         it emitted and room traffic); Reject/False/error
+                 emits and room traffic wait in          -> REFUSED; the session closes -> ABANDONED;
+                 ``_pending``                            a repeated CONNECT is ignored
     CONNECTED    :meth:`Lifecycle._accept`               DISCONNECT packet, ``socket.disconnect()``,
                                                          close of the session -> DISCONNECTED
     REFUSED      :meth:`Lifecycle._refuse`               (final) CONNECT_ERROR sent, rooms undone
+    ABANDONED    :meth:`Lifecycle._abandon` (the client  (final) no trace: rooms, user presence, counts;
+                 left while CONNECTING)                  no ``disconnect`` route (never connected)
     DISCONNECTED :meth:`Lifecycle.disconnect_socket`     (final) rooms left, acks failed, ``disconnect``
                                                          route run with the reason
 

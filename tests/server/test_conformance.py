@@ -496,5 +496,5 @@ async def test_documented_parser_specs_pick_the_raw_parser(spec: str) -> None:
 async def test_a_class_that_is_not_a_parser_is_refused_with_the_right_name() -> None:
     from tether import ConfigError
 
-    with pytest.raises(ConfigError, match="not a tether.Parser subclass"):
+    with pytest.raises(ConfigError, match=r"not a tether\.Parser subclass"):
         Server(make_config(websocket={"parser": "tether:Router"}), Router())

@@ -80,7 +80,7 @@ async def test_user_parser_from_config(server_factory: ServerFactory) -> None:
             "websocket",
             "websocket.parser",
             "tests.apps.custom:NOT_A_PARSER",
-            "is not a tether.parsers.Parser subclass",
+            "is not a tether.Parser subclass",
         ),
         ("websocket", "websocket.parser", "tests.apps.nowhere:P", "cannot load"),
         ("websocket", "websocket.handler", "tests.apps.custom:Missing", "cannot load"),

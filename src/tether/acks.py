@@ -56,13 +56,14 @@ class AckCollector:
     responses arrive.
     """
 
-    __slots__ = ("_answers", "_expected", "_failed", "_servers", "_servers_counted", "future")
+    __slots__ = ("_answers", "_expected", "_expired", "_failed", "_servers", "_servers_counted", "future")
 
     def __init__(self) -> None:
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._answers: list[Any] = []
         self._expected = 0
         self._failed = 0
+        self._expired = False
         self._servers: int | None = None
         self._servers_counted = 0
 
@@ -73,8 +74,11 @@ class AckCollector:
             future.add_done_callback(self._local_done)
 
     def _local_done(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
+        exc = None if future.cancelled() else future.exception()
+        if future.cancelled() or exc is not None:
             self._failed += 1  # timed out or disconnected: it will never answer
+            # A socket's own ack timer may fire just before the collector's: that is a timeout too.
+            self._expired |= isinstance(exc, TimeoutError)
             self._check()
         else:
             self.answer(future.result())
@@ -114,4 +118,4 @@ class AckCollector:
         if not self.future.done():
             self.future.cancel()
         servers_missing = max(0, (self._servers or 0) - self._servers_counted)
-        return Answers(list(self._answers), self._expected, timed_out, servers_missing)
+        return Answers(list(self._answers), self._expected, timed_out or self._expired, servers_missing)

@@ -36,11 +36,11 @@ def build_router(rec: Recorder | None = None) -> Router:
             await socket.emit("message-back", *args)
 
         @r.on("message-with-ack", namespace=ns)
-        def message_with_ack(socket: Socket, *args: Any) -> tuple[Any, ...]:
+        async def message_with_ack(socket: Socket, *args: Any) -> tuple[Any, ...]:
             return args
 
         @r.on("disconnect", namespace=ns)
-        def disconnect(socket: Socket, reason: str) -> None:
+        async def disconnect(socket: Socket, reason: str) -> None:
             rec.disconnects.append((socket.namespace, socket.sid, reason))
 
     return r

@@ -38,8 +38,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def echo_router() -> Router:
     router = Router()
 
+    # async def, as the reference echoes on its loop: a def handler runs in the thread pool, and the two
+    # echoes of one polling payload could then land in two polls.
     @router.on("message")
-    def message(sock: Socket, data: str | bytes) -> None:
+    async def message(sock: Socket, data: str | bytes) -> None:
         sock.emit("message", data)
 
     return router

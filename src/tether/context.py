@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AckTimeout, ConnectionClosed
 from .rooms import Rooms
 from .threads import _local, call_in_loop, in_loop
+from .typing import EmitHook, OutgoingHook
 
 if TYPE_CHECKING:
     from .acks import Answers
@@ -140,12 +141,10 @@ class SocketHost(BroadcastHost, Protocol):
     ssl_context: ssl.SSLContext | None
 
     @property
-    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+    def emit_hooks(self) -> Sequence[EmitHook]: ...
 
     @property
-    def outgoing_hooks(
-        self,
-    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+    def outgoing_hooks(self) -> Sequence[OutgoingHook]: ...
 
     @property
     def recovery(self) -> PacketLog | None: ...

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NewType, TypeAlias
 
-__all__ = ["Data", "Namespace", "Room", "Sid", "WireMessage"]
+__all__ = ["Data", "EmitHook", "Namespace", "OutgoingHook", "Room", "Sid", "WireMessage"]
 
 Sid = NewType("Sid", str)
 """A Socket.IO socket id: one per client per namespace; every socket is in the room of its own sid."""
@@ -20,3 +21,10 @@ Data: TypeAlias = Any
 
 WireMessage: TypeAlias = "str | bytes"
 """One Engine.IO message payload: text (``str``) or binary (``bytes``)."""
+
+EmitHook: TypeAlias = Callable[[str, str, int], None]
+"""``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
+
+OutgoingHook: TypeAlias = Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]
+"""``(namespace, event, args, rooms, except_rooms)`` of an emit delivered in this process (a socket's
+own emit: ``rooms == (sid,)``); the admin UI's ``event_sent``."""

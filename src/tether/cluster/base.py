@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import TetherError
+from ..typing import EmitHook, OutgoingHook
 
 if TYPE_CHECKING:
     from ..acks import AckCollector
@@ -107,12 +108,10 @@ class LocalNode(Protocol):
     def extensions(self) -> Mapping[str, Any]: ...
 
     @property
-    def emit_hooks(self) -> Sequence[Callable[[str, str, int], None]]: ...
+    def emit_hooks(self) -> Sequence[EmitHook]: ...
 
     @property
-    def outgoing_hooks(
-        self,
-    ) -> Sequence[Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]]: ...
+    def outgoing_hooks(self) -> Sequence[OutgoingHook]: ...
 
     def deliver_local(
         self,

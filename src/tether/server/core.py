@@ -35,6 +35,7 @@ from ..handler import Handler
 from ..protocol.parsers import PARSERS, Parser
 from ..router import Router, load_route_file
 from ..threads import BlockWatch, HandlerPool
+from ..typing import EmitHook, OutgoingHook
 from .client import Client
 from .heartbeat import Heartbeat, resolution_for
 from .recovery import Recovery
@@ -47,17 +48,12 @@ log = logging.getLogger("tether.server")
 ConnectHook = Callable[[Socket, Any], Any]
 EventHook = Callable[[Socket, str], None]
 DisconnectHook = Callable[[Socket, str], None]
-EmitHook = Callable[[str, str, int], None]
-"""``(namespace, event, sockets reached)`` after an emit left this process's sockets."""
 AcceptHook = Callable[[Socket], None]
 """Called with a socket once its CONNECT was accepted (after the ``connect`` route)."""
 EventArgsHook = Callable[[Socket, str, list[Any]], None]
 """``(socket, event, args)`` for every event a client sends, with its arguments (the admin UI)."""
 RoomHook = Callable[[Socket, str, bool], None]
 """``(socket, room, joined)`` when a socket enters (True) or leaves (False) a named room."""
-OutgoingHook = Callable[[str, str, tuple[Any, ...], tuple[str, ...], tuple[str, ...]], None]
-"""``(namespace, event, args, rooms, except_rooms)`` of an emit delivered in this process (a socket's
-own emit: ``rooms == (sid,)``); the admin UI's ``event_sent``."""
 HandlerHook = Callable[[str, str, float, bool], None]
 """``(namespace, event, seconds, ok)`` when an event handler finished."""
 ForeignSidHandler = Callable[[str, Any, bytes], bool]

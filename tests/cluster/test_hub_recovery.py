@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tether.cluster.hub import (
@@ -94,3 +95,47 @@ def test_parked_restores_are_bounded() -> None:
     assert len(out[1]) == MAX_PARKED
     assert hub.receive_recovery(2, RESTORE, frame(RESTORE, [-1, "one-more", "0", "/"]), 0.0) is False
     assert len(out[1]) == MAX_PARKED and out[2] == [(RESTORED, [-1, None, [], 0])]
+
+
+async def test_deliveries_read_with_the_answer_reach_the_recovered_socket() -> None:
+    """A worker reads a T frame and the D frames after it in one read: the T's future calls back at the
+    loop's next turn, after those D frames were delivered to a socket that was in no room yet. They must
+    still reach it (this lost a message in a rolling reload, once in a CI run)."""
+    from tests.conftest import make_config
+    from tests.server.test_recovery import raw_connect
+    from tether import Router, run_server
+    from tether.cluster.hub import HubAdapter
+
+    loop = asyncio.get_running_loop()
+    sent: list[bytes] = []
+    adapter: HubAdapter
+
+    def master(data: bytes) -> None:  # the worker's frames to the master
+        sent.append(data)
+        for kind, raw in FrameReader().feed(data):
+            if kind == RESTORE:
+                rid, pid, _offset, namespace = body_of(raw)
+                answer = frame(
+                    RESTORED, [rid, [pid, "sidA", namespace, ["sidA", "r"], {}, None, None, 0], [], 5]
+                )
+                later = frame(DELIVER, [6, "/", "n", ["r"], [], [b'42["n",6,"6"]']])
+                elsewhere = frame(DELIVER, [7, "/", "n", ["other"], [], [b'42["n",7,"7"]']])
+                # One read on the worker's side: T, then D frames, then nothing until the next turn.
+                loop.call_soon(worker_reads, answer + later + elsewhere)
+
+    def worker_reads(data: bytes) -> None:
+        for kind, raw in FrameReader().feed(data):
+            adapter.receive_frame(kind, raw)
+
+    adapter = HubAdapter(master, 1)
+    adapter.sequences_emits = True
+    server = await run_server(
+        make_config(recovery={"max_disconnection_duration": 120.0}), Router(), adapter=adapter
+    )
+    try:
+        ws, reply, before = await raw_connect(server, {"pid": "a" * 30, "offset": "5"})
+        assert reply["sid"] == "sidA"
+        assert [e[:2] for e in before] == [["n", 6]]  # not the emit to "other"
+        await ws.close()
+    finally:
+        await server.shutdown(timeout=1)

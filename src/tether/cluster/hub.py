@@ -61,6 +61,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -68,8 +70,8 @@ import msgpack
 
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
-from ..recovery import RecoveryLog, Restored, SavedSession, with_offset
-from .base import BroadcastMessage
+from ..recovery import RecoveryLog, Restored, SavedSession, selects, with_offset
+from .base import BroadcastMessage, LocalSocket
 from .requests import RequestingAdapter
 from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
 
@@ -116,6 +118,10 @@ PARK_SECONDS = 1.0
 MAX_PARKED = 1000
 """Most restores parked at once: beyond, one for an unknown pid is refused at once (a flood of forged
 private ids costs the workers no X frames)."""
+RECENT_SECONDS = 10.0
+"""How long after a recovery answer a worker keeps the D frames it delivers, for the recovered socket."""
+RECENT_DELIVERIES = 10_000
+"""Most D frames kept meanwhile (the oldest go first)."""
 
 WIRE_VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
@@ -263,6 +269,12 @@ class HubAdapter(RequestingAdapter):
         """The offset of the last D frame received (connection state recovery)."""
         self._restores: dict[int, asyncio.Future[Restored | None]] = {}
         self._restore_ids = 0
+        self._recent: deque[tuple[int, str, tuple[str, ...], tuple[str, ...], list[bytes]]] = deque(
+            maxlen=RECENT_DELIVERIES
+        )
+        """D frames delivered while a recovery answer may still be on its way to its socket (see
+        :meth:`recovered`): ``(offset, namespace, rooms, except_rooms, packets)``."""
+        self._recent_until = 0.0
 
     def publish(self, message: BroadcastMessage, packets: list[bytes]) -> None:
         assert self.server is not None
@@ -374,6 +386,8 @@ class HubAdapter(RequestingAdapter):
         seq, namespace, event, rooms, except_rooms, packets = body_of(raw)
         self.last_seq = seq
         self.received += 1
+        if self._recent_until and time.monotonic() < self._recent_until:
+            self._recent.append((seq, namespace, tuple(rooms), tuple(except_rooms), packets))
         n = server.deliver_local(namespace, packets, rooms, except_rooms)
         if server.state.observe and n:
             server.state.count_out(event, n)
@@ -418,7 +432,24 @@ class HubAdapter(RequestingAdapter):
         if fields is None:
             future.set_result(None)
             return
+        # The future's callbacks run at the loop's next turn, and D frames read with this T frame are
+        # delivered before that, while the socket is in no room yet: keep them for :meth:`recovered`.
+        now = time.monotonic()
+        if now >= self._recent_until:
+            self._recent.clear()  # older than any answer still on its way
+        self._recent_until = now + RECENT_SECONDS
         future.set_result(Restored(session_from(fields, 0.0), packets, last))
+
+    def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
+        """The socket of ``restored`` is in its rooms now: the packets of the D frames delivered here after
+        the master's answer (offsets above its ``last_offset``) that it would have got, in order."""
+        last = int(restored.last_offset)
+        rooms = set(restored.session.rooms)
+        extra: list[bytes] = []
+        for seq, namespace, targets, excluded, packets in self._recent:
+            if seq > last and namespace == sock.namespace and selects(rooms, targets, excluded):
+                extra.extend(packets)
+        return extra
 
     def publish_session(self, command: SessionCommand) -> None:
         """A session ``touch`` or ``end`` this worker acted on: the other workers act on it too.

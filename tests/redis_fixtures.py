@@ -40,6 +40,23 @@ def scaled(seconds: float) -> float:
     return seconds * FACTOR
 
 
+def _answering_pid(port: int) -> int | None:
+    """The ``process_id`` of the redis-server answering on ``port``, None if none answers (yet)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(b"\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    return None
+                reply += chunk
+    except OSError:
+        return None
+    match = re.search(rb"process_id:(\d+)", reply)
+    return int(match.group(1)) if match else None
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
@@ -62,6 +79,16 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        error = self.launch()
+        if error is not None:
+            pytest.fail(error)
+
+    def launch(self) -> str | None:
+        """Start redis-server on ``self.port``; None once it answers, else why it did not.
+
+        "Answers" means this very process answers (its ``process_id``): another test session on the
+        machine may hold the port, and a PING alone would let two sessions share one Redis.
+        """
         if not os.path.exists(REDIS_BIN):
             pytest.fail(f"{REDIS_BIN} is missing: install Debian's redis-server (make system-deps)")
         self.proc = subprocess.Popen(
@@ -87,16 +114,13 @@ class RedisServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 log = (self.folder / "redis.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"redis-server on port {self.port} exited with {self.proc.returncode}: {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
+                self.proc = None
+                return f"redis-server on port {self.port} exited: {log}"
+            if _answering_pid(self.port) == self.proc.pid:
+                return None
             time.sleep(0.02)
-        pytest.fail(f"redis-server on port {self.port} did not answer PING")
+        self.stop()
+        return f"redis-server on port {self.port} did not answer PING"
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a clean shutdown."""
@@ -118,13 +142,27 @@ class RedisServer:
 
 @contextlib.contextmanager
 def running_redis() -> Iterator[RedisServer]:
-    """A redis-server on the first free port of the range, stopped on exit."""
-    port = next((p for p in REDIS_PORTS if _port_free(p)), None)
-    if port is None:
-        pytest.fail(f"no free port in {REDIS_PORTS} for redis-server")
+    """A redis-server on a free port of the range, stopped on exit.
+
+    The search starts at an offset of our PID, and a port another session takes between our check and our
+    start is skipped: engineers and CI jobs run test sessions side by side on one machine.
+    """
+    offset = os.getpid() % len(REDIS_PORTS)
+    ports = list(REDIS_PORTS[offset:]) + list(REDIS_PORTS[:offset])
     with tempfile.TemporaryDirectory(prefix="tether-redis-") as folder:
-        server = RedisServer(port, Path(folder))
-        server.start()
+        errors = []
+        for port in ports:
+            if not _port_free(port):
+                continue
+            server = RedisServer(port, Path(folder))
+            error = server.launch()
+            if error is None:
+                break
+            errors.append(error)
+            if "already in use" not in error:
+                pytest.fail(error)
+        else:
+            pytest.fail(f"no free port in {REDIS_PORTS} for redis-server: {errors[-3:]}")
         try:
             yield server
         finally:

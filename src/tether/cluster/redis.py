@@ -191,11 +191,15 @@ class RedisAdapter(RequestingAdapter):
         self._stopping = True
         if self._queue and self.connected:
             await self._flush_once()  # what handlers emitted last still goes out
+        # The loops also end on ``_stopping``, not on the cancel alone: on Python 3.11 a cancel that lands as
+        # redis-py's ``asyncio.wait_for`` completes is swallowed, and the loop would run (and stop() wait) on.
+        if self._wake is not None:
+            self._wake.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # stopping: nobody left to tell
-                await task
+        # gather, not ``suppress(CancelledError)`` around each await, which would also swallow a cancel of
+        # stop() itself; the tasks' own errors are dropped: stopping, nobody left to tell.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         for pending in self._requests.values():
             if not pending.future.done():
@@ -271,11 +275,18 @@ class RedisAdapter(RequestingAdapter):
 
     # -- reading --------------------------------------------------------------------------------------
 
+    def _reading(self) -> bool:
+        """Whether the running reader should go on: not stopping, and not replaced by :meth:`_failed`.
+
+        Checked besides the cancel, which may be lost (see :meth:`stop`).
+        """
+        return not self._stopping and bool(self._tasks) and self._tasks[0] is asyncio.current_task()
+
     async def _read_forever(self) -> None:
         assert self._sub is not None and self._ready is not None
         delay = BACKOFF_MIN
         loop = asyncio.get_running_loop()
-        while True:
+        while self._reading():
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self.channels.broadcast_pattern)
@@ -288,7 +299,7 @@ class RedisAdapter(RequestingAdapter):
                 self._ready.set()
                 delay = BACKOFF_MIN
                 last_seen = last_ping = loop.time()
-                while True:
+                while self._reading():
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     now = loop.time()
                     if msg is not None:
@@ -309,6 +320,8 @@ class RedisAdapter(RequestingAdapter):
                 with contextlib.suppress(Exception):  # the connection is broken already
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             self._ready.set()
+            if not self._reading():
+                return
             # Jitter keeps many nodes from hammering a Redis that just came back at the same instant.
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, self.reconnect_max)
@@ -475,10 +488,10 @@ class RedisAdapter(RequestingAdapter):
 
     async def _write_forever(self) -> None:
         assert self._wake is not None
-        while True:
+        while not self._stopping:  # see stop(): a cancel may be lost
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            while self._queue and not self._stopping:
                 await self._flush_once()
 
     async def _flush_once(self) -> None:

@@ -1,0 +1,101 @@
+"""The rolling reload: new workers with the config file read again and the route file imported afresh.
+
+The sequence: read the config (an error leaves the running workers serving); start the new generation one
+worker at a time, each ready before the next (a failure stops the reload: the new ones are stopped, the old
+ones never stopped serving); then every old worker stops accepting, and only then do they tell their clients
+to reconnect (they land on the new workers) and exit after their handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ..config import Config
+from ..errors import ConfigError
+from .supervisor import Supervisor
+from .workerproc import WorkerFailed, WorkerProc, n_workers, worker_count
+
+__all__ = ["RESTART_ONLY", "Reloader"]
+
+log = logging.getLogger("tether.manager")
+
+RESTART_ONLY = ("host", "port", "pid_file", "control_socket", "log_file", "tls_cert", "tls_key")
+"""``[server]`` keys a reload cannot apply (the master holds what they name): a change is a warning."""
+
+
+class Reloader:
+    """Runs one reload at a time (:attr:`reloading`) and counts them (:attr:`reloads`)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+        self.reloading = False
+        self.reloads = 0
+
+    async def reload(self) -> dict[str, Any]:
+        """Rolling reload with the config file read again and the route file imported afresh.
+
+        Returns:
+            The control socket's answer: ``{"ok": True, "generation", "workers", "replaced", "seconds",
+            "warnings"}``, or ``{"ok": False, "error"}`` (the running workers keep serving).
+        """
+        sup = self.supervisor
+        if sup.stopping:
+            return {"ok": False, "error": "the instance is stopping"}
+        if self.reloading:
+            return {"ok": False, "error": "a reload is already in progress"}
+        self.reloading = True
+        started = time.monotonic()
+        try:
+            try:
+                config = Config.load(sup.launch.config_path, overrides=sup.launch.overrides)
+            except ConfigError as exc:
+                return {"ok": False, "error": f"config error: {exc}; the running workers keep serving"}
+            warnings = [
+                f"server.{key} changed: restart to apply it"
+                for key in RESTART_ONLY
+                if getattr(config.server, key) != getattr(sup.config.server, key)
+            ]
+            generation = sup.generation + 1
+            try:
+                new = await sup.start_generation(worker_count(config), generation, one_by_one=True)
+            except WorkerFailed as exc:
+                log.error("! reload failed, the old workers keep serving: %s", exc)
+                return {
+                    "ok": False,
+                    "error": f"new worker failed to start: {exc}; the old workers keep serving",
+                }
+            sup.generation = generation
+            sup.config = config
+            self.reloads += 1
+            old = [w for w in sup.workers.values() if w not in new]
+            # Every old worker stops accepting before any of them closes its clients: a client told to
+            # reconnect must not land on an old worker that has not stopped accepting yet.
+            await asyncio.gather(*(self._pause(w) for w in old))
+            log.info(
+                "reload: %s ready (%s); draining %d old",
+                n_workers(len(new)).replace("worker", "new worker"),
+                ", ".join(str(w.pid) for w in new),
+                len(old),
+            )
+            await sup.stop_workers(old, "server reloading", config.server.stop_timeout)
+            seconds = time.monotonic() - started
+            log.info("reload done in %.2fs", seconds)
+            return {
+                "ok": True,
+                "generation": generation,
+                "workers": [w.pid for w in new],
+                "replaced": [w.pid for w in old],
+                "seconds": round(seconds, 3),
+                "warnings": warnings,
+            }
+        finally:
+            self.reloading = False
+
+    async def _pause(self, w: WorkerProc) -> None:
+        w.retiring = True
+        w.state = "paused"
+        if await self.supervisor.channels.request(w, "pause", 2.0) is None:
+            log.warning("! worker %d did not confirm it stopped accepting", w.wid)

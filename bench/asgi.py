@@ -27,8 +27,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from harness import LOADGEN_CPU, OUT, PY, Ports, loadavg, log, run_loadgen, start_server  # noqa: E402
 from loadgen import process_tree, tree_cpu  # noqa: E402 - the generator's CPU accounting, one definition
-from run import LOADGEN_CPU, OUT, PY, Ports, loadavg, log, run_loadgen, start_server  # noqa: E402
 
 __all__ = ["http_load", "run_asgi"]
 

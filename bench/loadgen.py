@@ -208,6 +208,10 @@ class Client(WSListener):  # type: ignore[misc]
             return
         data = frame.get_payload_as_bytes()
         if self.raw:
+            if data == b"2":  # the raw server's heartbeat (W6's floor): answered as an Engine.IO client does
+                transport.send(TEXT, b"3")
+                self.stats.pings += 1
+                return
             self.on_message(self, data)
             return
         c = data[0]

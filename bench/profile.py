@@ -25,7 +25,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from run import LOADGEN_CPU, OUT, PY, ROOT, Ports, RunningServer, raise_nofile  # noqa: E402
+from harness import OUT, PY, ROOT, Ports, RunningServer, idle_args, loadgen_command, raise_nofile  # noqa: E402
 
 
 def pyspy_path() -> str:
@@ -40,7 +40,7 @@ def pyspy_path() -> str:
 
 def start_loadgen(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        ["taskset", "-c", LOADGEN_CPU, PY, str(BENCH / "loadgen.py"), *args],
+        loadgen_command(args),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -222,23 +222,7 @@ def profile_w2(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
     server = RunningServer("tether", ports.take(), "prof-w2")
     server.wait_ready()
     try:
-        lg = start_loadgen(
-            [
-                "idle",
-                "--url",
-                f"ws://127.0.0.1:{server.port}",
-                "--server-pid",
-                str(server.pid),
-                "--clients",
-                str(clients),
-                "--hold",
-                "0",
-                "--rounds",
-                str(rounds),
-                "--settle",
-                "1",
-            ]
-        )
+        lg = start_loadgen(idle_args(server.port, server.pid, clients, 0, rounds, "--settle", "1"))
         out = OUT / "profile-W2.txt"
         spy = sample(server.pid, 120 if not quick else 40, out)
         res = finish(lg, 300)
@@ -260,23 +244,7 @@ def profile_w2(quick: bool, cprofile: bool, ports: Ports, top: int) -> str:
         )
         server.wait_ready()
         try:
-            lg2 = start_loadgen(
-                [
-                    "idle",
-                    "--url",
-                    f"ws://127.0.0.1:{server.port}",
-                    "--server-pid",
-                    str(server.pid),
-                    "--clients",
-                    str(clients),
-                    "--hold",
-                    "0",
-                    "--rounds",
-                    str(rounds // 2),
-                    "--settle",
-                    "1",
-                ]
-            )
+            lg2 = start_loadgen(idle_args(server.port, server.pid, clients, 0, rounds // 2, "--settle", "1"))
             # Profile only while all clients are connected: the broadcasts, not the handshakes.
             wait_established(server.port, lambda n: n >= clients, 120)
             server.proc.send_signal(signal.SIGUSR1)
@@ -297,23 +265,7 @@ def profile_w6(quick: bool, ports: Ports, top: int) -> str:
     server = RunningServer("tether", ports.take(), "prof-w6")
     server.wait_ready()
     try:
-        lg = start_loadgen(
-            [
-                "idle",
-                "--url",
-                f"ws://127.0.0.1:{server.port}",
-                "--server-pid",
-                str(server.pid),
-                "--clients",
-                str(clients),
-                "--hold",
-                str(hold),
-                "--rounds",
-                "0",
-                "--settle",
-                "1",
-            ]
-        )
+        lg = start_loadgen(idle_args(server.port, server.pid, clients, hold, 0, "--settle", "1"))
         # Connecting takes a while: sample only the hold, which starts once the clients are in.
         deadline = time.monotonic() + 120
         while _established(server.port) < clients and time.monotonic() < deadline:
@@ -360,23 +312,7 @@ def profile_w3(quick: bool, ports: Ports, top: int) -> str:
         time.sleep(0.5)
         server.proc.send_signal(signal.SIGUSR1)
         time.sleep(0.5)
-        lg = start_loadgen(
-            [
-                "idle",
-                "--url",
-                f"ws://127.0.0.1:{server.port}",
-                "--server-pid",
-                str(server.pid),
-                "--clients",
-                str(clients),
-                "--hold",
-                "0",
-                "--rounds",
-                "0",
-                "--settle",
-                "6",
-            ]
-        )
+        lg = start_loadgen(idle_args(server.port, server.pid, clients, 0, 0, "--settle", "6"))
         wait_established(server.port, lambda n: n >= clients, 180)
         time.sleep(2)
         server.proc.send_signal(signal.SIGUSR2)

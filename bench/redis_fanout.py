@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import harness  # bench/harness.py: the script's folder is on sys.path
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 API_KEY = "bench-key-0123456789abcdef0123456789"
@@ -92,30 +93,10 @@ def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
         sys.exit("bench: /usr/bin/redis-server is missing (apt-get install redis-server)")
     if not port_free(port):
         sys.exit(f"bench: port {port} is taken; pick another with --redis-port")
-    proc = subprocess.Popen(
-        [
-            "/usr/bin/redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            folder,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.01)
-    proc.kill()
-    sys.exit("bench: redis-server did not start")
+    try:
+        return harness.start_redis(port, folder)
+    except RuntimeError:
+        sys.exit("bench: redis-server did not start")
 
 
 def start_node(folder: str, name: str, driver: str, redis_url: str) -> tuple[subprocess.Popen[str], str]:

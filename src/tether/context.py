@@ -94,10 +94,10 @@ class BroadcastHost(Protocol):
         namespace: str,
         event: str,
         args: tuple[Any, ...],
-        rooms: tuple[str, ...],
-        except_rooms: tuple[str, ...],
-        timeout: float,
-    ) -> Awaitable[Answers]: ...
+        rooms: tuple[str, ...] = (),
+        except_rooms: tuple[str, ...] = (),
+        timeout: float = 5.0,
+    ) -> asyncio.Task[Answers]: ...
 
     def local_sockets(
         self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()

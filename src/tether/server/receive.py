@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from time import perf_counter
 from types import CoroutineType
 from typing import Any
@@ -19,6 +20,7 @@ from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
 from .client import Client
 from .dispatch import continue_in_task
 from .lifecycle import Lifecycle
+from .state import LATENCY_BUCKETS
 
 __all__ = ["UNROUTED", "Receiver"]
 
@@ -143,7 +145,13 @@ class Receiver(Lifecycle):
             # route lookup for the row, no second clock read when the block watch took one.
             elapsed = (ended or perf_counter()) - started
             if state.observe:
-                state.time_handler(key, elapsed, True)
+                # ServerState.time_handler written out for a row that exists (every event but a name's first).
+                row = state.handler_latency.get(key)
+                if row is None:
+                    state.time_handler(key, elapsed, True)
+                else:
+                    row[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+                    row[-2] += elapsed
             for done in self.handler_hooks:
                 done(namespace, name, elapsed, True)
         if ack_id is not None:

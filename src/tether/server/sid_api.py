@@ -25,10 +25,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..acks import Answers
 from ..context import SENT, Socket, _Sent
 from ..errors import AckTimeout, ConnectionClosed, TetherError
 from ..threads import in_loop
@@ -36,7 +35,7 @@ from ..threads import in_loop
 if TYPE_CHECKING:
     from ..cluster.base import Adapter
     from ..config import Config
-    from ..context import Namespace
+    from ..context import BroadcastHost, Namespace
     from ..router import Router
     from .leader import Leadership
 
@@ -46,8 +45,9 @@ log = logging.getLogger("tether.server")
 
 
 CONNECTING: dict[str, Socket] = {}
-"""Sockets whose ``connect`` handler runs (not yet in their namespace's rooms), by sid: a python-socketio
-``on_connect`` calls ``enter_room(sid, ...)`` and ``save_session(sid, ...)`` with the sid alone."""
+"""Sockets whose connect hooks and ``connect`` handler run (not yet in their namespace's rooms), by sid,
+kept by the lifecycle: a handler written for python-socketio calls ``enter_room(sid, ...)``,
+``save_session(sid, ...)`` and ``get_session(sid)`` with the sid alone."""
 
 
 _running: list[Any] = []
@@ -132,29 +132,16 @@ class SidApi:
         _background: set[asyncio.Task[Any]]
         _deferred: list[_Deferred]
 
-        def broadcast(
-            self,
-            namespace: str,
-            event: str,
-            args: tuple[Any, ...],
-            rooms: tuple[str, ...] = (),
-            except_rooms: tuple[str, ...] = (),
-        ) -> None: ...
-        def broadcast_with_acks(
-            self,
-            namespace: str,
-            event: str,
-            args: tuple[Any, ...],
-            rooms: tuple[str, ...] = (),
-            except_rooms: tuple[str, ...] = (),
-            timeout: float = 5.0,
-        ) -> asyncio.Task[Answers]: ...
+        # Emitting is declared once, in the emit chain's view of the server (tether.context.BroadcastHost;
+        # server/emit.py defines it). Not a Protocol base: its stubs would come before the definitions in
+        # Server's MRO, and mypy would find Server abstract.
+        broadcast = BroadcastHost.broadcast
+        broadcast_with_acks = BroadcastHost.broadcast_with_acks
+        local_sockets = BroadcastHost.local_sockets
+
         def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
         def join_socket(self, sock: Socket, room: str) -> None: ...
         def leave_socket(self, sock: Socket, room: str) -> None: ...
-        def local_sockets(
-            self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
-        ) -> Iterator[Socket]: ...
 
     # -- emitting -------------------------------------------------------------------------------------
 

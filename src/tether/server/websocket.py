@@ -32,7 +32,7 @@ from ..errors import RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
-from ..protocol.socketio import is_reserved_event
+from ..protocol.socketio import RESERVED_EVENTS, RESERVED_PREFIXES
 from .client import Client
 from .lifecycle import NO_STATUS, close_reason, send_empty_close
 from .origins import origin_allowed, warn_refused
@@ -85,6 +85,7 @@ class WebSocketListener(WSListener):
         "_fragment_size",
         "_fragment_type",
         "_fragments",
+        "_max_depth",
         "client",
         "conn",
         "fast",
@@ -112,6 +113,8 @@ class WebSocketListener(WSListener):
             and client.conn.transport is Transport.WEBSOCKET
         )
         self.parser: Any = parser  # the hot path reads SocketIOParser._pending, only when self.fast
+        # [limits] max_depth, for the hot path's check (a frame shorter than the limit cannot nest deeper).
+        self._max_depth: int = getattr(parser, "max_depth", 0)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -158,15 +161,19 @@ class WebSocketListener(WSListener):
                     # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
                     # a message with more than [limits] max_depth of them takes the general path.
                     # A reserved name (42["connect",...]) takes the general path, which refuses it.
-                    if (
-                        type(data) is list
-                        and data
-                        and type(data[0]) is str
-                        and payload.count(b"[") + payload.count(b"{") <= self.parser.max_depth
-                        and not is_reserved_event(data[0])
-                    ):
-                        self.server.receive_event(self.client, "/", data[0], data[1:], ack_id)
-                        return
+                    if type(data) is list and data:
+                        name = data[0]
+                        if (
+                            type(name) is str
+                            and name not in RESERVED_EVENTS
+                            and not name.startswith(RESERVED_PREFIXES)
+                            and (
+                                len(payload) - start <= self._max_depth
+                                or payload.count(b"[") + payload.count(b"{") <= self._max_depth
+                            )
+                        ):
+                            self.server.receive_event(self.client, "/", name, data[1:], ack_id)
+                            return
             try:
                 self._receive(transport, payload.decode())
             except UnicodeDecodeError:

@@ -27,9 +27,24 @@ from typing import Any, TypeVar, overload
 from .errors import ConfigError
 from .threads import wrap_sync
 
-__all__ = ["RESERVED", "Router", "load_route_file", "websocket"]
+__all__ = ["RESERVED", "Router", "describe_import_error", "load_route_file", "websocket"]
 
 RESERVED = frozenset({"connect", "disconnect"})
+
+
+def describe_import_error(exc: BaseException) -> str:
+    """``Type: message`` of an error raised while importing the application, and for a module that is not
+    installed, where to install it: a package installed in another virtualenv than the one running Tether
+    (``make run`` installs Tether alone in ``.venv``) is the usual cause."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        text += (
+            f"; if {top!r} is a package, install it into the Python that runs tether:"
+            f" `{sys.executable} -m pip install {top}`"
+        )
+    return text
+
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -231,7 +246,7 @@ def load_route_file(path_or_module: str, router: Router | None = None, base_dir:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError("websocket.route_file", path_or_module, f"{type(exc).__name__}: {exc}") from exc
+        raise ConfigError("websocket.route_file", path_or_module, describe_import_error(exc)) from exc
     router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
     router._setups = list(websocket._setups)
     router._namespace_handlers = list(websocket._namespace_handlers)

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import Reject, TetherError
 from .router import set_namespace_registrar
-from .server.sid_api import CONNECTING
 
 if TYPE_CHECKING:
     from .context import Socket
@@ -170,7 +169,6 @@ class _SocketIOBridge:
 
     async def connect(self, socket: Socket, auth: Any) -> Any:
         environ = environ_of(socket)
-        CONNECTING[socket.sid] = socket
         try:
             if auth:
                 result = await self._trigger("connect", socket.sid, environ, auth)
@@ -184,8 +182,6 @@ class _SocketIOBridge:
             if type(exc).__name__ == "ConnectionRefusedError" and error_args is not None:
                 raise Reject(error_args) from exc
             raise
-        finally:
-            CONNECTING.pop(socket.sid, None)
         if result is False:
             raise Reject({"message": "Connection rejected by server"})
         return None

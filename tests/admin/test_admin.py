@@ -159,6 +159,24 @@ def test_the_password_is_redacted() -> None:
     assert config.redacted()["admin"]["password"] == "***"
 
 
+async def test_a_namespace_of_the_app_is_not_taken_over_by_the_admin_ui() -> None:
+    router = app_router()
+    router.on("whoami", lambda socket: "the app's", namespace="/admin")
+    with pytest.raises(ConfigError) as info:
+        await run_server(make_config(admin={"enabled": True, "password": HASH}), router)
+    assert info.value.key == "admin.namespace" and "/admin is already a namespace" in str(info.value)
+    # Another admin namespace: both serve.
+    config = make_config(admin={"enabled": True, "password": HASH, "namespace": "/socket-admin"})
+    server = await run_server(config, router)
+    try:
+        app = Watcher(server.url, "/admin")
+        await app.connect()
+        assert await app.sio.call("whoami", namespace="/admin", timeout=scaled(5)) == "the app's"
+        await app.sio.disconnect()
+    finally:
+        await server.shutdown(timeout=scaled(5))
+
+
 async def test_without_the_section_there_is_no_admin_namespace() -> None:
     server = await run_server(make_config(), app_router())
     try:

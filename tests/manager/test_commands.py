@@ -156,7 +156,9 @@ async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> N
         started = time.monotonic()
         proc = instance.cli("stop", check=True)
         assert "forcing" in proc.stdout
-        assert time.monotonic() - started < timeout(5)
+        # Far below what a graceful stop would take (the 30 s stop_timeout, the 60 s handler); the time
+        # includes the CLI's own interpreter start, which took 5.5 s on a loaded machine.
+        assert time.monotonic() - started < timeout(15)
         assert not any(alive(pid) for pid in workers)
         assert not instance.pid_file.exists()
         assert "forced stop" in instance.log()

@@ -38,6 +38,23 @@ async def server() -> AsyncIterator[Server]:
     async def hogging_connect(socket: Any, auth: Any) -> None:
         time.sleep(0.3)  # a connect handler that blocks the loop is named too
 
+    @router.on("connect", namespace="/by-sid")
+    async def by_sid_connect(socket: Any, auth: Any) -> None:
+        # Written as for python-socketio: the sid alone, before the socket is connected.
+        server = socket.server
+        await server.save_session(socket.sid, {"name": "ann"}, namespace="/by-sid")
+        async with server.session(socket.sid, namespace="/by-sid") as session:
+            session["visits"] = 1
+        await server.enter_room(socket.sid, "lobby", namespace="/by-sid")
+
+    @router.on("whoami", namespace="/by-sid")
+    async def by_sid_whoami(socket: Any) -> Any:
+        server = socket.server
+        return {
+            "session": await server.get_session(socket.sid, "/by-sid"),
+            "rooms": server.rooms(socket.sid, "/by-sid"),
+        }
+
     config = Config().replace(server={"port": 0}, handlers={"threads": 4, "block_warning": 0.2})
     srv = await run_server(config, router)
     yield srv
@@ -150,6 +167,13 @@ async def test_sessions(server: Server) -> None:
         assert server.get_socket(a.sid).data == {"user": "ann", "visits": 1}  # type: ignore[union-attr]
         with pytest.raises(KeyError):
             await server.get_session("no-such-sid")
+
+
+async def test_sessions_and_rooms_by_sid_in_the_connect_handler(server: Server) -> None:
+    async with clients((server.url, "/by-sid")) as (a,):
+        answer = await a.sio.call("whoami", namespace="/by-sid", timeout=scaled(5))
+        assert answer == {"session": {"name": "ann", "visits": 1}, "rooms": sorted([a.sid, "lobby"])}
+    assert not tether.server.sid_api.CONNECTING  # nothing is kept once the socket connected
 
 
 async def test_current_server_from_any_module(server: Server) -> None:

@@ -23,7 +23,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..cluster.hub import HubAdapter
-from ..errors import TetherError
+from ..errors import ConfigError, TetherError
 from .auth import AdminAuth
 from .instrument import COMMAND_FEATURES, Instrument
 
@@ -50,6 +50,14 @@ def install(server: Server) -> Instrument | None:
     server.extensions[EXTENSION_KEY] = instrument
     router = server.router
     ns = cfg.namespace
+    if router.has_namespace(ns):
+        # The admin routes would replace the app's own handlers of that namespace without a word.
+        raise ConfigError(
+            "config",
+            "admin.namespace",
+            f"{ns} is already a namespace of the application's routes; set [admin] namespace to another"
+            ' one (TETHER_ADMIN_NAMESPACE), e.g. "/socket-admin", and give it in the UI\'s advanced options',
+        )
     router.on("connect", _admin_connect, namespace=ns)
     if not cfg.read_only:
         router.on("join", _join, namespace=ns)

@@ -45,6 +45,7 @@ from .core import new_sid
 from .dispatch import NOT_DONE, run_handler
 from .emit import Emitting
 from .membership import USER_ROOM_PREFIX
+from .sid_api import CONNECTING
 
 __all__ = ["CLOSE_LINGER", "NO_STATUS", "Lifecycle", "close_reason", "send_empty_close"]
 
@@ -178,6 +179,9 @@ class Lifecycle(Emitting):
         # Until accepted or refused: a repeated CONNECT for this namespace is ignored meanwhile, and a
         # close of the session undoes what the hooks and the handler did (see _abandon).
         client.connecting[name] = sock
+        # By sid too: a connect handler written for python-socketio calls server.save_session(sid, ...)
+        # or enter_room(sid, ...) with the sid alone, before the socket is in its namespace.
+        CONNECTING[sock.sid] = sock
         try:
             for hook in self.connect_hooks:
                 result = hook(sock, ev.auth)
@@ -292,6 +296,8 @@ class Lifecycle(Emitting):
         client = sock.client
         if client.connecting.get(sock.namespace) is sock:
             del client.connecting[sock.namespace]
+        if CONNECTING.get(sock.sid) is sock:
+            del CONNECTING[sock.sid]
         sock.connected = False
         sock._pending = None
         self._remove_from_rooms(sock)
@@ -304,6 +310,8 @@ class Lifecycle(Emitting):
         client.sockets[sock.namespace] = sock
         if client.connecting.get(sock.namespace) is sock:
             del client.connecting[sock.namespace]
+        if CONNECTING.get(sock.sid) is sock:
+            del CONNECTING[sock.sid]
         client.conn.namespace_connected()
         if reply:
             # What the connect handler emitted waits in sock._pending: it goes right after this reply.

@@ -45,8 +45,9 @@ log = logging.getLogger("tether.server")
 
 
 CONNECTING: dict[str, Socket] = {}
-"""Sockets whose ``connect`` handler runs (not yet in their namespace's rooms), by sid: a python-socketio
-``on_connect`` calls ``enter_room(sid, ...)`` and ``save_session(sid, ...)`` with the sid alone."""
+"""Sockets whose connect hooks and ``connect`` handler run (not yet in their namespace's rooms), by sid,
+kept by the lifecycle: a handler written for python-socketio calls ``enter_room(sid, ...)``,
+``save_session(sid, ...)`` and ``get_session(sid)`` with the sid alone."""
 
 
 _running: list[Any] = []

@@ -103,6 +103,20 @@ class BroadcastHost(Protocol):
         self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
     ) -> Iterator[Socket]: ...
 
+    def encode_for_broadcast(
+        self, namespace: str, event: str, args: tuple[Any, ...]
+    ) -> list[bytes] | None: ...
+
+    def broadcast_encoded(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+    ) -> None: ...
+
 
 class PacketLog(Protocol):
     """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
@@ -258,6 +272,23 @@ class BroadcastOperator:
         """
         loop = _local.loop
         if loop is not None:
+            packets = (
+                self._server.encode_for_broadcast(self._namespace, event, args)
+                if not ack and timeout is None and self._timeout is None
+                else None
+            )
+            if packets is not None:
+                # From a def handler's thread, as Socket.emit: encoded here, sent by the loop, not waited for.
+                loop.call_soon_threadsafe(
+                    self._server.broadcast_encoded,
+                    self._namespace,
+                    event,
+                    args,
+                    self._rooms,
+                    self._except,
+                    packets,
+                )
+                return SENT
             return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
         if timeout is None:
             timeout = self._timeout

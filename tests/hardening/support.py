@@ -231,8 +231,8 @@ class PollingClient:
         client = cls(session, server, orjson.loads(body[1:])["sid"])
         if connect_namespace:
             assert await client.post(b"40") == 200
-            first = await client.get()
-            assert first.startswith("40"), first
+            first = await client.get_until("40")
+            assert first.split("\x1e")[-1].startswith("40"), first
         return client
 
     async def post(self, body: bytes) -> int:
@@ -240,6 +240,23 @@ class PollingClient:
         async with self.session.post(url, data=body, timeout=aiohttp.ClientTimeout(total=scaled(5))) as r:
             await r.read()
             return r.status
+
+    async def get_until(self, text: str) -> str:
+        """GET until a packet containing ``text`` arrives, answering pings meanwhile; all packets read.
+
+        A GET may bring the server's ping before what the test waits for (the ping is due ``ping_interval``
+        after the handshake, which a loaded machine can reach in the middle of a setup); unanswered, that
+        ping would also end the session ``ping_timeout`` later.
+        """
+        packets: list[str] = []
+        deadline = time.monotonic() + scaled(5)
+        while not any(text in p for p in packets):
+            assert time.monotonic() < deadline, f"no packet with {text!r} in {packets}"
+            got = (await self.get()).split("\x1e")
+            packets += got
+            if "2" in got:
+                assert await self.post(b"3") == 200
+        return "\x1e".join(packets)
 
     async def get(self, timeout: float = 5.0) -> str:
         async with self.session.get(

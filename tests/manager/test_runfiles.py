@@ -376,3 +376,41 @@ def test_the_registry_drops_stale_entries_and_ignores_foreign_ones(
     assert registry.runtime_dir() == str(tmp_path / "xdg" / "tether")
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert registry.runtime_dir() == f"/tmp/tether-{os.getuid()}"
+
+
+def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_folder: Path) -> None:
+    inst = Instance(app_folder)  # writes tether.toml here: `tether start` without -c does not read it
+    pid_file, control_socket = app_folder / "run" / "tether.pid", app_folder / "run" / "tether.sock"
+
+    def tether(*args: str, cwd: Path = app_folder) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tether", *args],
+            cwd=cwd,
+            env=inst.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout(30),
+        )
+
+    started = tether("start", "-d", "--routes", "routes.py", "--port", "0", "--workers", "1")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "warning: not reading ./tether.toml" in started.stderr
+        assert "`tether start -c tether.toml`" in started.stderr
+        # Without -c: not found (it looks for tether-9501), and the hints say how to point at both.
+        lost = tether("infos")
+        assert lost.returncode == 1
+        assert (
+            "tether.toml is here, but a config file is read only when named: `tether infos -c tether.toml`"
+            in (lost.stderr)
+        )
+        assert f"--pid-file {pid_file} --control-socket {control_socket}" in lost.stderr
+        assert "<defaults>" not in lost.stderr
+        elsewhere = app_folder / "elsewhere"
+        elsewhere.mkdir()
+        assert "is here" not in tether("infos", cwd=elsewhere).stderr  # no tether.toml there
+        pointed = tether("infos", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
+        assert pointed.returncode == 0 and "config    <defaults>" in pointed.stdout, pointed.stderr
+    finally:
+        stopped = tether("stop", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
+        assert stopped.returncode == 0 and "no master answers" not in stopped.stderr, stopped.stderr

@@ -223,6 +223,13 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     raise AssertionError(command)
 
 
+CONFIG_HERE = "tether.toml"
+"""The config file name the docs use: named in the hints when it lies in the current folder unread."""
+
+DEFAULTS_SOURCE = "<defaults>"
+"""``Config.source`` (and a registry entry's ``config``) of an instance started without a config file."""
+
+
 def _err(message: str) -> None:
     print(f"tether: {message}", file=sys.stderr, flush=True)
 
@@ -256,6 +263,13 @@ def _validate_app(config: Config) -> None:
 
 
 def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
+    if _config_path(args) is None and os.path.isfile(CONFIG_HERE):
+        # Not read implicitly (a command must find the instance from the same arguments), but say so: a
+        # user who wrote tether.toml next to the routes expects it to count.
+        _err(
+            f"warning: not reading ./{CONFIG_HERE}: a config file is read only when named "
+            f"(`tether start -c {CONFIG_HERE}`, or TETHER_CONFIG); starting on the defaults and the flags"
+        )
     try:
         config = load_config(args)
     except ConfigError as exc:
@@ -437,12 +451,25 @@ def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
             f"{os.getcwd()} without a config file;\n  point at an instance with `-c FILE` "
             "(or TETHER_CONFIG=FILE)"
         )
+        if os.path.isfile(CONFIG_HERE):
+            _err(
+                f"  {CONFIG_HERE} is here, but a config file is read only when named: "
+                f"`tether {args.command} -c {CONFIG_HERE}`"
+            )
         live = registry.entries()
         if live:
             _err("  instances of this user (tether infos --all):")
             for entry in live:
-                _err(f"    pid {entry['pid']}  {entry['listen']}  -c {entry['config']}")
+                _err(f"    pid {entry['pid']}  {entry['listen']}  {_pointer(entry)}")
     return 1
+
+
+def _pointer(entry: dict[str, Any]) -> str:
+    """The flags that point a command at a registry entry: its config file, or, for an instance started
+    without one, its pid file and control socket (its name depends on the port it was started with)."""
+    if entry["config"] != DEFAULTS_SOURCE:
+        return f"-c {entry['config']}"
+    return f"--pid-file {entry['pid_file']} --control-socket {entry['control_socket']}"
 
 
 def _unanswered(paths: RunPaths, args: argparse.Namespace, exc: ControlError) -> int:

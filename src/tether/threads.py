@@ -8,12 +8,12 @@ threads``; 0 keeps it on the loop). Its return value still answers the client's 
 Thread safety: Tether's objects belong to the event loop. In a pool thread, the calls that touch them
 (``socket.emit``, ``join``, ``leave``, ``disconnect``, ``server.emit``, ``server.to(...).emit``...) are
 passed to the loop with :func:`call_in_loop` and the thread waits for them to be done, so a handler that
-joins a room and then reads ``socket.rooms`` sees the room. One exception, the commonest calls: an emit
-without ack (``socket.emit``, ``socket.to(room).emit``, ``server.to(room).emit``...) is encoded in the thread and
-handed to the loop without waiting (nothing to read back; the loop runs what threads hand it in order, so
-emits keep their order and come before the handler's ack). What would be an ``asyncio.Future`` or a
-coroutine on the loop (an emit with ``ack=True``, ``server.call``) is a ``concurrent.futures.Future``
-there: ``.result(timeout)`` waits for it.
+joins a room and then reads ``socket.rooms`` sees the room. One exception, the commonest calls: an
+emit without ack (``socket.emit``, ``socket.to(room).emit``, ``server.to(room).emit``...) is encoded in
+the thread and handed to the loop without waiting (nothing to read back; the loop runs what threads hand
+it in order, so emits keep their order and come before the handler's ack). What would be an
+``asyncio.Future`` or a coroutine on the loop (an emit with ``ack=True``, ``server.call``) is a
+``concurrent.futures.Future`` there: ``.result(timeout)`` waits for it.
 
 Events of one client whose handlers are ``def`` may finish in another order than they came, as with
 python-socketio's ``async_handlers`` (each event its own task); ``async def`` handlers start in order.

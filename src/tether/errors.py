@@ -6,6 +6,7 @@
       ProtocolError                  bytes that break Engine.IO / Socket.IO rules (sans-I/O core)
         RemoteProtocolError          the peer sent them: the connection is closed with the reason
           PayloadTooBig(size, max_size)
+          InvalidPacket                a sound Engine.IO packet carrying an invalid Socket.IO (parser) one
         LocalProtocolError           Tether itself tried to send something invalid: a bug
       ConnectionClosed(code, reason) operation on a connection that is gone
       HandlerError(event, namespace) a route handler raised; carries where
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosed",
     "HandlerError",
+    "InvalidPacket",
     "InvalidToken",
     "LocalProtocolError",
     "PayloadTooBig",
@@ -57,6 +59,12 @@ class RemoteProtocolError(ProtocolError):
 
 class LocalProtocolError(ProtocolError):
     """Tether tried to send something the protocol does not allow: a bug in Tether or in a caller."""
+
+
+class InvalidPacket(RemoteProtocolError):
+    """The Engine.IO packet is sound but the parser refused what it carries (bad JSON, a bad ack, a reserved
+    event name...). node's socket.io closes such a client as ``forced close`` (its Client ``onerror`` closes
+    the Engine.IO socket), where an invalid Engine.IO packet is a ``parse error``."""
 
 
 class PayloadTooBig(RemoteProtocolError):

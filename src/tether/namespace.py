@@ -46,6 +46,7 @@ PYTHON_SOCKETIO_REASONS = {
     "transport close": "transport close",
     "transport error": "transport error",
     "parse error": "transport error",
+    "forced close": "transport error",
 }
 """Tether's (socket.io's) disconnect reasons as python-socketio names them; others become ``server
 disconnect`` (the server ended it: slow consumer, rate limit, connect timeout...)."""

@@ -55,6 +55,7 @@ RECOVERABLE_REASONS = frozenset(
         # close (the client did nothing wrong but read slowly: it reconnects and gets what it missed).
         "transport close",
         "transport error",
+        "forced close",  # an invalid Socket.IO packet
         "ping timeout",
         "server shutting down",
         "server reloading",  # a rolling `tether reload`: the client comes back on a new worker

@@ -259,13 +259,13 @@ TETHERS_OWN = ["session:extended", "tether:error"]
 
 
 @pytest.mark.parametrize("name", RESERVED + TETHERS_OWN)
-async def test_reserved_event_closes_the_websocket_as_a_parse_error(
+async def test_reserved_event_closes_the_websocket_as_a_forced_close(
     app: Server, mrec: Recorder, name: str
 ) -> None:
     ws, sid = await ws_open(app)
     sock_sid = next(s for ns, s, _a in reversed(mrec.connects) if ns == "/")
     await ws.send("42" + orjson.dumps([name, {"is_admin": True}]).decode())
-    assert await mrec.wait_disconnect(sock_sid) == "parse error"
+    assert await mrec.wait_disconnect(sock_sid) == "forced close"  # as node
     await asyncio.wait_for(ws.wait_closed(), scaled(5))
     assert ("*", name, ({"is_admin": True},)) not in mrec.connects
     assert sid not in app.clients
@@ -286,7 +286,7 @@ async def test_reserved_event_is_refused_on_every_path_of_the_websocket(
     await ws.send(packet)
     if packet.startswith("45"):
         await ws.send(b"\x01\x02")
-    assert await mrec.wait_disconnect(sock_sid) == "parse error"
+    assert await mrec.wait_disconnect(sock_sid) == "forced close"  # as node
     assert sid not in app.clients
 
 

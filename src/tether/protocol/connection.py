@@ -29,7 +29,7 @@ import enum
 
 import orjson
 
-from ..errors import PayloadTooBig, RemoteProtocolError
+from ..errors import InvalidPacket, PayloadTooBig, RemoteProtocolError
 from .engineio import Binary, PacketType, decode_payload, encode_payload
 from .events import ClientEvent, Disconnect
 from .parsers import Parser
@@ -140,7 +140,8 @@ class Connection:
         """Events in one Engine.IO packet as read from a WebSocket frame (``bytes``: a binary frame).
 
         Raises:
-            RemoteProtocolError: the packet breaks Engine.IO or the parser's format; close the connection.
+            InvalidPacket: the parser refused the message (node: ``forced close``).
+            RemoteProtocolError: the packet breaks Engine.IO (node: ``parse error``); close the connection.
         """
         if type(message) is bytes:
             return self._receive_binary(message)
@@ -149,7 +150,12 @@ class Connection:
             raise RemoteProtocolError("empty Engine.IO packet")
         c = message[0]
         if c == "4":
-            return self.parser.decode(message[1:])
+            try:  # inline, not self._decode: this is the hot path (a try costs nothing until it raises)
+                return self.parser.decode(message[1:])
+            except PayloadTooBig:
+                raise
+            except RemoteProtocolError as exc:
+                raise InvalidPacket(str(exc)) from exc
         if c == "3":
             self._pong_deadline = 0.0
             return []
@@ -169,13 +175,14 @@ class Connection:
 
         Raises:
             PayloadTooBig: the body exceeds ``max_payload``.
-            RemoteProtocolError: a packet in it is invalid.
+            InvalidPacket: the parser refused a message in it.
+            RemoteProtocolError: an Engine.IO packet in it is invalid.
         """
         events: list[ClientEvent] = []
         for packet in decode_payload(body, self.max_payload):
             if packet.type is PacketType.MESSAGE:
                 data = packet.data
-                events.extend(self._receive_binary(data) if type(data) is bytes else self.parser.decode(data))
+                events.extend(self._receive_binary(data) if type(data) is bytes else self._decode(data))
             elif packet.type is PacketType.PONG:
                 self._pong_deadline = 0.0
             elif packet.type is PacketType.CLOSE:
@@ -194,10 +201,22 @@ class Connection:
         self._binary_bytes += len(data)
         if self._binary_bytes > self.max_payload:
             raise PayloadTooBig(self._binary_bytes, self.max_payload)
-        events = self.parser.decode(data)
+        events = self._decode(data)
         if events:
             self._binary_bytes = 0
         return events
+
+    def _decode(self, data: str | bytes) -> list[ClientEvent]:
+        # The Engine.IO packet was sound: what the parser refuses is a Socket.IO-level error, which node
+        # ends as "forced close" (socket.io Client.onerror), not as an Engine.IO "parse error".
+        try:
+            return self.parser.decode(data)
+        except PayloadTooBig:
+            raise
+        except InvalidPacket:
+            raise
+        except RemoteProtocolError as exc:
+            raise InvalidPacket(str(exc)) from exc
 
     def receive_pong(self) -> None:
         """A WebSocket pong frame arrived (bare endpoint heartbeat)."""

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, unquote
 import httptools
 import orjson
 
-from ..errors import PayloadTooBig, RemoteProtocolError
+from ..errors import InvalidPacket, PayloadTooBig, RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import State, Transport
 from .origins import origin_allowed, warn_refused
@@ -545,7 +545,9 @@ class HttpProtocol(asyncio.Protocol):
                 return
             except RemoteProtocolError as exc:
                 server.state.protocol_errors += 1
-                server.close_client(client, "parse error", send_close=True)
+                # As node: a Socket.IO-level error is "forced close", an Engine.IO one "parse error".
+                why = "forced close" if isinstance(exc, InvalidPacket) else "parse error"
+                server.close_client(client, why, send_close=True)
                 self._respond_error(400, 3, str(exc), cors)
                 return
             self._respond(200, {**cors, "Content-Type": "text/html"}, b"ok")

@@ -56,7 +56,7 @@ CLOSE_LINGER = 5.0
 
 _ABORT_REASONS = frozenset({"slow consumer", "ping timeout"})
 
-_GONE_AT_ONCE = frozenset({"parse error", "transport error"})
+_GONE_AT_ONCE = frozenset({"parse error", "forced close", "transport error"})
 """Reasons of a close caused by the client's error: its polling session is not kept for a last GET."""
 
 

@@ -28,7 +28,7 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
-from ..errors import RemoteProtocolError
+from ..errors import InvalidPacket, PayloadTooBig, RemoteProtocolError
 from ..handler import Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
@@ -68,8 +68,13 @@ _CLOSE = WSMsgType.CLOSE
 _PONG = WSMsgType.PONG
 _CONTINUATION = WSMsgType.CONTINUATION
 
-_REASON_BY_CODE = {1002: "parse error", 1007: "parse error", 1009: "message too big"}
-"""Disconnect reason for the close codes of a protocol error."""
+FRAME_ERROR = "transport error"
+"""Disconnect reason of a broken WebSocket frame or message (1002 from picows or a fragment, not UTF-8 1007,
+over ``max_payload`` 1009): node's ``ws`` fails the socket, which engine.io ends as "transport error"
+(checked against node in tests/server/test_disconnect_reasons_vs_node.py)."""
+
+_REASON_BY_CODE = {1002: FRAME_ERROR, 1007: FRAME_ERROR, 1009: FRAME_ERROR}
+"""Disconnect reason for the close codes picows closes with on its own."""
 
 _DETACHED = asyncio.Protocol()
 
@@ -268,13 +273,21 @@ class WebSocketListener(WSListener):
                     transport.send(_TEXT, b"3")
                     return
                 events = conn.receive_message(message)
+        except PayloadTooBig as exc:
+            self._fail(transport, 1009, str(exc))
+            return
+        except InvalidPacket as exc:
+            # A Socket.IO-level error: node's socket.io closes the Engine.IO socket, "forced close".
+            self._fail(transport, 1002, str(exc), "forced close")
+            return
         except RemoteProtocolError as exc:
-            self._fail(transport, 1002 if not getattr(exc, "max_size", None) else 1009, str(exc))
+            self._fail(transport, 1002, str(exc), "parse error")  # an invalid Engine.IO packet, as engine.io
             return
         if events:
             self.server.receive(self.client, events)
 
-    def _fail(self, transport: WSTransport, code: int, reason: str) -> None:
+    def _fail(self, transport: WSTransport, code: int, reason: str, why: str = FRAME_ERROR) -> None:
+        """Close for a protocol error: ``code`` and ``reason`` go in the close frame, ``why`` to handlers."""
         self.server.state.protocol_errors += 1
         log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
         # The close frame carries the precise reason; close_client then sends no second one.
@@ -285,10 +298,10 @@ class WebSocketListener(WSListener):
             transport.disconnect()
             return
         if self.server.clients.get(self.conn.sid) is self.client:
-            # Handlers see Socket.IO's reason ("parse error"); the close frame says what was wrong.
+            # Handlers see node's reason; the close frame says what was wrong.
             self.server.close_client(
                 self.client,
-                _REASON_BY_CODE.get(code, "parse error"),
+                why,
                 send_close=False,
                 ws_code=code,
                 ws_reason=reason,

@@ -16,6 +16,7 @@ that needs the server itself (to add an HTTP route, a hook) registers a function
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -150,7 +151,8 @@ class Router:
         target = self._routes.get(namespace, {}).get(event)
         if target is None:
             return None
-        handler = wrap_sync(self._resolve(target) if isinstance(target, str) else target)
+        resolved = self._resolve(target) if isinstance(target, str) else target
+        handler = wrap_sync(_fit_reserved(resolved) if event in RESERVED else resolved)
         self._resolved[key] = handler
         return handler
 
@@ -191,6 +193,43 @@ class Router:
         self._routes.clear()
         self._resolved.clear()
         self._instances.clear()
+
+
+def _fit_reserved(handler: Handler) -> Handler:
+    """A ``connect`` or ``disconnect`` handler that takes the socket alone gets the socket alone.
+
+    Tether calls ``connect(socket, auth)`` and ``disconnect(socket, reason)``; python-socketio calls
+    ``connect(sid, environ)`` when the handler takes no ``auth``, and ``disconnect(sid)`` when it takes no
+    ``reason``, so handlers ported from it often have no second parameter (Flask-SocketIO's too). Without
+    this they would raise TypeError at every connect, refusing every client.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return handler  # a builtin or C callable: call it as it is
+    try:
+        signature.bind(None, None)
+        return handler
+    except TypeError:
+        pass
+    try:
+        signature.bind(None)
+    except TypeError:
+        return handler  # not a one-argument handler either: its TypeError names the real problem
+
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
+
+        @functools.wraps(handler)
+        async def socket_only(socket: Any, _second: Any) -> Any:
+            return await handler(socket)
+
+        return socket_only
+
+    @functools.wraps(handler)
+    def socket_only_sync(socket: Any, _second: Any) -> Any:
+        return handler(socket)
+
+    return socket_only_sync
 
 
 def _split_target(target: str) -> tuple[str, str, str | None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,16 @@ def test_load_route_file_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="cannot import nowhere_mod"):
         load_route_file(str(tmp_path / "badtarget.py"))  # resolve_all: a broken controller fails at start
+
+
+def test_a_missing_package_says_where_to_install_it(tmp_path: Path) -> None:
+    (tmp_path / "needs.py").write_text("import not_installed_anywhere.sub\n")
+    with pytest.raises(ConfigError) as info:
+        load_route_file(str(tmp_path / "needs.py"))
+    message = str(info.value)
+    assert "ModuleNotFoundError: No module named 'not_installed_anywhere'" in message
+    # The Python that runs tether: a package installed in another virtualenv is the usual cause.
+    assert f"`{sys.executable} -m pip install not_installed_anywhere`" in message
 
 
 def test_load_example_route_file() -> None:

@@ -86,3 +86,41 @@ async def test_a_def_handler_reads_its_own_writes_and_waits_for_acks() -> None:
             assert a.events["done"] == [1]
     finally:
         await server.shutdown(timeout=1)
+
+
+async def test_emits_from_a_def_handler_keep_their_order_come_before_its_ack_and_fail_in_it() -> None:
+    """An emit without ack from a pool thread is handed to the loop without waiting: still in call order,
+    before the handler's ack, and an argument that cannot be encoded still raises in the handler."""
+    from tests.server.test_recovery import call, raw_connect
+
+    router = Router()
+
+    @router.on("burst")
+    def burst(socket: Socket, n: int) -> str:
+        socket.join("r")
+        for i in range(n):
+            socket.emit("n", i)
+            socket.server.to("r").emit("room", i)
+        return "done"
+
+    @router.on("bad")
+    def bad(socket: Socket) -> list[str]:
+        raised = []
+        for emit in (socket.emit, socket.server.to("r").emit):
+            try:
+                emit("x", object())
+            except Exception as exc:
+                raised.append(type(exc).__name__)
+        return raised
+
+    server = await run_server(Config().replace(server={"port": 0}), router)
+    try:
+        ws, _reply, _ = await raw_connect(server)
+        answer, events = await call(ws, "burst", 200)
+        assert answer == "done"
+        assert events == [[name, i] for i in range(200) for name in ("n", "room")]
+        answer, events = await call(ws, "bad", ack_id=2)
+        assert answer == ["LocalProtocolError", "LocalProtocolError"] and events == []
+        await ws.close()
+    finally:
+        await server.shutdown(timeout=1)

@@ -34,7 +34,7 @@ def current_user_id(request: Request) -> str | None:
 
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">
 <style>body{{font:16px system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
 #messages{{list-style:none;padding:0}} .who{{font-weight:bold;margin-right:.5rem}}
 input{{font-size:1rem;padding:.4rem}}</style></head>

@@ -103,6 +103,20 @@ class BroadcastHost(Protocol):
         self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
     ) -> Iterator[Socket]: ...
 
+    def encode_for_broadcast(
+        self, namespace: str, event: str, args: tuple[Any, ...]
+    ) -> list[bytes] | None: ...
+
+    def broadcast_encoded(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+    ) -> None: ...
+
 
 class PacketLog(Protocol):
     """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
@@ -258,6 +272,23 @@ class BroadcastOperator:
         """
         loop = _local.loop
         if loop is not None:
+            packets = (
+                self._server.encode_for_broadcast(self._namespace, event, args)
+                if not ack and timeout is None and self._timeout is None
+                else None
+            )
+            if packets is not None:
+                # From a def handler's thread, as Socket.emit: encoded here, sent by the loop, not waited for.
+                loop.call_soon_threadsafe(
+                    self._server.broadcast_encoded,
+                    self._namespace,
+                    event,
+                    args,
+                    self._rooms,
+                    self._except,
+                    packets,
+                )
+                return SENT
             return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
         if timeout is None:
             timeout = self._timeout
@@ -381,6 +412,8 @@ class Socket:
         """
         loop = _local.loop
         if loop is not None:
+            if not ack and self.server.recovery is None:
+                return self._emit_from_thread(loop, event, args)
             return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
         if not self.connected:
             raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
@@ -396,23 +429,7 @@ class Socket:
             else:
                 # As socket.io with recovery on: a direct emit is an emit to the sid room, with an offset.
                 packets = recovery.encode(self.namespace, event, args, (self.sid,), ())
-            if self._pending is not None:
-                self._pending.extend(packets)
-            else:
-                self.client.send(packets)
-            server = self.server
-            state = server.state
-            if state.observe:
-                counts = state.events_out_by_name
-                n = counts.get(event)
-                if n is None:
-                    state.count_out(event, 1)  # a new name: the table is bounded there
-                else:
-                    counts[event] = n + 1
-            for hook in server.emit_hooks:
-                hook(self.namespace, event, 1)
-            for outgoing in server.outgoing_hooks:
-                outgoing(self.namespace, event, args, (self.sid,), ())
+            self._write(event, args, packets)
             return SENT
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
@@ -432,6 +449,46 @@ class Socket:
         for outgoing in self.server.outgoing_hooks:
             outgoing(self.namespace, event, args, (self.sid,), ())
         return future
+
+    def _emit_from_thread(self, loop: asyncio.AbstractEventLoop, event: str, args: tuple[Any, ...]) -> _Sent:
+        """An emit without ack from a ``def`` handler's pool thread: encoded here (an argument that cannot
+        be encoded raises in the handler, as on the loop), written by the loop without this thread waiting.
+
+        The loop runs what threads hand it in order, so the handler's emits reach the client in call
+        order and before its ack (its return value comes back to the loop the same way, after them).
+        Waiting for each write instead cost a round trip between the threads per emit: two wake-ups and
+        two GIL hand-overs, about half of what a ``def`` echo cost.
+        """
+        if not self.connected:
+            raise ConnectionClosed(1000, f"socket {self.sid} is disconnected")
+        packets = self.client.parser.encode_event(self.namespace, event, args)
+        loop.call_soon_threadsafe(self._write_from_thread, event, args, packets)
+        return SENT
+
+    def _write_from_thread(self, event: str, args: tuple[Any, ...], packets: list[bytes]) -> None:
+        """On the loop: the rest of :meth:`emit` for packets a pool thread encoded (see above)."""
+        if self.connected:  # else it disconnected since: as an emit to a socket that has just gone
+            self._write(event, args, packets)
+
+    def _write(self, event: str, args: tuple[Any, ...], packets: list[bytes]) -> None:
+        """Send an emit's encoded ``packets`` (held back while the connect handler runs) and count it."""
+        if self._pending is not None:
+            self._pending.extend(packets)
+        else:
+            self.client.send(packets)
+        server = self.server
+        state = server.state
+        if state.observe:
+            counts = state.events_out_by_name
+            n = counts.get(event)
+            if n is None:
+                state.count_out(event, 1)  # a new name: the table is bounded there
+            else:
+                counts[event] = n + 1
+        for hook in server.emit_hooks:
+            hook(self.namespace, event, 1)
+        for outgoing in server.outgoing_hooks:
+            outgoing(self.namespace, event, args, (self.sid,), ())
 
     def send(self, *args: Any) -> Awaitable[Any]:
         """``emit("message", *args)``: what laravel-swoole pages listen for."""

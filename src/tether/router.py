@@ -16,6 +16,7 @@ that needs the server itself (to add an HTTP route, a hook) registers a function
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -27,9 +28,24 @@ from typing import Any, TypeVar, overload
 from .errors import ConfigError
 from .threads import wrap_sync
 
-__all__ = ["RESERVED", "Router", "load_route_file", "websocket"]
+__all__ = ["RESERVED", "Router", "describe_import_error", "load_route_file", "websocket"]
 
 RESERVED = frozenset({"connect", "disconnect"})
+
+
+def describe_import_error(exc: BaseException) -> str:
+    """``Type: message`` of an error raised while importing the application, and for a module that is not
+    installed, where to install it: a package installed in another virtualenv than the one running Tether
+    (``make run`` installs Tether alone in ``.venv``) is the usual cause."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        top = exc.name.split(".")[0]
+        text += (
+            f"; if {top!r} is a package, install it into the Python that runs tether:"
+            f" `{sys.executable} -m pip install {top}`"
+        )
+    return text
+
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -135,7 +151,8 @@ class Router:
         target = self._routes.get(namespace, {}).get(event)
         if target is None:
             return None
-        handler = wrap_sync(self._resolve(target) if isinstance(target, str) else target)
+        resolved = self._resolve(target) if isinstance(target, str) else target
+        handler = wrap_sync(_fit_reserved(resolved) if event in RESERVED else resolved)
         self._resolved[key] = handler
         return handler
 
@@ -176,6 +193,43 @@ class Router:
         self._routes.clear()
         self._resolved.clear()
         self._instances.clear()
+
+
+def _fit_reserved(handler: Handler) -> Handler:
+    """A ``connect`` or ``disconnect`` handler that takes the socket alone gets the socket alone.
+
+    Tether calls ``connect(socket, auth)`` and ``disconnect(socket, reason)``; python-socketio calls
+    ``connect(sid, environ)`` when the handler takes no ``auth``, and ``disconnect(sid)`` when it takes no
+    ``reason``, so handlers ported from it often have no second parameter (Flask-SocketIO's too). Without
+    this they would raise TypeError at every connect, refusing every client.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return handler  # a builtin or C callable: call it as it is
+    try:
+        signature.bind(None, None)
+        return handler
+    except TypeError:
+        pass
+    try:
+        signature.bind(None)
+    except TypeError:
+        return handler  # not a one-argument handler either: its TypeError names the real problem
+
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__):
+
+        @functools.wraps(handler)
+        async def socket_only(socket: Any, _second: Any) -> Any:
+            return await handler(socket)
+
+        return socket_only
+
+    @functools.wraps(handler)
+    def socket_only_sync(socket: Any, _second: Any) -> Any:
+        return handler(socket)
+
+    return socket_only_sync
 
 
 def _split_target(target: str) -> tuple[str, str, str | None]:
@@ -231,7 +285,7 @@ def load_route_file(path_or_module: str, router: Router | None = None, base_dir:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError("websocket.route_file", path_or_module, f"{type(exc).__name__}: {exc}") from exc
+        raise ConfigError("websocket.route_file", path_or_module, describe_import_error(exc)) from exc
     router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
     router._setups = list(websocket._setups)
     router._namespace_handlers = list(websocket._namespace_handlers)

@@ -24,6 +24,9 @@ from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
+ONE_ARG_DISCONNECTED: list[str] = []
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server() -> AsyncIterator[Server]:
     router = Router()
@@ -54,6 +57,18 @@ async def server() -> AsyncIterator[Server]:
             "session": await server.get_session(socket.sid, "/by-sid"),
             "rooms": server.rooms(socket.sid, "/by-sid"),
         }
+
+    @router.on("connect", namespace="/one-arg")
+    async def one_arg_connect(socket: Any) -> None:  # python-socketio's connect(sid, environ): no auth
+        socket.data["connected"] = True
+
+    @router.on("disconnect", namespace="/one-arg")
+    def one_arg_disconnect(socket: Any) -> None:  # python-socketio's disconnect(sid): no reason; sync
+        ONE_ARG_DISCONNECTED.append(socket.sid)
+
+    @router.on("data", namespace="/one-arg")
+    async def one_arg_data(socket: Any) -> Any:
+        return socket.data
 
     config = Config().replace(server={"port": 0}, handlers={"threads": 4, "block_warning": 0.2})
     srv = await run_server(config, router)
@@ -174,6 +189,13 @@ async def test_sessions_and_rooms_by_sid_in_the_connect_handler(server: Server) 
         answer = await a.sio.call("whoami", namespace="/by-sid", timeout=scaled(5))
         assert answer == {"session": {"name": "ann", "visits": 1}, "rooms": sorted([a.sid, "lobby"])}
     assert not tether.server.sid_api.CONNECTING  # nothing is kept once the socket connected
+
+
+async def test_connect_and_disconnect_handlers_that_take_the_socket_alone(server: Server) -> None:
+    async with clients((server.url, "/one-arg")) as (a,):
+        assert await a.sio.call("data", namespace="/one-arg", timeout=scaled(5)) == {"connected": True}
+        sid = a.sid
+    await wait_until(lambda: sid in ONE_ARG_DISCONNECTED, what="the one-argument disconnect handler")
 
 
 async def test_current_server_from_any_module(server: Server) -> None:

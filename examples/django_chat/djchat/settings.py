@@ -45,4 +45,5 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 USE_TZ = True
+TIME_ZONE = "UTC"  # Django sets the process time zone from it (default America/Chicago): Tether's log too
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

@@ -24,6 +24,7 @@ from typing import Any
 from .. import logs
 from ..config import Config
 from ..errors import ConfigError
+from ..router import describe_import_error
 from . import registry
 from .control import ControlError, request
 from .infos import render_instances, render_table
@@ -308,7 +309,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     except Exception as exc:
         pidfile.close()
-        _err(f"cannot load the application: {type(exc).__name__}: {exc}")
+        _err(f"cannot load the application: {describe_import_error(exc)}")
         return 2
     state_warning = warning_text(config.websocket.route_file, config.base_dir, worker_count(config))
     if state_warning is not None:

@@ -56,6 +56,30 @@ class Emitting(Membership):
             return
         else:
             packets = recovery.encode(namespace, event, args, rooms, except_rooms)
+        self.broadcast_encoded(namespace, event, args, rooms, except_rooms, packets)
+
+    def encode_for_broadcast(self, namespace: str, event: str, args: tuple[Any, ...]) -> list[bytes] | None:
+        """``args`` encoded for :meth:`broadcast_encoded`, in any thread (a pure function of its arguments);
+        None when the emit must be encoded on the loop (recovery on: its offset is taken there).
+
+        Raises:
+            LocalProtocolError: an argument cannot be encoded.
+        """
+        if self.recovery is not None:
+            return None
+        return self.parser_cls.encode_event(namespace, event, args)
+
+    def broadcast_encoded(
+        self,
+        namespace: str,
+        event: str,
+        args: tuple[Any, ...],
+        rooms: tuple[str, ...],
+        except_rooms: tuple[str, ...],
+        packets: list[bytes],
+    ) -> None:
+        """The rest of :meth:`broadcast` once ``packets`` (``args`` encoded, with their offset when a local
+        recovery log stamped them) are made: local delivery, the adapter, the counts and hooks."""
         n = self.deliver_local(namespace, packets, rooms, except_rooms)
         for outgoing in self.outgoing_hooks:
             outgoing(namespace, event, args, rooms, except_rooms)

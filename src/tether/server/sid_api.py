@@ -138,6 +138,8 @@ class SidApi:
         broadcast = BroadcastHost.broadcast
         broadcast_with_acks = BroadcastHost.broadcast_with_acks
         local_sockets = BroadcastHost.local_sockets
+        encode_for_broadcast = BroadcastHost.encode_for_broadcast
+        broadcast_encoded = BroadcastHost.broadcast_encoded
 
         def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
         def join_socket(self, sock: Socket, room: str) -> None: ...

@@ -3,7 +3,7 @@
 // app. Prints {"listening": port}, then one JSON line per server-side event: {"connect": socket id, "nsp", "eio"},
 // {"disconnect": reason, "nsp", "eio"} (what the `disconnect` listener got) and {"close": reason, "eio"} (the
 // Engine.IO session's own close, which comes with no socket when the client never joined a namespace).
-// "eio" is the Engine.IO session id. An event "bye" makes the server call socket.disconnect().
+// "eio" is the Engine.IO session id. An event "bye" makes the server call socket.disconnect(), ["bye", true] socket.disconnect(true).
 // tests/server/test_disconnect_reasons_vs_node.py compares Tether's disconnect reasons with it.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -27,7 +27,7 @@ for (const nsp of [io.of("/"), io.of("/custom")]) {
       if (cb) cb(...args); else socket.emit("echo", ...args);
     });
     socket.on("message-with-ack", (...args) => args.pop()(...args));
-    socket.on("bye", () => socket.disconnect());
+    socket.on("bye", (close) => socket.disconnect(close === true));
     socket.on("disconnect", (reason) => log({ disconnect: reason, nsp: socket.nsp.name, eio: socket.conn.id }));
   });
 }

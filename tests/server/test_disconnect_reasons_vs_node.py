@@ -32,7 +32,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.hardening.support import read_until_closed, upgrade_request, ws_frame
+from tests.hardening.support import upgrade_request, ws_frame
 from tests.helpers import scaled, wait_until
 from tests.redis_fixtures import JS_DIR, js_modules_ready, node_bin
 from tether import Handler, Router, Socket, run_server
@@ -162,8 +162,8 @@ def reference_router(target: Target) -> Router:
         return args
 
     @router.on("bye")
-    def bye(sock: Socket) -> None:
-        sock.disconnect()
+    def bye(sock: Socket, close: Any = False) -> None:
+        sock.disconnect(close=close is True)
 
     @router.on("disconnect")
     def disconnect(sock: Socket, reason: str) -> None:
@@ -342,6 +342,30 @@ async def raw_ws(t: Target) -> tuple[asyncio.StreamReader, asyncio.StreamWriter,
     return reader, writer, sid
 
 
+def big_frame(payload: bytes, opcode: int = 0x1, fin: bool = True) -> bytes:
+    """:func:`ws_frame` for a big payload: masked with the key 0 (RFC 6455 §5.3 allows any key), so that
+    masking half a megabyte in Python does not block the loop (and both servers' heartbeats) for 100 ms."""
+    head = bytes([(0x80 if fin else 0) | opcode, 0x80 | 127]) + len(payload).to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+async def raw_linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the server's frames, answering pings, until it closes the connection: a live client, so that a
+    slow read of a big message is not a ping timeout."""
+    async with asyncio.timeout(scaled(5)):
+        while head := await reader.read(2):
+            if len(head) < 2:
+                head += await reader.readexactly(1)
+            size = head[1] & 0x7F
+            if size == 126:
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+            elif size == 127:
+                size = struct.unpack("!Q", await reader.readexactly(8))[0]
+            payload = await reader.readexactly(size)
+            if head[0] & 0x0F == 0x1 and payload == b"2" and not writer.is_closing():
+                writer.write(ws_frame(b"3"))
+
+
 # -- the rows of the table, one client action each ----------------------------------------------------------
 # Each returns the Engine.IO session id it ended (or will end); the test waits for the reason.
 
@@ -390,7 +414,7 @@ async def ws_close_frame_without_code(t: Target, http: aiohttp.ClientSession) ->
     try:
         await asyncio.sleep(scaled(0.05))  # the CONNECT read before the close
         writer.write(ws_frame(b"", opcode=0x8))
-        await read_until_closed(reader, 5)
+        await raw_linger(reader, writer)
     finally:
         writer.transport.abort()
     return sid
@@ -470,7 +494,7 @@ async def ws_invalid_utf8(t: Target, http: aiohttp.ClientSession) -> str:
     try:
         await asyncio.sleep(scaled(0.05))
         writer.write(ws_frame(b'42["echo","\xff"]'))
-        await read_until_closed(reader, 5)
+        await raw_linger(reader, writer)
     finally:
         writer.transport.abort()
     return sid
@@ -481,7 +505,7 @@ async def ws_continuation_without_message(t: Target, http: aiohttp.ClientSession
     try:
         await asyncio.sleep(scaled(0.05))
         writer.write(ws_frame(b"2", opcode=0x0))  # RFC 6455 §5.4: a continuation needs a first frame
-        await read_until_closed(reader, 5)
+        await raw_linger(reader, writer)
     finally:
         writer.transport.abort()
     return sid
@@ -528,6 +552,26 @@ async def ws_connect_timeout(t: Target) -> tuple[str, float]:
     return sid, time.monotonic() - started
 
 
+async def server_disconnects_and_closes(t: Target, http: aiohttp.ClientSession) -> str:
+    async with ws_session(t) as (ws, sid):
+        await ws.send('42["bye",true]')
+        await linger_ws(t, ws, sid)
+    return sid
+
+
+async def ws_fragments_over_max(t: Target, http: aiohttp.ClientSession) -> str:
+    reader, writer, sid = await raw_ws(t)
+    try:
+        await asyncio.sleep(scaled(0.05))
+        half = MAX_PAYLOAD // 2
+        writer.write(big_frame(b'42["echo","' + b"x" * half, fin=False))
+        writer.write(big_frame(b"x" * half + b'"]', opcode=0x0))  # together past max_payload
+        await raw_linger(reader, writer)
+    finally:
+        writer.transport.abort()
+    return sid
+
+
 async def server_disconnects(t: Target, http: aiohttp.ClientSession) -> str:
     async with ws_session(t) as (ws, sid):
         await ws.send('42["bye"]')
@@ -566,6 +610,7 @@ ROWS = {
     "websocket: unknown Engine.IO packet type": Row(ws_unknown_engineio_type, "parse error"),
     "polling: unknown Engine.IO packet type": Row(polling_unknown_engineio_type, "parse error"),
     "websocket: text frame not UTF-8": Row(ws_invalid_utf8, "transport error"),
+    "websocket: fragmented message over max_payload": Row(ws_fragments_over_max, "transport error"),
     "websocket: continuation frame without a first frame": Row(
         ws_continuation_without_message, "transport error"
     ),
@@ -574,6 +619,7 @@ ROWS = {
     "websocket: bad ack id": Row(ws_bad_ack_id, "forced close"),
     "websocket: reserved event name": Row(ws_reserved_event_name, "forced close"),
     "server: socket.disconnect()": Row(server_disconnects, "server namespace disconnect"),
+    "server: socket.disconnect(true)": Row(server_disconnects_and_closes, "server namespace disconnect"),
 }
 
 

@@ -112,6 +112,10 @@ def test_bad_app_spec_is_a_config_error() -> None:
         Server(make_config(app={"asgi": "tests.apps.asgi_app:nothing"}))
     with pytest.raises(ConfigError, match=r"app\.asgi"):
         make_config(app={"asgi": "no_colon"})
+    # main.py's ASGIApp for uvicorn is Tether itself: --app takes the app it wraps.
+    with pytest.raises(ConfigError, match=r"app\.asgi: .*is a tether\.asgi\.ASGIApp, i\.e\. Tether itself"):
+        Server(make_config(app={"asgi": "tests.apps.wrapped_asgi_app:app"}))
+    Server(make_config(app={"asgi": "tests.apps.wrapped_asgi_app:api"}))
 
 
 async def test_flask_through_asgiref(rec: Recorder) -> None:

@@ -84,7 +84,7 @@ class AppDoor:
         app: an ASGI 3 application, or ``"module:attr"`` (imported here; ``[app] asgi``).
 
     Raises:
-        ConfigError: ``app`` cannot be imported.
+        ConfigError: ``app`` cannot be imported, or is a :class:`tether.asgi.ASGIApp` (Tether itself).
     """
 
     def __init__(self, server: Receiver, app: Any) -> None:
@@ -96,6 +96,17 @@ class AppDoor:
                 app = import_from_string(app)
             except ImportFromStringError as exc:
                 raise ConfigError(server.config.source, "app.asgi", str(exc)) from exc
+        from ..asgi import ASGIApp  # here: tether.asgi builds servers, which import this module
+
+        if isinstance(app, ASGIApp):
+            # A second Tether inside each worker: never reached by a client, but current_server() would
+            # answer with it, and its tasks, metrics and admin would run twice.
+            raise ConfigError(
+                server.config.source,
+                "app.asgi",
+                f"{cfg.asgi or app!r} is a tether.asgi.ASGIApp, i.e. Tether itself, for uvicorn or hypercorn;"
+                " give `tether start --app` the application it wraps (its other_asgi_app, e.g. main:api)",
+            )
         self.server = server
         self.uvicorn = UvicornConfig(
             app,

@@ -165,10 +165,11 @@ def reference_router(target: Target) -> Router:
     def bye(sock: Socket, close: Any = False) -> None:
         sock.disconnect(close=close is True)
 
-    @router.on("disconnect")
     def disconnect(sock: Socket, reason: str) -> None:
         target.disconnects.append((sock.client.sid, reason))
 
+    for namespace in ("/", "/custom"):  # as reference_server.mjs
+        router.on("disconnect", disconnect, namespace=namespace)
     return router
 
 
@@ -559,6 +560,48 @@ async def server_disconnects_and_closes(t: Target, http: aiohttp.ClientSession) 
     return sid
 
 
+async def ws_two_namespaces_closed(t: Target, http: aiohttp.ClientSession) -> str:
+    async with ws_session(t) as (ws, sid):
+        await ws.send("40/custom,")
+        while not str(await recv_non_ping(ws)).startswith("40/custom,{"):
+            pass
+        await asyncio.wait_for(ws.close(1000), scaled(5))
+    await wait_until(lambda: len(t.reasons(sid)) == 2, 5, f"{t.name}: both sockets of {sid} gone")
+    return sid
+
+
+async def ws_one_of_two_namespaces_left(t: Target, http: aiohttp.ClientSession) -> str:
+    async with ws_session(t) as (ws, sid):
+        await ws.send("40/custom,")
+        while not str(await recv_non_ping(ws)).startswith("40/custom,{"):
+            pass
+        await ws.send("41/custom,")
+        await linger_ws(t, ws, sid)
+        await ws_echo(ws, 1, "/ still there")
+        await asyncio.wait_for(ws.close(1000), scaled(5))
+    await wait_until(lambda: len(t.reasons(sid)) == 2, 5, f"{t.name}: the socket on / gone too")
+    return sid
+
+
+async def polling_octet_stream_body(t: Target, http: aiohttp.ClientSession) -> str:
+    poller = Poller(http, t)
+    sid = await poller.open()
+    async with http.post(
+        poll_url(t, sid),
+        data=b'42["echo","x"]',
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=aiohttp.ClientTimeout(total=scaled(5)),
+    ) as r:
+        await r.read()
+    if t.name == "tether":
+        assert r.status == 200
+        assert await poller.post("41") == (200, "ok")
+    else:
+        assert r.status == 400
+    await linger_polling(t, poller)
+    return sid
+
+
 async def ws_fragments_over_max(t: Target, http: aiohttp.ClientSession) -> str:
     reader, writer, sid = await raw_ws(t)
     try:
@@ -587,6 +630,9 @@ class Row:
     node: str | None
     tether: str | None = None
     """Tether's reason where it differs from node's on purpose (the table says why); None: node's."""
+
+    after: tuple[str, ...] = ()
+    """Reasons of the session's other sockets, which the action ends after (both servers alike)."""
 
     @property
     def expected_tether(self) -> str | None:
@@ -618,6 +664,15 @@ ROWS = {
     "polling: bad JSON": Row(polling_bad_json, "forced close"),
     "websocket: bad ack id": Row(ws_bad_ack_id, "forced close"),
     "websocket: reserved event name": Row(ws_reserved_event_name, "forced close"),
+    "websocket: close frame, two namespaces joined": Row(
+        ws_two_namespaces_closed, "transport close", after=("transport close",)
+    ),
+    "websocket: DISCONNECT of one of two namespaces": Row(
+        ws_one_of_two_namespaces_left, "client namespace disconnect", after=("transport close",)
+    ),
+    "polling: POST of Content-Type application/octet-stream": Row(
+        polling_octet_stream_body, "transport error", "client namespace disconnect"
+    ),
     "server: socket.disconnect()": Row(server_disconnects, "server namespace disconnect"),
     "server: socket.disconnect(true)": Row(server_disconnects_and_closes, "server namespace disconnect"),
 }
@@ -633,7 +688,8 @@ async def test_disconnect_reason_is_nodes(
     assert got == [row.node, row.expected_tether]
     # Exactly one reason per socket, as node's listener gets exactly one call.
     await asyncio.sleep(scaled(0.05))
-    assert node.reasons(node_sid) == [row.node] and tether.reasons(tether_sid) == [row.expected_tether]
+    assert node.reasons(node_sid) == [row.node, *row.after]
+    assert tether.reasons(tether_sid) == [row.expected_tether, *row.after]
 
 
 # -- at the limits, and Tether's own limits: node keeps the client -------------------------------------------

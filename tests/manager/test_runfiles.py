@@ -411,6 +411,11 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
         assert "is here" not in tether("infos", cwd=elsewhere).stderr  # no tether.toml there
         pointed = tether("infos", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
         assert pointed.returncode == 0 and "config    <defaults>" in pointed.stdout, pointed.stderr
+        # The pid file alone: its control socket is the one beside it (run/tether.sock), not tether-9501's.
+        by_pid_file = tether("infos", "--pid-file", str(pid_file))
+        assert by_pid_file.returncode == 0 and "config    <defaults>" in by_pid_file.stdout, (
+            by_pid_file.stderr
+        )
     finally:
-        stopped = tether("stop", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
+        stopped = tether("stop", "--pid-file", str(pid_file))
         assert stopped.returncode == 0 and "no master answers" not in stopped.stderr, stopped.stderr

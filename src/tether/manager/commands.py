@@ -8,6 +8,7 @@ folder. Every other flag has a ``TETHER_*`` variable too (listed in each flag's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -485,10 +486,25 @@ def _unanswered(paths: RunPaths, args: argparse.Namespace, exc: ControlError) ->
     return 1
 
 
+def _socket_beside_pid_file(paths: RunPaths, args: argparse.Namespace) -> RunPaths:
+    """``--pid-file run/X.pid`` alone points at the instance whose control socket is ``run/X.sock`` (the
+    default names go in pairs): used when that socket exists and the one otherwise derived does not, so
+    that ``tether stop --pid-file run/tether-9623.pid`` asks that master rather than ``tether-9501.sock``."""
+    if not getattr(args, "pid_file", None) or getattr(args, "control_socket", None):
+        return paths
+    if os.environ.get("TETHER_SERVER_CONTROL_SOCKET"):
+        return paths
+    beside = os.path.splitext(paths.pid_file)[0] + ".sock"
+    if beside == paths.control_socket or os.path.exists(paths.control_socket) or not os.path.exists(beside):
+        return paths
+    return dataclasses.replace(paths, control_socket=beside)
+
+
 def _client_paths(args: argparse.Namespace) -> tuple[RunPaths, float] | None:
     """The instance's paths and stop time (see :func:`_paths`), or None (said why) when its run folder is
     unsafe: a folder another account can write to may hold a planted pid file or control socket."""
     paths, stop_timeout = _paths(args)
+    paths = _socket_beside_pid_file(paths, args)
     for folder in paths.folders:
         try:
             check_folder(folder)

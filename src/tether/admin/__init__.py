@@ -53,7 +53,7 @@ def install(server: Server) -> Instrument | None:
     if router.has_namespace(ns):
         # The admin routes would replace the app's own handlers of that namespace without a word.
         raise ConfigError(
-            "config",
+            server.config.source,
             "admin.namespace",
             f"{ns} is already a namespace of the application's routes; set [admin] namespace to another"
             ' one (TETHER_ADMIN_NAMESPACE), e.g. "/socket-admin", and give it in the UI\'s advanced options',

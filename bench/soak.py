@@ -749,13 +749,16 @@ def report(args: argparse.Namespace, out: dict[str, Any], problems: list[str], p
             reasons[k] = reasons.get(k, 0) + v
     missing = set(out["final"].workers) - out["stats_final"].keys()
     load = os.getloadavg()[0]
+    load_start = out.get("load_start", load)
     lines = [
         "# Soak run",
         "",
         f"`make soak` (bench/soak.py), run on {time.strftime('%Y-%m-%d')}: one Tether instance "
         f"(`tether start`, a master and {len(out['idle'].workers)} workers) on a "
-        f"{os.cpu_count()}-core machine shared with the load generator; load average {load:.2f} at the end"
-        + (" (other work was running: throughput figures are not evidence)" if load >= 0.5 else "")
+        f"{os.cpu_count()}-core machine shared with the load generator; load average {load_start:.2f} "
+        f"before it started and {load:.2f} at the end (the end's is mostly the soak's own processes)"
+        # Only the load before the soak says whether other work shared the machine.
+        + (" (other work was running: throughput figures are not evidence)" if load_start >= 0.5 else "")
         + ".",
         "",
         "**Verdict: "
@@ -857,11 +860,13 @@ def main() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients * 2 + 1000)), hard))
 
+    load_start = os.getloadavg()[0]  # before anything of ours runs: what else the machine is doing
     inst = start_server(args.workers, "soaked")
     try:
         out = uvloop.run(soak(args, inst))
     finally:
         stop_server(inst)
+    out["load_start"] = load_start
     problems = check(args, out)
     report_path, img_path = Path(args.report), Path(args.plot)
     plot(out, img_path, out["after_echo"].t + out["soak_seconds"])

@@ -73,6 +73,10 @@ class ASGIApp:
         on_shutdown: called once Tether has stopped.
     """
 
+    serves_tether = True
+    """Marks Tether itself for ``tether start --app``, which refuses it (:mod:`tether.server.app_door`
+    reads this attribute rather than importing this module, which imports the server)."""
+
     def __init__(
         self,
         routes_or_server: str | Router | Server,

@@ -96,9 +96,7 @@ class AppDoor:
                 app = import_from_string(app)
             except ImportFromStringError as exc:
                 raise ConfigError(server.config.source, "app.asgi", str(exc)) from exc
-        from ..asgi import ASGIApp  # here: tether.asgi builds servers, which import this module
-
-        if isinstance(app, ASGIApp):
+        if getattr(app, "serves_tether", False) is True:  # a tether.asgi.ASGIApp
             # A second Tether inside each worker: never reached by a client, but current_server() would
             # answer with it, and its tasks, metrics and admin would run twice.
             raise ConfigError(

@@ -90,7 +90,6 @@ class WebSocketListener(WSListener):
         "_fragment_size",
         "_fragment_type",
         "_fragments",
-        "_max_depth",
         "client",
         "conn",
         "fast",
@@ -118,8 +117,6 @@ class WebSocketListener(WSListener):
             and client.conn.transport is Transport.WEBSOCKET
         )
         self.parser: Any = parser  # the hot path reads SocketIOParser._pending, only when self.fast
-        # [limits] max_depth, for the hot path's check (a frame shorter than the limit cannot nest deeper).
-        self._max_depth: int = getattr(parser, "max_depth", 0)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -172,9 +169,10 @@ class WebSocketListener(WSListener):
                             type(name) is str
                             and name not in RESERVED_EVENTS
                             and not name.startswith(RESERVED_PREFIXES)
+                            # A frame no longer than [limits] max_depth cannot nest deeper: no count.
                             and (
-                                len(payload) - start <= self._max_depth
-                                or payload.count(b"[") + payload.count(b"{") <= self._max_depth
+                                len(payload) - start <= (depth := self.parser.max_depth)
+                                or payload.count(b"[") + payload.count(b"{") <= depth
                             )
                         ):
                             self.server.receive_event(self.client, "/", name, data[1:], ack_id)

@@ -110,57 +110,57 @@ def calls(fn: Callable[[], None], number: int) -> tuple[float, float]:
     return (counts["call"] - number) / number, counts["c_call"] / number
 
 
-async def measure(clients: int, number: int, repeat: int) -> dict[str, Any]:
-    config = Config.load(HERE / "apps" / "tether.toml", overrides={"server": {"port": 0}})
-    server = await run_server(config)
-    peers = []
-    real: list[tuple[Any, Any]] = []
-    try:
+class Rig:
+    """A real server in this process with ``clients`` connected clients whose WebSockets are stubbed, and
+    the operations to measure on it (each a no-argument callable; see the module docstring).
+
+    Attributes:
+        ops: ``"echo"``, ``"echoack"``, ``"bcast"`` (one broadcast to every client), ``"ping"`` (one
+            heartbeat period of every client: its ping, its pong, the pong deadline's visit).
+        clients: how many clients the server holds (``bcast`` and ``ping`` are per client).
+    """
+
+    def __init__(self) -> None:
+        self.ops: dict[str, Callable[[], None]] = {}
+        self.clients = 0
+        self._server: Any = None
+        self._peers: list[Any] = []
+        self._real: list[tuple[Any, Any]] = []
+
+    @classmethod
+    async def start(cls, clients: int) -> Rig:
+        rig = cls()
+        config = Config.load(HERE / "apps" / "tether.toml", overrides={"server": {"port": 0}})
+        server = rig._server = await run_server(config)
         url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
         for _ in range(clients):
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             transport, _listener = await ws_connect(lambda r=ready: Peer(r), url)
-            peers.append(transport)
-            await asyncio.wait_for(ready, 10)
-        deadline = time.monotonic() + 10
+            rig._peers.append(transport)
+            await asyncio.wait_for(ready, 120)
+        deadline = time.monotonic() + 120
         while len(server.clients) < clients and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         stub = NullTransport()
         listeners = []
         for client in server.clients.values():
-            real.append((client, client.ws))
+            rig._real.append((client, client.ws))
             client.attach_websocket(stub)
             listener = WebSocketListener(server, client, upgrading=False)
             listener.transport = stub  # type: ignore[assignment]
             listeners.append(listener)
+        rig.clients = len(listeners)
         one = listeners[0]
-        echo = Frame(b'42["echo","hello, tether benchmark"]')
-        echoack = Frame(b'421["echoack","hello, tether benchmark"]')
-        bcast = Frame(b'42["bcast",1000]')
-        pong = Frame(b"3")
-        out: dict[str, Any] = {}
 
-        def op(name: str, fn: Callable[[], None], n: int, per: int = 1) -> None:
-            py, c = calls(fn, max(1, n // 20))
-            out[name] = {
-                "cpu_us": best(fn, n, repeat) / per,
-                "python_calls": py / per,
-                "c_calls": c / per,
-            }
-
-        op("W1 echo, per round trip", lambda: one.on_ws_frame(stub, echo), number)  # type: ignore[arg-type]
-        op("W1ack echoack, per round trip", lambda: one.on_ws_frame(stub, echoack), number)  # type: ignore[arg-type]
-        op(
-            f"W2 broadcast to {clients}, per delivery",
-            lambda: one.on_ws_frame(stub, bcast),  # type: ignore[arg-type]
-            max(20, number // clients),
-            len(listeners),
-        )
+        def frame_op(payload: bytes) -> Callable[[], None]:
+            frame = Frame(payload)
+            return lambda: one.on_ws_frame(stub, frame)  # type: ignore[arg-type]
 
         heartbeat = server.heartbeat
         interval = config.websocket.ping_interval
         timeout = config.websocket.ping_timeout
         clock = [time.monotonic() + interval + 1]
+        pong = Frame(b"3")
 
         def ping_all() -> None:
             # One heartbeat period of every client, as it happens: all due for a ping (the heartbeat pings
@@ -172,14 +172,44 @@ async def measure(clients: int, number: int, repeat: int) -> dict[str, Any]:
             heartbeat.run(clock[0] + timeout, server._on_timer)
             clock[0] += interval
 
-        op("W6 heartbeat, per ping + pong", ping_all, max(20, number // clients), len(listeners))
+        rig.ops = {
+            "echo": frame_op(b'42["echo","hello, tether benchmark"]'),
+            "echoack": frame_op(b'421["echoack","hello, tether benchmark"]'),
+            "bcast": frame_op(b'42["bcast",1000]'),
+            "ping": ping_all,
+        }
+        return rig
+
+    async def close(self) -> None:
+        for client, ws in self._real:
+            client.attach_websocket(ws)
+        for p in self._peers:
+            p.disconnect()
+        if self._server is not None:
+            await self._server.shutdown(timeout=1.0)
+
+
+async def measure(clients: int, number: int, repeat: int) -> dict[str, Any]:
+    rig = await Rig.start(clients)
+    try:
+        out: dict[str, Any] = {}
+
+        def op(name: str, fn: Callable[[], None], n: int, per: int = 1) -> None:
+            py, c = calls(fn, max(1, n // 20))
+            out[name] = {
+                "cpu_us": best(fn, n, repeat) / per,
+                "python_calls": py / per,
+                "c_calls": c / per,
+            }
+
+        op("W1 echo, per round trip", rig.ops["echo"], number)
+        op("W1ack echoack, per round trip", rig.ops["echoack"], number)
+        many = max(20, number // rig.clients)
+        op(f"W2 broadcast to {rig.clients}, per delivery", rig.ops["bcast"], many, rig.clients)
+        op("W6 heartbeat, per ping + pong", rig.ops["ping"], many, rig.clients)
         return out
     finally:
-        for client, ws in real:
-            client.attach_websocket(ws)
-        for p in peers:
-            p.disconnect()
-        await server.shutdown(timeout=1.0)
+        await rig.close()
 
 
 def main() -> int:

@@ -17,67 +17,23 @@ orjson, picows...), not time: an instruction of a cache miss costs more than one
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
 
 async def drive(op: str, repetitions: int, clients: int) -> None:
-    """Set up a server with ``clients`` stubbed clients, warm up, then run ``op`` ``repetitions`` times."""
+    """Set up ``bench/cpu_per_op.py``'s rig with ``clients`` clients, warm up, then run ``op``
+    ``repetitions`` times."""
     sys.path.insert(0, str(HERE))
-    import cpu_per_op as c
-    from picows import ws_connect
+    from cpu_per_op import Rig
 
-    from tether import Config, run_server
-    from tether.server.websocket import WebSocketListener
-
-    config = Config.load(HERE / "apps" / "tether.toml", overrides={"server": {"port": 0}})
-    server = await run_server(config)
-    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
-    for _ in range(clients):
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await ws_connect(lambda r=ready: c.Peer(r), url)
-        await asyncio.wait_for(ready, 120)
-    while len(server.clients) < clients:
-        await asyncio.sleep(0.01)
-    stub = c.NullTransport()
-    listeners = []
-    for client in server.clients.values():
-        client.attach_websocket(stub)
-        listener = WebSocketListener(server, client, upgrading=False)
-        listener.transport = stub
-        listeners.append(listener)
-    one = listeners[0]
-    frames = {
-        "echo": c.Frame(b'42["echo","hello, tether benchmark"]'),
-        "echoack": c.Frame(b'421["echoack","hello, tether benchmark"]'),
-        "bcast": c.Frame(b'42["bcast",1000]'),
-    }
-    clock = [time.monotonic() + config.websocket.ping_interval + 1]
-    pong = c.Frame(b"3")
-
-    def ping_all() -> None:
-        server.heartbeat.run(clock[0], server._on_timer)
-        for listener in listeners:
-            listener.on_ws_frame(stub, pong)
-        server.heartbeat.run(clock[0] + config.websocket.ping_timeout, server._on_timer)
-        clock[0] += config.websocket.ping_interval
-
-    if op == "ping":
-        fn: Any = ping_all
-    else:
-        frame = frames[op]
-
-        def fn() -> None:
-            one.on_ws_frame(stub, frame)
-
+    rig = await Rig.start(clients)
+    fn = rig.ops[op]
     for _ in range(200):
         fn()
     for _ in range(repetitions):

@@ -112,7 +112,10 @@ class AckCollector:
         timed_out = False
         if not self.future.done():
             try:
-                await asyncio.wait_for(asyncio.shield(self.future), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that lands as the future
+                # completes (gh-86296), and the caller (a background task shutdown cancels) runs on.
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self.future)
             except TimeoutError:
                 timed_out = True
         if not self.future.done():

@@ -71,6 +71,7 @@ import msgpack
 from ..errors import ClusterError
 from ..protocol.engineio import Binary
 from ..recovery import RecoveryLog, Restored, SavedSession, selects, with_offset
+from ..timeouts import wait_done
 from .base import BroadcastMessage, LocalSocket
 from .requests import RequestingAdapter
 from .wire import Request, SessionCommand, decode_object, decode_request, encode_json, encode_msgpack
@@ -334,14 +335,16 @@ class HubAdapter(RequestingAdapter):
         self._counts[request.request_id] = future
         self._send(frame(REQUEST, [self.wid, namespace, request.request_id, request.encode()]))
         try:
-            return await asyncio.wait_for(future, self.request_timeout)
-        except TimeoutError:
+            # wait_done, not asyncio.timeout: a handler asks before it is a Task (tether.timeouts).
+            if await wait_done(future, self.request_timeout):
+                return future.result()
             log.warning(
                 "! the master did not relay request %s within %gs", request.type.name, self.request_timeout
             )
             return 0
         finally:
             self._counts.pop(request.request_id, None)
+            future.cancel()  # as wait_for did, on a timeout or a cancel: a late N frame finds nothing
 
     def _send_change(self, namespace: str, request: Request) -> None:
         self._send(frame(REQUEST, [self.wid, namespace, None, request.encode()]))

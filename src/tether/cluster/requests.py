@@ -26,6 +26,7 @@ from typing import Any
 
 from ..acks import AckCollector
 from ..errors import ClusterError, ConnectionClosed
+from ..timeouts import wait_done
 from .base import Adapter, SocketInfo, socket_info
 from .wire import Request, RequestType
 
@@ -206,11 +207,9 @@ class RequestingAdapter(Adapter):
         try:
             pending.expected = await self._send_request(namespace, request)
             pending.check()
-            if pending.expected > 0:
-                try:
-                    await asyncio.wait_for(asyncio.shield(pending.future), self.request_timeout)
-                except TimeoutError:
-                    self._timed_out(request, len(pending.responses), pending.expected)
+            # wait_done, not asyncio.timeout: a handler may ask before it is a Task (tether.timeouts).
+            if pending.expected > 0 and not await wait_done(pending.future, self.request_timeout):
+                self._timed_out(request, len(pending.responses), pending.expected)
         finally:
             del self._requests[request.request_id]
         return pending.responses

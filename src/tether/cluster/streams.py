@@ -195,7 +195,8 @@ class RedisStreamsAdapter(Adapter):
                 for fields, _done in self._queue:
                     pipe.xadd(self.stream, fields, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
                 self._queue.clear()
-                await asyncio.wait_for(pipe.execute(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await pipe.execute()
         self._stopping = True
         if self._wake is not None:
             self._wake.set()

@@ -74,7 +74,8 @@ class Channels:
         self._pending[rid] = future
         w.send({"t": t, "id": rid})
         try:
-            return await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             return None
         finally:

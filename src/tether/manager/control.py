@@ -74,7 +74,8 @@ class ControlServer:
             if uid not in (os.getuid(), 0):
                 log.warning("! control request from uid %d refused", uid)
                 return
-            line = await asyncio.wait_for(reader.readline(), 10)
+            async with asyncio.timeout(10):
+                line = await reader.readline()
             try:
                 req = json.loads(line)
                 if not isinstance(req, dict):

@@ -167,7 +167,8 @@ class Handoff:
             if struct.unpack("3i", creds)[1] not in (os.getuid(), 0):
                 log.warning("! hand-off from another uid refused")
                 return
-            fd, data = await asyncio.wait_for(receive_connection(conn), 10)
+            async with asyncio.timeout(10):
+                fd, data = await receive_connection(conn)
         except (TimeoutError, OSError, ValueError) as exc:
             log.info("! bad hand-off: %s", exc)
             return

@@ -114,7 +114,8 @@ class Supervisor:
     async def _start_worker(self, slot: int, generation: int) -> WorkerProc:
         w = await self._spawn(slot, generation)
         try:
-            await asyncio.wait_for(asyncio.shield(w.ready), self.config.server.worker_start_timeout)
+            async with asyncio.timeout(self.config.server.worker_start_timeout):
+                await asyncio.shield(w.ready)
         except TimeoutError:
             w.retiring = True
             with contextlib.suppress(ProcessLookupError):

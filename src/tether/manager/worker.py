@@ -93,8 +93,9 @@ class Worker:
         await server.shutdown(reason, timeout)
         await self.handoff.close()
         self.send_control({"t": "exiting"})
-        with contextlib.suppress(OSError):
-            await asyncio.wait_for(self.writer.drain(), 1)
+        with contextlib.suppress(OSError):  # TimeoutError included
+            async with asyncio.timeout(1):
+                await self.writer.drain()
         return 0
 
     def _build(self) -> Server:
@@ -206,7 +207,8 @@ class Worker:
         self._requests[rid] = future
         self.send_control({"t": "collect", "id": rid})
         try:
-            reply = await asyncio.wait_for(future, 5)
+            async with asyncio.timeout(5):
+                reply = await future
         except TimeoutError:
             self._requests.pop(rid, None)
             metrics = self.server.extensions.get("metrics") if self.server is not None else None

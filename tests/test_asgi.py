@@ -14,10 +14,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+import tether
 from tests.apps import asgi_app
 from tests.apps.basic_routes import build_router
 from tests.conftest import make_config
-from tests.helpers import Recorder, scaled, wait_until, within
+from tests.helpers import TEXT_BODY, Recorder, scaled, wait_until, within
 from tests.server.clients import TRANSPORTS, SioClient
 from tests.server.test_js_client import run_node
 from tether.asgi import ASGIApp
@@ -70,6 +71,7 @@ class Served:
         self.url = url
         self.app = app
         self.rec = rec
+        self.tasks_ran: dict[str, Any] = {}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["uvicorn", "hypercorn"])
@@ -77,8 +79,18 @@ async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
     asgi_app.EVENTS.clear()
     rec = Recorder()
     app = ASGIApp(build_router(rec), other_asgi_app=asgi_app.app, config=make_config())
+    ran: dict[str, Any] = {}
+
+    async def record(name: str) -> None:
+        ran[name] = tether.current_server()
+
+    # Asked for where no loop runs (a module imported before the ASGI server's loop): kept until it starts.
+    await asyncio.to_thread(app.server.start_background_task, record, "deferred")
+    app.server.start_background_task(record, "once", once=True)
     async with serve(app, request.param) as url:
-        yield Served(request.param, url, app, rec)
+        served = Served(request.param, url, app, rec)
+        served.tasks_ran = ran
+        yield served
     # The server's lifespan went through ASGIApp to the other app, once each way.
     assert asgi_app.EVENTS == ["startup", "shutdown"]
 
@@ -114,6 +126,15 @@ async def test_official_js_client(served: Served) -> None:
     assert steps["disconnect_server"]["reason"] == "io server disconnect"
 
 
+async def test_background_tasks_and_current_server(served: Served) -> None:
+    # Under an ASGI server Tether starts on lifespan.startup: the tasks asked for before it start then, a
+    # once=True task runs (one process: this one), and current_server() answers (it raised "no Tether
+    # server is running in this process yet" from every handler).
+    await wait_until(lambda: len(served.tasks_ran) == 2, what="both background tasks ran")
+    assert served.tasks_ran == {"deferred": served.app.server, "once": served.app.server}
+    assert tether.current_server() is served.app.server
+
+
 async def test_other_app_and_tether_paths(served: Served) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.post(served.url + "/echo", json={"n": 1}) as resp:
@@ -133,7 +154,7 @@ async def test_held_poll_ends_when_the_client_goes(served: Served) -> None:
         async with http.get(served.url + "/socket.io/?EIO=4&transport=polling") as resp:
             sid = (await resp.text())[1:].split('"')[3]
         url = served.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
-        async with http.post(url, data=b'40{"token":"secret"}') as resp:
+        async with http.post(url, data=b'40{"token":"secret"}', headers=TEXT_BODY) as resp:
             assert resp.status == 200
         async with http.get(url) as resp:  # the CONNECT reply and welcome
             assert b"40" in await resp.read()

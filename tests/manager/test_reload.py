@@ -180,12 +180,23 @@ async def test_reload_with_a_broken_route_file_keeps_serving(instance: Instance)
 async def test_reload_reads_the_config_again(instance: Instance) -> None:
     instance.start()  # workers = 2 from the file: a --workers flag would win over the file on reload
     text = instance.config.read_text().replace("workers = 2", "workers = 1").replace("port = 0", "port = 1")
+    # The master holds the metrics listener and the host's recovery log, made at start: a reload that
+    # turns them on must say it did not (it used to say nothing, and recovery silently did not work).
+    text += '\n[metrics]\nlisten = "127.0.0.1:1"\n\n[recovery]\nmax_disconnection_duration = 60\n'
     instance.config.write_text(text)
     proc = instance.cli("reload", check=True)
-    assert "server.port changed: restart to apply it" in proc.stderr
+    restart_only = ("server.port", "metrics.listen", "recovery.max_disconnection_duration")
+    for key in restart_only:
+        assert f"{key} changed: restart to apply it" in proc.stderr, proc.stderr
     info = instance.infos()
     assert len(info["workers"]) == 1
     assert info["listen"] == instance.url
+    assert info["metrics"] is None
+    # Still not applied at the next reload: still said (compared with what the master started with).
+    proc = instance.cli("reload", check=True)
+    for key in restart_only:
+        assert f"{key} changed: restart to apply it" in proc.stderr, proc.stderr
+    assert proc.stderr.count("changed: restart to apply it") == len(restart_only), proc.stderr
 
 
 NODE_RELOAD = r"""

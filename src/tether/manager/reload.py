@@ -22,8 +22,20 @@ __all__ = ["RESTART_ONLY", "Reloader"]
 
 log = logging.getLogger("tether.manager")
 
-RESTART_ONLY = ("host", "port", "pid_file", "control_socket", "log_file", "tls_cert", "tls_key")
-"""``[server]`` keys a reload cannot apply (the master holds what they name): a change is a warning."""
+RESTART_ONLY = (
+    *(
+        ("server", key)
+        for key in ("host", "port", "pid_file", "control_socket", "log_file", "tls_cert", "tls_key")
+    ),
+    ("metrics", "listen"),
+    *(
+        ("recovery", key)
+        for key in ("max_disconnection_duration", "max_buffer_bytes", "max_session_bytes", "max_sessions")
+    ),
+)
+"""``(section, key)`` pairs a reload cannot apply, because the master holds what they name (the listening
+socket, the run files, the metrics listener, the host's recovery log): a change is a warning, given to
+``tether reload`` and logged."""
 
 
 class Reloader:
@@ -31,6 +43,9 @@ class Reloader:
 
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
+        # What the master holds was set up from the config it started with, not from the last reload's:
+        # a RESTART_ONLY change is warned about at every reload until a restart applies it.
+        self.started_with = supervisor.config
         self.reloading = False
         self.reloads = 0
 
@@ -54,10 +69,12 @@ class Reloader:
             except ConfigError as exc:
                 return {"ok": False, "error": f"config error: {exc}; the running workers keep serving"}
             warnings = [
-                f"server.{key} changed: restart to apply it"
-                for key in RESTART_ONLY
-                if getattr(config.server, key) != getattr(sup.config.server, key)
+                f"{section}.{key} changed: restart to apply it"
+                for section, key in RESTART_ONLY
+                if getattr(getattr(config, section), key) != getattr(getattr(self.started_with, section), key)
             ]
+            for warning in warnings:
+                log.warning("! reload: %s", warning)
             generation = sup.generation + 1
             try:
                 new = await sup.start_generation(worker_count(config), generation, one_by_one=True)

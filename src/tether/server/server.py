@@ -118,10 +118,12 @@ class Server(SidApi, Receiver):
 
     async def start_embedded(self) -> None:
         """Start without a socket of its own: another server owns the port and passes requests in
-        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter and the timers."""
+        (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter, the timers and the
+        background tasks, as :meth:`start` does (from now on :func:`tether.current_server` returns it)."""
         self._stopping = asyncio.Event()
         await self.adapter.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self.start_deferred_tasks()
         self.state.started_at = time.time()
 
     @property

@@ -206,6 +206,18 @@ async def test_current_server_from_any_module(server: Server) -> None:
     assert tether.current_server() is server
 
 
+async def test_event_decorator_on_the_server(server: Server) -> None:
+    # sio.event's name on the server too: a module that took `sio = tether.current_server()` registers live.
+    sio = tether.current_server()
+
+    @sio.event(namespace="/by-sid")
+    async def shout(socket: Any, text: str) -> str:
+        return text.upper()
+
+    async with clients((server.url, "/by-sid")) as (a,):
+        assert await a.sio.call("shout", "hi", namespace="/by-sid", timeout=scaled(5)) == "HI"
+
+
 async def test_background_tasks_and_sleep(server: Server) -> None:
     ran: list[str] = []
 

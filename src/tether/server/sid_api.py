@@ -473,6 +473,10 @@ class SidApi:
         """``router.on``: register a handler (a decorator without ``handler``), as ``sio.on``."""
         return self.router.on(event, handler, namespace or "/")
 
+    def event(self, handler: Any = None, *, namespace: str | None = None) -> Any:
+        """``router.event``: ``@server.event``: the event named as the function, as ``sio.event``."""
+        return self.router.event(handler, namespace=namespace or "/")
+
     def register_namespace(self, namespace_handler: Any) -> None:
         """Register a :class:`tether.Namespace` or a python-socketio ``AsyncNamespace`` instance."""
         self.router.register_namespace(namespace_handler)

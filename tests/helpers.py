@@ -17,6 +17,12 @@ from typing import Any
 TIMEOUT_FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1") or "1")
 
 
+TEXT_BODY = {"Content-Type": "text/plain;charset=UTF-8"}
+"""Headers of a raw Engine.IO polling POST, as engine.io-client sends it. aiohttp's own Content-Type for a
+bytes body, ``application/octet-stream``, is refused by engine.io and Tether alike (docs/guide.md, "Polling
+request bodies")."""
+
+
 def scaled(seconds: float) -> float:
     """``seconds`` stretched by ``TETHER_TESTS_TIMEOUT_FACTOR``."""
     return seconds * TIMEOUT_FACTOR

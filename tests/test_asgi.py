@@ -18,7 +18,7 @@ import tether
 from tests.apps import asgi_app
 from tests.apps.basic_routes import build_router
 from tests.conftest import make_config
-from tests.helpers import Recorder, scaled, wait_until, within
+from tests.helpers import TEXT_BODY, Recorder, scaled, wait_until, within
 from tests.server.clients import TRANSPORTS, SioClient
 from tests.server.test_js_client import run_node
 from tether.asgi import ASGIApp
@@ -154,7 +154,7 @@ async def test_held_poll_ends_when_the_client_goes(served: Served) -> None:
         async with http.get(served.url + "/socket.io/?EIO=4&transport=polling") as resp:
             sid = (await resp.text())[1:].split('"')[3]
         url = served.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}"
-        async with http.post(url, data=b'40{"token":"secret"}') as resp:
+        async with http.post(url, data=b'40{"token":"secret"}', headers=TEXT_BODY) as resp:
             assert resp.status == 200
         async with http.get(url) as resp:  # the CONNECT reply and welcome
             assert b"40" in await resp.read()

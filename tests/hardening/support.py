@@ -23,7 +23,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 # One definition of the timeout scaling for the whole suite.
-from tests.helpers import TIMEOUT_FACTOR, scaled, wait_until  # noqa: F401
+from tests.helpers import TEXT_BODY, TIMEOUT_FACTOR, scaled, wait_until  # noqa: F401
 from tether import Config, Router, Server, run_server
 
 
@@ -237,7 +237,9 @@ class PollingClient:
 
     async def post(self, body: bytes) -> int:
         url = poll_url(self.server, f"&sid={self.sid}")
-        async with self.session.post(url, data=body, timeout=aiohttp.ClientTimeout(total=scaled(5))) as r:
+        async with self.session.post(
+            url, data=body, headers=TEXT_BODY, timeout=aiohttp.ClientTimeout(total=scaled(5))
+        ) as r:
             await r.read()
             return r.status
 

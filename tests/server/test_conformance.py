@@ -19,7 +19,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.hardening.support import raw_tcp, read_until_closed, upgrade_request, ws_frame
-from tests.helpers import Recorder, scaled, wait_until
+from tests.helpers import TEXT_BODY, Recorder, scaled, wait_until
 from tether import Router, Server, Socket, run_server
 
 from ..conftest import make_config
@@ -120,7 +120,10 @@ class Poller:
     async def post(self, body: str | bytes) -> tuple[int, str]:
         data = body.encode() if isinstance(body, str) else body
         async with self.session.post(
-            poll_url(self.server, self.sid), data=data, timeout=aiohttp.ClientTimeout(total=scaled(5))
+            poll_url(self.server, self.sid),
+            data=data,
+            headers=TEXT_BODY,
+            timeout=aiohttp.ClientTimeout(total=scaled(5)),
         ) as r:
             return r.status, await r.text()
 
@@ -239,7 +242,7 @@ async def test_blank_query_values_are_kept(session: aiohttp.ClientSession) -> No
         await ws.close()
         async with session.get(poll_url(server, query=query)) as r:
             sid = orjson.loads((await r.text())[1:])["sid"]
-        async with session.post(poll_url(server, sid), data=b"40") as r:
+        async with session.post(poll_url(server, sid), data=b"40", headers=TEXT_BODY) as r:
             assert r.status == 200
         await wait_until(lambda: len(seen) == 2, 5, "both connects")
         for query_seen in seen:

@@ -23,7 +23,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.helpers import scaled
+from tests.helpers import TEXT_BODY, scaled
 from tether import Router, Server, Socket, run_server
 
 from ..conftest import make_config
@@ -88,7 +88,8 @@ def websocket(server: Server, sid: str | None = None) -> str:
 
 
 async def request(http: aiohttp.ClientSession, method: str, target: str, body: str = "") -> tuple[int, str]:
-    async with http.request(method, target, data=body.encode() if body else None) as r:
+    data = body.encode() if body else None
+    async with http.request(method, target, data=data, headers=TEXT_BODY if body else None) as r:
         return r.status, await r.text()
 
 

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ServerFactory
-from tests.helpers import Recorder, scaled, wait_until
+from tests.helpers import TEXT_BODY, Recorder, scaled, wait_until
 from tests.server.clients import TRANSPORTS, SioClient
 
 FAST = {"ping_interval": 0.3, "ping_timeout": 1.0}
@@ -54,13 +54,13 @@ async def test_polling_ping_timeout(server_factory: ServerFactory, rec: Recorder
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=scaled(10))) as http:
         async with http.get(base) as r:
             sid = orjson.loads((await r.read())[1:])["sid"]
-        async with http.post(f"{base}&sid={sid}", data=b'40{"token":"secret"}') as r:
+        async with http.post(f"{base}&sid={sid}", data=b'40{"token":"secret"}', headers=TEXT_BODY) as r:
             assert r.status == 200
         async with http.get(f"{base}&sid={sid}") as r:
             assert b'42["welcome"' in await r.read()
         async with http.get(f"{base}&sid={sid}") as r:  # held until the ping
             assert await r.read() == b"2"
-        async with http.post(f"{base}&sid={sid}", data=b"3") as r:
+        async with http.post(f"{base}&sid={sid}", data=b"3", headers=TEXT_BODY) as r:
             assert r.status == 200
         # no more pongs: pings keep coming until the first unanswered one is ping_timeout old, then the
         # held GET gets the Engine.IO close

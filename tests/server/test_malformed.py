@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import ServerFactory
-from tests.helpers import Recorder, scaled, wait_until
+from tests.helpers import TEXT_BODY, Recorder, scaled, wait_until
 from tests.server.clients import SioClient
 from tether import Server
 
@@ -251,7 +251,7 @@ class Polling:
             return await r.read()
 
     async def post(self, body: bytes) -> tuple[int, Any]:
-        async with self.http.post(f"{self.base}&sid={self.sid}", data=body) as r:
+        async with self.http.post(f"{self.base}&sid={self.sid}", data=body, headers=TEXT_BODY) as r:
             data = await r.read()
             return r.status, orjson.loads(data) if r.content_type == "application/json" else data
 

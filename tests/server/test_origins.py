@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import ServerFactory
-from tests.helpers import scaled
+from tests.helpers import TEXT_BODY, scaled
 from tether import Server
 from tether.server.origins import WARN_INTERVAL, origin_allowed, warn_refused
 
@@ -146,9 +146,9 @@ async def test_origin_checked_on_every_polling_request(
     assert status == 200
     sid = orjson.loads(body[1:])["sid"]
     url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
-    async with http.post(url, data=b'40{"token":"secret"}', headers={"Origin": EVIL}) as r:
+    async with http.post(url, data=b'40{"token":"secret"}', headers={"Origin": EVIL, **TEXT_BODY}) as r:
         assert r.status == 403
-    async with http.post(url, data=b'40{"token":"secret"}', headers={"Origin": ALLOWED}) as r:
+    async with http.post(url, data=b'40{"token":"secret"}', headers={"Origin": ALLOWED, **TEXT_BODY}) as r:
         assert r.status == 200
         assert r.headers["Access-Control-Allow-Origin"] == ALLOWED
 

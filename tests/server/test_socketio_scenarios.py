@@ -29,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.apps.socketio_suite import build_router
-from tests.helpers import Recorder, scaled
+from tests.helpers import TEXT_BODY, Recorder, scaled
 from tether import Server, run_server
 
 from ..conftest import make_config
@@ -173,7 +173,7 @@ class PollClient(Client):
         async with self.post_lock:
             with contextlib.suppress(aiohttp.ClientError):
                 async with self.session.post(
-                    self.url, data=body, timeout=aiohttp.ClientTimeout(total=scaled(5))
+                    self.url, data=body, headers=TEXT_BODY, timeout=aiohttp.ClientTimeout(total=scaled(5))
                 ):
                     pass  # a refused packet is answered 400 and ends the session: closed() sees that
 

@@ -536,6 +536,14 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.resume_reading()
             return
         if request.method == "POST":
+            if request.headers.get("content-type") == "application/octet-stream":
+                # Engine.IO v4 polling bodies are text (binary messages go base64-encoded in them): engine.io
+                # 6 (node socket.io 4.8) refuses this exact type as "invalid content" and ends the session;
+                # any other type, or none, is read as text (test_polling_content_type_vs_node.py).
+                server.state.protocol_errors += 1
+                server.close_client(client, "transport error", send_close=True)
+                self._respond_error(400, 3, "Invalid content: Engine.IO v4 polling bodies are text", cors)
+                return
             try:
                 events = client.conn.receive_payload(body)
             except PayloadTooBig:
@@ -548,6 +556,10 @@ class HttpProtocol(asyncio.Protocol):
                 # As node: a Socket.IO-level error is "forced close", an Engine.IO one "parse error".
                 why = "forced close" if isinstance(exc, InvalidPacket) else "parse error"
                 server.close_client(client, why, send_close=True)
+                # Not as node: engine.io answers such a POST 200 "ok" after decoding it, whatever decoding
+                # did to the session; a 400 with the cause tells the client its body was refused (and a body
+                # that is not UTF-8 is refused here, where node turns its bad bytes into U+FFFD and delivers
+                # the altered event). docs/guide.md "Polling request bodies".
                 self._respond_error(400, 3, str(exc), cors)
                 return
             self._respond(200, {**cors, "Content-Type": "text/html"}, b"ok")

@@ -19,7 +19,8 @@ import tether
 from tests.apps.pyapi_routes import install
 from tests.helpers import scaled, wait_until, within
 from tests.redis_fixtures import Client, clients
-from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, run_server
+from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, TetherError, run_server
+from tether.server import sid_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -204,6 +205,16 @@ async def test_current_server_from_any_module(server: Server) -> None:
     assert tether.current_server() is other  # the latest started
     await other.shutdown(timeout=1)
     assert tether.current_server() is server
+
+
+async def test_current_server_before_any_started_says_where_to_call_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `sio = tether.current_server()` at the top of a route file (python-socketio's habit) runs before
+    # the server starts: the error names the two places that work.
+    monkeypatch.setattr(sid_api, "_running", [])
+    with pytest.raises(TetherError, match=r"inside a handler.*@websocket\.setup"):
+        tether.current_server()
 
 
 async def test_event_decorator_on_the_server(server: Server) -> None:

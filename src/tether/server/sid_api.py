@@ -65,7 +65,13 @@ def current_server() -> Any:
         TetherError: no server has started in this process (or all have shut down).
     """
     if not _running:
-        raise TetherError("no Tether server is running in this process yet")
+        # The usual cause: `sio = tether.current_server()` at the top of a route file, which is imported
+        # before the server starts (python-socketio apps make their `sio` at import time).
+        raise TetherError(
+            "no Tether server is running in this process yet: a route file is imported before the server"
+            " starts, so call tether.current_server() inside a handler, or take the server as the argument"
+            " of a @websocket.setup function"
+        )
     return _running[-1]
 
 

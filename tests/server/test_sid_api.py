@@ -229,6 +229,20 @@ async def test_event_decorator_on_the_server(server: Server) -> None:
         assert await a.sio.call("shout", "hi", namespace="/by-sid", timeout=scaled(5)) == "HI"
 
 
+async def test_transport_and_get_environ_by_sid(server: Server) -> None:
+    # python-socketio's sio.transport(sid) and sio.get_environ(sid), for a socket of this process.
+    async with clients((server.url, "/by-sid")) as (a,):
+        assert server.transport(a.sid, namespace="/by-sid") == "websocket"
+        environ = server.get_environ(a.sid, namespace="/by-sid")
+        assert environ is not None
+        assert environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == "/socket.io/"
+        assert "EIO=4" in environ["QUERY_STRING"] and environ["REMOTE_ADDR"] == "127.0.0.1"
+        assert environ["HTTP_HOST"].startswith("127.0.0.1:")
+        # Not in this namespace, or no such sid here: None, as python-socketio's get_environ.
+        assert server.transport(a.sid) is None and server.get_environ(a.sid) is None
+        assert server.get_environ("no-such-sid") is None
+
+
 async def test_background_tasks_and_sleep(server: Server) -> None:
     ran: list[str] = []
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import SENT, Socket, _Sent
 from ..errors import AckTimeout, ConnectionClosed, TetherError
+from ..namespace import environ_of
 from ..threads import in_loop
 
 if TYPE_CHECKING:
@@ -301,6 +302,27 @@ class SidApi:
             if sock is not None and sock.namespace != ns:
                 sock = None
         return sock, ns, sid
+
+    def transport(self, sid: str, namespace: str | None = None) -> str | None:
+        """python-socketio's ``transport(sid)``: ``"websocket"`` or ``"polling"`` (``socket.client``'s).
+
+        Returns:
+            The transport of a socket of this process; None for a sid this process does not hold (a
+            socket on another worker or node: python-socketio too knows only its own process's clients).
+        """
+        sock, _, _ = self._socket(sid, namespace)
+        return sock.client.conn.transport.value if sock is not None else None
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """python-socketio's ``get_environ(sid)``: a WSGI-style dict of the request that opened the socket's
+        connection (``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``, ``REMOTE_ADDR``, ``HTTP_*``; the
+        request itself is ``socket.request``).
+
+        Returns:
+            The dict for a socket of this process; None for a sid this process does not hold.
+        """
+        sock, _, _ = self._socket(sid, namespace)
+        return environ_of(sock) if sock is not None else None
 
     @in_loop
     def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:

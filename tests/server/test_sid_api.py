@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import socketio
 import websockets
 
 import tether
@@ -50,6 +51,11 @@ async def server() -> AsyncIterator[Server]:
         async with server.session(socket.sid, namespace="/by-sid") as session:
             session["visits"] = 1
         await server.enter_room(socket.sid, "lobby", namespace="/by-sid")
+
+    @router.on("connect", namespace="/refused")
+    async def refused_connect(socket: Any, auth: Any) -> None:
+        # A connect route ported from python-socketio: its own exception, with data.
+        raise socketio.exceptions.ConnectionRefusedError("authentication failed", {"code": 7})
 
     @router.on("whoami", namespace="/by-sid")
     async def by_sid_whoami(socket: Any) -> Any:
@@ -227,6 +233,25 @@ async def test_event_decorator_on_the_server(server: Server) -> None:
 
     async with clients((server.url, "/by-sid")) as (a,):
         assert await a.sio.call("shout", "hi", namespace="/by-sid", timeout=scaled(5)) == "HI"
+
+
+async def test_python_socketios_connection_refused_error_refuses(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CONNECT_ERROR python-socketio sends for it (message, data); it used to be a handler failure:
+    # an ERROR with a traceback and the generic "Connection rejected by server".
+    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+    with caplog.at_level(logging.ERROR, logger="tether.server"):
+        async with websockets.connect(url) as ws:
+            assert str(await within(ws.recv())).startswith("0{")
+            await ws.send("40/refused,")
+            refused = str(await within(ws.recv()))
+    assert refused.startswith("44/refused,")
+    assert json.loads(refused[len("44/refused,") :]) == {
+        "message": "authentication failed",
+        "data": {"code": 7},
+    }
+    assert "refused_connect" not in caplog.text and "ConnectionRefusedError" not in caplog.text
 
 
 async def test_transport_and_get_environ_by_sid(server: Server) -> None:

@@ -67,6 +67,15 @@ def test_connect_with_python_socketios_three_arguments_fails_at_start() -> None:
     ):
         r.resolve_all()
 
+    # connect(socket, environ): it would get the auth in `environ`.
+    r = Router()
+
+    @r.on("connect")
+    async def connect_environ(socket: Any, environ: Any) -> None: ...
+
+    with pytest.raises(ConfigError, match=r"not python-socketio's \(sid, environ, auth\)"):
+        r.resolve_all()
+
     # A third parameter with a default still fits (socket, auth).
     r = Router()
 

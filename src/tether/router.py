@@ -215,32 +215,28 @@ def _fit_reserved(event: str, handler: Handler) -> Handler:
 
     Raises:
         ConfigError: a ``connect`` handler that needs three arguments (python-socketio's
-            ``connect(sid, environ, auth)``), when the route is resolved (``tether start``).
+            ``connect(sid, environ, auth)``), or whose second is named ``environ`` (it would get the auth),
+            when the route is resolved (``tether start``).
     """
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
         return handler  # a builtin or C callable: call it as it is
+    if event == "connect" and _ported_connect(signature):
+        # python-socketio's connect(sid, environ[, auth]) with the sid turned into the socket: called as
+        # connect(socket, auth) it would refuse every client with a TypeError, or read the auth as environ.
+        raise ConfigError(
+            "routes",
+            getattr(handler, "__qualname__", repr(handler)),
+            "a connect handler takes (socket, auth), or (socket) alone, not python-socketio's (sid, environ,"
+            " auth): the second argument is the client's auth; the request is socket.request (headers,"
+            " cookies, query, remote)",
+        )
     try:
         signature.bind(None, None)
         return handler
     except TypeError:
         pass
-    try:
-        signature.bind(None, None, None)
-    except TypeError:
-        pass
-    else:
-        if event != "connect":
-            return handler
-        # python-socketio's full connect(sid, environ, auth): called with two arguments it would raise
-        # TypeError at every connect and refuse every client; say so at start instead.
-        raise ConfigError(
-            "routes",
-            getattr(handler, "__qualname__", repr(handler)),
-            "a connect handler takes (socket, auth), or (socket) alone, not python-socketio's"
-            " (sid, environ, auth): the request is socket.request (headers, cookies, query, remote)",
-        )
     try:
         signature.bind(None)
     except TypeError:
@@ -259,6 +255,23 @@ def _fit_reserved(event: str, handler: Handler) -> Handler:
         return handler(socket)
 
     return socket_only_sync
+
+
+def _ported_connect(signature: inspect.Signature) -> bool:
+    """A connect handler written with python-socketio's arguments: its second is named ``environ``, or it
+    needs three."""
+    if list(signature.parameters)[1:2] == ["environ"]:
+        return True
+    try:
+        signature.bind(None, None)
+        return False
+    except TypeError:
+        pass
+    try:
+        signature.bind(None, None, None)
+        return True
+    except TypeError:
+        return False
 
 
 def _split_target(target: str) -> tuple[str, str, str | None]:

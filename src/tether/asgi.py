@@ -116,6 +116,15 @@ class ASGIApp:
             try:
                 await self.server.start_embedded()
                 self._paths = TetherPaths(self.server)
+                metrics = self.server.config.metrics
+                if metrics.enabled and metrics.listen:
+                    # That listener is run by tether start's master, which an ASGI server does not have.
+                    log.warning(
+                        "! metrics.listen %s is not served under an ASGI server (tether start's master"
+                        " serves it); set [metrics] key to serve %s on this port behind a bearer key",
+                        metrics.listen,
+                        metrics.path,
+                    )
                 if self.on_startup is not None:
                     await _maybe_await(self.on_startup())
             except BaseException as exc:

@@ -69,6 +69,16 @@ def _add_paths(p: argparse.ArgumentParser) -> None:
     p.add_argument("--control-socket", help="control socket (env TETHER_SERVER_CONTROL_SOCKET)")
 
 
+def _add_port(p: argparse.ArgumentParser) -> None:
+    # What `start --routes r.py --port 9623` was started with names its run files (run/tether-9623.*):
+    # the same flag finds it again, from the folder it was started in.
+    p.add_argument(
+        "--port",
+        type=int,
+        help="the port of an instance started without a config file, in this folder (env TETHER_SERVER_PORT)",
+    )
+
+
 def add_subcommands(sub: Any) -> None:
     """Register start/stop/restart/reload/infos on the CLI's subparsers."""
     start = sub.add_parser("start", help="start the server: a master and its workers (foreground unless -d)")
@@ -101,6 +111,7 @@ def add_subcommands(sub: Any) -> None:
     stop = sub.add_parser("stop", help="stop gracefully: clients are told to reconnect, handlers finish")
     _add_config(stop)
     _add_paths(stop)
+    _add_port(stop)
     stop.add_argument(
         "--force",
         action="store_true",
@@ -116,6 +127,7 @@ def add_subcommands(sub: Any) -> None:
     )
     _add_config(restart)
     _add_paths(restart)
+    _add_port(restart)
     restart.add_argument(
         "--wait", type=float, help="seconds to wait for the stop (default: stop_timeout + stop_grace + 5)"
     )
@@ -125,12 +137,14 @@ def add_subcommands(sub: Any) -> None:
     )
     _add_config(reload)
     _add_paths(reload)
+    _add_port(reload)
 
     infos = sub.add_parser(
         "infos", help="what the running instance is doing: workers, connections, TCP states"
     )
     _add_config(infos)
     _add_paths(infos)
+    _add_port(infos)
     infos.add_argument(
         "--all",
         action="store_true",

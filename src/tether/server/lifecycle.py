@@ -36,7 +36,7 @@ import time
 from typing import Any
 
 from ..context import ClientLink, Namespace, Socket
-from ..errors import ConnectionClosed, Reject
+from ..errors import ConnectionClosed, Reject, reject_of
 from ..handler import Request
 from ..protocol.connection import CLIENT_CLOSE, PING, Connection, State, Timer, Transport
 from ..protocol.events import Connect
@@ -269,8 +269,10 @@ class Lifecycle(Emitting):
         if exc is None and result is not False:
             self._accept(sock, reply, connect_handler_ran=True)
             return
-        if isinstance(exc, Reject):
-            data = exc.data
+        # Reject, or python-socketio's ConnectionRefusedError raised by a handler ported from it.
+        reject = reject_of(exc) if exc is not None else None
+        if reject is not None:
+            data = reject.data
         else:
             if exc is not None:
                 self._handler_failed(sock, "connect", exc)

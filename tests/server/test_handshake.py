@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from tests.hardening.support import ws_frame
-from tests.helpers import scaled, wait_until
+from tests.helpers import TEXT_BODY, scaled, wait_until
 from tether import Request, Router, Server, Socket, run_server
 from tether.handler import Headers
 from tether.server.websocket import _NO_HEADERS, _SWITCHING
@@ -152,7 +152,7 @@ async def test_polling_headers_are_case_insensitive_too(tether: Server, seen: di
     async with aiohttp.ClientSession(headers={"X-Trace": "poll-1", "Cookie": "a=1"}) as http:
         async with http.get(base) as resp:
             sid = orjson.loads((await resp.read())[1:])["sid"]
-        async with http.post(f"{base}&sid={sid}", data=b"40") as resp:
+        async with http.post(f"{base}&sid={sid}", data=b"40", headers=TEXT_BODY) as resp:
             assert resp.status == 200
         await wait_until(lambda: "poll-1" in seen, scaled(5), "the connect handler")
     headers = seen["poll-1"].headers

@@ -1,4 +1,4 @@
-"""Write docs/configuration.md from src/tether/config.py: every key, its default, its env var, its doc.
+"""Write docs/configuration.md from src/tether/config/sections.py: every key, its default, env var, doc.
 
 Run: python scripts/config_reference.py [--check]. ``--check`` exits 1 when the file is out of date
 (tests/test_docs.py runs it, so the reference cannot drift from the code).
@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "src" / "tether" / "config.py"
+SOURCE = ROOT / "src" / "tether" / "config" / "sections.py"
 TARGET = ROOT / "docs" / "configuration.md"
 
 HEADER = """# Configuration reference
 
-Generated from `src/tether/config.py` by `scripts/config_reference.py`; do not edit by hand.
+Generated from `src/tether/config/sections.py` by `scripts/config_reference.py`; do not edit by hand.
 
 Values come from the embedded defaults, then `tether.toml` (`--config FILE` or `TETHER_CONFIG`), then
 `TETHER_<SECTION>_<KEY>` environment variables (parsed as TOML values when they parse: numbers, booleans,
@@ -30,7 +30,7 @@ def render() -> str:
     tree = ast.parse(SOURCE.read_text())
     sections: dict[str, str] = {}
     for node in tree.body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "_SECTIONS":
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "SECTIONS":
             assert isinstance(node.value, ast.Dict)
             for k, v in zip(node.value.keys, node.value.values, strict=True):
                 assert isinstance(k, ast.Constant) and isinstance(v, ast.Name)

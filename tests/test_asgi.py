@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -133,6 +134,17 @@ async def test_background_tasks_and_current_server(served: Served) -> None:
     await wait_until(lambda: len(served.tasks_ran) == 2, what="both background tasks ran")
     assert served.tasks_ran == {"deferred": served.app.server, "once": served.app.server}
     assert tether.current_server() is served.app.server
+
+
+async def test_metrics_listen_is_said_to_be_unserved(caplog: pytest.LogCaptureFixture) -> None:
+    # [metrics] listen is the master's listener: under an ASGI server nothing serves it, and it used to be
+    # ignored without a word (a Prometheus target that never answers).
+    app = ASGIApp(build_router(Recorder()), config=make_config(metrics={"listen": "127.0.0.1:9502"}))
+    with caplog.at_level(logging.WARNING, logger="tether.asgi"):
+        await app.startup()
+        await app.shutdown()
+    assert "metrics.listen 127.0.0.1:9502 is not served under an ASGI server" in caplog.text
+    assert "[metrics] key" in caplog.text
 
 
 async def test_other_app_and_tether_paths(served: Served) -> None:

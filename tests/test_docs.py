@@ -1,4 +1,4 @@
-"""The configuration reference is generated from config.py: it must not drift."""
+"""The configuration reference is generated from config/sections.py: it must not drift."""
 
 import subprocess
 import sys

@@ -11,8 +11,8 @@ import dataclasses
 import re
 from pathlib import Path
 
-from tether import config as config_module
 from tether.cli import build_parser
+from tether.config import sections as config_sections
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -46,7 +46,7 @@ def test_every_cli_command_and_flag_is_documented() -> None:
 def test_every_config_key_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
     missing = []
-    for section, cls in config_module._SECTIONS.items():
+    for section, cls in config_sections.SECTIONS.items():
         body = text.split(f"## [{section}]\n", 1)
         if len(body) != 2:
             missing.append(f"[{section}]")

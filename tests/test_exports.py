@@ -12,6 +12,8 @@ import tether
 
 MODULES = [
     "tether.config",
+    "tether.config.loading",
+    "tether.config.sections",
     "tether.context",
     "tether.errors",
     "tether.handler",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tether.handler import Request, parse_cookies
+from tether.handler import Headers, Request, parse_cookies
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,13 @@ def test_request_cookies() -> None:
     request = Request("GET", "/socket.io/", {}, {"cookie": "sessionid=s1; csrftoken=c"})
     assert request.cookies == {"sessionid": "s1", "csrftoken": "c"}
     assert Request("GET", "/", {}, {}).cookies == {}
+
+
+def test_headers_are_looked_up_case_insensitively() -> None:
+    h = Headers({"content-type": "text/plain"})
+    assert h["Content-Type"] == h.get("CONTENT-TYPE") == "text/plain"
+    assert h.get("x-missing") is None and h.get("X-Missing", "d") == "d"
+    assert "content-TYPE" in h and 1 not in h
+    with pytest.raises(KeyError):
+        h["X-Missing"]
+    assert list(h) == ["content-type"]

@@ -37,6 +37,55 @@ def test_on_as_call_and_decorator() -> None:
     assert {"connect", "disconnect"} == RESERVED
 
 
+def test_event_decorator_names_the_event_after_the_function() -> None:
+    # python-socketio's @sio.event, bare and with a namespace.
+    r = Router()
+
+    @r.event
+    async def chat(socket: Any, data: Any) -> Any:
+        return data
+
+    @r.event(namespace="/x")
+    async def ping(socket: Any) -> str:
+        return "pong"
+
+    assert r.get("/", "chat") is chat
+    assert r.get("/x", "ping") is ping
+    assert r.events("/") == ["chat"] and r.events("/x") == ["ping"]
+
+
+def test_connect_with_python_socketios_three_arguments_fails_at_start() -> None:
+    # connect(sid, environ, auth) called as connect(socket, auth) raised TypeError at every connect,
+    # refusing every client with only a server log line; resolve_all (tether start) now says why.
+    r = Router()
+
+    @r.on("connect")
+    async def connect(socket: Any, environ: Any, auth: Any) -> None: ...
+
+    with pytest.raises(
+        ConfigError, match=r"connect: a connect handler takes \(socket, auth\).*socket\.request"
+    ):
+        r.resolve_all()
+
+    # connect(socket, environ): it would get the auth in `environ`.
+    r = Router()
+
+    @r.on("connect")
+    async def connect_environ(socket: Any, environ: Any) -> None: ...
+
+    with pytest.raises(ConfigError, match=r"not python-socketio's \(sid, environ, auth\)"):
+        r.resolve_all()
+
+    # A third parameter with a default still fits (socket, auth).
+    r = Router()
+
+    @r.on("connect")
+    async def connect_ok(socket: Any, auth: Any, extra: Any = None) -> None: ...
+
+    r.resolve_all()
+    assert r.get("/", "connect") is connect_ok
+
+
 def test_later_registration_replaces() -> None:
     r = Router()
     r.on("x", lambda s: 1)

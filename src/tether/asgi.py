@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl
 from picows import WSMsgType, WSUpgradeResponseWithListener
 
 from .config import Config
-from .handler import Request
+from .handler import Headers, Request
 from .router import Router, load_route_file
 from .server.http import HttpProtocol
 from .server.paths import TetherPaths
@@ -116,6 +116,15 @@ class ASGIApp:
             try:
                 await self.server.start_embedded()
                 self._paths = TetherPaths(self.server)
+                metrics = self.server.config.metrics
+                if metrics.enabled and metrics.listen:
+                    # That listener is run by tether start's master, which an ASGI server does not have.
+                    log.warning(
+                        "! metrics.listen %s is not served under an ASGI server (tether start's master"
+                        " serves it); set [metrics] key to serve %s on this port behind a bearer key",
+                        metrics.listen,
+                        metrics.path,
+                    )
                 if self.on_startup is not None:
                     await _maybe_await(self.on_startup())
             except BaseException as exc:
@@ -203,7 +212,7 @@ class ASGIApp:
             if len(body) > limit:
                 await _json(send, 413, b'{"code":3,"message":"Payload too large"}')
                 return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = Headers((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
         client = scope.get("client")
@@ -236,9 +245,9 @@ class ASGIApp:
         path = scope.get("raw_path") or scope["path"].encode("latin-1")
         client = scope.get("client")
         remote = client[0] if client else ""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = Headers((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         target = path + (b"?" + query_string if query_string else b"")
-        listener = _listener_factory(self.server, remote)(_Upgrade(target, headers))
+        listener = _listener_factory(self.server, remote, headers)(_Upgrade(target))
         if isinstance(listener, WSUpgradeResponseWithListener):  # refused: the status and reason Tether gives
             refusal = listener.response
             if "websocket.http.response" in scope.get("extensions", {}):
@@ -349,13 +358,12 @@ _BINARY = WSMsgType.BINARY
 
 
 class _Upgrade:
-    """The two fields of picows' ``WSUpgradeRequest`` the listener factory reads."""
+    """The field of picows' ``WSUpgradeRequest`` the listener factory reads (the headers come apart)."""
 
-    __slots__ = ("headers", "path")
+    __slots__ = ("path",)
 
-    def __init__(self, path: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, path: bytes) -> None:
         self.path = path
-        self.headers = headers
 
 
 class _Frame:

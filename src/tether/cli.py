@@ -8,6 +8,7 @@ register on the same subparsers in :func:`build_parser`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -70,8 +71,16 @@ def _token(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if args.command in service.COMMANDS:
-        return service.run(args, argv)
-    if args.command == "token":
-        return _token(args)
+    try:
+        if args.command in service.COMMANDS:
+            return service.run(args, argv)
+        if args.command == "token":
+            return _token(args)
+    except BrokenPipeError:
+        # `tether infos | head -3`: the reader left. Exit quietly, as a shell tool does, and point stdout
+        # at /dev/null so that the interpreter's final flush does not raise again (Python's docs, "Note on
+        # SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0

@@ -563,7 +563,7 @@ class Socket:
     def request(self) -> Request:
         """The HTTP request that opened this connection: the WebSocket upgrade, or the first polling GET.
 
-        ``request.headers`` (look up lower-case names), ``request.cookies`` (``{name: value}``),
+        ``request.headers`` (names case-insensitive), ``request.cookies`` (``{name: value}``),
         ``request.query`` and ``request.remote`` are what the browser sent to Tether's origin: with the
         app on the same origin (``tether start --app``), its session cookie is there, and the connect
         handler can turn it into a user (``tether.contrib.django``, ``tether.contrib.starlette``).
@@ -608,8 +608,8 @@ class Socket:
         req = self.client.request
         query = "&".join(f"{k}={v}" for k, v in req.query.items())
         return {
-            # Plain lower-case str keys, as node's handshake.headers: WebSocket requests carry picows'
-            # case-insensitive CIMultiDict, whose istr keys JSON encoders refuse as dict keys.
+            # A plain dict of lower-case str keys, as node's handshake.headers (a Request built by hand
+            # may carry any mapping).
             "headers": {str(k).lower(): str(v) for k, v in req.headers.items()},
             "address": req.remote,
             "xdomain": "origin" in req.headers,

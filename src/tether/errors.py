@@ -119,6 +119,19 @@ class Reject(TetherError):
         super().__init__(data.get("message", "rejected"))
 
 
+def reject_of(exc: BaseException) -> Reject | None:
+    """``exc`` as a :class:`Reject`, for a refused connect: itself, or python-socketio's
+    ``socketio.exceptions.ConnectionRefusedError`` (recognised by name and ``error_args``, without importing
+    python-socketio), whose ``error_args`` (``{"message": ..., "data": ...}``) are the CONNECT_ERROR data,
+    as python-socketio sends them; None for any other exception."""
+    if isinstance(exc, Reject):
+        return exc
+    error_args = getattr(exc, "error_args", None)
+    if type(exc).__name__ == "ConnectionRefusedError" and isinstance(error_args, dict):
+        return Reject(error_args)
+    return None
+
+
 class ClusterError(TetherError):
     """The message bus between workers or hosts failed."""
 

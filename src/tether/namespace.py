@@ -27,7 +27,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import Reject, TetherError
+from .errors import Reject, TetherError, reject_of
 from .router import set_namespace_registrar
 
 if TYPE_CHECKING:
@@ -178,9 +178,9 @@ class _SocketIOBridge:
                 except TypeError:
                     result = await self._trigger("connect", socket.sid, environ, None)
         except Exception as exc:
-            error_args = getattr(exc, "error_args", None)
-            if type(exc).__name__ == "ConnectionRefusedError" and error_args is not None:
-                raise Reject(error_args) from exc
+            reject = reject_of(exc)
+            if reject is not None and reject is not exc:
+                raise reject from exc
             raise
         if result is False:
             raise Reject({"message": "Connection rejected by server"})

@@ -129,6 +129,16 @@ class Router:
             return register
         return register(handler)
 
+    def event(self, handler: Any = None, *, namespace: str = "/") -> Any:
+        """python-socketio's ``@sio.event``: register a function for the event named as the function.
+
+        ``@websocket.event`` or ``@websocket.event(namespace="/chat")``; ``async def chat(socket, data)``
+        handles event ``chat``, as ``@websocket.on("chat")`` would.
+        """
+        if handler is None:
+            return lambda h: self.on(h.__name__, h, namespace)
+        return self.on(handler.__name__, handler, namespace)
+
     def namespaces(self) -> list[str]:
         return list(self._routes)
 
@@ -152,7 +162,7 @@ class Router:
         if target is None:
             return None
         resolved = self._resolve(target) if isinstance(target, str) else target
-        handler = wrap_sync(_fit_reserved(resolved) if event in RESERVED else resolved)
+        handler = wrap_sync(_fit_reserved(event, resolved) if event in RESERVED else resolved)
         self._resolved[key] = handler
         return handler
 
@@ -195,18 +205,33 @@ class Router:
         self._instances.clear()
 
 
-def _fit_reserved(handler: Handler) -> Handler:
+def _fit_reserved(event: str, handler: Handler) -> Handler:
     """A ``connect`` or ``disconnect`` handler that takes the socket alone gets the socket alone.
 
     Tether calls ``connect(socket, auth)`` and ``disconnect(socket, reason)``; python-socketio calls
     ``connect(sid, environ)`` when the handler takes no ``auth``, and ``disconnect(sid)`` when it takes no
     ``reason``, so handlers ported from it often have no second parameter (Flask-SocketIO's too). Without
     this they would raise TypeError at every connect, refusing every client.
+
+    Raises:
+        ConfigError: a ``connect`` handler that needs three arguments (python-socketio's
+            ``connect(sid, environ, auth)``), or whose second is named ``environ`` (it would get the auth),
+            when the route is resolved (``tether start``).
     """
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
         return handler  # a builtin or C callable: call it as it is
+    if event == "connect" and _ported_connect(signature):
+        # python-socketio's connect(sid, environ[, auth]) with the sid turned into the socket: called as
+        # connect(socket, auth) it would refuse every client with a TypeError, or read the auth as environ.
+        raise ConfigError(
+            "routes",
+            getattr(handler, "__qualname__", repr(handler)),
+            "a connect handler takes (socket, auth), or (socket) alone, not python-socketio's (sid, environ,"
+            " auth): the second argument is the client's auth; the request is socket.request (headers,"
+            " cookies, query, remote)",
+        )
     try:
         signature.bind(None, None)
         return handler
@@ -230,6 +255,23 @@ def _fit_reserved(handler: Handler) -> Handler:
         return handler(socket)
 
     return socket_only_sync
+
+
+def _ported_connect(signature: inspect.Signature) -> bool:
+    """A connect handler written with python-socketio's arguments: its second is named ``environ``, or it
+    needs three."""
+    if list(signature.parameters)[1:2] == ["environ"]:
+        return True
+    try:
+        signature.bind(None, None)
+        return False
+    except TypeError:
+        pass
+    try:
+        signature.bind(None, None, None)
+        return True
+    except TypeError:
+        return False
 
 
 def _split_target(target: str) -> tuple[str, str, str | None]:

@@ -55,6 +55,9 @@ async def test_start_infos_stop(instance: Instance) -> None:
         assert str(w["pid"]) in table
     assert re.search(r"TCP port \d+: .*ESTABLISHED \d+", table), table
     assert re.search(r"^total\s+2 up\s+5\s", table, re.M), table
+    # Metrics are off the public port by default: the table says so, and how to turn them on.
+    assert info["metrics"] is None and info["metrics_on_port"] is None
+    assert "metrics   not served ([metrics] listen or key serves them" in table
 
     for c in clients:
         await c.disconnect()

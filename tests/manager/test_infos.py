@@ -89,3 +89,21 @@ def test_units() -> None:
     assert human_bytes(5 * 1024**4) == "5120.0 GiB"
     assert human_duration(4.25) == "4.2s"
     assert human_duration(125) == "2m05s"
+
+
+def test_metrics_line_says_where_or_how() -> None:
+    # The master's listener, the service port behind the key, both, or neither (the default: say how).
+    listener = "http://127.0.0.1:9502/metrics"
+    on_port = "http://127.0.0.1:9501/metrics"
+    lines = render_table({**INFO, "metrics": listener}).splitlines()
+    assert [line for line in lines if line.startswith("metrics")] == [f"metrics   {listener}"]
+    lines = render_table({**INFO, "metrics_on_port": on_port}).splitlines()
+    assert [line for line in lines if line.startswith("metrics")] == [
+        f"metrics   {on_port} (with the bearer [metrics] key)"
+    ]
+    both = render_table({**INFO, "metrics": listener, "metrics_on_port": on_port})
+    assert both.count("metrics   ") == 2
+    lines = render_table({**INFO, "metrics": None, "metrics_on_port": None}).splitlines()
+    assert [line for line in lines if line.startswith("metrics")] == [
+        "metrics   not served ([metrics] listen or key serves them: docs/hardening.md)"
+    ]

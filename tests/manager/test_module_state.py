@@ -32,6 +32,28 @@ def test_module_state_names() -> None:
     assert module_state("LIMIT = 3\nTEXT = 'x'\ndef f():\n    local = {}\n") == []
 
 
+def test_the_server_kept_by_a_setup_function_is_not_state() -> None:
+    # The migration guide's way to a module-level `sio`: a @websocket.setup function keeps the server.
+    source = """
+from tether import websocket
+sio = None
+hits = 0
+
+@websocket.setup
+def keep(server):
+    global sio
+    sio = server
+
+@websocket.on("hit")
+def hit(socket):
+    global hits
+    hits += 1
+"""
+    assert module_state(source) == ["hits"]
+    # The same name also rebound by a handler is state again.
+    assert module_state(source + "\ndef reset(socket):\n    global sio\n    sio = None\n") == ["hits", "sio"]
+
+
 def test_warning_only_with_several_workers(tmp_path: Path) -> None:
     routes = tmp_path / "routes.py"
     routes.write_text(SOURCE)

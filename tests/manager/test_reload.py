@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import socketio
 
+from tether.config import Config
+from tether.manager.reload import restart_only_changes
 from tether.sessions import issue_token
 
 from ..sessions.helpers import SECRET, Recorder
@@ -197,6 +199,21 @@ async def test_reload_reads_the_config_again(instance: Instance) -> None:
     for key in restart_only:
         assert f"{key} changed: restart to apply it" in proc.stderr, proc.stderr
     assert proc.stderr.count("changed: restart to apply it") == len(restart_only), proc.stderr
+
+
+def test_restart_only_changes_follow_who_holds_the_recovery_log() -> None:
+    held = Config.load(None, env={})
+    on = {"recovery": {"max_disconnection_duration": 60}}
+    # The memory driver: the master keeps the host's log, made at start.
+    assert restart_only_changes(held, Config.load(None, env={}, overrides=on)) == [
+        "recovery.max_disconnection_duration changed: restart to apply it"
+    ]
+    # Redis Streams: each worker is a node of its own, the log is the stream, and a new worker applies
+    # [recovery]; nothing to say.
+    redis = {"room": {"driver": "redis-streams"}}
+    held_redis = Config.load(None, env={}, overrides=redis)
+    assert restart_only_changes(held_redis, Config.load(None, env={}, overrides={**redis, **on})) == []
+    assert restart_only_changes(held, held) == []
 
 
 NODE_RELOAD = r"""

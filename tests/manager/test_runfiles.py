@@ -411,6 +411,25 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
         assert "is here" not in tether("infos", cwd=elsewhere).stderr  # no tether.toml there
         pointed = tether("infos", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
         assert pointed.returncode == 0 and "config    <defaults>" in pointed.stdout, pointed.stderr
+        # --port, as it was started with, names the same run files (port 0: run/tether.*), from this folder.
+        by_port = tether("infos", "--port", "0")
+        assert by_port.returncode == 0 and "config    <defaults>" in by_port.stdout, by_port.stderr
+        # `tether infos | head -1`: a reader that left is no traceback.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            piped = subprocess.run(
+                [sys.executable, "-m", "tether", "infos", "--port", "0"],
+                cwd=app_folder,
+                env=inst.env(),
+                stdout=write_end,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=timeout(30),
+            )
+        finally:
+            os.close(write_end)
+        assert piped.returncode == 1 and piped.stderr == "", piped.stderr
         # The pid file alone: its control socket is the one beside it (run/tether.sock), not tether-9501's.
         by_pid_file = tether("infos", "--pid-file", str(pid_file))
         assert by_pid_file.returncode == 0 and "config    <defaults>" in by_pid_file.stdout, (

@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import socketio
 import websockets
 
 import tether
 from tests.apps.pyapi_routes import install
 from tests.helpers import scaled, wait_until, within
 from tests.redis_fixtures import Client, clients
-from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, run_server
+from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, TetherError, run_server
+from tether.server import sid_api
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -49,6 +51,11 @@ async def server() -> AsyncIterator[Server]:
         async with server.session(socket.sid, namespace="/by-sid") as session:
             session["visits"] = 1
         await server.enter_room(socket.sid, "lobby", namespace="/by-sid")
+
+    @router.on("connect", namespace="/refused")
+    async def refused_connect(socket: Any, auth: Any) -> None:
+        # A connect route ported from python-socketio: its own exception, with data.
+        raise socketio.exceptions.ConnectionRefusedError("authentication failed", {"code": 7})
 
     @router.on("whoami", namespace="/by-sid")
     async def by_sid_whoami(socket: Any) -> Any:
@@ -204,6 +211,61 @@ async def test_current_server_from_any_module(server: Server) -> None:
     assert tether.current_server() is other  # the latest started
     await other.shutdown(timeout=1)
     assert tether.current_server() is server
+
+
+async def test_current_server_before_any_started_says_where_to_call_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `sio = tether.current_server()` at the top of a route file (python-socketio's habit) runs before
+    # the server starts: the error names the two places that work.
+    monkeypatch.setattr(sid_api, "_running", [])
+    with pytest.raises(TetherError, match=r"inside a handler.*@websocket\.setup"):
+        tether.current_server()
+
+
+async def test_event_decorator_on_the_server(server: Server) -> None:
+    # sio.event's name on the server too: a module that took `sio = tether.current_server()` registers live.
+    sio = tether.current_server()
+
+    @sio.event(namespace="/by-sid")
+    async def shout(socket: Any, text: str) -> str:
+        return text.upper()
+
+    async with clients((server.url, "/by-sid")) as (a,):
+        assert await a.sio.call("shout", "hi", namespace="/by-sid", timeout=scaled(5)) == "HI"
+
+
+async def test_python_socketios_connection_refused_error_refuses(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The CONNECT_ERROR python-socketio sends for it (message, data); it used to be a handler failure:
+    # an ERROR with a traceback and the generic "Connection rejected by server".
+    url = f"ws://127.0.0.1:{server.port}/socket.io/?EIO=4&transport=websocket"
+    with caplog.at_level(logging.ERROR, logger="tether.server"):
+        async with websockets.connect(url) as ws:
+            assert str(await within(ws.recv())).startswith("0{")
+            await ws.send("40/refused,")
+            refused = str(await within(ws.recv()))
+    assert refused.startswith("44/refused,")
+    assert json.loads(refused[len("44/refused,") :]) == {
+        "message": "authentication failed",
+        "data": {"code": 7},
+    }
+    assert "refused_connect" not in caplog.text and "ConnectionRefusedError" not in caplog.text
+
+
+async def test_transport_and_get_environ_by_sid(server: Server) -> None:
+    # python-socketio's sio.transport(sid) and sio.get_environ(sid), for a socket of this process.
+    async with clients((server.url, "/by-sid")) as (a,):
+        assert server.transport(a.sid, namespace="/by-sid") == "websocket"
+        environ = server.get_environ(a.sid, namespace="/by-sid")
+        assert environ is not None
+        assert environ["REQUEST_METHOD"] == "GET" and environ["PATH_INFO"] == "/socket.io/"
+        assert "EIO=4" in environ["QUERY_STRING"] and environ["REMOTE_ADDR"] == "127.0.0.1"
+        assert environ["HTTP_HOST"].startswith("127.0.0.1:")
+        # Not in this namespace, or no such sid here: None, as python-socketio's get_environ.
+        assert server.transport(a.sid) is None and server.get_environ(a.sid) is None
+        assert server.get_environ("no-such-sid") is None
 
 
 async def test_background_tasks_and_sleep(server: Server) -> None:

@@ -55,8 +55,13 @@ def render_table(info: dict[str, Any]) -> str:
     ]
     if info.get("log_file"):
         lines.append(f"log file  {info['log_file']}")
+    # Said either way: metrics are off the public port by default, and the table says how to get them.
     if info.get("metrics"):
         lines.append(f"metrics   {info['metrics']}")
+    if info.get("metrics_on_port"):
+        lines.append(f"metrics   {info['metrics_on_port']} (with the bearer [metrics] key)")
+    if not info.get("metrics") and not info.get("metrics_on_port"):
+        lines.append("metrics   not served ([metrics] listen or key serves them: docs/hardening.md)")
     lines.append(
         f"generation {info['generation']} ({info['reloads']} reloads, {info['restarts']} worker restarts)"
         f"  master RSS {human_bytes(info['master_rss'])}"

@@ -141,6 +141,11 @@ class Master:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}{self.config.metrics.path}"
 
+    def _metrics_on_port(self) -> str | None:
+        """``http://127.0.0.1:9501/metrics`` when ``[metrics] key`` serves them on the service port."""
+        metrics = self.config.metrics
+        return f"{self.url}{metrics.path}" if metrics.enabled and metrics.key else None
+
     def run(self) -> int:
         import uvloop
 
@@ -267,6 +272,7 @@ class Master:
             "started_at": self.started_at,
             "listen": self.url,
             "metrics": self.metrics_url,
+            "metrics_on_port": self._metrics_on_port(),
             "host": self.sock.getsockname()[0],
             "port": self.port,
             "config": self._config_name(),

@@ -7,7 +7,8 @@ worker"). The check reads the source (``ast``): it runs nothing.
 
 Flagged: a module-level name bound to a ``dict``, ``list``, ``set`` (literal, comprehension or
 constructor: ``dict()``, ``defaultdict(...)``, ``Counter()``, ``deque()``...), and a name a function
-declares ``global`` (a counter it rebinds). Dunder names are not state. A constant table is flagged too:
+declares ``global`` (a counter it rebinds), unless only ``@websocket.setup`` functions declare it (the
+server kept for later). Dunder names are not state. A constant table is flagged too:
 the warning says so.
 """
 
@@ -45,6 +46,13 @@ def _is_mutable(value: ast.expr | None) -> bool:
     return False
 
 
+def _names_setup(decorator: ast.expr) -> bool:
+    """``@websocket.setup``, ``@router.setup`` or ``@setup``."""
+    return (isinstance(decorator, ast.Attribute) and decorator.attr == "setup") or (
+        isinstance(decorator, ast.Name) and decorator.id == "setup"
+    )
+
+
 def module_state(source: str) -> list[str]:
     """The names of mutable module-level state in ``source``, in the order they appear.
 
@@ -62,9 +70,13 @@ def module_state(source: str) -> list[str]:
         for target in targets:
             if isinstance(target, ast.Name):
                 names[target.id] = None
+    # A name declared global only in a `@websocket.setup` function is the server handle kept for later
+    # (`sio = server`, python-socketio's module-level `sio`): set once per worker at start, not state.
     for inner in ast.walk(tree):
-        if isinstance(inner, ast.Global):
-            for name in inner.names:
+        if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)) and not any(
+            _names_setup(d) for d in inner.decorator_list
+        ):
+            for name in (n for g in ast.walk(inner) if isinstance(g, ast.Global) for n in g.names):
                 names[name] = None
     return [n for n in names if not (n.startswith("__") and n.endswith("__"))]
 

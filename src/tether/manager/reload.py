@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from .supervisor import Supervisor
 from .workerproc import WorkerFailed, WorkerProc, n_workers, worker_count
 
-__all__ = ["RESTART_ONLY", "Reloader"]
+__all__ = ["RESTART_ONLY", "Reloader", "restart_only_changes"]
 
 log = logging.getLogger("tether.manager")
 
@@ -34,8 +34,22 @@ RESTART_ONLY = (
     ),
 )
 """``(section, key)`` pairs a reload cannot apply, because the master holds what they name (the listening
-socket, the run files, the metrics listener, the host's recovery log): a change is a warning, given to
-``tether reload`` and logged."""
+socket, the run files, the metrics listener, the host's recovery log with ``[room] driver = "memory"``): a
+change is a warning, given to ``tether reload`` and logged."""
+
+
+def restart_only_changes(held: Config, config: Config) -> list[str]:
+    """The warnings for the :data:`RESTART_ONLY` keys ``config`` changes from ``held`` (what the master
+    started with): ``["server.port changed: restart to apply it", ...]``."""
+    # The host's recovery log is the master's only with the memory driver (with Redis Streams each worker
+    # is a node of its own, the stream is the log, and new workers apply the [recovery] keys).
+    master_log = "memory" in (config.room.driver, held.room.driver)
+    return [
+        f"{section}.{key} changed: restart to apply it"
+        for section, key in RESTART_ONLY
+        if (section != "recovery" or master_log)
+        and getattr(getattr(config, section), key) != getattr(getattr(held, section), key)
+    ]
 
 
 class Reloader:
@@ -68,11 +82,7 @@ class Reloader:
                 config = Config.load(sup.launch.config_path, overrides=sup.launch.overrides)
             except ConfigError as exc:
                 return {"ok": False, "error": f"config error: {exc}; the running workers keep serving"}
-            warnings = [
-                f"{section}.{key} changed: restart to apply it"
-                for section, key in RESTART_ONLY
-                if getattr(getattr(config, section), key) != getattr(getattr(self.started_with, section), key)
-            ]
+            warnings = restart_only_changes(self.started_with, config)
             for warning in warnings:
                 log.warning("! reload: %s", warning)
             generation = sup.generation + 1

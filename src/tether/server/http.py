@@ -26,6 +26,7 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
+from sys import intern
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -33,7 +34,7 @@ import httptools
 import orjson
 
 from ..errors import InvalidPacket, PayloadTooBig, RemoteProtocolError
-from ..handler import Request
+from ..handler import Headers, Request
 from ..protocol.connection import State, Transport
 from .origins import origin_allowed, warn_refused
 from .websocket import adopt
@@ -61,8 +62,8 @@ class HttpProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.remote = ""
         self._url = bytearray()
-        self._headers: dict[str, str] = {}
-        self._raw_headers: list[bytes] = []  # header lines as received, to replay an upgrade into picows
+        self._headers = Headers()
+        self._raw_headers: list[bytes] = []  # header lines as received, to hand an upgrade to another worker
         self._header_bytes = 0
         self._header_count = 0
         self._head_bytes = 0  # raw bytes of the current request head so far
@@ -197,7 +198,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._in_request = True
         self._url.clear()
-        self._headers = {}
+        self._headers = Headers()
         self._raw_headers = []
         self._header_bytes = 0
         self._header_count = 0
@@ -217,7 +218,11 @@ class HttpProtocol(asyncio.Protocol):
         # follows a chunked body in the same read, which is fed to the parser whole.
         self._header_bytes += len(name) + len(value)
         self._check_header_size()
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # Interned: a WebSocket connection keeps its request's headers for its lifetime, every client sends
+        # the same dozen names, and most of their values repeat from client to client.
+        key = intern(name.decode("latin-1").lower())
+        text = value.decode("latin-1")
+        self._headers[key] = intern(text) if len(text) <= 16 or key in _SHARED_VALUES else text
         self._raw_headers.append(name + b": " + value + b"\r\n")
 
     def _check_header_size(self) -> None:
@@ -302,28 +307,41 @@ class HttpProtocol(asyncio.Protocol):
     # -- routing --------------------------------------------------------------------------------------
 
     def _hand_off(self, tail: bytes) -> None:
-        """Give the connection to picows: replay the upgrade request (rebuilt from what httptools parsed) and
-        whatever the client sent after it.
+        """Give the connection to picows: replay a handshake request to it (rebuilt from what httptools
+        parsed) and whatever the client sent after it.
 
         The request is rebuilt rather than kept as raw bytes because it need not be the first one on the
         connection: aiohttp (python-socketio's client) sends its upgrade on the keep-alive connection of an
-        earlier polling request.
+        earlier polling request. picows is given only the request line and the handshake's headers:
+        the connection keeps this parser's :class:`Headers` as its ``Request.headers``, so picows' copy
+        of every header (a ``CIMultiDict``, ~1 KiB per idle connection) is not made. ``Connection`` is
+        replayed as plain ``Upgrade``: httptools already found the ``upgrade`` token in it, and picows
+        accepts no other value, so Firefox's ``keep-alive, Upgrade`` would be refused with a 400.
         """
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
         assert self.transport is not None
         method = self.parser.get_method()
-        head = [method, b" ", bytes(self._url), b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n"]
-        request = b"".join(head) + tail
-        if b"sid=" in self._url and self._foreign_upgrade(request):
-            return
+        url = bytes(self._url)
+        if b"sid=" in url:
+            head = [method, b" ", url, b" HTTP/1.1\r\n", *self._raw_headers, b"\r\n"]
+            if self._foreign_upgrade(b"".join(head) + tail):
+                return
+        headers = self._headers
+        handshake = b"%b %b HTTP/1.1\r\nUpgrade: %b\r\nConnection: Upgrade\r\n%b\r\n" % (
+            method,
+            url,
+            headers.get("upgrade", "").encode("latin-1"),
+            # What picows checks (key, version) or refuses (a body) in a handshake.
+            b"".join(_replayed(headers, name) for name in _HANDSHAKE_HEADERS),
+        )
         # This object is garbage from here on; drop what it holds now rather than when the loop lets go.
         self.parser = None  # type: ignore[assignment]
-        self._headers = {}
+        self._headers = Headers()
         self._raw_headers = []
         self._body = bytearray()
-        adopt(self.server, self.transport, request, self.remote)
+        adopt(self.server, self.transport, handshake + tail, self.remote, headers)
 
     def _to_app(self, door: AppMount, data: bytes) -> None:
         if self._timeout is not None:
@@ -637,3 +655,25 @@ class HttpProtocol(asyncio.Protocol):
 
 class _Abort(Exception):
     """Stop parsing: a response (an error) has been sent already."""
+
+
+_SHARED_VALUES = frozenset(
+    (
+        "user-agent",
+        "origin",
+        "accept-encoding",
+        "accept-language",
+        "sec-websocket-extensions",
+        "cache-control",
+    )
+)
+"""Headers longer than 16 characters whose values are still the same for many clients (interned)."""
+
+_HANDSHAKE_HEADERS = ("sec-websocket-version", "sec-websocket-key", "content-length", "transfer-encoding")
+
+
+def _replayed(headers: Headers, name: str) -> bytes:
+    """``Name: value\r\n`` for the handshake replayed to picows, or nothing when the client sent none
+    (picows then answers the 400 that names what is missing)."""
+    value = headers.get(name)
+    return b"" if value is None else b"%b: %b\r\n" % (name.encode(), value.encode("latin-1"))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import SENT, Socket, _Sent
 from ..errors import AckTimeout, ConnectionClosed, TetherError
+from ..namespace import environ_of
 from ..threads import in_loop
 
 if TYPE_CHECKING:
@@ -65,7 +66,13 @@ def current_server() -> Any:
         TetherError: no server has started in this process (or all have shut down).
     """
     if not _running:
-        raise TetherError("no Tether server is running in this process yet")
+        # The usual cause: `sio = tether.current_server()` at the top of a route file, which is imported
+        # before the server starts (python-socketio apps make their `sio` at import time).
+        raise TetherError(
+            "no Tether server is running in this process yet: a route file is imported before the server"
+            " starts, so call tether.current_server() inside a handler, or take the server as the argument"
+            " of a @websocket.setup function"
+        )
     return _running[-1]
 
 
@@ -296,6 +303,27 @@ class SidApi:
                 sock = None
         return sock, ns, sid
 
+    def transport(self, sid: str, namespace: str | None = None) -> str | None:
+        """python-socketio's ``transport(sid)``: ``"websocket"`` or ``"polling"`` (``socket.client``'s).
+
+        Returns:
+            The transport of a socket of this process; None for a sid this process does not hold (a
+            socket on another worker or node: python-socketio too knows only its own process's clients).
+        """
+        sock, _, _ = self._socket(sid, namespace)
+        return sock.client.conn.transport.value if sock is not None else None
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """python-socketio's ``get_environ(sid)``: a WSGI-style dict of the request that opened the socket's
+        connection (``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``, ``REMOTE_ADDR``, ``HTTP_*``; the
+        request itself is ``socket.request``).
+
+        Returns:
+            The dict for a socket of this process; None for a sid this process does not hold.
+        """
+        sock, _, _ = self._socket(sid, namespace)
+        return environ_of(sock) if sock is not None else None
+
     @in_loop
     def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:
         """Put the socket ``sid`` of ``namespace`` in ``room``, in whichever process it lives.
@@ -472,6 +500,10 @@ class SidApi:
     def on(self, event: str, handler: Callable[..., Any] | None = None, namespace: str | None = None) -> Any:
         """``router.on``: register a handler (a decorator without ``handler``), as ``sio.on``."""
         return self.router.on(event, handler, namespace or "/")
+
+    def event(self, handler: Any = None, *, namespace: str | None = None) -> Any:
+        """``router.event``: ``@server.event``: the event named as the function, as ``sio.event``."""
+        return self.router.event(handler, namespace=namespace or "/")
 
     def register_namespace(self, namespace_handler: Any) -> None:
         """Register a :class:`tether.Namespace` or a python-socketio ``AsyncNamespace`` instance."""

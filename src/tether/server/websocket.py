@@ -13,6 +13,7 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from multidict import CIMultiDict
 from orjson import JSONDecodeError
 from orjson import loads as _loads
 from picows import (
@@ -29,7 +30,7 @@ from picows import (
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
 from ..errors import InvalidPacket, PayloadTooBig, RemoteProtocolError
-from ..handler import Request
+from ..handler import Headers, Request
 from ..protocol.connection import Transport
 from ..protocol.parsers import SocketIOParser
 from ..protocol.socketio import RESERVED_EVENTS, RESERVED_PREFIXES
@@ -76,7 +77,25 @@ over ``max_payload`` 1009): node's ``ws`` fails the socket, which engine.io ends
 _REASON_BY_CODE = {1002: FRAME_ERROR, 1007: FRAME_ERROR, 1009: FRAME_ERROR}
 """Disconnect reason for the close codes picows closes with on its own."""
 
-_DETACHED = asyncio.Protocol()
+
+class _Detached(asyncio.Protocol):
+    """The protocol a transport passes through on its way from the HttpProtocol to picows.
+
+    uvloop keeps the last plain protocol's ``data_received`` on the transport even after a buffered
+    protocol takes over: once this one's (not the HttpProtocol's, which would then live as long as the
+    WebSocket). A function in the instance, not a method: a bound method would be a new 64-byte object
+    kept per connection (W3, issue 16).
+    """
+
+    def __init__(self) -> None:
+        self.data_received = _discard  # type: ignore[method-assign]
+
+
+def _discard(data: bytes) -> None:
+    return None
+
+
+_DETACHED = _Detached()
 
 READ_BUFFER_INIT_SIZE = 2048
 """picows' smallest read buffer: idle connections dominate a push service; the buffer grows on demand."""
@@ -120,6 +139,11 @@ class WebSocketListener(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        request = getattr(transport, "request", None)
+        if request is not None:
+            # picows keeps the handshake request on the transport for the connection's lifetime; Tether's
+            # Request has the headers already, and picows has no further use for them (W3, issue 16).
+            request.headers = _NO_HEADERS
         transport.underlying_transport.set_write_buffer_limits(
             high=self.server.config.limits.send_buffer_bytes
         )
@@ -341,6 +365,15 @@ class WebSocketListener(WSListener):
         self.client.set_paused(False)
 
 
+_NO_HEADERS = CIMultiDict[str]()
+"""What picows' request keeps once the handshake is done: an empty mapping shared by every connection."""
+
+_SWITCHING = WSUpgradeResponse.create_101_response()
+"""The one 101 response every handshake answers with. picows writes a response out at once (setting its
+``Sec-WebSocket-Accept`` just before) and then only keeps a reference on the transport: one shared object
+instead of a response and its ``CIMultiDict`` per connection (~0.8 KiB per idle connection, issue 16 W3)."""
+
+
 def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
     import orjson
 
@@ -350,7 +383,7 @@ def _bad(status: int, code: int, message: str) -> WSUpgradeResponseWithListener:
     )
 
 
-def _listener_factory(server: Receiver, remote: str) -> Any:
+def _listener_factory(server: Receiver, remote: str, headers: Headers) -> Any:
     remote = intern(remote)
 
     def factory(req: WSUpgradeRequest) -> Any:
@@ -361,9 +394,6 @@ def _listener_factory(server: Receiver, remote: str) -> Any:
             intern(k): intern(v) if len(v) <= 16 else v for k, v in parse_qsl(qs, keep_blank_values=True)
         }
         path = intern(path)
-        # picows keeps its request (a case-insensitive CIMultiDict) for the connection's lifetime anyway:
-        # sharing it instead of copying saves about 1 KiB per idle connection.
-        headers = req.headers
         cfg = server.config.websocket
         if not origin_allowed(
             headers.get("origin"),
@@ -401,14 +431,30 @@ def _listener_factory(server: Receiver, remote: str) -> Any:
     return factory
 
 
-def adopt(server: Receiver, transport: asyncio.Transport, data: bytes, remote: str) -> None:
-    """Switch ``transport`` to a picows WSProtocol and replay ``data`` (the upgrade request) into it."""
+def _answered_with_shared_101(factory: Any) -> Any:
+    """``factory`` for picows: a listener it returns goes out with :data:`_SWITCHING`, not a new 101."""
+
+    def answered(req: WSUpgradeRequest) -> Any:
+        listener = factory(req)
+        if isinstance(listener, WebSocketListener):
+            return WSUpgradeResponseWithListener(_SWITCHING, listener)
+        return listener
+
+    return answered
+
+
+def adopt(server: Receiver, transport: asyncio.Transport, data: bytes, remote: str, headers: Headers) -> None:
+    """Switch ``transport`` to a picows WSProtocol and replay ``data`` (the handshake request) into it.
+
+    ``headers`` are the request's headers as Tether's HTTP parser read them: they become the
+    connection's ``Request.headers`` (``data`` need only carry what picows checks in a handshake).
+    """
     cfg = server.config
     proto = WSProtocol(
         None,
         None,
         False,
-        _listener_factory(server, remote),
+        _answered_with_shared_101(_listener_factory(server, remote, headers)),
         _PICOWS_LOG,
         True,
         cfg.limits.handshake_timeout,

@@ -1,32 +1,24 @@
-"""One frozen :class:`Config`, read from embedded defaults, then ``tether.toml``, then ``TETHER_*`` variables.
+"""The sections of :class:`~tether.config.Config`: one frozen dataclass per ``[section]`` of ``tether.toml``.
 
-Every key of every section is a field below; the environment variable for ``[section] key`` is
-``TETHER_SECTION_KEY`` (``TETHER_SERVER_PORT=9000``, ``TETHER_SESSION_SECRET=...``). Values from the
-environment are parsed as TOML values when they parse (numbers, booleans, lists), else taken as strings.
-A key that does not exist, or a value of the wrong type or range, raises :class:`~tether.errors.ConfigError`
-naming the file, the key and the reason, before anything starts.
+Each field is a key, its default and its documentation (docs/configuration.md is generated from this file
+by scripts/config_reference.py); each section's ``check`` holds the rules of its own values. Rules that
+span sections, and reading the file and the environment, are in :mod:`tether.config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
+    "SECRET_KEYS",
+    "SECTIONS",
     "AdminConfig",
     "ApiConfig",
     "AppConfig",
-    "Config",
     "HandlersConfig",
     "LimitsConfig",
     "MetricsConfig",
@@ -94,6 +86,27 @@ class ServerConfig:
     """The shipped demo's own config: lets secrets shorter than 32 bytes and the demo's published secret
     load. Anywhere else both are refused (:data:`DEMO_SECRET`)."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(source, "server.port", f"{self.port} is not a TCP port")
+        if self.workers < 0:
+            raise ConfigError(source, "server.workers", "must be >= 0")
+        if self.worker_start_timeout <= 0:
+            raise ConfigError(source, "server.worker_start_timeout", "must be > 0")
+        if self.stop_grace < 0 or self.restart_stable_after < 0:
+            raise ConfigError(source, "server.stop_grace", "stop_grace and restart_stable_after must be >= 0")
+        if not 0 < self.restart_backoff_min <= self.restart_backoff_max:
+            raise ConfigError(
+                source, "server.restart_backoff_min", "must be > 0 and <= server.restart_backoff_max"
+            )
+        if self.restart_max_failures < 0:
+            raise ConfigError(source, "server.restart_max_failures", "must be >= 0")
+        if self.net not in ("uvloop", "aiofastnet"):
+            raise ConfigError(source, "server.net", "must be 'uvloop' or 'aiofastnet'")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError(source, "server.tls_cert", "tls_cert and tls_key go together")
+
 
 @dataclass(frozen=True, slots=True)
 class WebSocketConfig:
@@ -131,6 +144,19 @@ class WebSocketConfig:
     ``serveClient``; installed by ``python -m tether.client_bundle install``."""
     client_dir: str = ""
     """Folder of the client files (an npm ``socket.io-client/dist``); empty: the copy installed in Tether."""
+
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        for key in ("ping_interval", "ping_timeout", "connect_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(source, f"websocket.{key}", "must be > 0")
+        if self.max_payload < 64:
+            raise ConfigError(source, "websocket.max_payload", "must be at least 64 bytes")
+        for key in ("path", "ws_path"):
+            if not getattr(self, key).startswith("/"):
+                raise ConfigError(source, f"websocket.{key}", "must start with '/'")
+        if "*" in self.allowed_origins and len(self.allowed_origins) > 1:
+            raise ConfigError(source, "websocket.allowed_origins", '"*" allows any origin: list it alone')
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +203,17 @@ class LimitsConfig:
     handler_timeout: float = 0.0
     """Seconds a handler may run before it is cancelled; 0: no limit."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.max_fragments < 1:
+            raise ConfigError(source, "limits.max_fragments", "must be >= 1")
+        if self.max_name_length < 1:
+            raise ConfigError(source, "limits.max_name_length", "must be >= 1")
+        if not 1 <= self.max_depth <= 254:
+            raise ConfigError(source, "limits.max_depth", "must be between 1 and 254")
+        if self.slow_consumer_policy not in ("disconnect", "drop"):
+            raise ConfigError(source, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
+
 
 @dataclass(frozen=True, slots=True)
 class HandlersConfig:
@@ -194,6 +231,15 @@ class HandlersConfig:
     """Seconds a node holds the Redis lease of once-per-cluster tasks without renewing it; a node that dies
     is replaced by another within this time. With one host and no Redis the master picks the worker and
     a dead one is replaced at once."""
+
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.threads < 0 or self.threads > 1024:
+            raise ConfigError(source, "handlers.threads", "must be between 0 and 1024")
+        if self.block_warning < 0:
+            raise ConfigError(source, "handlers.block_warning", "must be >= 0")
+        if self.ack_timeout <= 0 or self.leader_ttl <= 0:
+            raise ConfigError(source, "handlers", "ack_timeout and leader_ttl must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +265,18 @@ class SessionConfig:
     expire). Empty: ``run/NAME.ended`` beside the pid file when started from a config file; a server built
     in code from defaults remembers them in memory only."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.enabled and not self.secret and not self.validator:
+            raise ConfigError(
+                source, "session.secret", "[session] needs a secret (or TETHER_SESSION_SECRET) or a validator"
+            )
+        warn = self.warn_before
+        if warn != 0 and (warn < 0 or warn >= self.idle_timeout):
+            raise ConfigError(source, "session.warn_before", "must be 0 or less than idle_timeout")
+        if self.idle_timeout <= 0:
+            raise ConfigError(source, "session.idle_timeout", "must be > 0")
+
 
 @dataclass(frozen=True, slots=True)
 class RoomConfig:
@@ -226,6 +284,11 @@ class RoomConfig:
     """``memory`` (one host, workers linked by the master), ``redis`` (many hosts, pub/sub) or
     ``redis-streams`` (many hosts through a Redis stream: connection state recovery across hosts; node's
     ``@socket.io/redis-streams-adapter`` format)."""
+
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for an unknown driver (``source`` names the file)."""
+        if self.driver not in ("memory", "redis", "redis-streams"):
+            raise ConfigError(source, "room.driver", "must be 'memory', 'redis' or 'redis-streams'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +308,13 @@ class RedisConfig:
     """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
     name is ``prefix``."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.request_timeout <= 0 or self.reconnect_max <= 0 or self.max_queue < 1:
+            raise ConfigError(
+                source, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class RecoveryConfig:
@@ -263,6 +333,14 @@ class RecoveryConfig:
     max_sessions: int = 100_000
     """Most disconnected sessions kept per process (oldest dropped first); 0: unlimited."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.max_disconnection_duration < 0:
+            raise ConfigError(source, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
+        for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
+            if getattr(self, key) < 0:
+                raise ConfigError(source, f"recovery.{key}", "must be >= 0 (0: no limit)")
+
 
 @dataclass(frozen=True, slots=True)
 class ApiConfig:
@@ -270,6 +348,9 @@ class ApiConfig:
     """Bearer key for the HTTP API; empty: the API is off."""
     max_body: int = 1_000_000
     """Largest API request body in bytes (HTTP 413 past it)."""
+
+    def check(self, source: str) -> None:
+        """Nothing to check: an empty key is the API turned off, and any body size is a choice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +368,16 @@ class MetricsConfig:
     """Bearer key: when set, metrics are also served on the service port at ``path`` to requests with
     ``Authorization: Bearer KEY`` (401 without it, 403 with another). Empty (the default): the service port
     does not serve metrics at all. Never logged."""
+
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.listen:
+            try:
+                parse_listen(self.listen)
+            except ValueError as exc:
+                raise ConfigError(source, "metrics.listen", str(exc)) from None
+        if not self.path.startswith("/"):
+            raise ConfigError(source, "metrics.path", "must start with '/'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +405,29 @@ class AdminConfig:
     session_ttl: float = 86_400.0
     """Seconds the UI may reconnect with the session id it got at log-in, without the password."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if not self.namespace.startswith("/") or self.namespace == "/":
+            raise ConfigError(
+                source, "admin.namespace", "must start with '/' and not be the main namespace '/'"
+            )
+        if self.mode not in ("development", "production"):
+            raise ConfigError(source, "admin.mode", "must be 'development' or 'production'")
+        if self.stats_interval <= 0 or self.session_ttl <= 0:
+            raise ConfigError(source, "admin", "stats_interval and session_ttl must be > 0")
+        if self.enabled and self.auth:
+            if not self.password:
+                raise ConfigError(
+                    source,
+                    "admin.password",
+                    "[admin] needs a bcrypt password hash (or auth = false, trusted networks)",
+                )
+            if not _BCRYPT_HASH.fullmatch(self.password):
+                # Not quoted: the value is a secret (and maybe a plain password typed by mistake).
+                raise ConfigError(
+                    source, "admin.password", "must be a bcrypt hash ($2b$<cost>$..., 60 characters)"
+                )
+
 
 @dataclass(frozen=True, slots=True)
 class AppConfig:
@@ -331,8 +445,15 @@ class AppConfig:
     """Trust ``X-Forwarded-For``/``-Proto`` from ``FORWARDED_ALLOW_IPS`` (default 127.0.0.1), as uvicorn's
     ``--proxy-headers``."""
 
+    def check(self, source: str) -> None:
+        """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError(source, "app.lifespan", "must be 'auto', 'on' or 'off'")
+        if self.asgi and ":" not in self.asgi:
+            raise ConfigError(source, "app.asgi", "must be 'module:attr'")
 
-_SECTIONS: dict[str, type[Any]] = {
+
+SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig,
     "websocket": WebSocketConfig,
     "limits": LimitsConfig,
@@ -346,266 +467,10 @@ _SECTIONS: dict[str, type[Any]] = {
     "admin": AdminConfig,
     "app": AppConfig,
 }
+"""Section name -> its dataclass, in the order of docs/configuration.md."""
 
-MIN_SECRET_BYTES = 32
-"""Shortest ``[session] secret``, ``[api] key`` or ``[metrics] key`` accepted outside debug/demo."""
-
-DEMO_SECRET = "demo-secret-not-for-production"
-"""The session secret of examples/login_timeout (``make run``): public, so refused unless
-``[server] demo``."""
-
-_KEY_SECRETS = (("session", "secret"), ("api", "key"), ("metrics", "key"))
-
-_SECRET_KEYS = {("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")}
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """All settings of one Tether instance.
-
-    Build it with :meth:`load`, :meth:`from_file` or :meth:`from_env`.
-    """
-
-    server: ServerConfig = field(default_factory=ServerConfig)
-    websocket: WebSocketConfig = field(default_factory=WebSocketConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    handlers: HandlersConfig = field(default_factory=HandlersConfig)
-    session: SessionConfig = field(default_factory=SessionConfig)
-    room: RoomConfig = field(default_factory=RoomConfig)
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
-    api: ApiConfig = field(default_factory=ApiConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    admin: AdminConfig = field(default_factory=AdminConfig)
-    app: AppConfig = field(default_factory=AppConfig)
-    source: str = "<defaults>"
-    """The config file in use, or ``<defaults>``."""
-    base_dir: str = "."
-    """Relative paths in the config (route_file, static_dir, pid_file...) are relative to this folder."""
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        env: Mapping[str, str] | None = None,
-        overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> Config:
-        """Defaults, then the file (if any), then ``TETHER_*`` from ``env`` (default ``os.environ``), then
-        ``overrides``.
-
-        Raises:
-            ConfigError: an unknown section or key, or a value of the wrong type or range.
-        """
-        raw: dict[str, dict[str, Any]] = {}
-        source = "<defaults>"
-        base_dir = "."
-        if path is not None:
-            p = Path(path)
-            source = str(p)
-            base_dir = str(p.resolve().parent)
-            try:
-                with p.open("rb") as f:
-                    data = tomllib.load(f)
-            except FileNotFoundError:
-                raise ConfigError(source, "-", "file not found") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(source, "-", f"not valid TOML: {exc}") from exc
-            for section, values in data.items():
-                if section not in _SECTIONS:
-                    raise ConfigError(source, section, f"unknown section (known: {', '.join(_SECTIONS)})")
-                if not isinstance(values, dict):
-                    raise ConfigError(source, section, "must be a table")
-                raw.setdefault(section, {}).update(values)
-            for present in ("session", "admin"):
-                if present in data:
-                    raw[present].setdefault("enabled", True)
-        env = os.environ if env is None else env
-        for name, value in env.items():
-            if not name.startswith("TETHER_") or name.startswith("TETHER_TESTS_"):
-                continue
-            parts = name[len("TETHER_") :].lower().split("_", 1)
-            if len(parts) != 2 or parts[0] not in _SECTIONS:
-                continue
-            section, key = parts
-            raw.setdefault(section, {})[key] = _parse_env_value(value, _SECTIONS[section], key)
-            if section == "session" and key == "secret" and value:
-                raw["session"].setdefault("enabled", True)
-        for section, values in (overrides or {}).items():
-            raw.setdefault(section, {}).update(values)
-        built: dict[str, Any] = {}
-        for section, section_cls in _SECTIONS.items():
-            built[section] = _build_section(source, section, section_cls, raw.get(section, {}))
-        config = cls(**built, source=source, base_dir=base_dir)
-        config._validate()
-        return config
-
-    from_file = load
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        """Defaults plus ``TETHER_*`` variables; ``TETHER_CONFIG`` names a file to read first."""
-        env = os.environ if env is None else env
-        return cls.load(env.get("TETHER_CONFIG") or None, env=env)
-
-    def resolve_path(self, value: str) -> str:
-        """``value`` made absolute against the folder of the config file."""
-        if not value:
-            return value
-        return str(Path(self.base_dir, value)) if not os.path.isabs(value) else value
-
-    def replace(self, **sections: Any) -> Config:
-        """A copy with whole sections or fields replaced: ``config.replace(server={"port": 0})``."""
-        changes: dict[str, Any] = {}
-        for name, value in sections.items():
-            current = getattr(self, name)
-            if isinstance(value, Mapping):
-                value = dataclasses.replace(current, **value)
-            changes[name] = value
-        return dataclasses.replace(self, **changes)
-
-    def redacted(self) -> dict[str, Any]:
-        """The config as plain data with secrets replaced by ``"***"``: safe to log or print."""
-        out: dict[str, Any] = {"source": self.source}
-        for section in _SECTIONS:
-            values = dataclasses.asdict(getattr(self, section))
-            for s, k in _SECRET_KEYS:
-                if s == section and values.get(k):
-                    values[k] = "***"
-            out[section] = values
-        return out
-
-    def _validate(self) -> None:
-        src = self.source
-        ws = self.websocket
-        if not 0 <= self.server.port <= 65535:
-            raise ConfigError(src, "server.port", f"{self.server.port} is not a TCP port")
-        if self.server.workers < 0:
-            raise ConfigError(src, "server.workers", "must be >= 0")
-        if self.server.worker_start_timeout <= 0:
-            raise ConfigError(src, "server.worker_start_timeout", "must be > 0")
-        if self.server.stop_grace < 0 or self.server.restart_stable_after < 0:
-            raise ConfigError(src, "server.stop_grace", "stop_grace and restart_stable_after must be >= 0")
-        if not 0 < self.server.restart_backoff_min <= self.server.restart_backoff_max:
-            raise ConfigError(
-                src, "server.restart_backoff_min", "must be > 0 and <= server.restart_backoff_max"
-            )
-        if self.server.restart_max_failures < 0:
-            raise ConfigError(src, "server.restart_max_failures", "must be >= 0")
-        for key in ("ping_interval", "ping_timeout", "connect_timeout"):
-            if getattr(ws, key) <= 0:
-                raise ConfigError(src, f"websocket.{key}", "must be > 0")
-        if ws.max_payload < 64:
-            raise ConfigError(src, "websocket.max_payload", "must be at least 64 bytes")
-        for key in ("path", "ws_path"):
-            value = getattr(ws, key)
-            if not value.startswith("/"):
-                raise ConfigError(src, f"websocket.{key}", "must start with '/'")
-        if self.limits.max_fragments < 1:
-            raise ConfigError(src, "limits.max_fragments", "must be >= 1")
-        if self.limits.max_name_length < 1:
-            raise ConfigError(src, "limits.max_name_length", "must be >= 1")
-        if not 1 <= self.limits.max_depth <= 254:
-            raise ConfigError(src, "limits.max_depth", "must be between 1 and 254")
-        if self.limits.slow_consumer_policy not in ("disconnect", "drop"):
-            raise ConfigError(src, "limits.slow_consumer_policy", "must be 'disconnect' or 'drop'")
-        if self.server.net not in ("uvloop", "aiofastnet"):
-            raise ConfigError(src, "server.net", "must be 'uvloop' or 'aiofastnet'")
-        if self.redis.request_timeout <= 0 or self.redis.reconnect_max <= 0 or self.redis.max_queue < 1:
-            raise ConfigError(src, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1")
-        if self.room.driver not in ("memory", "redis", "redis-streams"):
-            raise ConfigError(src, "room.driver", "must be 'memory', 'redis' or 'redis-streams'")
-        if self.session.enabled and not self.session.secret and not self.session.validator:
-            raise ConfigError(
-                src, "session.secret", "[session] needs a secret (or TETHER_SESSION_SECRET) or a validator"
-            )
-        warn = self.session.warn_before
-        if warn != 0 and (warn < 0 or warn >= self.session.idle_timeout):
-            raise ConfigError(src, "session.warn_before", "must be 0 or less than idle_timeout")
-        h = self.handlers
-        if h.threads < 0 or h.threads > 1024:
-            raise ConfigError(src, "handlers.threads", "must be between 0 and 1024")
-        if h.block_warning < 0:
-            raise ConfigError(src, "handlers.block_warning", "must be >= 0")
-        if h.ack_timeout <= 0 or h.leader_ttl <= 0:
-            raise ConfigError(src, "handlers", "ack_timeout and leader_ttl must be > 0")
-        if self.session.idle_timeout <= 0:
-            raise ConfigError(src, "session.idle_timeout", "must be > 0")
-        if self.metrics.listen:
-            try:
-                parse_listen(self.metrics.listen)
-            except ValueError as exc:
-                raise ConfigError(src, "metrics.listen", str(exc)) from None
-        if not self.metrics.path.startswith("/"):
-            raise ConfigError(src, "metrics.path", "must start with '/'")
-        rec = self.recovery
-        if rec.max_disconnection_duration < 0:
-            raise ConfigError(src, "recovery.max_disconnection_duration", "must be >= 0 (0: off)")
-        for key in ("max_session_bytes", "max_buffer_bytes", "max_sessions"):
-            if getattr(rec, key) < 0:
-                raise ConfigError(src, f"recovery.{key}", "must be >= 0 (0: no limit)")
-        if rec.max_disconnection_duration > 0 and self.room.driver == "redis":
-            # Pub/sub keeps nothing: a node cannot find what another node sent while the client was away
-            # (the reference's Redis pub/sub adapter cannot recover either).
-            raise ConfigError(
-                src,
-                "recovery.max_disconnection_duration",
-                'connection state recovery needs [room] driver = "memory" (one host) or "redis-streams": '
-                "the Redis pub/sub adapter keeps no log to recover from",
-            )
-        self._validate_admin()
-        self._validate_secrets()
-        if "*" in ws.allowed_origins and len(ws.allowed_origins) > 1:
-            raise ConfigError(src, "websocket.allowed_origins", '"*" allows any origin: list it alone')
-        if self.app.lifespan not in ("auto", "on", "off"):
-            raise ConfigError(src, "app.lifespan", "must be 'auto', 'on' or 'off'")
-        if self.app.asgi and ":" not in self.app.asgi:
-            raise ConfigError(src, "app.asgi", "must be 'module:attr'")
-        if bool(self.server.tls_cert) != bool(self.server.tls_key):
-            raise ConfigError(src, "server.tls_cert", "tls_cert and tls_key go together")
-
-    def _validate_secrets(self) -> None:
-        """Secrets are keys, not passwords: 32 bytes or more (an HMAC key shorter than its hash's 32 bytes
-        is the weak point; guessable ones more so), unless ``debug`` or ``demo`` says this is a test.
-        The demo's secret is public (it is in this repository): refused outside ``demo``."""
-        lenient = self.server.debug or self.server.demo
-        for section, key in _KEY_SECRETS:
-            value: str = getattr(getattr(self, section), key)
-            if not value:
-                continue
-            if value == DEMO_SECRET and not self.server.demo:
-                reason = "is the demo's published secret: set your own (32+ bytes)"
-                raise ConfigError(self.source, f"{section}.{key}", reason)
-            if len(value.encode()) < MIN_SECRET_BYTES and not lenient:
-                raise ConfigError(
-                    self.source,
-                    f"{section}.{key}",
-                    f"is shorter than {MIN_SECRET_BYTES} bytes (e.g. python -c 'import secrets; "
-                    "print(secrets.token_urlsafe(32))'); [server] debug or demo accepts a short one",
-                )
-
-    def _validate_admin(self) -> None:
-        src = self.source
-        admin = self.admin
-        if not admin.namespace.startswith("/") or admin.namespace == "/":
-            raise ConfigError(src, "admin.namespace", "must start with '/' and not be the main namespace '/'")
-        if admin.mode not in ("development", "production"):
-            raise ConfigError(src, "admin.mode", "must be 'development' or 'production'")
-        if admin.stats_interval <= 0 or admin.session_ttl <= 0:
-            raise ConfigError(src, "admin", "stats_interval and session_ttl must be > 0")
-        if admin.enabled and admin.auth:
-            if not admin.password:
-                raise ConfigError(
-                    src,
-                    "admin.password",
-                    "[admin] needs a bcrypt password hash (or auth = false, trusted networks)",
-                )
-            if not _BCRYPT_HASH.fullmatch(admin.password):
-                # Not quoted: the value is a secret (and maybe a plain password typed by mistake).
-                raise ConfigError(
-                    src, "admin.password", "must be a bcrypt hash ($2b$<cost>$..., 60 characters)"
-                )
-
+SECRET_KEYS = frozenset({("session", "secret"), ("api", "key"), ("admin", "password"), ("metrics", "key")})
+"""``(section, key)`` of the settings never logged nor quoted in an error."""
 
 _BCRYPT_HASH = re.compile(r"\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}")
 
@@ -621,63 +486,3 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9502)")
     return host, int(port)
-
-
-def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return value
-    # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
-    # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the
-    # error.
-    if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
-        return value
-    return parsed
-
-
-def _build_section(source: str, section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(source, f"{section}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        try:
-            kwargs[key] = _coerce(source, f"{section}.{key}", hints[key], value)
-        except ConfigError:
-            if (section, key) not in _SECRET_KEYS:
-                raise
-            # The message would quote the value: for a secret, say what is wrong without it.
-            raise ConfigError(
-                source, f"{section}.{key}", f"expected str, got {type(value).__name__}"
-            ) from None
-    return cls(**kwargs)
-
-
-def _coerce(source: str, key: str, hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    elif origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ConfigError(source, key, f"expected a list of strings, got {value!r}")
-    elif isinstance(hint, types.UnionType):  # pragma: no cover - no union fields today
-        return value
-    name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(source, key, f"expected {name}, got {type(value).__name__} {value!r}")

@@ -426,6 +426,16 @@ def _target_cross_worker(results: dict[str, Any]) -> str:
 TARGETS: list[tuple[str, Any]] = [
     ("W1 <= 8.5 µs server CPU per echo round trip", _target_abs("W1", "server_us_per_msg", 8.5, "µs")),
     ("W1ack <= 8.5 µs per round trip", _target_abs("W1ack", "server_us_per_msg", 8.5, "µs")),
+    # The issue set 8.5 µs as "2.5x node" (node measured 21.3 µs then); on a machine where node costs more,
+    # the ratio is the part of the target that carries over.
+    (
+        "W1 server CPU per round trip >= 2.5x better than node",
+        _target_ratio("W1", "server_us_per_msg", False, 2.5),
+    ),
+    (
+        "W1ack server CPU per round trip >= 2.5x better than node",
+        _target_ratio("W1ack", "server_us_per_msg", False, 2.5),
+    ),
     ("W2 <= 5.5 µs per delivery to 10,000", _target_abs("W2", "server_us_per_delivery", 5.5, "µs")),
     ("W3 <= 8 KiB per idle connection", _target_abs("W3", "bytes_per_conn", 8 * 1024, "KiB")),
     ("W6 <= 0.6% of a core for 10,000 idle", _target_abs("W6", "server_cpu_share", 0.006, "%")),

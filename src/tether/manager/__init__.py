@@ -16,7 +16,8 @@
     paths.py     where the pid file, log file and sockets of an instance are, from its config
     tcpstates.py TCP states of the listening port, from /proc/net/tcp{,6}
     infos.py     ``tether infos`` as a table or JSON
-    commands.py  the CLI subcommands
+    commands.py  the CLI subcommands: flags.py (flags -> Config), start.py (``start``), running.py
+                 (``stop``, ``restart``, ``reload``, ``infos``: the commands that talk to a running master)
 
 See docs/process-model.md for the design and docs/cli.md for the commands.
 """

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,10 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # bench/ is not a package; tests/ is, and holds the redis-server launcher
+
+from tests.redis_process import RedisServer  # noqa: E402 - needs ROOT on sys.path
+
 OUT = BENCH / "out"
 PY = sys.executable
 SERVER_CPU = "0"
@@ -227,32 +230,12 @@ def idle_args(port: int, server_pid: int, clients: int, hold: float, rounds: int
     ]
 
 
-def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
-    redis = shutil.which("redis-server") or "/usr/bin/redis-server"
-    proc = subprocess.Popen(
-        [
-            redis,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            folder,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("redis-server did not start within 10 s")
+def start_redis(port: int, folder: str) -> RedisServer:
+    """A redis-server on ``port`` with its files in ``folder``: the tests' launcher (tests/redis_process.py).
+
+    Raises:
+        RuntimeError: it did not start (why: the binary is missing, the port is taken, ...).
+    """
+    server = RedisServer(port, Path(folder))
+    server.start()
+    return server

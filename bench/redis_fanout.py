@@ -28,7 +28,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Any
 
 import harness  # bench/harness.py: the script's folder is on sys.path
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from tests.redis_process import port_free  # harness put the repository on sys.path
 
 API_KEY = "bench-key-0123456789abcdef0123456789"
 
@@ -79,24 +79,13 @@ class Bench:
             self.done.set()
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
-    if not os.path.exists("/usr/bin/redis-server"):
-        sys.exit("bench: /usr/bin/redis-server is missing (apt-get install redis-server)")
+def start_redis(port: int, folder: str) -> harness.RedisServer:
     if not port_free(port):
         sys.exit(f"bench: port {port} is taken; pick another with --redis-port")
     try:
         return harness.start_redis(port, folder)
-    except RuntimeError:
-        sys.exit("bench: redis-server did not start")
+    except RuntimeError as exc:
+        sys.exit(f"bench: redis-server did not start: {exc}")
 
 
 def start_node(folder: str, name: str, driver: str, redis_url: str) -> tuple[subprocess.Popen[str], str]:
@@ -242,7 +231,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            stop(redis)
+            redis.stop()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 

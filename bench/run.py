@@ -279,8 +279,7 @@ def run_w8(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
         finally:
             for s in servers:
                 s.stop()
-            redis.terminate()
-            redis.wait(10)
+            redis.stop()
     result = {**res["W2"], "spread": res["sockets_per_process"]} if "W2" in res else res
     log(f"{name}: W8 {_short(result, 'median_ms', 'server_us_per_delivery', 'aux_us_per_delivery')}")
     return {"W8": result}

@@ -1,9 +1,9 @@
 """Real redis-server and real Tether node processes for the cluster, emitter and API tests.
 
-A session-scoped fixture starts ``/usr/bin/redis-server`` on a port of the 23900+ range (no persistence, in
-a temporary folder) and stops it by PID. Two Tether nodes run as ``python -m tether start`` subprocesses on
-free ports, both on that Redis, with the routes of ``tests/cluster/cluster_routes.py``. A missing
-redis-server fails the tests: it is never a skip.
+A session-scoped fixture starts ``/usr/bin/redis-server`` (:mod:`tests.redis_process`) on a port of the
+23900+ range (no persistence, in a temporary folder) and stops it by PID. Two Tether nodes run as
+``python -m tether start`` subprocesses on free ports, both on that Redis, with the routes of
+``tests/cluster/cluster_routes.py``. A missing redis-server fails the tests: it is never a skip.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,116 +27,13 @@ from typing import Any
 import pytest
 import socketio  # type: ignore[import-untyped]
 
-REDIS_BIN = "/usr/bin/redis-server"
+from tests.helpers import scaled
+from tests.redis_process import RedisServer, port_free
+
 REDIS_PORTS = range(23900, 23950)
 TESTS_DIR = Path(__file__).resolve().parent
 ROUTES = TESTS_DIR / "cluster" / "cluster_routes.py"
 API_KEY = "test-api-key-0123456789abcdef0123456789"
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
-
-
-def scaled(seconds: float) -> float:
-    return seconds * FACTOR
-
-
-def _answering_pid(port: int) -> int | None:
-    """The ``process_id`` of the redis-server answering on ``port``, None if none answers (yet)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"INFO server\r\n")
-            reply = b""
-            while b"process_id:" not in reply or not reply.split(b"process_id:", 1)[1].count(b"\r\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    return None
-                reply += chunk
-    except OSError:
-        return None
-    match = re.search(rb"process_id:(\d+)", reply)
-    return int(match.group(1)) if match else None
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-class RedisServer:
-    """One redis-server process, stopped and restarted by PID."""
-
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port = port
-        self.folder = folder
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        error = self.launch()
-        if error is not None:
-            pytest.fail(error)
-
-    def launch(self) -> str | None:
-        """Start redis-server on ``self.port``; None once it answers, else why it did not.
-
-        "Answers" means this very process answers (its ``process_id``): another test session on the
-        machine may hold the port, and a PING alone would let two sessions share one Redis.
-        """
-        if not os.path.exists(REDIS_BIN):
-            pytest.fail(f"{REDIS_BIN} is missing: install Debian's redis-server (make system-deps)")
-        self.proc = subprocess.Popen(
-            [
-                REDIS_BIN,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + scaled(10)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.folder / "redis.log").read_text(errors="replace")[-2000:]
-                self.proc = None
-                return f"redis-server on port {self.port} exited: {log}"
-            if _answering_pid(self.port) == self.proc.pid:
-                return None
-            time.sleep(0.02)
-        self.stop()
-        return f"redis-server on port {self.port} did not answer PING"
-
-    def kill(self) -> None:
-        """SIGKILL: a crash, not a clean shutdown."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=scaled(10))
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=scaled(10))
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
 
 
 @contextlib.contextmanager
@@ -152,7 +48,7 @@ def running_redis() -> Iterator[RedisServer]:
     with tempfile.TemporaryDirectory(prefix="tether-redis-") as folder:
         errors = []
         for port in ports:
-            if not _port_free(port):
+            if not port_free(port):
                 continue
             server = RedisServer(port, Path(folder))
             error = server.launch()

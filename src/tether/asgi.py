@@ -43,7 +43,7 @@ from .config import Config
 from .handler import Headers, Request
 from .router import Router, load_route_file
 from .server.http import HttpProtocol
-from .server.paths import TetherPaths
+from .server.paths import TetherPaths, warn_shadowed
 from .server.server import Server
 from .server.websocket import _listener_factory
 
@@ -116,6 +116,7 @@ class ASGIApp:
             try:
                 await self.server.start_embedded()
                 self._paths = TetherPaths(self.server)
+                warn_shadowed(self._paths, self.other_asgi_app)
                 metrics = self.server.config.metrics
                 if metrics.enabled and metrics.listen:
                     # That listener is run by tether start's master, which an ASGI server does not have.

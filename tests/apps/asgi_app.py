@@ -76,3 +76,26 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     text = f"app page {path} pid {os.getpid()}".encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": text})
+
+
+async def _own_ws(websocket: Any) -> None:
+    await websocket.accept()
+    await websocket.send_text("from the app")
+    await websocket.close()
+
+
+async def _page(request: Any) -> Any:
+    from starlette.responses import PlainTextResponse
+
+    return PlainTextResponse("page")
+
+
+def _starlette_app() -> Any:
+    # A Starlette app whose own WebSocket route sits on Tether's bare WebSocket path (FastAPI's usual /ws).
+    from starlette.applications import Starlette
+    from starlette.routing import Route, WebSocketRoute
+
+    return Starlette(routes=[WebSocketRoute("/ws", _own_ws), Route("/page", _page)])
+
+
+starlette_app = _starlette_app()

@@ -214,6 +214,14 @@ def test_restart_only_changes_follow_who_holds_the_recovery_log() -> None:
     held_redis = Config.load(None, env={}, overrides=redis)
     assert restart_only_changes(held_redis, Config.load(None, env={}, overrides={**redis, **on})) == []
     assert restart_only_changes(held, held) == []
+    # [metrics] path: the master's listener keeps the one it started with (the service port does not).
+    listen = {"metrics": {"listen": "127.0.0.1:9502"}}
+    moved = {"metrics": {"listen": "127.0.0.1:9502", "path": "/prom"}}
+    assert restart_only_changes(
+        Config.load(None, env={}, overrides=listen), Config.load(None, env={}, overrides=moved)
+    ) == ["metrics.path changed: restart to apply it on 127.0.0.1:9502"]
+    elsewhere = Config.load(None, env={}, overrides={"metrics": {"path": "/prom"}})
+    assert restart_only_changes(held, elsewhere) == []
 
 
 NODE_RELOAD = r"""

@@ -4,6 +4,7 @@ door, Tether's paths kept, connections handed both ways, the app's lifespan arou
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -88,6 +89,32 @@ async def test_app_websocket_and_socketio_on_the_same_port(server: Server) -> No
             await client.echo_works()
         finally:
             await client.close()
+
+
+async def test_app_routes_hidden_by_tethers_paths_are_named(caplog: pytest.LogCaptureFixture) -> None:
+    # A FastAPI/Starlette @app.websocket("/ws") is Tether's bare WebSocket path: its handler never runs.
+    # It used to say nothing; the log now names the route and the key that moves Tether's.
+    with caplog.at_level(logging.WARNING, logger="tether.app"):
+        srv = await run_server(make_config(app={"asgi": "tests.apps.asgi_app:starlette_app"}))
+    try:
+        assert "the application's routes /ws are Tether's paths" in caplog.text
+        assert "[websocket] ws_path" in caplog.text and "/page" not in caplog.text
+        async with aiohttp.ClientSession() as http, http.get(srv.url + "/page") as resp:
+            assert await resp.text() == "page"
+    finally:
+        await srv.shutdown(timeout=scaled(5))
+    # Moved: nothing to say, and the app has its /ws.
+    caplog.clear()
+    moved = {"ws_path": "/tether-ws"}
+    config = make_config(app={"asgi": "tests.apps.asgi_app:starlette_app"}, websocket=moved)
+    with caplog.at_level(logging.WARNING, logger="tether.app"):
+        srv = await run_server(config)
+    try:
+        assert "Tether's paths" not in caplog.text
+        async with websockets.connect(srv.url.replace("http", "ws") + "/ws") as ws:
+            assert await within(ws.recv()) == "from the app"
+    finally:
+        await srv.shutdown(timeout=scaled(5))
 
 
 async def test_lifespan_shutdown_on_stop() -> None:

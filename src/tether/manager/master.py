@@ -139,7 +139,8 @@ class Master:
             return None
         host, port = self._metrics_server.sockets[0].getsockname()[:2]
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}{self.config.metrics.path}"
+        # The path the listener serves: the config it started with, not a reload's.
+        return f"http://{host}:{port}{self.reloader.started_with.metrics.path}"
 
     def _metrics_on_port(self) -> str | None:
         """``http://127.0.0.1:9501/metrics`` when ``[metrics] key`` serves them on the service port."""

@@ -44,12 +44,16 @@ def restart_only_changes(held: Config, config: Config) -> list[str]:
     # The host's recovery log is the master's only with the memory driver (with Redis Streams each worker
     # is a node of its own, the stream is the log, and new workers apply the [recovery] keys).
     master_log = "memory" in (config.room.driver, held.room.driver)
-    return [
+    warnings = [
         f"{section}.{key} changed: restart to apply it"
         for section, key in RESTART_ONLY
         if (section != "recovery" or master_log)
         and getattr(getattr(config, section), key) != getattr(getattr(held, section), key)
     ]
+    if held.metrics.listen and config.metrics.path != held.metrics.path:
+        # The service port (with a key) takes the new path at once; the master's listener keeps its own.
+        warnings.append(f"metrics.path changed: restart to apply it on {held.metrics.listen}")
+    return warnings
 
 
 class Reloader:

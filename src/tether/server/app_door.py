@@ -41,7 +41,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from ..errors import AppStartupError, ConfigError
-from .paths import TetherPaths
+from .paths import TetherPaths, warn_shadowed
 
 if TYPE_CHECKING:
     from .receive import Receiver
@@ -106,6 +106,7 @@ class AppDoor:
                 " give `tether start --app` the application it wraps (its other_asgi_app, e.g. main:api)",
             )
         self.server = server
+        self.app = app
         self.uvicorn = UvicornConfig(
             app,
             http=AppHttpProtocol,
@@ -141,6 +142,7 @@ class AppDoor:
                 ``[app] lifespan = "on"``; ``"auto"`` treats an app without lifespan support as fine).
         """
         self.paths = TetherPaths(self.server)  # extensions and route files have registered theirs by now
+        warn_shadowed(self.paths, self.app)
         self._tick()
         await self.lifespan.startup()
         if self.lifespan.should_exit:

@@ -29,10 +29,13 @@ from .frames import (
     RESTORED,
     SESSION,
     TAKE_OVER,
+    Presence,
     body_of,
     decode_broadcast,
     encode_broadcast,
+    forget_worker,
     frame,
+    record_presence,
     session_fields,
     session_from,
 )
@@ -70,7 +73,7 @@ class HubAdapter(RequestingAdapter):
         """Set by the master when workers use different parsers: frames then carry the arguments."""
         self.carry_args = False
         """Set by a feature that needs the arguments of relayed emits (the admin UI's ``event_sent``)."""
-        self.remote_users: dict[tuple[str, str], set[int]] = {}
+        self.remote_users: Presence = {}
         """``(namespace, user room)`` -> ids of the *other* workers that have a socket in it."""
         self.published = 0
         self.received = 0
@@ -299,24 +302,11 @@ class HubAdapter(RequestingAdapter):
         return n
 
     def receive_presence(self, raw: bytes) -> None:
-        namespace, room, online, wid = body_of(raw)
-        key = (namespace, room)
-        if online:
-            self.remote_users.setdefault(key, set()).add(wid)
-        else:
-            wids = self.remote_users.get(key)
-            if wids is not None:
-                wids.discard(wid)
-                if not wids:
-                    del self.remote_users[key]
+        record_presence(self.remote_users, raw)
 
     def receive_gone(self, raw: bytes) -> None:
         (wid,) = body_of(raw)
-        for key in [k for k, wids in self.remote_users.items() if wid in wids]:
-            wids = self.remote_users[key]
-            wids.discard(wid)
-            if not wids:
-                del self.remote_users[key]
+        forget_worker(self.remote_users, wid)
 
     def user_online_changed(self, namespace: str, user_room: str, online: bool) -> None:
         self._send(frame(PRESENCE, [namespace, user_room, online, self.wid]))

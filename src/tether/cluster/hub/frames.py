@@ -35,11 +35,14 @@ __all__ = [
     "TAKE_OVER",
     "WIRE_VERSION",
     "FrameReader",
+    "Presence",
     "body_of",
     "decode_broadcast",
     "encode_broadcast",
+    "forget_worker",
     "frame",
     "pack",
+    "record_presence",
     "session_fields",
     "session_from",
     "unpack",
@@ -201,3 +204,31 @@ def session_from(fields: list[Any], now: float) -> SavedSession:
         return SavedSession(pid, sid, namespace, tuple(rooms), data, user_id, session_id, int(base), now)
     except (TypeError, ValueError) as exc:
         raise ClusterError("hub", f"bad saved session: {exc}") from exc
+
+
+Presence = dict[tuple[str, str], set[int]]
+"""``(namespace, user room)`` -> ids of the workers that have a socket in it: the master's whole table, and
+each worker's table of the others."""
+
+
+def record_presence(table: Presence, raw: bytes) -> None:
+    """Apply a P frame to ``table``."""
+    namespace, room, online, wid = body_of(raw)
+    key = (namespace, room)
+    if online:
+        table.setdefault(key, set()).add(wid)
+        return
+    wids = table.get(key)
+    if wids is not None:
+        wids.discard(wid)
+        if not wids:
+            del table[key]
+
+
+def forget_worker(table: Presence, wid: int) -> None:
+    """Remove worker ``wid`` from every entry of ``table`` (it is gone: a G frame, or the master saw it)."""
+    for key in [k for k, wids in table.items() if wid in wids]:
+        wids = table[key]
+        wids.discard(wid)
+        if not wids:
+            del table[key]

@@ -23,8 +23,11 @@ from .frames import (
     RESTORE,
     RESTORED,
     TAKE_OVER,
+    Presence,
     body_of,
+    forget_worker,
     frame,
+    record_presence,
     session_fields,
     session_from,
 )
@@ -46,7 +49,7 @@ class Hub:
 
     def __init__(self, recovery: RecoveryLog | None = None) -> None:
         self.writers: dict[int, Callable[[bytes], None]] = {}
-        self.presence: dict[tuple[str, str], set[int]] = {}
+        self.presence: Presence = {}
         self.relayed = 0
         self.recovery = recovery
         """The host's recovery log (``[recovery]`` on): emits get their offsets here."""
@@ -65,11 +68,7 @@ class Hub:
     def remove(self, wid: int) -> None:
         """Forget worker ``wid``: its presence entries go, the others are told."""
         self.writers.pop(wid, None)
-        for key in [k for k, wids in self.presence.items() if wid in wids]:
-            wids = self.presence[key]
-            wids.discard(wid)
-            if not wids:
-                del self.presence[key]
+        forget_worker(self.presence, wid)
         gone = frame(GONE, [wid])
         for write in self.writers.values():
             write(gone)
@@ -85,16 +84,7 @@ class Hub:
             self.relayed += 1
             return
         if kind == PRESENCE:
-            namespace, room, online, wid = body_of(raw)
-            key = (namespace, room)
-            if online:
-                self.presence.setdefault(key, set()).add(wid)
-            else:
-                wids = self.presence.get(key)
-                if wids is not None:
-                    wids.discard(wid)
-                    if not wids:
-                        del self.presence[key]
+            record_presence(self.presence, raw)
         sent = 0
         for wid, write in self.writers.items():
             if wid != sender:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Handler", "Headers", "Request", "parse_cookies"]
+__all__ = ["Handler", "Headers", "Request", "parse_cookies", "wsgi_environ"]
 
 
 def parse_cookies(header: str) -> dict[str, str]:
@@ -71,6 +71,27 @@ class Request:
         """The ``Cookie`` header as ``{name: value}`` (see :func:`parse_cookies`): how the connect handler
         finds the web app's session cookie (``socket.request.cookies["sessionid"]``)."""
         return parse_cookies(self.headers.get("cookie", ""))
+
+
+def wsgi_environ(request: Request) -> dict[str, Any]:
+    """A WSGI-style ``environ`` of ``request``, as python-socketio hands one to ``on_connect`` and returns
+    from ``get_environ(sid)``: ``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``, ``REMOTE_ADDR``,
+    ``CONTENT_TYPE``/``CONTENT_LENGTH``, an ``HTTP_*`` key per other header, and the request itself under
+    ``tether.request``. A new dict each call."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": request.method,
+        "PATH_INFO": request.path,
+        "QUERY_STRING": "&".join(f"{k}={v}" for k, v in request.query.items()),
+        "REMOTE_ADDR": request.remote,
+        "tether.request": request,
+    }
+    for key, value in request.headers.items():
+        name = str(key).upper().replace("-", "_")
+        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[name] = str(value)
+        else:
+            environ[f"HTTP_{name}"] = str(value)
+    return environ
 
 
 class Handler:

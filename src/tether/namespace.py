@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import Reject, TetherError, reject_of
+from .handler import wsgi_environ
 from .router import set_namespace_registrar
 
 if TYPE_CHECKING:
@@ -197,23 +198,8 @@ class _SocketIOBridge:
 
 def environ_of(socket: Socket) -> dict[str, Any]:
     """A WSGI-style ``environ`` of the request that opened ``socket``'s connection (python-socketio
-    hands one to ``on_connect``): ``REQUEST_METHOD``, ``PATH_INFO``, ``QUERY_STRING``, ``REMOTE_ADDR``
-    and an ``HTTP_*`` key per header."""
-    request = socket.client.request
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": request.method,
-        "PATH_INFO": request.path,
-        "QUERY_STRING": "&".join(f"{k}={v}" for k, v in request.query.items()),
-        "REMOTE_ADDR": request.remote,
-        "tether.request": request,
-    }
-    for key, value in request.headers.items():
-        name = str(key).upper().replace("-", "_")
-        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[name] = str(value)
-        else:
-            environ[f"HTTP_{name}"] = str(value)
-    return environ
+    hands one to ``on_connect``): see :func:`tether.handler.wsgi_environ`."""
+    return wsgi_environ(socket.client.request)
 
 
 set_namespace_registrar(register)

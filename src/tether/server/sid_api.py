@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import SENT, Socket, _Sent
 from ..errors import AckTimeout, ConnectionClosed, TetherError
-from ..namespace import environ_of
+from ..handler import wsgi_environ
 from ..threads import in_loop
 
 if TYPE_CHECKING:
@@ -322,7 +322,7 @@ class SidApi:
             The dict for a socket of this process; None for a sid this process does not hold.
         """
         sock, _, _ = self._socket(sid, namespace)
-        return environ_of(sock) if sock is not None else None
+        return wsgi_environ(sock.client.request) if sock is not None else None
 
     @in_loop
     def enter_room(self, sid: str | Socket, room: str, namespace: str | None = None) -> _Sent:

@@ -12,8 +12,8 @@ for an ack and resolves to their :class:`~tether.acks.Answers` (socket.io 4.5's 
 The server is seen here through small interfaces, :class:`SocketHost` (what a socket asks of the server),
 :class:`BroadcastHost` (what an emit chain asks) and :class:`ClientLink` (what a socket writes to), which
 :class:`~tether.server.Server` and :class:`~tether.server.client.Client` implement: this module imports
-nothing from :mod:`tether.server` but the plain counters of :mod:`~tether.server.state`, so the server
-builds sockets without an import circle.
+nothing from :mod:`tether.server` (the counters it bumps are :class:`~tether.cluster.base.EmitCounters`), so
+the server builds sockets without an import circle.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ from .typing import EmitHook, OutgoingHook
 
 if TYPE_CHECKING:
     from .acks import Answers
-    from .cluster.base import Adapter, SocketInfo
+    from .cluster.base import Adapter, EmitCounters, SocketInfo
     from .config import Config
     from .handler import Request
     from .protocol.connection import Connection
     from .protocol.parsers import Parser
-    from .server.state import ServerState
 
 __all__ = [
     "BroadcastHost",
@@ -151,7 +150,9 @@ class SocketHost(BroadcastHost, Protocol):
     here (mypy then checks that the server has it).
     """
 
-    state: ServerState
+    @property
+    def state(self) -> EmitCounters: ...
+
     ssl_context: ssl.SSLContext | None
 
     @property

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "examples" / "login_timeout" / "tether.toml"
 SOCKET_IO_CLIENT = ROOT / "tests" / "js" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
-IDLE = 3.0
+IDLE = 3.0 * FACTOR
+"""Session idle timeout: scaled, or on a loaded machine a second tab finds the session already expired."""
 WARN = 1.0
 ACTIVITY_INTERVAL = 1.0
 PING_INTERVAL = 1.0

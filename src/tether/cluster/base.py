@@ -73,6 +73,11 @@ class EmitCounters(Protocol):
     @property
     def observe(self) -> bool: ...
 
+    @property
+    def events_out_by_name(self) -> dict[str, int]:
+        """Events sent, by name (bumped in place on the hot path; :meth:`count_out` adds a new name)."""
+        ...
+
     def count_out(self, name: str, reached: int) -> None: ...
 
 

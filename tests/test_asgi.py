@@ -197,3 +197,161 @@ async def test_redis_adapter_across_two_asgi_servers(redis_server: Any) -> None:
         finally:
             await a.close()
             await b.close()
+
+
+# -- static_files: python-socketio's argument, served alongside Tether and the other app -----------------
+
+
+async def _not_found_app(scope: Any, receive: Any, send: Any) -> None:
+    """The other app: /api answers, anything else is its own 404 (so a fall-through is visible)."""
+    if scope["type"] != "http":
+        return
+    status, body = (200, b"api") if scope["path"] == "/api" else (404, b"other app: no such page")
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class StaticSite:
+    def __init__(self, url: str, public: Any) -> None:
+        self.url = url
+        self.public = public
+
+
+SECRET = b"the secret outside public/"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def static_site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[StaticSite]:
+    root = tmp_path_factory.mktemp("static")
+    public = root / "public"
+    (public / "sub").mkdir(parents=True)
+    (root / "secret.txt").write_bytes(SECRET)
+    (root / "index.html").write_bytes(b"<h1>home</h1>")
+    (root / "notes.md").write_bytes(b"# notes")
+    (public / "app.js").write_bytes(b"console.log(1)")
+    (public / "logo.svg").write_bytes(b"<svg/>")
+    (public / "sub" / "index.html").write_bytes(b"<p>sub index</p>")
+    (public / "sub" / "data.json").write_bytes(b"[1]")
+    (public / "link.txt").symlink_to(root / "secret.txt")  # a link out of public/ is not served
+    static_files = {
+        "/": str(root / "index.html"),
+        "/static": str(public) + "/",
+        "/notes": {"filename": str(root / "notes.md"), "content_type": "text/markdown"},
+    }
+    app = ASGIApp(build_router(Recorder()), _not_found_app, static_files, config=make_config())
+    async with serve(app, "uvicorn") as url:
+        yield StaticSite(url, public)
+
+
+async def _raw_get(url: str, target: str, method: str = "GET") -> tuple[int, bytes]:
+    """One request with the target exactly as written (aiohttp would normalise ``..`` away)."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        raw = await within(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body"),
+    [
+        ("/", "text/html", b"<h1>home</h1>"),  # a file
+        ("/static/app.js", "application/javascript", b"console.log(1)"),  # a directory, engineio's table
+        ("/static/logo.svg", "image/svg+xml", b"<svg/>"),  # not in engineio's table: mimetypes
+        ("/static/sub/", "text/html", b"<p>sub index</p>"),  # a directory's index.html
+        ("/static/sub/data.json", "application/json", b"[1]"),
+        ("/notes", "text/markdown", b"# notes"),  # the entry's own content type
+    ],
+)
+async def test_static_files_served(
+    static_site: StaticSite, path: str, content_type: str, body: bytes
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(static_site.url + path) as resp:
+            assert (resp.status, resp.headers["Content-Type"], await resp.read()) == (200, content_type, body)
+        async with http.head(static_site.url + path) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == content_type
+            assert int(resp.headers["Content-Length"]) == len(body) and await resp.read() == b""
+
+
+async def test_static_files_missing_other_methods_and_traversal(static_site: StaticSite) -> None:
+    async with aiohttp.ClientSession() as http:
+        # No such file under a mapped directory: on to the other app, as python-socketio does (its 404).
+        async with http.get(static_site.url + "/static/missing.js") as resp:
+            assert (resp.status, await resp.read()) == (404, b"other app: no such page")
+        async with http.get(static_site.url + "/api") as resp:
+            assert (resp.status, await resp.read()) == (200, b"api")
+        async with http.post(static_site.url + "/static/app.js", data=b"x") as resp:
+            assert resp.status == 405 and resp.headers["Allow"] == "GET, HEAD"
+    for target in (
+        "/static/../secret.txt",
+        "/static/%2e%2e/secret.txt",  # the ASGI path is decoded: the same ..
+        "/static/sub/../../secret.txt",
+        "/static/..",
+        "/static/link.txt",  # inside public/ by name, outside once the link is resolved
+    ):
+        status, body = await _raw_get(static_site.url, target)
+        # Refused by the lookup, so on to the other app (its 404, in chunks): never the file.
+        assert status == 404 and b"other app: no such page" in body and SECRET not in body, target
+
+
+async def test_static_files_alongside_tether(static_site: StaticSite) -> None:
+    # "/" is a static file here, yet Tether's paths are Tether's: polling, then a python-socketio client.
+    status, body = await _raw_get(static_site.url, "/socket.io/?EIO=4&transport=polling")
+    assert status == 200 and body.startswith(b'0{"sid":')
+    client = await SioClient(["websocket"]).connect(static_site.url)
+    try:
+        await client.echo_works()
+    finally:
+        await client.close()
+
+
+async def test_static_files_lookup_matches_engineio() -> None:
+    # The reference: python-engineio's own get_static_file (what python-socketio's ASGIApp calls), on
+    # every shape of the mapping where the two agree by design.
+    from engineio.static_files import get_static_file as engineio_lookup
+
+    from tether.static_files import get_static_file
+
+    files: dict[str, Any] = {
+        "/": "index.html",
+        "/a.txt": {"filename": "docs/a.txt", "content_type": "text/x-a"},
+        "/static": "public",
+        "/assets/": "dist/",
+        "/img/": {"filename": "pics/", "content_type": "image/png"},
+    }
+    for path in ("/", "/a.txt", "/static/x.css", "/static/y/z.js", "/assets/", "/assets/b.json",
+                 "/assets/c/", "/img/p", "/nothing", "/a.txt/x"):  # fmt: skip
+        ours = get_static_file(path, files)
+        theirs = engineio_lookup(path, files)
+        assert ours == ((theirs["filename"], theirs["content_type"]) if theirs else None), path
+    with_index = {"/": "site/", "": {"filename": "home.htm", "content_type": "text/html"}}
+    assert get_static_file("/", with_index) == ("site/home.htm", "text/html")
+    assert engineio_lookup("/", with_index) == {"filename": "site/home.htm", "content_type": "text/html"}
+
+
+async def test_third_argument_compatibility() -> None:
+    from tether.errors import ConfigError
+
+    router = build_router(Recorder())
+    # Tether's order before static_files: (routes, other_asgi_app, socketio_path, config).
+    old = ASGIApp(router, None, "chat.io", make_config())
+    assert old.server.config.websocket.path == "/chat.io/" and old.static_files == {}
+    new = ASGIApp(router, None, {"/": "index.html"}, "chat.io", config=make_config())
+    assert new.server.config.websocket.path == "/chat.io/" and new.static_files == {"/": "index.html"}
+    keywords = ASGIApp(router, socketio_path="/x/", config=make_config(), on_startup=print, on_shutdown=print)
+    assert keywords.server.config.websocket.path == "/x/" and keywords.on_startup is print
+    with pytest.raises(TypeError, match="socketio_path twice"):
+        ASGIApp(router, None, "a.io", socketio_path="b.io", config=make_config())
+    with pytest.raises(TypeError, match="config twice"):
+        ASGIApp(router, None, None, make_config(), config=make_config())  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"static_files\['/'\]"):
+        ASGIApp(router, None, {"/": {"content_type": "text/html"}}, config=make_config())
+    with pytest.raises(ConfigError, match="static_files"):
+        ASGIApp(router, None, [("/", "index.html")], config=make_config())  # type: ignore[arg-type]

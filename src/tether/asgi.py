@@ -4,6 +4,7 @@
 
     from tether.asgi import ASGIApp
     app = ASGIApp("routes.py", other_asgi_app=fastapi_app)      # uvicorn main:app / hypercorn main:app
+    app = ASGIApp("routes.py", fastapi_app, {"/": "index.html", "/static": "public/"})  # static_files
 
 The same route files, ``socket`` API, rooms, adapters (memory in one process; Redis across processes) and
 Engine.IO behaviour as ``tether start``: requests for Tether's paths are answered by the very code of
@@ -18,6 +19,8 @@ Tether's front door, only fed from ASGI messages instead of a socket.
   :class:`_AsgiWebSocket`, an object with the few calls of picows' ``WSTransport`` that Tether makes.
   Outgoing messages are queued and written by one task; past ``[limits] send_buffer_bytes`` queued the
   client is a slow consumer, as with picows. Pings are the ASGI server's business (ASGI has no ping).
+- ``static_files`` (python-socketio's, :mod:`tether.static_files`): a GET or HEAD for a mapped path whose
+  file exists is answered with the file; other methods get 405.
 - Anything else goes to ``other_asgi_app`` (or 404). Lifespan: Tether starts on ``lifespan.startup`` (or
   on the first request when the server runs no lifespan) and stops on ``lifespan.shutdown``; the other
   app's lifespan runs inside.
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -46,6 +50,7 @@ from .server.http import HttpProtocol
 from .server.paths import TetherPaths, warn_shadowed
 from .server.server import Server
 from .server.websocket import _listener_factory
+from .static_files import StaticFiles, check_static_files, get_static_file
 
 __all__ = ["ASGIApp"]
 
@@ -61,16 +66,35 @@ ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 class ASGIApp:
     """An ASGI 3 application serving Tether (and ``other_asgi_app`` for every other path).
 
+    The arguments are python-socketio's ``socketio.ASGIApp(socketio_server, other_asgi_app=None,
+    static_files=None, socketio_path='socket.io', on_startup=None, on_shutdown=None)``, in that order, then
+    Tether's ``config``. Each request goes to the first of: Tether's paths (Engine.IO, the client bundle,
+    ``/tether/*``...), ``static_files``, ``other_asgi_app``, 404.
+
     Args:
         routes_or_server: a route file (path or module name, as ``[websocket] route_file``), a
             :class:`~tether.router.Router`, or a :class:`~tether.server.server.Server` not started yet.
         other_asgi_app: the ASGI app for every path that is not Tether's; ``None``: 404.
+        static_files: python-socketio's mapping of URL path -> filename, or -> ``{"filename": ...,
+            "content_type": ...}``; a filename ending in ``/`` is a directory served under that URL
+            prefix (its index: the ``""`` key's file, default ``index.html``). Relative filenames are
+            relative to the working directory. Only GET and HEAD (other methods: 405); a mapped path whose
+            file does not exist goes on to ``other_asgi_app`` (or 404), as python-socketio's; nothing
+            outside a mapped directory is served (``..``, symlinks out). Content type: the entry's, else
+            engineio's table by extension, else :func:`mimetypes.guess_type`, else
+            ``application/octet-stream``. A ``str`` here is ``socketio_path`` (Tether's third argument
+            before ``static_files``). Read whole per request: for a few small files.
         socketio_path: the Engine.IO path, as python-socketio's ``socketio_path`` (``"socket.io"``) or
             Tether's ``[websocket] path`` (``"/socket.io/"``); ``None``: the config's.
-        config: the config of the server built from routes (default: ``Config.from_env()``, so
-            ``TETHER_CONFIG`` and ``TETHER_*`` apply). Ignored with a Server.
         on_startup: called (sync or async) once Tether has started, as python-socketio's.
         on_shutdown: called once Tether has stopped.
+        config: the config of the server built from routes (default: ``Config.from_env()``, so
+            ``TETHER_CONFIG`` and ``TETHER_*`` apply). Ignored with a Server.
+
+    Raises:
+        tether.errors.ConfigError: ``static_files`` of the wrong shape.
+        TypeError: ``socketio_path`` or ``config`` given twice (positionally in Tether's old order and by
+            keyword).
     """
 
     serves_tether = True
@@ -81,11 +105,27 @@ class ASGIApp:
         self,
         routes_or_server: str | Router | Server,
         other_asgi_app: ASGIApplication | None = None,
+        static_files: StaticFiles | str | None = None,
         socketio_path: str | None = None,
-        config: Config | None = None,
         on_startup: Callable[[], Any] | None = None,
         on_shutdown: Callable[[], Any] | None = None,
+        *,
+        config: Config | None = None,
     ) -> None:
+        # Tether's order before static_files was (routes, other_asgi_app, socketio_path, config, ...): a str
+        # third and a Config fourth are still taken as they were meant.
+        if isinstance(socketio_path, Config):
+            if config is not None:
+                raise TypeError("ASGIApp() got config twice (the fourth argument and config=)")
+            config, socketio_path = socketio_path, None
+        if isinstance(static_files, str):
+            if socketio_path is not None:
+                raise TypeError(
+                    "ASGIApp() got socketio_path twice (a str third argument is socketio_path; "
+                    "static_files is a dict)"
+                )
+            static_files, socketio_path = None, static_files
+        self.static_files = check_static_files(static_files) if static_files else {}
         if isinstance(routes_or_server, Server):
             server = routes_or_server
             if socketio_path is not None and _normal(socketio_path) != server.config.websocket.path:
@@ -159,6 +199,11 @@ class ASGIApp:
                 return
             if kind == "websocket":
                 await self._websocket(scope, receive, send)
+                return
+        if kind == "http" and self.static_files:
+            found = get_static_file(scope["path"], self.static_files)
+            if found is not None and os.path.isfile(found[0]):
+                await _static_file(scope, send, *found)
                 return
         if self.other_asgi_app is not None:
             await self.other_asgi_app(scope, receive, send)
@@ -302,6 +347,31 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _static_file(scope: Scope, send: Send, filename: str, content_type: str) -> None:
+    method = scope["method"]
+    if method not in ("GET", "HEAD"):
+        headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain"), (b"content-length", b"18")]
+        await send({"type": "http.response.start", "status": 405, "headers": headers})
+        await send({"type": "http.response.body", "body": b"Method Not Allowed"})
+        return
+    try:
+        body = await asyncio.to_thread(_read_file, filename)
+    except OSError:  # gone or unreadable since the lookup
+        await _plain(send, 404, b"Not Found")
+        return
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+
+
+def _read_file(filename: str) -> bytes:
+    with open(filename, "rb") as f:
+        return f.read()
 
 
 async def _json(send: Send, status: int, body: bytes) -> None:

@@ -20,6 +20,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers import wait_until
 from tether import Config, Server, run_server
 from tether.sessions import Session, get_manager
 
@@ -146,13 +147,6 @@ async def wait_connected(page: Page, server: Server) -> Session:
     return session
 
 
-async def wait_for(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout * FACTOR
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 def wall_deadline(session: Session) -> float:
     """The session's deadline (loop time) on the wall clock that Date.now() in the page also reads."""
     return time.time() + (session.deadline - asyncio.get_running_loop().time())
@@ -176,7 +170,7 @@ async def test_idle_page_gets_the_modal_and_sends_only_heartbeats(
         await page.text_content("#status") == f"connected ({'socket.io' if with_socket_io else 'websocket'})"
     )
     # The page load itself is reported once; from then on the user does nothing.
-    await wait_for(lambda: session.activity == 1, 3)
+    await wait_until(lambda: session.activity == 1, 3)
     idle_from = time.time()
     events_before = session.events
 
@@ -223,7 +217,7 @@ async def test_idle_page_gets_the_modal_and_sends_only_heartbeats(
 async def test_activity_keeps_the_session_and_is_throttled(demo: Server, profile: BrowserContext) -> None:
     page, traffic = await new_page(profile)
     session = await log_in(page, demo)
-    await wait_for(lambda: session.activity == 1, 3)
+    await wait_until(lambda: session.activity == 1, 3)
     start = time.monotonic()
     moves = 0
     # Well past the idle timeout, a user moving the mouse every 100 ms.
@@ -240,7 +234,12 @@ async def test_activity_keeps_the_session_and_is_throttled(demo: Server, profile
     reports = session.activity - 1
     assert moves >= 20
     assert 2 <= reports <= 1.7 * IDLE / ACTIVITY_INTERVAL + 1, reports
-    assert [f for _, f in traffic.frames].count('42["activity"]') == session.activity
+    # Playwright reports a sent frame asynchronously: the server may have counted the last one first.
+    await wait_until(
+        lambda: [f for _, f in traffic.frames].count('42["activity"]') == session.activity,
+        3,
+        "every activity report seen leaving the page",
+    )
 
 
 async def test_two_tabs_of_one_user_both_show_the_modal(demo: Server, profile: BrowserContext) -> None:
@@ -249,7 +248,7 @@ async def test_two_tabs_of_one_user_both_show_the_modal(demo: Server, profile: B
     tab2, _ = await new_page(profile)
     await tab2.goto(f"{demo.url}/app.html")  # same browser, same stored token: the same session
     assert await wait_connected(tab2, demo) is session
-    await wait_for(lambda: session.activity == 2, 3)
+    await wait_until(lambda: session.activity == 2, 3)
     times = [await modal_time(tab1), await modal_time(tab2)]
     deadline = wall_deadline(session)
     for shown_at in times:
@@ -290,7 +289,7 @@ async def test_bare_websocket_page(demo: Server, profile: BrowserContext) -> Non
     token = await page.evaluate("JSON.parse(localStorage.getItem('tether-demo')).token")
     # The article's loginCheck, asked once and answered once.
     await page.wait_for_selector("#log:has-text('\"code\":200')")
-    await wait_for(lambda: session.events == 1, 3)
+    await wait_until(lambda: session.events == 1, 3)
     idle_from = time.time()
     shown_at = await modal_time(page)
     deadline = wall_deadline(session)

@@ -4,9 +4,9 @@
 ``async def`` handler with ``coro.send(None)`` outside any Task, with a stand-in as the current task
 (``EagerStart``) that becomes the handler's Task if it suspends; Tether's own waits reachable from there
 use this helper, which needs no current task at all. ``asyncio.wait_for`` would work there but, on Python
-3.11, returns the result when a cancel lands as the awaited future completes (CPython gh-86296, fixed in 3.12 by building it on
-``asyncio.timeout``): its caller runs on after it was cancelled. :func:`wait_done` is wait_for's waiter
-without that flaw.
+3.11, returns the result when a cancel lands as the awaited future completes (CPython gh-86296, fixed in
+3.12 by building it on ``asyncio.timeout``): its caller runs on after it was cancelled. :func:`wait_done`
+is wait_for's waiter without that flaw.
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """A bounded wait that keeps a cancel, for code a handler may run before it is a Task.
 
-``async with asyncio.timeout(...)`` is the bounded wait in a Task. It cannot serve code that a handler runs
-before its first suspension: :mod:`tether.server.dispatch` starts an ``async def`` handler with
-``coro.send(None)`` outside any Task (or inside the Task of whoever delivered the packet, an ASGI
-connection's), where ``asyncio.timeout`` raises "Timeout should be used inside a task" or would cancel
-someone else's Task. ``asyncio.wait_for`` works there but, on Python 3.11, returns the result when a cancel
-lands as the awaited future completes (CPython gh-86296, fixed in 3.12 by building it on
-``asyncio.timeout``): its caller runs on after it was cancelled. :func:`wait_done` is wait_for's waiter
-without that flaw.
+``async with asyncio.timeout(...)`` is the bounded wait in a Task. :mod:`tether.server.dispatch` starts an
+``async def`` handler with ``coro.send(None)`` outside any Task, with a stand-in as the current task
+(``EagerStart``) that becomes the handler's Task if it suspends; Tether's own waits reachable from there
+use this helper, which needs no current task at all. ``asyncio.wait_for`` would work there but, on Python
+3.11, returns the result when a cancel lands as the awaited future completes (CPython gh-86296, fixed in
+3.12 by building it on ``asyncio.timeout``): its caller runs on after it was cancelled. :func:`wait_done`
+is wait_for's waiter without that flaw.
 """
 
 from __future__ import annotations

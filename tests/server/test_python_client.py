@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import pytest
 import socketio
 
-from tests.helpers import Recorder, wait_until
+from tests.conftest import ServerFactory
+from tests.helpers import Recorder, scaled, wait_until
 from tests.server.clients import TRANSPORTS, SioClient
-from tether import Server
+from tether import Router, Server, Socket
 
 
 class Connect:
@@ -221,3 +223,32 @@ async def test_server_shutdown_closes_sessions(connect: Connect, server: Server,
     assert len(client.disconnects) == 1
     assert client.disconnects[0][1] != socketio.AsyncClient.reason.SERVER_DISCONNECT
     assert rec.reasons() == ["server shutting down"]
+
+
+async def test_handler_uses_asyncio_timeout_before_its_first_await(server_factory: ServerFactory) -> None:
+    # The hot path (receive_event) starts a handler outside any Task; 3.11's asyncio.timeout (and aiohttp's
+    # timer) asked for one and raised, so the client got no answer.
+    router = Router()
+
+    @router.on("quick")
+    async def quick(socket: Socket, x: int) -> int:
+        async with asyncio.timeout(scaled(2)):
+            return x + 1
+
+    @router.on("stuck")
+    async def stuck(socket: Socket) -> str:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return "timed out"
+        return "not reached"
+
+    server = await server_factory(router)
+    client = SioClient(["websocket"])
+    try:
+        await client.connect(server.url, wait_welcome=False)
+        assert await client.call("quick", 41) == 42
+        assert await client.call("stuck") == "timed out"
+    finally:
+        await client.close()

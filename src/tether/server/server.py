@@ -83,7 +83,7 @@ class Server(SidApi, Receiver):
         Raises:
             OSError: the address is in use or cannot be bound.
         """
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         cfg = self.config.server
         if cfg.tls_cert:
@@ -121,8 +121,9 @@ class Server(SidApi, Receiver):
         (:class:`tether.asgi.ASGIApp` under uvicorn, hypercorn...). Starts the adapter, the timers and the
         background tasks, as :meth:`start` does (from now on :func:`tether.current_server` returns it)."""
         self._stopping = asyncio.Event()
+        loop = self._loop = asyncio.get_running_loop()
         await self.adapter.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        self._sweeper = loop.create_task(self._sweep_forever())
         self.start_deferred_tasks()
         self.state.started_at = time.time()
 

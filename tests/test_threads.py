@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
 from tests.apps.pyapi_routes import install
+from tests.helpers import scaled
 from tests.redis_fixtures import clients
 from tether import Config, ConfigError, Router, Socket, run_server
 from tether.threads import BlockWatch
@@ -124,3 +127,21 @@ async def test_emits_from_a_def_handler_keep_their_order_come_before_its_ack_and
         await ws.close()
     finally:
         await server.shutdown(timeout=1)
+
+
+def test_a_process_exits_with_a_pool_whose_server_was_never_shut_down(tmp_path: Any) -> None:
+    # A def handler's thread waited for work forever: the interpreter, which joins non-daemon threads at
+    # exit, hung after the last line (CI's pytest did, after "1211 passed").
+    script = tmp_path / "leak.py"
+    script.write_text(
+        "import asyncio\n"
+        "from tether.threads import HandlerPool\n"
+        "async def main():\n"
+        "    pool = HandlerPool(2)\n"
+        "    assert await pool.run(lambda x: x + 1, (1,)) == 2\n"
+        "    globals()['kept'] = pool\n"
+        "asyncio.run(main())\n"
+        "print('done', flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=scaled(20))
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr

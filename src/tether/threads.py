@@ -31,6 +31,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -127,6 +128,7 @@ class HandlerPool:
         self._threads: list[threading.Thread] = []
         self.running = 0
         """Handlers given to a thread and not done yet (counted on the loop)."""
+        _POOLS.add(self)
 
     async def run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         """``fn(*args)`` in a thread; an awaitable it returns is awaited here, on the loop.
@@ -192,6 +194,20 @@ class HandlerPool:
         for _ in threads:
             jobs.put(None)
 
+
+_POOLS: weakref.WeakSet[HandlerPool] = weakref.WeakSet()
+
+
+def _release_at_exit() -> None:
+    # The threads are not daemons (a running handler finishes before the process exits), so a pool whose
+    # server was never shut down would keep the interpreter waiting forever for its idle threads: wake them
+    # to leave, as concurrent.futures' executors do from the same hook.
+    for pool in list(_POOLS):
+        for _ in pool._threads:
+            pool._jobs.put(None)
+
+
+threading._register_atexit(_release_at_exit)  # type: ignore[attr-defined]  # runs before non-daemon joins
 
 _Job = tuple[
     asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]

@@ -193,12 +193,6 @@ async def tether_reference() -> AsyncIterator[Target]:
             await server.shutdown(timeout=scaled(2))
 
 
-@pytest.fixture(scope="module")
-def node() -> Iterator[Target]:
-    with node_reference() as target:
-        yield target
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def tether() -> AsyncIterator[Target]:
     async with tether_reference() as target:

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import orjson
@@ -28,7 +28,7 @@ from tether.handler import Headers
 from tether.server.websocket import _NO_HEADERS, _SWITCHING
 
 from ..conftest import make_config
-from .test_disconnect_reasons_vs_node import Target, node_reference
+from .test_disconnect_reasons_vs_node import Target
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,12 +61,6 @@ async def _handshake(
     fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
     accept = fields.get("sec-websocket-accept", "")
     return status, "ok" if accept == _accept(key) else accept
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[Target]:
-    with node_reference() as target:
-        yield target
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

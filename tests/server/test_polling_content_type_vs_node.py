@@ -14,7 +14,7 @@ asserted: a change on either side fails the test.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -25,7 +25,6 @@ from tests.helpers import scaled
 from tests.server.test_disconnect_reasons_vs_node import (
     Poller,
     Target,
-    node_reference,
     poll_url,
     tether_reference,
 )
@@ -38,12 +37,6 @@ ECHO = b'421["echo","x"]'
 ANSWERED = (200, '431["x"]')
 CLOSE_PACKET = (200, "1")
 UNKNOWN = (400, '{"code":1,"message":"Session ID unknown"}')
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[Target]:
-    with node_reference() as target:
-        yield target
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -297,7 +297,7 @@ class RedisConfig:
     """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it.
-    ``redis-streams``: the stream name and the channel prefix (node's ``streamName`` and ``channelPrefix``)."""
+    ``redis-streams``: the stream name and the channel prefix (node's ``streamName``, ``channelPrefix``)."""
     request_timeout: float = 5.0
     """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online; both Redis drivers);
     then partial answers. The workers of one host (no Redis) wait as long for each other's answers through

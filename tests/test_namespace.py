@@ -3,6 +3,7 @@ subclass run unchanged, against real python-socketio clients."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tests.apps import namespace_routes
 from tests.helpers import scaled, wait_until
 from tests.redis_fixtures import Client
 from tether import Config, Namespace, Router, Server, run_server
-from tether.errors import TetherError
+from tether.errors import ConfigError, TetherError
 from tether.router import load_route_file
 
 ROUTES = Path(__file__).parent / "apps" / "namespace_routes.py"
@@ -92,6 +93,84 @@ async def test_python_socketio_async_namespace_unchanged(server: Server) -> None
     )
     reason = next(e[2] for e in seen("chat") if e[:2] == ("disconnect", ann.sid))
     assert reason in ("client disconnect", "transport close")
+
+
+async def test_trigger_event_sees_every_event(server: Server) -> None:
+    """A ``tether.Namespace`` that overrides ``trigger_event`` gets connect, events with and without an
+    ``on_<event>`` method, and disconnect, as python-socketio's ``AsyncNamespace`` does; its
+    ``self.server.start_background_task``/``sleep`` and awaited room calls work as there."""
+    c = Client(server.url, "/audit")
+    await c.sio.connect(server.url, namespaces=["/audit"], auth={"k": 1}, transports=["websocket"])
+    c.sid = c.sio.get_sid("/audit") or ""
+    try:
+        assert await c.call("echo", {"a": 1}) == {"a": 1}
+        assert await c.call("unrouted", 2) == "seen by trigger_event"
+        assert await c.call("ticks", 3) == "started"
+        await wait_until(lambda: not c.sio.connected, what="the background task's disconnect")
+        assert c.events["tick"] == [0, 1, 2]
+        assert seen("ticks") == [sorted([c.sid, "tickers"])]
+    finally:
+        await c.close()
+    await wait_until(lambda: seen("audit")[-1][0] == "disconnect", what="disconnect through trigger_event")
+    assert seen("audit") == [
+        ("connect", {"k": 1}),
+        ("echo", {"a": 1}),
+        ("unrouted", 2),
+        ("ticks", 3),
+        ("disconnect", "server namespace disconnect"),
+    ]
+
+
+def test_same_calls_as_python_socketio_async_namespace() -> None:
+    """Every public method of ``socketio.AsyncNamespace`` is on ``tether.Namespace``, taking the same
+    arguments by the same names; ``trigger_event`` is a coroutine there and here."""
+    theirs = socketio.AsyncNamespace
+    for name in dir(theirs):
+        if name.startswith("_"):
+            continue
+        assert hasattr(Namespace, name), name
+        ours = inspect.signature(getattr(Namespace, name))
+        for param in inspect.signature(getattr(theirs, name)).parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                assert any(p.kind is param.kind for p in ours.parameters.values()), (name, param)
+            else:
+                assert param.name in ours.parameters, (name, param.name)
+    assert inspect.iscoroutinefunction(Namespace.trigger_event)
+    assert Namespace("/x").is_asyncio_based()
+
+
+async def test_default_trigger_event_dispatch() -> None:
+    """The default dispatch: ``on_<event>``, None without one; a one-argument ``on_connect``/
+    ``on_disconnect`` gets the socket alone, as a route would; no catch-all route unless overridden."""
+    got: list[object] = []
+
+    class Plain(Namespace):
+        def on_connect(self, socket: object) -> None:
+            got.append(("connect", socket))
+
+        async def on_disconnect(self, socket: object) -> None:
+            got.append(("disconnect", socket))
+
+        async def on_add(self, socket: object, a: int, b: int) -> int:
+            return a + b
+
+    ns = Plain("/p")
+    router = Router()
+    router.register_namespace(ns)
+    assert router.get("/p", "*") is None and set(router.events("/p")) == {"connect", "disconnect", "add"}
+    assert await ns.trigger_event("add", "sock", 2, 3) == 5
+    assert await ns.trigger_event("nothing", "sock") is None
+    assert await ns.trigger_event("connect", "sock", {"auth": 1}) is None
+    assert await ns.trigger_event("disconnect", "sock", "transport close") is None
+    assert got == [("connect", "sock"), ("disconnect", "sock")]
+
+
+def test_ported_on_connect_fails_at_registration() -> None:
+    class Ported(Namespace):
+        async def on_connect(self, sid: str, environ: dict[str, object], auth: object) -> None: ...
+
+    with pytest.raises(ConfigError, match="socket, auth"):
+        Router().register_namespace(Ported("/ported"))
 
 
 def test_registration_errors() -> None:

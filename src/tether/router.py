@@ -28,7 +28,7 @@ from typing import Any, TypeVar, overload
 from .errors import ConfigError
 from .threads import wrap_sync
 
-__all__ = ["RESERVED", "Router", "describe_import_error", "load_route_file", "websocket"]
+__all__ = ["RESERVED", "Router", "describe_import_error", "fit_reserved", "load_route_file", "websocket"]
 
 RESERVED = frozenset({"connect", "disconnect"})
 
@@ -162,7 +162,7 @@ class Router:
         if target is None:
             return None
         resolved = self._resolve(target) if isinstance(target, str) else target
-        handler = wrap_sync(_fit_reserved(event, resolved) if event in RESERVED else resolved)
+        handler = wrap_sync(fit_reserved(event, resolved) if event in RESERVED else resolved)
         self._resolved[key] = handler
         return handler
 
@@ -205,7 +205,7 @@ class Router:
         self._instances.clear()
 
 
-def _fit_reserved(event: str, handler: Handler) -> Handler:
+def fit_reserved(event: str, handler: Handler) -> Handler:
     """A ``connect`` or ``disconnect`` handler that takes the socket alone gets the socket alone.
 
     Tether calls ``connect(socket, auth)`` and ``disconnect(socket, reason)``; python-socketio calls

@@ -11,7 +11,7 @@ import socketio
 import tether
 from tether import websocket
 
-SEEN: dict[str, list[Any]] = {"room": [], "chat": []}
+SEEN: dict[str, list[Any]] = {"room": [], "chat": [], "audit": [], "ticks": []}
 
 
 class Room(tether.Namespace):
@@ -59,5 +59,34 @@ class ChatNamespace(socketio.AsyncNamespace):
         SEEN["chat"].append(("disconnect", sid, reason))
 
 
+class Audit(tether.Namespace):
+    """Overrides trigger_event, as python-socketio users do for a catch-all: it must see every event."""
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        SEEN["audit"].append((event, *args[1:]))
+        if event == "unrouted":  # no on_unrouted method: answered here
+            return "seen by trigger_event"
+        return await super().trigger_event(event, *args)
+
+    async def on_echo(self, socket: tether.Socket, data: Any) -> Any:
+        return data
+
+    async def on_ticks(self, socket: tether.Socket, n: int) -> str:
+        # python-socketio's way from a namespace: the server's background task and sleep, awaited calls.
+        await self.enter_room(socket.sid, "tickers")
+        self.server.start_background_task(self.ticker, socket.sid, n)  # type: ignore[union-attr]
+        return "started"
+
+    async def ticker(self, sid: str, n: int) -> None:
+        for i in range(n):
+            await self.server.sleep(0.01)  # type: ignore[union-attr]
+            await self.emit("tick", i, room="tickers")
+        SEEN["ticks"].append(sorted(self.rooms(sid)))
+        await self.leave_room(sid, "tickers")
+        await self.close_room("tickers")
+        await self.disconnect(sid)
+
+
 websocket.register_namespace(Room("/room"))
+websocket.register_namespace(Audit("/audit"))
 websocket.register_namespace(ChatNamespace("/chat"))

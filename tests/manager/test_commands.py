@@ -144,6 +144,25 @@ async def test_restart_uses_the_same_arguments(instance: Instance) -> None:
     await client.disconnect()
 
 
+async def test_restart_starts_a_stopped_instance(app_folder) -> None:  # type: ignore[no-untyped-def]
+    """``restart`` of an instance that is not running starts it (systemd's and laravel-swoole's restart),
+    in the background, with the flags that named it, and says it was not running."""
+    instance = Instance(app_folder, workers=1)
+    try:
+        proc = instance.cli("restart", check=True)
+        assert f"not running (no live master holds {instance.pid_file}): starting it" in proc.stdout
+        assert f"tether start -d --config {instance.config}" in proc.stdout
+        match = re.search(r"started on (http://\S+)", proc.stdout)
+        assert match, proc.stdout
+        instance.pids.add(instance.master_pid())
+        assert len(instance.infos()["workers"]) == 1
+        client = await _client(match.group(1))
+        assert await client.call("echo", "started by restart", timeout=timeout(5)) == "started by restart"
+        await client.disconnect()
+    finally:
+        instance.cleanup()
+
+
 async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> None:  # type: ignore[no-untyped-def]
     instance = Instance(app_folder, workers=1, stop_timeout=30)
     try:
@@ -223,7 +242,7 @@ async def test_foreground_signals(instance: Instance) -> None:
 
 
 def test_not_running_and_bad_requests(instance: Instance) -> None:
-    for command in ("stop", "reload", "infos", "restart"):
+    for command in ("stop", "reload", "infos"):
         proc = instance.cli(command)
         assert proc.returncode == 1, command
         assert "not running" in proc.stderr, (command, proc.stderr)

@@ -296,10 +296,12 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
-    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
+    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it.
+    ``redis-streams``: the stream name and the channel prefix (node's ``streamName``, ``channelPrefix``)."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
-    The workers of one host (no Redis) wait as long for each other's answers through the master."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online; both Redis drivers);
+    then partial answers. The workers of one host (no Redis) wait as long for each other's answers through
+    the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0

@@ -98,7 +98,8 @@ def add_subcommands(sub: Any) -> None:
     )
 
     restart = sub.add_parser(
-        "restart", help="stop, then start again with the arguments the instance was started with"
+        "restart",
+        help="stop, then start again with the arguments the instance was started with; start it if stopped",
     )
     _add_config(restart)
     _add_paths(restart)

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -77,6 +78,12 @@ def _paths(args: argparse.Namespace) -> tuple[RunPaths, float]:
 def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
     """Say where we looked and, when no config was named, how to point at an instance (and which exist)."""
     err(f"not running (no live master holds {paths.pid_file})")
+    _where_else(args)
+    return 1
+
+
+def _where_else(args: argparse.Namespace) -> None:
+    """When no config was named: how to point at another instance, and which instances of this user run."""
     if config_path(args) is None:
         err(
             f"  no --config given and TETHER_CONFIG is not set, so this looked for an instance started in "
@@ -93,7 +100,6 @@ def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
             err("  instances of this user (tether infos --all):")
             for entry in live:
                 err(f"    pid {entry['pid']}  {entry['listen']}  {_pointer(entry)}")
-    return 1
 
 
 def _pointer(entry: dict[str, Any]) -> str:
@@ -259,9 +265,9 @@ def cmd_restart(args: argparse.Namespace) -> int:
     try:
         launch = request(paths.control_socket, "launch")
     except ControlError as exc:
-        if _unanswered(paths, args, exc) and running_pid(paths.pid_file) is None:
-            err("use `tether start`")
-        return 1
+        if running_pid(paths.pid_file) is not None:
+            return _unanswered(paths, args, exc)  # a master starting, or one that did not answer
+        return _start_stopped(paths, args)
     wait = args.wait if args.wait is not None else stop_timeout + 5
     code, _ = _stop(paths, False, wait, args)
     if code:
@@ -273,3 +279,27 @@ def cmd_restart(args: argparse.Namespace) -> int:
     env.update(launch["env"])
     print(f"tether: starting again: tether {' '.join(argv)}", flush=True)
     return subprocess.call([sys.executable, "-m", "tether", *argv], cwd=launch["cwd"], env=env)
+
+
+# restart's flags that name the instance, passed on to the start of a stopped one.
+_INSTANCE_FLAGS = (("--config", "config"), ("--pid-file", "pid_file"), ("--control-socket", "control_socket"))
+
+
+def _start_stopped(paths: RunPaths, args: argparse.Namespace) -> int:
+    """``restart`` of an instance that is not running starts it, as systemd's ``restart`` and
+    laravel-swoole's ``swoole:http restart`` do: ``tether start -d`` with the flags that named the instance
+    (its ``TETHER_*`` variables are inherited). Returns start's exit status."""
+    argv = ["start", "-d"]
+    for flag, attr in _INSTANCE_FLAGS:
+        value = getattr(args, attr, None)
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
+    print(
+        f"tether: not running (no live master holds {paths.pid_file}): starting it:"
+        f" tether {shlex.join(argv)}",
+        flush=True,
+    )
+    _where_else(args)
+    return subprocess.call([sys.executable, "-m", "tether", *argv])

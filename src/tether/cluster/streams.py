@@ -329,7 +329,7 @@ class RedisStreamsAdapter(RequestingAdapter):
                     ids = await pipe.execute()
                 except Exception as exc:
                     self.counters["errors"] += 1
-                    log.error("! redis-streams: XADD failed (%d messages): %s", len(batch), exc)
+                    log.error("! redis-streams: XADD/PUBLISH failed (%d messages): %s", len(batch), exc)
                     ids = [None] * len(batch)
                 for item, eid in zip(batch, ids, strict=True):
                     self.counters["published"] += 1

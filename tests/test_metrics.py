@@ -135,7 +135,7 @@ async def test_event_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         socket.emit(name)
 
     router.on("*", any_event)
-    server = await run_server(Config().replace(server={"port": 0}), router)
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), router)
     client = socketio.AsyncClient(reconnection=False)
     try:
         await client.connect(server.url, transports=["websocket"])
@@ -158,7 +158,7 @@ async def test_unrouted_names_are_not_kept() -> None:
     """The issue's case: many distinct names, no route for them: the tables do not grow."""
     router = Router()
     router.on("known", lambda socket: None)
-    server = await run_server(Config().replace(server={"port": 0}), router)
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), router)
     client = socketio.AsyncClient(reconnection=False)
     try:
         await client.connect(server.url, transports=["websocket"])

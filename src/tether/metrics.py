@@ -238,7 +238,11 @@ def install(server: Server) -> None:
     """Count events, emits and handler durations on ``server``; serve ``[metrics] path`` on the service port
     when ``[metrics] key`` is set."""
     cfg = server.config.metrics
-    if not cfg.enabled:
+    if not cfg.enabled or not (cfg.listen or cfg.key):
+        # Served nowhere (the default): the per-event tables and handler timings would be kept for nobody.
+        # They are about a tenth of an echo's Python (bench/PROFILE.md); a worker that serves them was
+        # started with ``listen`` or ``key`` set (neither is applied to a running worker), so it counts
+        # from its own start, as a counter after a restart does.
         return
     metrics = Metrics(server)
     server.extensions["metrics"] = metrics

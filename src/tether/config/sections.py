@@ -387,7 +387,8 @@ class MetricsConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     enabled: bool = False
-    """True as soon as the ``[admin]`` section is present: serve the Socket.IO admin UI's namespace."""
+    """True as soon as the ``[admin]`` section is present (or ``TETHER_ADMIN_PASSWORD`` is set): serve the
+    Socket.IO admin UI's namespace."""
     namespace: str = "/admin"
     """The namespace the admin UI connects to (its "Advanced options"; the reference's ``namespaceName``)."""
     auth: bool = True

@@ -116,7 +116,9 @@ def run_echo_group(name: str, only: set[str], plan: Plan, ports: Ports) -> dict[
         url = f"ws://127.0.0.1:{server.port}"
         common = ["--url", url, "--server-pid", str(server.pid), "--warmup", str(plan.warmup), *raw]
         if "W1" in only:
+            steal0 = cpu_steal_seconds()
             results["W1"] = run_loadgen(["echo", *common, "--duration", str(plan.w1_duration)], 120)
+            results["W1"]["steal_s"] = round(cpu_steal_seconds() - steal0, 2)
             log(f"{name}: W1 {_short(results['W1'], 'rps', 'p50_ms', 'p99_ms', 'server_us_per_msg')}")
             if name != "raw":
                 results["W1ack"] = run_loadgen(
@@ -615,12 +617,22 @@ def auto_notes(results: dict[str, Any], meta: dict[str, Any]) -> list[str]:
         "every process of the server: W7 counts the master or node's primary, W8 both nodes) over the "
         "measured window / messages; it ranks servers even where the generator is the limit.",
         f"Other processes used ~{max(meta.get('foreign_cpu_s', 0.0), 0.0):.0f} s of CPU during the "
-        f"{meta['elapsed_s']:.0f} s of measuring (all cores' busy time minus this run's own processes).",
+        f"{meta['elapsed_s']:.0f} s of measuring (all cores' busy time minus this run's own processes); "
+        f"the hypervisor took {meta.get('steal_s', 0.0):.1f} s of the cores' time for other guests (steal, "
+        "/proc/stat; per echo run in the JSON's `steal_s`).",
         "W7: the servers' processes may run on both cores, the generator is pinned to CPU 1 (it shares that "
         "core). W8: node A on CPU 0, node B on CPU 1, redis-server wherever the kernel puts it, the "
         "generator on CPU 1. Both are bounded by 2 cores for 3-4 busy processes: read the CPU "
         "per message first.",
     ]
+    steals = {LABELS[name]: _get(results, name, "W1", "steal_s") for name in SERVER_ORDER}
+    stolen = {label: value for label, value in steals.items() if value is not None}
+    if stolen:
+        notes.append(
+            "Hypervisor steal during the W1 measurements (both cores, s, median of the repeats): "
+            + ", ".join(f"{label} {value:.2f}" for label, value in stolen.items())
+            + ". A run whose figures moved with it is read with that in mind."
+        )
     for s in MULTI:
         for w in ("W7b", "W8"):
             d = results.get(s, {}).get(w)
@@ -806,11 +818,26 @@ def plot_history() -> str:
 # -- main -----------------------------------------------------------------------------------------------
 
 
-def cpu_busy_seconds() -> float:
-    """Seconds of CPU time every core spent busy since boot (``/proc/stat``: all but idle and iowait)."""
+def _cpu_ticks() -> list[int]:
+    """``/proc/stat``'s first line: user nice system idle iowait irq softirq steal, in clock ticks."""
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    ticks = [int(x) for x in fields[:8]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    return [int(x) for x in fields[:8]]
+
+
+def cpu_busy_seconds() -> float:
+    """Seconds of CPU time every core spent running this machine's work since boot (``/proc/stat``: all but
+    idle, iowait and steal)."""
+    ticks = _cpu_ticks()
+    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_steal_seconds() -> float:
+    """Seconds the hypervisor gave this machine's cores to other guests since boot (``/proc/stat`` steal).
+
+    A process's CPU clock does not count them, but a busy host slows what does run (shared caches, memory
+    bandwidth): the same code read ±20 % CPU per message between runs on this machine. Reported per run
+    and per echo measurement so that a figure can be read against what the host was doing."""
+    return _cpu_ticks()[7] / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -894,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_node_deps()
 
     t0 = time.monotonic()
-    busy0, own0 = cpu_busy_seconds(), own_cpu_seconds()
+    busy0, own0, steal0 = cpu_busy_seconds(), own_cpu_seconds(), cpu_steal_seconds()
     meta = gather_meta(args.quick)
     meta["load_start"] = loadavg()
     meta["load_start_1"] = loadavg1()
@@ -951,7 +978,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["elapsed_s"] = time.monotonic() - t0
     foreign = (cpu_busy_seconds() - busy0) - (own_cpu_seconds() - own0)
     meta["foreign_cpu_s"] = foreign
-    log(f"measured in {meta['elapsed_s'] / 60:.1f} min; other processes used ~{max(foreign, 0):.0f} s of CPU")
+    meta["steal_s"] = cpu_steal_seconds() - steal0
+    log(
+        f"measured in {meta['elapsed_s'] / 60:.1f} min; other processes used ~{max(foreign, 0):.0f} s of "
+        f"CPU; the hypervisor took {meta['steal_s']:.1f} s (steal)"
+    )
     if record:
         log(f"waiting up to {args.quiet_wait:.0f} s for the load average to fall below {QUIET_LOAD}")
         wait_quiet(args.quiet_wait)

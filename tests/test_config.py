@@ -118,6 +118,30 @@ def test_missing_file(tmp_path: Path) -> None:
         Config.load(tmp_path / "nope.toml", env={})
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False), ("off", False)],
+)
+def test_switch_variables_take_1_and_0(value: str, expected: bool) -> None:
+    # TETHER_ADMIN_ENABLED=1 stopped the app with "expected bool, got int 1" (docs/cli.md teaches
+    # TETHER_DAEMON=1 for the CLI's switches).
+    assert Config.load(None, env={"TETHER_SERVER_DEBUG": value}).server.debug is expected
+    with pytest.raises(ConfigError, match="expected bool"):
+        Config.load(None, env={"TETHER_SERVER_DEBUG": "2"})
+
+
+def test_a_password_hash_in_the_environment_turns_the_admin_ui_on() -> None:
+    # As TETHER_SESSION_SECRET turns [session] on: under uvicorn (Config.from_env, no file) the admin UI was
+    # refused with only TETHER_ADMIN_PASSWORD set, as docs/admin-ui.md offers it.
+    password = "$2b$04$" + "a" * 53
+    config = Config.load(None, env={"TETHER_ADMIN_PASSWORD": password})
+    assert config.admin.enabled and config.admin.password == password
+    assert not Config.load(None, env={"TETHER_ADMIN_PASSWORD": ""}).admin.enabled
+    assert not Config.load(
+        None, env={"TETHER_ADMIN_PASSWORD": password, "TETHER_ADMIN_ENABLED": "0"}
+    ).admin.enabled
+
+
 def test_bad_env_value_names_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         Config.load(None, env={"TETHER_SERVER_PORT": "abc"})

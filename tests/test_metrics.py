@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 import socketio
 
+from tests.helpers import scaled, wait_until
 from tether import Config, Router, run_server
 from tether.metrics import aggregate, render
 from tether.server import state as state_module
@@ -72,6 +73,50 @@ async def test_metrics_endpoint_counts_what_happened() -> None:
     assert "tether_handshakes_total 1.0" in text
 
 
+async def test_every_kind_of_emit_is_counted_out() -> None:
+    """A socket's own emits (on the loop, from a ``def`` handler's thread, with an ack) count as events out
+    as broadcasts do: ``state.events_out`` is what ``tether infos`` (EVENTS OUT, OUT/S), the admin UI's
+    ``packetsOut`` and ``/api/stats`` show; they used to count broadcasts only, so an echo server showed 0."""
+    router = Router()
+
+    async def echo(socket: Any, data: Any) -> None:
+        await socket.emit("echoed", data)
+
+    def echo_in_thread(socket: Any, data: Any) -> None:
+        socket.emit("echoed_sync", data)
+
+    async def ask(socket: Any) -> Any:
+        return await socket.emit("question", ack=True, timeout=scaled(5))
+
+    router.on("echo", echo)
+    router.on("echo_sync", echo_in_thread)
+    router.on("ask", ask)
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), router)
+    client = socketio.AsyncClient(reconnection=False)
+    got: list[Any] = []
+    client.on("echoed", got.append)
+    client.on("echoed_sync", got.append)
+    client.on("question", lambda: "answer")
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        assert server.state.events_out == 0
+        await client.emit("echo", 1)
+        await client.emit("echo_sync", 2)
+        assert await client.call("ask", timeout=scaled(5)) == "answer"
+        await wait_until(lambda: len(got) == 2, 5, "both echoes")
+        assert server.state.events_out == 3
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}) as resp,
+        ):
+            text = await resp.text()
+    finally:
+        await client.disconnect()
+        await server.shutdown(timeout=1)
+    for name in ("echoed", "echoed_sync", "question"):
+        assert f'tether_events_out_total{{event="{name}"}} 1.0' in text, name
+
+
 async def test_metrics_can_be_turned_off() -> None:
     server = await run_server(Config().replace(server={"port": 0}, metrics={"enabled": False}), Router())
     try:
@@ -90,7 +135,7 @@ async def test_event_names_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         socket.emit(name)
 
     router.on("*", any_event)
-    server = await run_server(Config().replace(server={"port": 0}), router)
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), router)
     client = socketio.AsyncClient(reconnection=False)
     try:
         await client.connect(server.url, transports=["websocket"])
@@ -113,7 +158,7 @@ async def test_unrouted_names_are_not_kept() -> None:
     """The issue's case: many distinct names, no route for them: the tables do not grow."""
     router = Router()
     router.on("known", lambda socket: None)
-    server = await run_server(Config().replace(server={"port": 0}), router)
+    server = await run_server(Config().replace(server={"port": 0}, metrics={"key": KEY}), router)
     client = socketio.AsyncClient(reconnection=False)
     try:
         await client.connect(server.url, transports=["websocket"])

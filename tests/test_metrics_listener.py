@@ -10,10 +10,13 @@ import asyncio
 
 import aiohttp
 import pytest
+import socketio
 
+from tests.helpers import scaled
 from tether import metrics_listener
 from tether.config import Config, parse_listen
 from tether.errors import ConfigError
+from tether.metrics import BUCKETS
 from tether.router import Router
 from tether.server.server import run_server
 
@@ -21,13 +24,42 @@ KEY = "metrics-key-for-tests-0123456789abcdef"
 
 
 async def test_the_service_port_serves_no_metrics_by_default() -> None:
-    server = await run_server(Config().replace(server={"port": 0}), Router())
+    router = Router()
+    router.on("ping", lambda socket: "pong")
+    server = await run_server(Config().replace(server={"port": 0}), router)
+    client = socketio.AsyncClient(reconnection=False)
     try:
         async with aiohttp.ClientSession() as http, http.get(server.url + "/metrics") as resp:
             assert resp.status == 404
-        assert "metrics" in server.extensions  # still counted (tether infos, the listener)
+        await client.connect(server.url, transports=["websocket"])
+        assert await client.call("ping", timeout=scaled(5)) == "pong"
+        # Served nowhere, so not kept: no per-event tables or handler timings on the hot path. The totals
+        # that `tether infos` shows are still counted.
+        assert "metrics" not in server.extensions and not server.state.observe
+        assert server.state.events_in_by_name == {} and server.state.handler_latency == {}
+        assert server.state.events_in == 1 and server.state.connections_total == 1
     finally:
+        await client.disconnect()
         await server.shutdown(timeout=1)
+
+
+@pytest.mark.parametrize("section", [{"key": KEY}, {"listen": "127.0.0.1:0"}], ids=["key", "listen"])
+async def test_metrics_are_kept_where_they_are_served(section: dict[str, str]) -> None:
+    """A worker started with ``key`` (served on its port) or ``listen`` (the master's listener asks every
+    worker for its snapshot) keeps the per-event tables from its start."""
+    router = Router()
+    router.on("ping", lambda socket: "pong")
+    server = await run_server(Config().replace(server={"port": 0}, metrics=section), router)
+    client = socketio.AsyncClient(reconnection=False)
+    try:
+        await client.connect(server.url, transports=["websocket"])
+        assert await client.call("ping", timeout=scaled(5)) == "pong"
+        snap = server.extensions["metrics"].snapshot()
+    finally:
+        await client.disconnect()
+        await server.shutdown(timeout=1)
+    assert snap["events_in"] == {"ping": 1}
+    assert sum(snap["latency"]["ping"][: len(BUCKETS) + 1]) == 1
 
 
 async def test_a_bearer_key_guards_metrics_on_the_service_port() -> None:

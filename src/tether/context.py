@@ -442,13 +442,7 @@ class Socket:
         if timeout is not None:
             handle = loop.call_later(timeout, self._ack_timeout, ack_id, event, timeout)
             future.add_done_callback(lambda _f: handle.cancel())
-        packets = self.client.parser.encode_event(self.namespace, event, args, ack_id)
-        if self._pending is not None:
-            self._pending.extend(packets)
-        else:
-            self.client.send(packets)
-        for outgoing in self.server.outgoing_hooks:
-            outgoing(self.namespace, event, args, (self.sid,), ())
+        self._write(event, args, self.client.parser.encode_event(self.namespace, event, args, ack_id))
         return future
 
     def _emit_from_thread(self, loop: asyncio.AbstractEventLoop, event: str, args: tuple[Any, ...]) -> _Sent:
@@ -479,6 +473,7 @@ class Socket:
             self.client.send(packets)
         server = self.server
         state = server.state
+        state.events_out += 1
         if state.observe:
             counts = state.events_out_by_name
             n = counts.get(event)

@@ -140,6 +140,18 @@ def aggregate(snapshots: Iterable[Snapshot], counters_only: bool = False) -> Sna
     return total
 
 
+# The instance-wide values the master adds (tether.manager.sampling.metrics_inputs), or a lone server's
+# uptime; other keys (the recovery log's sizes) get their name as help.
+_INSTANCE_HELP = {
+    "workers": "Workers ready to serve",
+    "worker_restarts_total": "Workers replaced after they exited",
+    "reloads_total": "Rolling reloads done",
+    "uptime_seconds": "Seconds since the instance started",
+    "hub_frames_relayed_total": "Frames the master relayed between workers",
+    "hub_backlog_bytes": "Bytes waiting to be written between the master and its workers",
+}
+
+
 class _Families:
     def __init__(self, snap: Snapshot, instance: dict[str, float]) -> None:
         self.snap = snap
@@ -209,7 +221,10 @@ class _Families:
             value=s.get("send_buffer_bytes", 0),
         )
         for key, value in sorted(self.instance.items()):
-            yield GaugeMetricFamily(f"tether_{key}", key.replace("_", " "), value=value)
+            # A name ending in _total only counts up (restarts, reloads, relayed frames): typed a counter, so
+            # that rate() and promtool read it as one (a gauge named *_total is a lint error).
+            family = CounterMetricFamily if key.endswith("_total") else GaugeMetricFamily
+            yield family(f"tether_{key}", _INSTANCE_HELP.get(key, key.replace("_", " ")), value=value)
 
 
 def render(snapshots: list[Snapshot], instance: dict[str, float] | None = None) -> bytes:
@@ -223,7 +238,11 @@ def install(server: Server) -> None:
     """Count events, emits and handler durations on ``server``; serve ``[metrics] path`` on the service port
     when ``[metrics] key`` is set."""
     cfg = server.config.metrics
-    if not cfg.enabled:
+    if not cfg.enabled or not (cfg.listen or cfg.key):
+        # Served nowhere (the default): the per-event tables and handler timings would be kept for nobody.
+        # They are about a tenth of an echo's Python (bench/PROFILE.md); a worker that serves them was
+        # started with ``listen`` or ``key`` set (neither is applied to a running worker), so it counts
+        # from its own start, as a counter after a restart does.
         return
     metrics = Metrics(server)
     server.extensions["metrics"] = metrics

@@ -91,11 +91,12 @@ async def _page(request: Any) -> Any:
 
 
 def _starlette_app() -> Any:
-    # A Starlette app whose own WebSocket route sits on Tether's bare WebSocket path (FastAPI's usual /ws).
+    # A Starlette app whose own WebSocket route sits on Tether's bare WebSocket path (FastAPI's usual /ws),
+    # and with its own /metrics (prometheus-fastapi-instrumentator's), Tether's too when [metrics] key is set.
     from starlette.applications import Starlette
     from starlette.routing import Route, WebSocketRoute
 
-    return Starlette(routes=[WebSocketRoute("/ws", _own_ws), Route("/page", _page)])
+    return Starlette(routes=[WebSocketRoute("/ws", _own_ws), Route("/page", _page), Route("/metrics", _page)])
 
 
 starlette_app = _starlette_app()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +22,7 @@ import redis.asyncio as aioredis
 from tests.conftest import make_config
 from tests.helpers import CutProxy, scaled, wait_until
 from tests.recovery_support import JS_DIR, NodeClient, gaps_and_duplicates
-from tests.redis_fixtures import RedisServer, js_modules_ready, node_bin
+from tests.redis_fixtures import RedisServer, clients, js_modules_ready, node_bin, running_redis
 from tether import Router, Server, Socket, run_server
 from tether.cluster.streams import RedisStreamsAdapter, decode_data, encode_data, parse_id
 
@@ -34,6 +37,11 @@ def router() -> Router:
         socket.join(room)
         return "ok"
 
+    @r.on("login")
+    def login(socket: Socket, user: str) -> str:
+        socket.login_using(user)
+        return "ok"
+
     @r.on("whoami")
     def whoami(socket: Socket) -> dict[str, Any]:
         return {"server": "tether", "id": socket.sid, "recovered": socket.recovered}
@@ -41,10 +49,10 @@ def router() -> Router:
     return r
 
 
-async def tether_node(redis_url: str, stream: str) -> Server:
+async def tether_node(redis_url: str, stream: str, **redis: Any) -> Server:
     config = make_config(
         room={"driver": "redis-streams"},
-        redis={"url": redis_url, "prefix": stream},
+        redis={"url": redis_url, "prefix": stream, **redis},
         recovery={"max_disconnection_duration": 120.0},
     )
     return await run_server(config, router())
@@ -142,7 +150,7 @@ async def test_forged_offsets_cost_no_redis_round_trip(nodes: tuple[Server, Serv
 class NodeServer:
     """tests/js/node_streams_server.mjs: node socket.io on the redis-streams adapter, driven through stdin."""
 
-    def __init__(self, redis_url: str, stream: str) -> None:
+    def __init__(self, redis_url: str, stream: str = "socket.io") -> None:
         self.redis_url = redis_url
         self.stream = stream
         self.proc: asyncio.subprocess.Process | None = None
@@ -150,11 +158,12 @@ class NodeServer:
 
     async def start(self) -> NodeServer:
         js_modules_ready("socket.io", "@socket.io/redis-streams-adapter", "redis")
-        # The stream name is node's default ("socket.io"): the script passes no options but the client.
+        # The stream name is also the channel prefix, as Tether's [redis] prefix is both.
         self.proc = await asyncio.create_subprocess_exec(
             node_bin(),
             str(JS_DIR / "node_streams_server.mjs"),
             self.redis_url,
+            self.stream,
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -170,6 +179,16 @@ class NodeServer:
         self.proc.stdin.write(f"burst {room} {first} {last}\n".encode())
         line = await asyncio.wait_for(self.proc.stdout.readline(), scaled(15))
         assert line.strip() == f"burst done {last}".encode(), line
+
+    async def command(self, line: str) -> Any:
+        """Send one stdin command; its answer line's JSON (or text) after the command's name."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        name = line.split()[0]
+        self.proc.stdin.write(f"{line}\n".encode())
+        answer = (await asyncio.wait_for(self.proc.stdout.readline(), scaled(15))).decode().strip()
+        assert answer.startswith(f"{name} "), answer
+        rest = answer[len(name) + 1 :]
+        return rest if name == "client" else json.loads(rest)
 
     async def close(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -266,3 +285,160 @@ async def test_sessions_are_stored_in_node_format(
     finally:
         await client.close()
         await proxy.close()
+
+
+# -- cluster-wide questions through pub/sub, in node's ClusterAdapter format ------------------------------
+
+
+async def test_questions_are_answered_for_the_whole_cluster(nodes: tuple[Server, Server, str]) -> None:
+    """fetch_sockets, counts, all_rooms, user_online, server_count and emits with acks, asked on A, see
+    B's sockets (B answers through pub/sub)."""
+    a, b, _stream = nodes
+    async with clients(a.url, b.url, b.url) as (on_a, b1, b2):
+        for c in (on_a, b1, b2):
+            assert await c.call("join", "r") == "ok"
+        assert await b1.call("login", "ann") == "ok"
+        await wait_until(lambda: b.get_socket(b1.sid) is not None, what="b1 on B")
+        fetched = await a.to("r").fetch_sockets()
+        assert sorted(s.id for s in fetched) == sorted([on_a.sid, b1.sid, b2.sid])
+        remote = next(s for s in fetched if s.id == b1.sid)
+        assert remote.node and "r" in remote.rooms and remote.user_id == "ann"
+        assert await a.count("r") == 3 and await b.count("r") == 3
+        assert await a.count() == 3
+        assert {"r", b1.sid, b2.sid} <= await a.adapter.all_rooms("/")
+        assert await a.user_online("ann") is True and await a.user_online("bob") is False
+        assert await a.adapter.server_count() == 2
+        answers = await a.to("r").timeout(scaled(5)).emit("please", "x")
+        assert sorted(answers) == ["ack-please"] * 3 and answers.missing == 0
+        # And from B's side: A's socket answers too.
+        assert sorted(s.id for s in await b.to("r").fetch_sockets()) == sorted([on_a.sid, b1.sid, b2.sid])
+        # set_data reaches the other node through the stream (Tether's own entry type; node ignores it).
+        a.adapter.set_data("/", (b2.sid,), {"k": 1})
+        await wait_until(lambda: b.get_socket(b2.sid).data == {"k": 1}, what="data set from A")  # type: ignore[union-attr]
+
+
+async def test_a_silent_node_costs_request_timeout_then_partial_answers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A subscriber of the public channel that never answers counts as a node: the question waits
+    ``[redis] request_timeout`` seconds, not less, and answers with what it has."""
+    stream, timeout = "socket.io-silent-node", scaled(0.5)
+    a = await tether_node(redis_server.url, stream, request_timeout=timeout)
+    silent = aioredis.Redis.from_url(redis_server.url)
+    pubsub = silent.pubsub()
+    try:
+        async with clients(a.url) as (c,):
+            started = time.monotonic()
+            assert {s.id for s in await a.of("/").fetch_sockets()} == {c.sid}  # no other node: no wait
+            assert time.monotonic() - started < timeout
+            await pubsub.subscribe(f"{stream}#/#")
+            started = time.monotonic()
+            with caplog.at_level(logging.WARNING, "tether.cluster"):
+                assert {s.id for s in await a.of("/").fetch_sockets()} == {c.sid}
+            waited = time.monotonic() - started
+            assert timeout <= waited < timeout + scaled(1)
+            assert "0 of 1 peers answered" in caplog.text
+            message = None
+            for _ in range(20):  # subscribe confirmations first (returned as None)
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=scaled(0.2))
+                if message is not None:
+                    break
+            assert message is not None and message["type"] == "message"
+            body = msgpack.unpackb(message["data"], raw=False)
+            assert body["type"] == 7 and body["nsp"] == "/" and body["uid"] == a.adapter.uid  # type: ignore[attr-defined]
+            assert body["data"]["opts"] == {"rooms": [], "except": [], "flags": {}}
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await silent.aclose()
+        await a.shutdown(timeout=scaled(2))
+
+
+async def test_garbage_on_the_channels_is_logged_and_ignored(
+    nodes: tuple[Server, Server, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, stream = nodes
+    adapter = a.adapter
+    assert isinstance(adapter, RedisStreamsAdapter)
+    errors = adapter.counters["errors"]
+    bad = [
+        b"\xc1garbage",
+        b"{not json",
+        msgpack.packb([1, 2, 3]),
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 7}),  # no data
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 7, "data": {"opts": {}}}),  # no requestId
+        msgpack.packb({"uid": 5, "nsp": "/", "type": 7, "data": {}}),
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 3, "data": {"requestId": "q", "packet": "no"}}),
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 8, "data": {"requestId": "nobody", "sockets": "s"}}),
+    ]
+    ignored = [
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 99, "data": {}}),  # unknown type
+        msgpack.packb({"uid": "x", "nsp": "/", "type": 9, "data": {"packet": ["ev"]}}),  # serverSideEmit
+    ]
+    async with aioredis.Redis.from_url(a.config.redis.url) as r, clients(b.url) as (c,):
+        with caplog.at_level(logging.WARNING, "tether.cluster"):
+            for payload in bad + ignored:
+                await r.publish(f"{stream}#/#", payload)
+                await r.publish(f"{stream}#/#{adapter.uid}#", payload)
+            await wait_until(lambda: adapter.counters["errors"] >= errors + 2 * 7, what="the errors counted")
+        assert "pub/sub message dropped" in caplog.text
+        # Still answering and asking.
+        assert {s.id for s in await a.of("/").fetch_sockets()} == {c.sid}
+        assert await a.count() == 1
+
+
+async def test_questions_between_tether_and_node_both_ways(redis_server: RedisServer) -> None:
+    """One Tether node and node's socket.io 4.8 on @socket.io/redis-streams-adapter: each one's
+    fetchSockets, counts and emitWithAck see the other's sockets."""
+    name = "streams-questions"
+    tether = await tether_node(redis_server.url, name)
+    node = await NodeServer(redis_server.url, name).start()
+    try:
+        async with clients(tether.url) as (ours,):
+            assert await ours.call("join", "r") == "ok"
+            assert await ours.call("login", "ann") == "ok"
+            theirs = await node.command("client r")
+            # Tether asks node.
+            fetched = {s.id: s for s in await tether.to("r").fetch_sockets()}
+            assert set(fetched) == {ours.sid, theirs}
+            assert fetched[theirs].data == {"server": "node"} and "r" in fetched[theirs].rooms
+            assert fetched[theirs].handshake.get("url", "").startswith("/socket.io/")
+            assert await tether.count("r") == 2
+            assert await tether.adapter.server_count() == 2
+            answers = await tether.to("r").timeout(scaled(5)).emit("please", "t")
+            assert sorted(answers) == ["ack-please", "node:t"] and answers.missing == 0
+            # Node asks Tether.
+            found = {s["id"]: s for s in await node.command("fetch r")}
+            assert set(found) == {ours.sid, theirs}
+            assert sorted(found[ours.sid]["rooms"]) == sorted([ours.sid, "r", "user:ann"])
+            assert await node.command("count") == 2
+            assert sorted(await node.command("ackemit r please")) == ["ack-please", "node:x"]
+            # user_online finds node's sockets by room too.
+            assert await tether.user_online("ann") is True
+            assert await tether.user_online("zed") is False
+    finally:
+        await node.close()
+        await tether.shutdown(timeout=scaled(2))
+
+
+async def test_questions_answer_locally_while_redis_is_down_and_cluster_wide_once_back() -> None:
+    """Own redis-server, killed and started again: the nodes' questions never hang or fail meanwhile, and
+    the listeners subscribe again by themselves. (The first answer after the restart may be lost on a
+    connection that died with the old server: pub/sub keeps nothing; the asker then waits its timeout.)"""
+    with running_redis() as redis:
+        a = await tether_node(redis.url, "socket.io-restart", request_timeout=scaled(0.5))
+        b = await tether_node(redis.url, "socket.io-restart", request_timeout=scaled(0.5))
+        try:
+            async with clients(a.url, b.url) as (on_a, on_b):
+                assert await a.count() == 2
+                redis.kill()
+                async with asyncio.timeout(scaled(5)):
+                    assert {s.id for s in await a.of("/").fetch_sockets()} == {on_a.sid}
+                redis.start()
+                deadline = time.monotonic() + scaled(15)
+                while await a.count() != 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+                assert {s.id for s in await a.of("/").fetch_sockets()} == {on_a.sid, on_b.sid}
+                assert await b.count() == 2
+        finally:
+            await a.shutdown(timeout=scaled(2))
+            await b.shutdown(timeout=scaled(2))

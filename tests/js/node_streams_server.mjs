@@ -1,35 +1,61 @@
 // A Node.js Socket.IO server on @socket.io/redis-streams-adapter with connection state recovery, to run in
-// one cluster with Tether nodes (driver = "redis-streams"): node node_streams_server.mjs <redis url>.
-// Prints "listening <port>". Commands on stdin, one per line: "burst <room> <first> <last>" emits "n" with
-// first..last to the room and prints "burst done <last>"; "stats" prints the adapter's view as JSON.
+// one cluster with Tether nodes (driver = "redis-streams"): node node_streams_server.mjs <redis url> [name]
+// (name: the adapter's streamName and channelPrefix, "socket.io" by default, as Tether's [redis] prefix).
+// Prints "listening <port>". Commands on stdin, one per line, each answered by one line:
+//   "burst <room> <first> <last>": emits "n" with first..last to the room; "burst done <last>"
+//   "client <room>": a socket.io-client of this server joins <room> and answers "please" acks with
+//                    "node:<arg>"; "client <socket id>"
+//   "fetch <room>": io.in(room).fetchSockets(); "fetch <JSON [{id, rooms, data}] or {error}>"
+//   "ackemit <room> <event>": io.timeout(3000).to(room).emitWithAck(event, "x"); "ackemit <JSON>"
+//   "count": the adapter's serverCount(); "count <n>"
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-streams-adapter";
+import { io as connectClient } from "socket.io-client";
 import { createClient } from "redis";
 
-const [url] = process.argv.slice(2);
+const [url, name = "socket.io"] = process.argv.slice(2);
 const redis = createClient({ url });
 redis.on("error", (err) => console.error("redis error", err.message));
 await redis.connect();
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
-  adapter: createAdapter(redis),
+  adapter: createAdapter(redis, { streamName: name, channelPrefix: name }),
   connectionStateRecovery: { maxDisconnectionDuration: 120000, skipMiddlewares: true },
 });
 io.on("connection", (socket) => {
+  socket.data = { server: "node" };
   socket.on("join", (room, cb) => { socket.join(room); cb("ok"); });
   socket.on("whoami", (cb) => cb({ server: "node", id: socket.id, recovered: socket.recovered }));
 });
-createInterface({ input: process.stdin }).on("line", (line) => {
+const clients = [];
+createInterface({ input: process.stdin }).on("line", async (line) => {
   const [cmd, room, first, last] = line.trim().split(/\s+/);
   if (cmd === "burst") {
     for (let i = Number(first); i <= Number(last); i++) io.to(room).emit("n", i);
     console.log(`burst done ${last}`);
+  } else if (cmd === "client") {
+    const client = connectClient(`http://127.0.0.1:${httpServer.address().port}`, { transports: ["websocket"] });
+    clients.push(client);
+    client.on("please", (arg, cb) => cb(`node:${arg}`));
+    await new Promise((resolve) => client.on("connect", resolve));
+    await client.emitWithAck("join", room);
+    console.log(`client ${client.id}`);
+  } else if (cmd === "fetch") {
+    try {
+      const sockets = await io.in(room).fetchSockets();
+      console.log(`fetch ${JSON.stringify(sockets.map((s) => ({ id: s.id, rooms: [...s.rooms], data: s.data })))}`);
+    } catch (err) { console.log(`fetch ${JSON.stringify({ error: String(err) })}`); }
+  } else if (cmd === "ackemit") {
+    try { console.log(`ackemit ${JSON.stringify(await io.timeout(3000).to(room).emitWithAck(first, "x"))}`); }
+    catch (err) { console.log(`ackemit ${JSON.stringify({ error: String(err) })}`); }
+  } else if (cmd === "count") {
+    console.log(`count ${await io.of("/").adapter.serverCount()}`);
   }
 });
 httpServer.listen(0, "127.0.0.1", () => console.log(`listening ${httpServer.address().port}`));
-const stop = async () => { io.close(); await redis.quit().catch(() => {}); process.exit(0); };
+const stop = async () => { for (const c of clients) c.close(); io.close(); await redis.quit().catch(() => {}); process.exit(0); };
 process.on("SIGTERM", stop);
 process.on("SIGINT", stop);

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import socketio
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import Instance, alive, timeout
 
@@ -253,6 +254,16 @@ async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
         assert 'tether_events_in_total{event="echo"} 4.0' in text
         assert "tether_connections 2.0" in text
         assert "tether_worker_restarts_total 1.0" in text
+        # As Prometheus reads it: what only counts up is a counter, so that rate() applies (it was a gauge).
+        types = {f.name: f.type for f in text_string_to_metric_families(text)}
+        for name in (
+            "tether_worker_restarts",
+            "tether_reloads",
+            "tether_hub_frames_relayed",
+            "tether_handshakes",
+        ):
+            assert types[name] == "counter", (name, types)
+        assert types["tether_workers"] == types["tether_uptime_seconds"] == "gauge"
     for group in by_pid.values():
         for c in group:
             if c.connected:

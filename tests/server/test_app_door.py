@@ -117,6 +117,34 @@ async def test_app_routes_hidden_by_tethers_paths_are_named(caplog: pytest.LogCa
         await srv.shutdown(timeout=scaled(5))
 
 
+async def test_each_hidden_route_is_named_with_the_key_that_moves_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # With [metrics] key, the app's own /metrics (a FastAPI app with prometheus-fastapi-instrumentator) is
+    # Tether's: the warning used to offer only [websocket]'s keys, which do not move /metrics.
+    app = {"asgi": "tests.apps.asgi_app:starlette_app"}
+    with caplog.at_level(logging.WARNING, logger="tether.app"):
+        srv = await run_server(make_config(app=app, metrics={"key": METRICS_KEY}))
+    await srv.shutdown(timeout=scaled(5))
+    assert "the application's routes /metrics, /ws are Tether's paths" in caplog.text
+    assert "/metrics: [metrics] path; /ws: [websocket] ws_path" in caplog.text
+    caplog.clear()
+    # Moved as the warning says: the app gets its /metrics back, Tether serves its own at the new path.
+    moved = make_config(app=app, metrics={"key": METRICS_KEY, "path": "/tether-metrics"})
+    with caplog.at_level(logging.WARNING, logger="tether.app"):
+        srv = await run_server(moved)
+    try:
+        assert "/metrics" not in caplog.text and "/ws: [websocket] ws_path" in caplog.text
+        auth = {"Authorization": f"Bearer {METRICS_KEY}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(srv.url + "/metrics") as resp:
+                assert await resp.text() == "page"
+            async with http.get(srv.url + "/tether-metrics", headers=auth) as resp:
+                assert "tether_connections" in await resp.text()
+    finally:
+        await srv.shutdown(timeout=scaled(5))
+
+
 async def test_lifespan_shutdown_on_stop() -> None:
     asgi_app.EVENTS.clear()
     srv = await run_server(make_config(app={"asgi": "tests.apps.asgi_app:app"}))

@@ -50,9 +50,14 @@ def recovery_router(seen: list[tuple[str, bool]]) -> Router:
     return router
 
 
+METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"
+
+
 async def start(seen: list[tuple[str, bool]], **recovery: Any) -> Server:
     section = {"max_disconnection_duration": 120.0, **recovery}
-    return await run_server(make_config(recovery=section), recovery_router(seen))
+    # Metrics served (behind a key) so that they are kept: the recovery counters are checked in them.
+    config = make_config(recovery=section, metrics={"key": METRICS_KEY})
+    return await run_server(config, recovery_router(seen))
 
 
 @pytest.fixture

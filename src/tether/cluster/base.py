@@ -70,6 +70,10 @@ class LocalNamespace(Protocol):
 class EmitCounters(Protocol):
     """The server's counters of what it sent (:class:`tether.server.state.ServerState`)."""
 
+    events_out: int
+    """Event deliveries to sockets, every kind of emit (``tether infos``' EVENTS OUT, the admin UI's
+    ``packetsOut``, ``/api/stats``)."""
+
     @property
     def observe(self) -> bool: ...
 

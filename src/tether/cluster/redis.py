@@ -42,7 +42,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 
 from ..errors import ClusterError, ConfigError, TetherError
 from .base import BroadcastMessage, LocalNode
-from .requests import Gather, RequestingAdapter
+from .requests import RequestingAdapter
 from .wire import (
     SESSION_CHANNEL,
     Channels,
@@ -201,9 +201,7 @@ class RedisAdapter(RequestingAdapter):
         # stop() itself; the tasks' own errors are dropped: stopping, nobody left to tell.
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        for pending in self._requests.values():
-            if not pending.future.done():
-                pending.future.set_result(None) if isinstance(pending, Gather) else pending.future.cancel()
+        self._end_requests()
         for client in (self._pub, self._sub):
             if client is not None:
                 with contextlib.suppress(Exception):  # connection already gone

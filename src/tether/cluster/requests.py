@@ -44,6 +44,8 @@ class Gather:
 
     future: asyncio.Future[None]
     done_when: Callable[[dict[str, Any]], bool] | None = None
+    request: Request | None = None
+    """What was asked: a carrier whose answers do not say it (the Streams adapter) reads it here."""
     expected: int | None = None
     responses: list[dict[str, Any]] = field(default_factory=list)
 
@@ -202,7 +204,7 @@ class RequestingAdapter(Adapter):
     ) -> list[dict[str, Any]]:
         """Send ``request``; gather the answers (fewer on timeout; none when no peer got it)."""
         assert request.request_id is not None
-        pending = Gather(asyncio.get_running_loop().create_future(), done_when)
+        pending = Gather(asyncio.get_running_loop().create_future(), done_when, request)
         self._requests[request.request_id] = pending
         try:
             pending.expected = await self._send_request(namespace, request)
@@ -213,6 +215,12 @@ class RequestingAdapter(Adapter):
         finally:
             del self._requests[request.request_id]
         return pending.responses
+
+    def _end_requests(self) -> None:
+        """Stopping: questions waiting for answers get what they have; emits with acks are cancelled."""
+        for pending in self._requests.values():
+            if not pending.future.done():
+                pending.future.set_result(None) if isinstance(pending, Gather) else pending.future.cancel()
 
     def _timed_out(self, request: Request, answered: int, expected: int) -> None:
         log.warning(

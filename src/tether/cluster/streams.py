@@ -24,8 +24,28 @@ select. Between that read and the moment the socket is in its rooms, entries may
 those with a larger id are replayed from a short memory of recent deliveries, those at or below the read's
 end are kept from the socket (its *floor*), so nothing is missed or sent twice.
 
-Cluster-wide questions (``fetch_sockets``, counts, server-side emits) use pub/sub in node's adapter; here
-they answer for this node only (documented in docs/recovery.md).
+Cluster-wide questions go through Redis pub/sub, as node's adapter sends them (``doPublish`` for
+"ephemeral" messages, ``doPublishResponse``): a whole message, msgpack-encoded, ``{"uid", "nsp", "type",
+"data": {...}}`` (``type``: :class:`MessageType`, node's ``socket.io-adapter`` ``ClusterAdapter``)::
+
+    PUBLISH <prefix>#<nsp>#          type 7 FETCH_SOCKETS   data = {"opts": {"rooms", "except", "flags"},
+                                                                   "requestId"}
+                                     type 3 BROADCAST with acks   data = {"packet", "requestId", "opts"}
+    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>:
+                                     type 8 FETCH_SOCKETS_RESPONSE   data = {"requestId", "sockets": [
+                                                                      {"id", "handshake", "rooms", "data"}]}
+                                     type 11 BROADCAST_CLIENT_COUNT  data = {"requestId", "clientCount"}
+                                     type 12 BROADCAST_ACK           data = {"requestId", "packet": value}
+
+Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
+channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
+``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
+shared with the pub/sub adapter and the workers' hub; this module only translates node's ClusterAdapter
+messages to and from its requests. ``<prefix>`` is the stream name (``[redis] prefix``): node's
+``channelPrefix`` and ``streamName`` must both be set to it (both are ``socket.io`` by default).
+Node's ``sockets``/``allRooms`` have no message of their own (they answer locally in node); Tether's counts
+and ``all_rooms`` ask FETCH_SOCKETS and keep the ids or rooms. ``serverSideEmit`` (type 9) is not answered:
+Tether has no server-side events.
 """
 
 from __future__ import annotations
@@ -33,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import enum
 import logging
 import re
 import secrets
@@ -45,19 +66,55 @@ import msgpack
 import orjson
 import redis.asyncio as aioredis
 
-from ..errors import ConfigError
+from ..errors import ClusterError, ConfigError
 from ..recovery import Restored, SavedSession, selects
-from .base import Adapter, BroadcastMessage, LocalSocket
+from .base import Adapter, BroadcastMessage, LocalNode, LocalSocket
 from .redis import redact_url
+from .requests import Gather, RequestingAdapter
+from .wire import Request, RequestType, decode_object, encode_msgpack, room_tuple
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["RedisStreamsAdapter", "parse_id"]
+__all__ = ["MessageType", "RedisStreamsAdapter", "parse_id"]
 
 log = logging.getLogger("tether.cluster.streams")
 
+
+class MessageType(enum.IntEnum):
+    """Node's ``socket.io-adapter`` ``ClusterAdapter`` message types (``cluster-adapter.ts``, 2.5)."""
+
+    INITIAL_HEARTBEAT = 1
+    HEARTBEAT = 2
+    BROADCAST = 3
+    SOCKETS_JOIN = 4
+    SOCKETS_LEAVE = 5
+    DISCONNECT_SOCKETS = 6
+    FETCH_SOCKETS = 7
+    FETCH_SOCKETS_RESPONSE = 8
+    SERVER_SIDE_EMIT = 9
+    SERVER_SIDE_EMIT_RESPONSE = 10
+    BROADCAST_CLIENT_COUNT = 11
+    BROADCAST_ACK = 12
+    ADAPTER_CLOSE = 13
+    SET_DATA = 100
+    """Tether extension, in the stream: replace ``socket.data`` of the sockets in ``opts.rooms``
+    (``data = {"opts", "data"}``); node's adapter ignores types it does not know."""
+
+
 BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
+_CHANGES = {
+    RequestType.REMOTE_JOIN: MessageType.SOCKETS_JOIN,
+    RequestType.REMOTE_LEAVE: MessageType.SOCKETS_LEAVE,
+    RequestType.REMOTE_DISCONNECT: MessageType.DISCONNECT_SOCKETS,
+    RequestType.REMOTE_SET_DATA: MessageType.SET_DATA,
+}
+_RESPONSES = (
+    MessageType.FETCH_SOCKETS_RESPONSE,
+    MessageType.SERVER_SIDE_EMIT_RESPONSE,
+    MessageType.BROADCAST_CLIENT_COUNT,
+    MessageType.BROADCAST_ACK,
+)
 ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 BATCH = 256
 RECENT = 10_000
@@ -97,8 +154,9 @@ def decode_data(text: str) -> Any:
     return msgpack.unpackb(base64.b64decode(text), raw=False)
 
 
-class RedisStreamsAdapter(Adapter):
-    """Carries emits between nodes through one Redis stream; keeps recovery sessions in Redis keys.
+class RedisStreamsAdapter(RequestingAdapter):
+    """Carries emits between nodes through one Redis stream; keeps recovery sessions in Redis keys; asks
+    and answers cluster-wide questions through Redis pub/sub.
 
     Args:
         url: ``redis://[:password@]host:port/db``.
@@ -108,6 +166,7 @@ class RedisStreamsAdapter(Adapter):
         session_prefix: key prefix of saved sessions (node's ``sessionKeyPrefix``).
         recovery_ms: the recovery window in ms; 0: recovery off (no offsets, no sessions).
         max_session_bytes: most bytes of missed packets replayed to one session; 0: no limit.
+        request_timeout: seconds to wait for the other nodes' answers to a cluster-wide question.
     """
 
     remote = True
@@ -121,6 +180,7 @@ class RedisStreamsAdapter(Adapter):
         session_prefix: str = "sio:session:",
         recovery_ms: int = 0,
         max_session_bytes: int = 0,
+        request_timeout: float = 5.0,
         debug: bool = False,
     ) -> None:
         super().__init__()
@@ -130,6 +190,7 @@ class RedisStreamsAdapter(Adapter):
         self.session_prefix = session_prefix
         self.recovery_ms = recovery_ms
         self.max_session_bytes = max_session_bytes
+        self.request_timeout = request_timeout
         self.sequences_emits = recovery_ms > 0
         self.debug = debug
         self.uid = secrets.token_hex(8)
@@ -137,7 +198,13 @@ class RedisStreamsAdapter(Adapter):
         self.counters: dict[str, int] = dict.fromkeys(("published", "received", "errors", "dropped"), 0)
         self._cmd: aioredis.Redis | None = None
         self._rd: aioredis.Redis | None = None
-        self._queue: deque[tuple[dict[str, str], Callable[[str], None] | None]] = deque()
+        self._sub: aioredis.Redis | None = None
+        self._pubsub: Any = None
+        """The subscription of the listener task while it is up (cluster-wide questions)."""
+        self._ready: asyncio.Event | None = None
+        self._namespaces: set[str] = {"/"}
+        # XADD (fields, what to do with the entry id) or PUBLISH (channel, payload), sent in order.
+        self._queue: deque[tuple[dict[str, str], Callable[[str], None] | None] | tuple[str, bytes]] = deque()
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -166,16 +233,23 @@ class RedisStreamsAdapter(Adapter):
             max_len=r.stream_max_len,
             recovery_ms=int(rec.max_disconnection_duration * 1000),
             max_session_bytes=rec.max_session_bytes,
+            request_timeout=r.request_timeout,
             debug=config.server.debug,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
+    def attach(self, server: LocalNode) -> None:
+        super().attach(server)
+        self._namespaces.update(server.router.namespaces())
+
     async def start(self) -> None:
         self._stopping = False
         self._wake = asyncio.Event()
+        self._ready = asyncio.Event()
         self._cmd = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0)
         self._rd = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0)
+        self._sub = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0)
         # Read from the end as it is now, as node does ("$"): what was added before this node started is
         # for the nodes that were there.
         try:
@@ -185,15 +259,21 @@ class RedisStreamsAdapter(Adapter):
             log.error("! redis-streams: %s unreachable at start: %s", redact_url(self.url), exc)
             start = "$"
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_forever(start)), loop.create_task(self._write_forever())]
+        self._tasks = [
+            loop.create_task(self._read_forever(start)),
+            loop.create_task(self._write_forever()),
+            loop.create_task(self._listen_forever()),
+        ]
+        # Subscribed (or failed once) when startup() returns: a healthy node answers questions at once.
+        await self._ready.wait()
 
     async def stop(self) -> None:
         if self._queue and self._cmd is not None:
             # What the last handlers emitted (and the sessions the shutdown kept) still goes out.
             with contextlib.suppress(Exception):
                 pipe = self._cmd.pipeline(transaction=False)
-                for fields, _done in self._queue:
-                    pipe.xadd(self.stream, fields, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
+                for item in self._queue:
+                    self._pipe(pipe, item)
                 self._queue.clear()
                 async with asyncio.timeout(2.0):
                     await pipe.execute()
@@ -205,7 +285,8 @@ class RedisStreamsAdapter(Adapter):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for conn in (self._cmd, self._rd):
+        self._end_requests()
+        for conn in (self._cmd, self._rd, self._sub):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.aclose()
@@ -220,6 +301,20 @@ class RedisStreamsAdapter(Adapter):
         assert self._wake is not None
         self._wake.set()
 
+    def _enqueue_publish(self, channel: str, payload: bytes) -> None:
+        if self._wake is None:
+            return  # not started (or stopped): nobody to ask or answer
+        self._queue.append((channel, payload))
+        self._wake.set()
+
+    def _pipe(
+        self, pipe: Any, item: tuple[dict[str, str], Callable[[str], None] | None] | tuple[str, bytes]
+    ) -> None:
+        if isinstance(item[0], dict):
+            pipe.xadd(self.stream, item[0], maxlen=self.max_len, approximate=True)
+        else:
+            pipe.publish(item[0], item[1])
+
     async def _write_forever(self) -> None:
         assert self._wake is not None and self._cmd is not None
         while not self._stopping:
@@ -228,17 +323,18 @@ class RedisStreamsAdapter(Adapter):
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 pipe = self._cmd.pipeline(transaction=False)
-                for fields, _done in batch:
-                    pipe.xadd(self.stream, fields, maxlen=self.max_len, approximate=True)  # type: ignore[arg-type]
+                for item in batch:
+                    self._pipe(pipe, item)
                 try:
                     ids = await pipe.execute()
                 except Exception as exc:
                     self.counters["errors"] += 1
-                    log.error("! redis-streams: XADD failed (%d messages): %s", len(batch), exc)
+                    log.error("! redis-streams: XADD/PUBLISH failed (%d messages): %s", len(batch), exc)
                     ids = [None] * len(batch)
-                for (_fields, done), eid in zip(batch, ids, strict=True):
+                for item, eid in zip(batch, ids, strict=True):
                     self.counters["published"] += 1
-                    if done is not None:
+                    done = item[1]
+                    if callable(done):
                         try:
                             done(eid.decode() if isinstance(eid, bytes) else "")
                         except Exception:
@@ -363,29 +459,258 @@ class RedisStreamsAdapter(Adapter):
             Adapter.disconnect_sockets(
                 self, namespace, tuple(rooms), tuple(except_rooms), bool(data.get("close"))
             )
+        elif type_ == MessageType.SET_DATA and isinstance(data.get("data"), dict):
+            Adapter.set_data(self, namespace, tuple(rooms), data["data"])
 
-    # -- cluster-wide room operations: here, then the others through the stream -----------------------
+    # -- cluster-wide changes: here (RequestingAdapter), then the others through the stream --------------
 
-    def add_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], join: tuple[str, ...]
-    ) -> None:
-        super().add_sockets(namespace, rooms, except_rooms, join)
-        opts = {"rooms": list(rooms), "except": list(except_rooms), "flags": {}}
-        self._enqueue(self._fields(namespace, SOCKETS_JOIN, {"opts": opts, "rooms": list(join)}), None)
+    def _send_change(self, namespace: str, request: Request) -> None:
+        """A join, leave, disconnect or set-data as node's stream entry (SET_DATA: Tether's own type)."""
+        opts = {"rooms": list(request.target_rooms), "except": list(request.except_rooms), "flags": {}}
+        data: dict[str, Any] = {"opts": opts}
+        if request.type is RequestType.REMOTE_DISCONNECT:
+            data["close"] = request.close
+        elif request.type is RequestType.REMOTE_SET_DATA:
+            data["data"] = request.data
+        else:
+            data["rooms"] = list(request.rooms)
+        try:
+            fields = self._fields(namespace, _CHANGES[request.type], data)
+        except (TypeError, ValueError) as exc:  # socket.data that neither JSON nor msgpack can carry
+            self.counters["errors"] += 1
+            log.error("! redis-streams: %s not sent to the other nodes: %s", request.type.name, exc)
+            return
+        self._enqueue(fields, None)
 
-    def del_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], leave: tuple[str, ...]
-    ) -> None:
-        super().del_sockets(namespace, rooms, except_rooms, leave)
-        opts = {"rooms": list(rooms), "except": list(except_rooms), "flags": {}}
-        self._enqueue(self._fields(namespace, SOCKETS_LEAVE, {"opts": opts, "rooms": list(leave)}), None)
+    # -- cluster-wide questions: Redis pub/sub in node's ClusterAdapter format ------------------------
 
-    def disconnect_sockets(
-        self, namespace: str, rooms: tuple[str, ...], except_rooms: tuple[str, ...], close: bool = False
-    ) -> None:
-        super().disconnect_sockets(namespace, rooms, except_rooms, close)
-        opts = {"rooms": list(rooms), "except": list(except_rooms), "flags": {}}
-        self._enqueue(self._fields(namespace, DISCONNECT_SOCKETS, {"opts": opts, "close": close}), None)
+    def public_channel(self, namespace: str) -> str:
+        """Where questions about ``namespace`` go (node's ``#publicChannel``)."""
+        return f"{self.stream}#{namespace}#"
+
+    def private_channel(self, namespace: str, uid: str) -> str:
+        """Where the answers to node ``uid``'s questions about ``namespace`` go."""
+        return f"{self.stream}#{namespace}#{uid}#"
+
+    def _channels(self, namespaces: list[str]) -> list[str]:
+        return [c for ns in namespaces for c in (self.public_channel(ns), self.private_channel(ns, self.uid))]
+
+    async def _listen_forever(self) -> None:
+        assert self._sub is not None and self._ready is not None
+        backoff = 0.05
+        while not self._stopping:
+            pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels(sorted(self._namespaces)))
+                self._pubsub = pubsub
+                self._ready.set()
+                backoff = 0.05
+                while not self._stopping:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None:
+                        self._on_published(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.counters["errors"] += 1
+                log.warning("! redis-streams: SUBSCRIBE failed: %s (again in %.2fs)", exc, backoff)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):  # the connection is broken already
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._ready.set()
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _watch(self, namespace: str) -> bool:
+        """Subscribed to ``namespace``'s channels (to get the answers of a question about it)?"""
+        pubsub = self._pubsub
+        if pubsub is None:
+            return False
+        if namespace not in self._namespaces:
+            self._namespaces.add(namespace)
+            try:
+                await pubsub.subscribe(*self._channels([namespace]))
+            except Exception as exc:  # the listener notices the broken connection and resubscribes all
+                log.warning("! redis-streams: SUBSCRIBE %s failed: %s", namespace, exc)
+                return False
+        return True
+
+    def _on_published(self, msg: dict[str, Any]) -> None:
+        try:
+            data = msg.get("data")
+            if msg.get("type") != "message" or not isinstance(data, bytes):
+                return
+            self._on_message(decode_object(data))
+        except Exception as exc:
+            # Garbage from some other process must not stop the listener (nor reach any handler).
+            self.counters["errors"] += 1
+            log.warning("! redis-streams: pub/sub message dropped: %s: %s", type(exc).__name__, exc)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        """One of node's ClusterAdapter messages (a question or an answer).
+
+        Raises:
+            ClusterError: not ``{"uid": str, "nsp": str, "type": int, "data": {...}}``, or a question
+                without a ``requestId``.
+        """
+        uid, namespace, type_, data = (message.get(k) for k in ("uid", "nsp", "type", "data"))
+        if uid == self.uid:
+            return  # our own question, on the public channel we listen to as well
+        if not (isinstance(uid, str) and isinstance(namespace, str) and isinstance(type_, int)):
+            raise ClusterError("redis-streams", "a message needs uid, nsp and type")
+        if not isinstance(data, dict):
+            raise ClusterError("redis-streams", f"message type {type_}: data must be a map")
+        self.counters["received"] += 1
+        if self.debug:
+            log.debug("< pub/sub type %s from %s on %s", type_, uid, namespace)
+        if type_ in _RESPONSES:
+            self._on_answer(type_, data)
+            return
+        request_id = data.get("requestId")
+        opts = data.get("opts") if isinstance(data.get("opts"), dict) else {}
+        assert isinstance(opts, dict)
+        flags = opts.get("flags")
+        if type_ == MessageType.FETCH_SOCKETS:
+            rtype = RequestType.REMOTE_FETCH
+        elif type_ == MessageType.BROADCAST and request_id is not None:
+            rtype = RequestType.BROADCAST
+        else:
+            if self.debug:  # SERVER_SIDE_EMIT (no server-side events in Tether), or unknown
+                log.debug("= pub/sub message type %s not answered by Tether", type_)
+            return
+        if not isinstance(request_id, str):
+            raise ClusterError("redis-streams", f"message type {type_} without a requestId")
+        packet = data.get("packet")
+        request = Request(
+            rtype,
+            uid,
+            request_id,
+            target_rooms=room_tuple(opts.get("rooms")),
+            except_rooms=room_tuple(opts.get("except")),
+            packet=packet if isinstance(packet, dict) else None,
+            flags=flags if isinstance(flags, dict) else {},
+        )
+        if self.server is not None:
+            self.answer_request(
+                namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
+            )
+
+    def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
+        """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
+        rtype = answer.get("type")
+        data: dict[str, Any] = {"requestId": answer.get("requestId")}
+        if rtype == RequestType.BROADCAST_CLIENT_COUNT:
+            type_ = MessageType.BROADCAST_CLIENT_COUNT
+            data["clientCount"] = answer.get("clientCount")
+        elif rtype == RequestType.BROADCAST_ACK:
+            type_ = MessageType.BROADCAST_ACK
+            data["packet"] = answer.get("packet")
+            if "args" in answer:
+                data["args"] = answer["args"]  # Tether's: every argument of the ack (node reads "packet")
+        elif "sockets" in answer:
+            type_ = MessageType.FETCH_SOCKETS_RESPONSE
+            data["sockets"] = answer["sockets"]
+        else:
+            return
+        message = {"uid": self.uid, "nsp": namespace, "type": int(type_), "data": data}
+        try:
+            payload = encode_msgpack(message)
+        except ClusterError as exc:
+            self.counters["errors"] += 1
+            log.error("! redis-streams: answer to %s not sent: %s", requester, exc)
+            return
+        self._enqueue_publish(self.private_channel(namespace, requester), payload)
+
+    def _on_answer(self, type_: int, data: dict[str, Any]) -> None:
+        """An answer to one of our questions, handed to :meth:`receive_response` in its shape."""
+        request_id = str(data.get("requestId"))
+        pending = self._requests.get(request_id)
+        if pending is None:
+            return  # not ours, or too late
+        if type_ == MessageType.BROADCAST_CLIENT_COUNT:
+            answer = {
+                "type": RequestType.BROADCAST_CLIENT_COUNT,
+                "requestId": request_id,
+                "clientCount": data.get("clientCount"),
+            }
+        elif type_ == MessageType.BROADCAST_ACK:
+            answer = {
+                "type": RequestType.BROADCAST_ACK,
+                "requestId": request_id,
+                "packet": data.get("packet"),
+            }
+            if isinstance(data.get("args"), list):
+                answer["args"] = data["args"]
+        elif type_ == MessageType.FETCH_SOCKETS_RESPONSE and isinstance(pending, Gather):
+            raw = data.get("sockets")
+            sockets = [
+                s
+                for s in (raw if isinstance(raw, list) else ())
+                if isinstance(s, dict) and isinstance(s.get("id"), str)
+            ]
+            asked = pending.request.type if pending.request is not None else RequestType.REMOTE_FETCH
+            if asked is RequestType.SOCKETS:
+                answer = {"requestId": request_id, "sockets": [s["id"] for s in sockets]}
+            elif asked is RequestType.ALL_ROOMS:
+                rooms = [room_tuple(s.get("rooms")) for s in sockets]
+                answer = {"requestId": request_id, "rooms": [r for found in rooms for r in found]}
+            else:
+                answer = {"requestId": request_id, "sockets": sockets}
+        else:
+            return  # SERVER_SIDE_EMIT_RESPONSE: Tether never asks
+        self.receive_response(answer)
+
+    def _question(self, namespace: str, request: Request) -> dict[str, Any] | None:
+        """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), BROADCAST with acks."""
+        t = request.type
+        opts: dict[str, Any] = {"rooms": list(request.target_rooms), "except": list(request.except_rooms)}
+        if t is RequestType.BROADCAST:
+            opts["flags"] = request.flags
+            data = {"packet": request.packet, "requestId": request.request_id, "opts": opts}
+            return {"uid": self.uid, "nsp": namespace, "type": int(MessageType.BROADCAST), "data": data}
+        if t is RequestType.SOCKETS:
+            opts["rooms"] = list(request.rooms)
+        elif t not in (RequestType.REMOTE_FETCH, RequestType.ALL_ROOMS):
+            return None
+        opts["flags"] = {}
+        data = {"opts": opts, "requestId": request.request_id}
+        return {"uid": self.uid, "nsp": namespace, "type": int(MessageType.FETCH_SOCKETS), "data": data}
+
+    async def _send_request(self, namespace: str, request: Request) -> int:
+        """``PUBSUB NUMSUB`` of the public channel counts the nodes (us included), then PUBLISH.
+
+        Raises:
+            ClusterError: an argument of an emit with acks that cannot be encoded.
+        """
+        message = self._question(namespace, request)
+        if message is None or self._cmd is None or not await self._watch(namespace):
+            return 0
+        payload = encode_msgpack(message)
+        channel = self.public_channel(namespace)
+        try:
+            numsub: Any = await self._cmd.pubsub_numsub(channel)
+        except Exception as exc:
+            self.counters["errors"] += 1
+            log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
+            return 0
+        expected = int(numsub[0][1]) - 1 if numsub else 0
+        if expected > 0:
+            self._enqueue_publish(channel, payload)
+        return max(0, expected)
+
+    async def server_count(self) -> int:
+        """Nodes subscribed to the public channel of ``/`` (node's ``serverCount``), 1 when unknown."""
+        if self._cmd is None:
+            return 1
+        try:
+            numsub: Any = await self._cmd.pubsub_numsub(self.public_channel("/"))
+        except Exception as exc:
+            log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
+            return 1
+        return max(1, int(numsub[0][1]) if numsub else 1)
 
     # -- recovery -------------------------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "encode_session_command",
+    "room_tuple",
     "user_room",
 ]
 
@@ -307,13 +308,14 @@ def decode_broadcast(data: bytes) -> Broadcast:
         namespace,
         payload[0],
         tuple(payload[1:]),
-        _str_tuple(opts.get("rooms")),
-        _str_tuple(opts.get("except")),
+        room_tuple(opts.get("rooms")),
+        room_tuple(opts.get("except")),
         flags if isinstance(flags, dict) else {},
     )
 
 
-def _str_tuple(value: Any) -> tuple[str, ...]:
+def room_tuple(value: Any) -> tuple[str, ...]:
+    """A list of rooms from the wire as strings (anything else: no rooms)."""
     # Node's adapter accepts numeric rooms and matches them as strings too; so do we.
     if not isinstance(value, list):
         return ()
@@ -404,9 +406,9 @@ def decode_request(data: bytes) -> Request:
         rtype,
         str(obj.get("uid", "")),
         None if request_id is None else str(request_id),
-        _str_tuple(obj.get("rooms")),
-        _str_tuple(opts.get("rooms")),
-        _str_tuple(opts.get("except")),
+        room_tuple(obj.get("rooms")),
+        room_tuple(opts.get("rooms")),
+        room_tuple(opts.get("except")),
         None if has_opts or not isinstance(sid, str) else sid,
         None if room is None else _room_str(room),
         bool(obj.get("close", False)),

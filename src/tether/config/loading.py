@@ -71,8 +71,10 @@ def read_layers(
             continue
         section, key = parts
         raw.setdefault(section, {})[key] = _parse_env_value(value, SECTIONS[section], key)
-        if section == "session" and key == "secret" and value:
-            raw["session"].setdefault("enabled", True)
+        # A section's key set by its variable is the section written in a file: [session] with its secret,
+        # [admin] with its password hash. Under an ASGI server (Config.from_env) there may be no file at all.
+        if (section, key) in (("session", "secret"), ("admin", "password")) and value:
+            raw[section].setdefault("enabled", True)
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)
     return raw, source, base_dir
@@ -90,7 +92,15 @@ def build_sections(source: str, raw: Raw) -> dict[str, Any]:
     }
 
 
+# What a switch variable may say besides TOML's true/false: the shell's habit (TETHER_DAEMON=1, as in
+# docs/cli.md) and Starlette's config casts; anything else stays a type error naming the key.
+_ENV_BOOLS = {"1": True, "yes": True, "on": True, "0": False, "no": False, "off": False}
+
+
 def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
+    hint = typing.get_type_hints(section_cls).get(key)
+    if hint is bool and value.strip().lower() in _ENV_BOOLS:
+        return _ENV_BOOLS[value.strip().lower()]
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:
@@ -98,7 +108,7 @@ def _parse_env_value(value: str, section_cls: type[Any], key: str) -> Any:
     # A string setting is taken as written unless quoted: TETHER_API_KEY=1e5 is the key "1e5", not 100000.0
     # (nor "100000.0"), and a secret like 2024-01-01 or true must not fail to load with its value in the
     # error.
-    if typing.get_type_hints(section_cls).get(key) is str and not isinstance(parsed, str):
+    if hint is str and not isinstance(parsed, str):
         return value
     return parsed
 

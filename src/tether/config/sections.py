@@ -296,10 +296,12 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
     """Redis server for ``[room] driver = "redis"``."""
     prefix: str = "socket.io"
-    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it."""
+    """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it.
+    ``redis-streams``: the stream name and the channel prefix (node's ``streamName``, ``channelPrefix``)."""
     request_timeout: float = 5.0
-    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online); then partial answers.
-    The workers of one host (no Redis) wait as long for each other's answers through the master."""
+    """Seconds to wait for other nodes' answers (fetch_sockets, counts, user_online; both Redis drivers);
+    then partial answers. The workers of one host (no Redis) wait as long for each other's answers through
+    the master."""
     max_queue: int = 10_000
     """Messages waiting to be published beyond which new ones are dropped (and counted)."""
     reconnect_max: float = 5.0
@@ -356,8 +358,10 @@ class ApiConfig:
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     enabled: bool = True
-    """Count Prometheus metrics (served only where ``listen`` or ``key`` says; ``tether infos`` shows
-    the main counters either way)."""
+    """Keep Prometheus metrics where they are served: a worker started with ``listen`` or ``key`` set keeps
+    the per-event tables and handler timings from its start; with neither (the default) nothing reads them,
+    so they are not kept (about a tenth of an echo's CPU). ``tether infos`` shows the main counters either
+    way. ``false``: never, even when ``listen`` or ``key`` is set."""
     path: str = "/metrics"
     """Where the metrics are served (on ``listen``, and on the service port when ``key`` is set)."""
     listen: str = ""
@@ -383,7 +387,8 @@ class MetricsConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     enabled: bool = False
-    """True as soon as the ``[admin]`` section is present: serve the Socket.IO admin UI's namespace."""
+    """True as soon as the ``[admin]`` section is present (or ``TETHER_ADMIN_PASSWORD`` is set): serve the
+    Socket.IO admin UI's namespace."""
     namespace: str = "/admin"
     """The namespace the admin UI connects to (its "Advanced options"; the reference's ``namespaceName``)."""
     auth: bool = True

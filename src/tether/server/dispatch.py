@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from asyncio.tasks import _enter_task, _leave_task  # what a Task implementation calls around a step
 from collections.abc import Callable, Coroutine
 from contextvars import Context, copy_context
@@ -24,9 +25,18 @@ from time import perf_counter
 from types import CoroutineType
 from typing import Any
 
-__all__ = ["NOT_DONE", "EagerStart", "continue_in_task", "first_step", "run_handler"]
+__all__ = ["NOT_DONE", "EagerStart", "continue_in_task", "current_task", "first_step", "run_handler"]
 
 log = logging.getLogger("tether.handlers")
+
+if sys.version_info < (3, 12):
+    # 3.11's asyncio.current_task is a Python function around this C dict: its get is one C call instead of
+    # a Python frame per event (3.12 made current_task itself C, and later versions keep it elsewhere).
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # private, as _enter_task
+
+    current_task: Callable[[asyncio.AbstractEventLoop], asyncio.Task[Any] | None] = _current_tasks.get
+else:  # pragma: no cover - CI runs 3.11
+    current_task = asyncio.current_task
 
 
 class _NotDone:
@@ -84,7 +94,7 @@ def first_step(coro: Coroutine[Any, Any, Any], standin: EagerStart, context: Con
     """``coro.send(None)`` in ``context`` with ``standin`` as the current task; what the coroutine yields,
     or StopIteration / its exception. (Written out in ``Receiver.receive_event``, the hot path.)"""
     loop = asyncio.get_running_loop()
-    outer = asyncio.current_task(loop)  # an ASGI connection's Task, when Tether runs inside one
+    outer = current_task(loop)  # an ASGI connection's Task, when Tether runs inside one
     if outer is not None:
         _leave_task(loop, outer)
     _enter_task(loop, standin)  # type: ignore[arg-type]  # a stand-in: see EagerStart

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from asyncio import AbstractEventLoop, current_task, get_running_loop
+from asyncio import AbstractEventLoop, get_running_loop
 from asyncio.tasks import _enter_task, _leave_task  # what a Task implementation calls around a step
 from bisect import bisect_left
 from contextvars import Context, copy_context
@@ -21,7 +21,7 @@ from ..errors import TetherError
 from ..protocol.connection import State
 from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
 from .client import Client
-from .dispatch import EagerStart, continue_in_task
+from .dispatch import EagerStart, continue_in_task, current_task
 from .lifecycle import Lifecycle
 from .state import LATENCY_BUCKETS
 

@@ -218,6 +218,48 @@ async def test_redis_adapter_across_two_asgi_servers(redis_server: Any) -> None:
             await b.close()
 
 
+async def test_mounted_in_fastapi_under_a_prefix() -> None:
+    # docs/frameworks.md, "Mounted in a FastAPI app": python-socketio's other usual shape,
+    # api.mount("/rt", ASGIApp(...)). Starlette hands the mounted app the full path, so socketio_path carries
+    # the prefix (as python-socketio's does), and a mounted app gets no lifespan: the FastAPI app's runs
+    # Tether's startup and shutdown.
+    from fastapi import FastAPI
+
+    rec = Recorder()
+    sio_app = ASGIApp(build_router(rec), socketio_path="rt/socket.io", config=make_config())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        await sio_app.startup()
+        yield
+        await sio_app.shutdown()
+
+    api = FastAPI(lifespan=lifespan)
+
+    @api.get("/hello")
+    async def hello() -> dict[str, int]:
+        return {"clients": len(sio_app.server.clients)}
+
+    api.mount("/rt", sio_app)
+    async with serve(api, "uvicorn") as url:
+        assert sio_app.server.state.started_at > 0  # started by the lifespan, not by a first request
+        client = SioClient(["polling", "websocket"])
+        await client.sio.connect(
+            url, auth={"token": "secret"}, socketio_path="/rt/socket.io", wait_timeout=scaled(5)
+        )
+        try:
+            await client.next("welcome")
+            await client.echo_works()
+            async with aiohttp.ClientSession() as http:
+                async with http.get(url + "/hello") as resp:
+                    assert await resp.json() == {"clients": 1}
+                async with http.get(url + "/rt/socket.io/socket.io.js") as resp:
+                    assert resp.status == 200 and "io" in await resp.text()
+        finally:
+            await client.close()
+    assert sio_app.server.state.draining  # shut down with the FastAPI app, not left running
+
+
 # -- static_files: python-socketio's argument, served alongside Tether and the other app -----------------
 
 

@@ -315,6 +315,20 @@ async def test_questions_are_answered_for_the_whole_cluster(nodes: tuple[Server,
         # set_data reaches the other node through the stream (Tether's own entry type; node ignores it).
         a.adapter.set_data("/", (b2.sid,), {"k": 1})
         await wait_until(lambda: b.get_socket(b2.sid).data == {"k": 1}, what="data set from A")  # type: ignore[union-attr]
+        errors = a.adapter.counters["errors"]  # type: ignore[attr-defined]
+        a.adapter.set_data("/", (b2.sid,), {"k": object()})  # cannot cross: logged and counted, not raised
+        assert a.adapter.counters["errors"] == errors + 1  # type: ignore[attr-defined]
+        # Joins, leaves and disconnects travel through the stream (node's entry types 4, 5, 6).
+        a.to(b2.sid).sockets_join("extra")
+        await wait_until(lambda: "extra" in b.get_socket(b2.sid).rooms, what="the remote join")  # type: ignore[union-attr]
+        assert await a.count("extra") == 1
+        a.to("extra").sockets_leave("extra")
+        await wait_until(lambda: "extra" not in b.get_socket(b2.sid).rooms, what="the remote leave")  # type: ignore[union-attr]
+        a.to(b2.sid).disconnect_sockets()
+        await wait_until(lambda: b.get_socket(b2.sid) is None, what="the remote disconnect")
+        assert await a.count("r") == 2
+        # A namespace nobody serves: subscribed on the way, nobody else to ask.
+        assert await a.of("/nowhere").fetch_sockets() == []
 
 
 async def test_a_silent_node_costs_request_timeout_then_partial_answers(

@@ -60,7 +60,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import msgpack
 import orjson
@@ -76,7 +76,7 @@ from .wire import Request, RequestType, decode_object, encode_msgpack, room_tupl
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["MessageType", "RedisStreamsAdapter", "parse_id"]
+__all__ = ["ClusterMessage", "MessageType", "RedisStreamsAdapter", "parse_id"]
 
 log = logging.getLogger("tether.cluster.streams")
 
@@ -100,6 +100,16 @@ class MessageType(enum.IntEnum):
     SET_DATA = 100
     """Tether extension, in the stream: replace ``socket.data`` of the sockets in ``opts.rooms``
     (``data = {"opts", "data"}``); node's adapter ignores types it does not know."""
+
+
+class ClusterMessage(TypedDict):
+    """A question or an answer on the pub/sub channels (msgpack): node's ``ClusterMessage`` /
+    ``ClusterResponse``; ``data`` depends on ``type`` (see the module docstring)."""
+
+    uid: str
+    nsp: str
+    type: int
+    data: dict[str, Any]
 
 
 BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
@@ -570,8 +580,8 @@ class RedisStreamsAdapter(RequestingAdapter):
             self._on_answer(type_, data)
             return
         request_id = data.get("requestId")
-        opts = data.get("opts") if isinstance(data.get("opts"), dict) else {}
-        assert isinstance(opts, dict)
+        opts = data.get("opts")
+        opts = opts if isinstance(opts, dict) else {}
         flags = opts.get("flags")
         if type_ == MessageType.FETCH_SOCKETS:
             rtype = RequestType.REMOTE_FETCH
@@ -615,7 +625,7 @@ class RedisStreamsAdapter(RequestingAdapter):
             data["sockets"] = answer["sockets"]
         else:
             return
-        message = {"uid": self.uid, "nsp": namespace, "type": int(type_), "data": data}
+        message = ClusterMessage(uid=self.uid, nsp=namespace, type=int(type_), data=data)
         try:
             payload = encode_msgpack(message)
         except ClusterError as exc:
@@ -663,21 +673,21 @@ class RedisStreamsAdapter(RequestingAdapter):
             return  # SERVER_SIDE_EMIT_RESPONSE: Tether never asks
         self.receive_response(answer)
 
-    def _question(self, namespace: str, request: Request) -> dict[str, Any] | None:
+    def _question(self, namespace: str, request: Request) -> ClusterMessage | None:
         """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), BROADCAST with acks."""
         t = request.type
         opts: dict[str, Any] = {"rooms": list(request.target_rooms), "except": list(request.except_rooms)}
         if t is RequestType.BROADCAST:
             opts["flags"] = request.flags
             data = {"packet": request.packet, "requestId": request.request_id, "opts": opts}
-            return {"uid": self.uid, "nsp": namespace, "type": int(MessageType.BROADCAST), "data": data}
+            return ClusterMessage(uid=self.uid, nsp=namespace, type=int(MessageType.BROADCAST), data=data)
         if t is RequestType.SOCKETS:
             opts["rooms"] = list(request.rooms)
         elif t not in (RequestType.REMOTE_FETCH, RequestType.ALL_ROOMS):
             return None
         opts["flags"] = {}
         data = {"opts": opts, "requestId": request.request_id}
-        return {"uid": self.uid, "nsp": namespace, "type": int(MessageType.FETCH_SOCKETS), "data": data}
+        return ClusterMessage(uid=self.uid, nsp=namespace, type=int(MessageType.FETCH_SOCKETS), data=data)
 
     async def _send_request(self, namespace: str, request: Request) -> int:
         """``PUBSUB NUMSUB`` of the public channel counts the nodes (us included), then PUBLISH.

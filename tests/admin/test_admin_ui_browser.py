@@ -21,8 +21,10 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser import launch_chromium, new_page, serve_folder
 from tests.conftest import make_config
 from tests.helpers import scaled, wait_until
-from tether import Router, Server, Socket, run_server
+from tests.test_asgi import serve
+from tether import Config, Router, Server, Socket, run_server
 from tether.admin import get_instrument
+from tether.asgi import ASGIApp
 
 UI = Path(__file__).resolve().parents[1] / "js" / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
 PASSWORD = "ui-test-password"
@@ -126,3 +128,30 @@ async def test_the_ui_lists_sockets_and_rooms_and_disconnects_a_socket(
         for user in users:
             await user.disconnect()
             await user.shutdown()
+
+
+async def test_the_ui_served_by_asgiapp_on_tethers_own_origin(browser: Browser) -> None:
+    # docs/admin-ui.md: the UI's files as ASGIApp static_files, on Tether's own origin (no allowed_origins),
+    # the admin UI turned on by TETHER_ADMIN_PASSWORD alone, as under uvicorn configured by the environment.
+    password = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    config = Config.load(None, env={"TETHER_ADMIN_PASSWORD": password}, overrides={"server": {"port": 0}})
+    assert config.websocket.allowed_origins == ()
+    app = ASGIApp(Router(), static_files={"/admin-ui/": str(UI) + "/"}, config=config)
+    async with serve(app, "uvicorn") as url:
+        context, page = await new_page(browser)
+        timeout = scaled(10) * 1000
+        try:
+            await page.goto(url + "/admin-ui/", wait_until="domcontentloaded")
+            await page.get_by_label("Server URL").fill(url)
+            await page.get_by_label("Username").fill("admin")
+            await page.get_by_label("Password").fill(PASSWORD)
+            await page.get_by_role("button", name="Connect").click()
+            await expect(page.locator("header").get_by_text("connected", exact=True).first).to_be_visible(
+                timeout=timeout
+            )
+            await page.get_by_role("navigation").get_by_role("link", name="Servers").click()
+            await expect(page.get_by_text(get_instrument(app.server).server_id)).to_be_visible(
+                timeout=timeout
+            )
+        finally:
+            await context.close()

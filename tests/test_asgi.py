@@ -176,6 +176,25 @@ async def test_held_poll_ends_when_the_client_goes(served: Served) -> None:
     await wait_until(lambda: sid not in served.app.server.clients, 10, "the session closed")
 
 
+async def test_polling_body_over_max_payload(served: Served) -> None:
+    """As the front door (tests/server/test_polling_content_type_vs_node.py compares it with node): the
+    session is checked before the size, an ``application/octet-stream`` POST is 400 whatever its size, a
+    text one over ``max_payload`` 413; both end the session."""
+    server = served.app.server
+    body = b"4" + b"x" * server.config.websocket.max_payload
+    async with aiohttp.ClientSession() as http:
+        base = served.url + "/socket.io/?EIO=4&transport=polling"
+        async with http.post(base + "&sid=nosuchsession", data=body, headers=TEXT_BODY) as resp:
+            assert (resp.status, await resp.json()) == (400, {"code": 1, "message": "Session ID unknown"})
+        for content_type, status in (("application/octet-stream", 400), ("text/plain;charset=UTF-8", 413)):
+            async with http.get(base) as resp:
+                sid = (await resp.text())[1:].split('"')[3]
+            headers = {"Content-Type": content_type}
+            async with http.post(base + f"&sid={sid}", data=body, headers=headers) as resp:
+                assert resp.status == status, content_type
+            await wait_until(lambda: sid not in server.clients, 10, "the session closed")  # noqa: B023
+
+
 async def test_redis_adapter_across_two_asgi_servers(redis_server: Any) -> None:
     kind = "uvicorn"  # the adapter does not see the ASGI server: one of them is enough
     apps = []

@@ -249,6 +249,7 @@ class ASGIApp:
         limit = server.config.websocket.max_payload
         body = bytearray()
         more = True
+        too_big = False
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -256,8 +257,10 @@ class ASGIApp:
             body += message.get("body", b"")
             more = bool(message.get("more_body", False))
             if len(body) > limit:
-                await _json(send, 413, b'{"code":3,"message":"Payload too large"}')
-                return
+                # Routed from its head alone, as the front door routes a body over max_payload: what node
+                # answers before reading a body (an unknown session, a refused content type) comes first.
+                too_big = True
+                break
         headers = Headers((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         query_string = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(query_string, keep_blank_values=True)) if query_string else {}
@@ -266,7 +269,7 @@ class ASGIApp:
         request = Request(scope["method"], scope["path"], query, headers, remote)
         exchange = _Exchange(server, remote)
         server.state.http_requests += 1
-        exchange.route(request, bytes(body))
+        exchange.route(request, None if too_big else bytes(body))
         response = exchange.response
         if not response.done():
             # A held long-poll GET: answered when packets are queued, or ended by the client going away.
@@ -374,12 +377,6 @@ def _read_file(filename: str) -> bytes:
         return f.read()
 
 
-async def _json(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 # -- HTTP: the front door with its answer captured ---------------------------------------------------
 
 
@@ -414,7 +411,7 @@ class _Exchange(HttpProtocol):
             asyncio.get_running_loop().create_future()
         )
 
-    def route(self, request: Request, body: bytes) -> None:
+    def route(self, request: Request, body: bytes | None) -> None:
         self._route(request, body)
 
     def _respond(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:

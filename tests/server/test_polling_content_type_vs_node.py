@@ -23,6 +23,7 @@ import pytest_asyncio
 
 from tests.helpers import scaled
 from tests.server.test_disconnect_reasons_vs_node import (
+    MAX_PAYLOAD,
     Poller,
     Target,
     poll_url,
@@ -154,3 +155,130 @@ async def test_polling_post_is_nodes(
         post_with(tether, http, case.content_type, case.body),
     )
     assert got == [case.node, case.tether or case.node]
+
+
+# -- bodies over max_payload ---------------------------------------------------------------------------
+
+
+async def raw_post(t: Target, sid: str, content_type: str, body: bytes) -> int:
+    """POST ``body`` on a connection of its own and return the status (0: no answer, the connection cut).
+
+    The head goes first: a server that answers from the head alone (Tether on Content-Length, node on the
+    type) answers before any body byte is sent, so its close cannot reset the answer away. Otherwise the
+    whole body follows and is read by the server (node reads it to count it) before it answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", t.port)
+    try:
+        path = poll_url(t, sid).split(str(t.port), 1)[1]
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{t.port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        try:
+            # Not scaled: a server that answers from the head does it in a few milliseconds, and one that
+            # does not gets the body a little later; both are read below in either case.
+            line = await asyncio.wait_for(reader.readline(), 0.3)
+        except TimeoutError:
+            line = b""
+            try:
+                writer.write(body)
+                await writer.drain()
+            except ConnectionError:
+                return 0
+        if not line:
+            try:
+                line = await asyncio.wait_for(reader.readline(), scaled(5))
+            except ConnectionError:
+                return 0
+        return int(line.split()[1]) if line.startswith(b"HTTP/1.1 ") else 0
+    finally:
+        writer.transport.abort()
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """What a POST of a body at or past ``max_payload`` did to its session. Which GET gets what is left
+    out: reading a megabyte takes long enough for a ping (every 300 ms here) to answer the held GET first,
+    at its own moment on each server."""
+
+    post: int
+    """the POST's status"""
+    answered: bool
+    """the echo's ack reached a GET"""
+    last: int
+    """the status of the last GET (400: the session is gone)"""
+    reasons: tuple[str, ...]
+    """what the ``disconnect`` handler got before the client closed (none: the session lived on)"""
+
+
+async def oversized_post(t: Target, http: aiohttp.ClientSession, content_type: str, size: int) -> Oversized:
+    """Open a session, join ``/``, hold a GET, POST a ``size``-byte echo with :func:`raw_post`, then poll
+    (pings answered) until the ack or the end of the session."""
+    poller = Poller(http, t)
+    sid = await poller.open()
+    held = asyncio.ensure_future(poller.get())
+    await asyncio.sleep(0.05)  # as in post_with
+    body = b'421["echo","' + b"x" * (size - 14) + b'"]'
+    assert len(body) == size
+    status = await raw_post(t, sid, content_type, body)
+    got = [await asyncio.wait_for(held, scaled(5))]
+    while got[-1][0] == 200 and '431["' not in got[-1][1] and len(got) < 5:
+        if "2" in got[-1][1].split("\x1e"):
+            await poller.post("3")
+        got.append(await poller.get())
+    answered = any('431["' in text for _, text in got)
+    if got[-1][0] == 200:
+        reasons = tuple(t.reasons(sid))
+        assert await poller.post("1") == (200, "ok")  # end it: the module's servers stay up
+    else:
+        assert got[-1] == UNKNOWN, got[-1]
+        await t.reason(sid)
+        reasons = tuple(t.reasons(sid))
+    return Oversized(status, answered, got[-1][0], reasons)
+
+
+TOO_LARGE = Oversized(413, False, 400, ("transport error",))
+"""engine.io's "payload too large": 413 (node once it has read past the limit, Tether on the announced
+Content-Length), the session ends with ``transport error``."""
+
+OVERSIZED = {
+    "text/plain;charset=UTF-8, max_payload": (
+        "text/plain;charset=UTF-8",
+        MAX_PAYLOAD,
+        Oversized(200, True, 200, ()),
+    ),
+    "text/plain;charset=UTF-8, one past max_payload": (
+        "text/plain;charset=UTF-8",
+        MAX_PAYLOAD + 1,
+        TOO_LARGE,
+    ),
+    # engine.io refuses the type before it reads the body: 400 whatever the size, never 413.
+    "application/octet-stream, max_payload": (
+        "application/octet-stream",
+        MAX_PAYLOAD,
+        Oversized(400, False, 400, ("transport error",)),
+    ),
+    "application/octet-stream, one past max_payload": (
+        "application/octet-stream",
+        MAX_PAYLOAD + 1,
+        Oversized(400, False, 400, ("transport error",)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERSIZED.values()), ids=list(OVERSIZED))
+async def test_oversized_polling_post_is_nodes(
+    case: tuple[str, int, Oversized], node: Target, tether: Target, http: aiohttp.ClientSession
+) -> None:
+    content_type, size, expected = case
+    got = await asyncio.gather(
+        oversized_post(node, http, content_type, size), oversized_post(tether, http, content_type, size)
+    )
+    assert got == [expected, expected]
+
+
+async def test_oversized_post_to_an_unknown_session_is_nodes(node: Target, tether: Target) -> None:
+    """engine.io checks the session before it reads a body: an unknown sid is 400, not 413."""
+    body = b"x" * (MAX_PAYLOAD + 1)
+    for t in (node, tether):
+        assert await raw_post(t, "nosuchsession", "text/plain;charset=UTF-8", body) == 400, t.name

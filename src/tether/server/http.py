@@ -49,11 +49,15 @@ class HttpProtocol(HttpConnection):
 
     # -- routing --------------------------------------------------------------------------------------
 
-    def _route(self, request: Request, body: bytes) -> None:
+    def _route(self, request: Request, body: bytes | None) -> None:
         cfg = self.server.config.websocket
         path = request.path
         if path == cfg.path or path == cfg.path.rstrip("/"):
             self._engineio(request, body)
+            return
+        if body is None:
+            self.server.state.protocol_errors += 1
+            self._respond_error(413, 3, "Payload too large")
             return
         routes = self.server.http_routes
         fn = routes.get((request.method, path))
@@ -132,7 +136,11 @@ class HttpProtocol(HttpConnection):
             headers["Access-Control-Allow-Credentials"] = "true"
         return headers
 
-    def _engineio(self, request: Request, body: bytes) -> None:
+    def _engineio(self, request: Request, body: bytes | None) -> None:
+        """An Engine.IO request, checked in engine.io's order: origin, protocol version, transport,
+        session, then for a POST the content type and the body. ``body`` None: over ``max_payload``, not
+        read; what node answers from the head alone is answered the same (an unknown session: 400; a POST
+        of ``application/octet-stream``: 400), and a body too big for a live session is 413."""
         server = self.server
         cors = self._cors(request)
         if cors is None:
@@ -185,9 +193,16 @@ class HttpProtocol(HttpConnection):
         if client is not None and server.expire_if_due(client):
             client = None  # timed out a moment ago: the timer had not run yet
         if client is None:
+            if body is None and server.foreign_sid_handler is not None:
+                # Maybe another worker's session, which a body left unread cannot be handed to.
+                server.state.protocol_errors += 1
+                self._respond_error(413, 3, "Payload too large", cors)
+                return
             # Another worker's session (the sid's prefix says which): the connection goes there.
-            if server.foreign_sid_handler is not None and self._hand_to_owner(
-                sid, self._request_bytes(request, body)
+            if (
+                body is not None
+                and server.foreign_sid_handler is not None
+                and self._hand_to_owner(sid, self._request_bytes(request, body))
             ):
                 return
             last = server.take_closed_poll(sid) if request.method == "GET" else None
@@ -198,6 +213,13 @@ class HttpProtocol(HttpConnection):
             return
         if client.conn.transport is not Transport.POLLING:
             self._respond_error(400, 3, "Session is not on polling", cors)
+            return
+        if request.method != "POST" and body is None:
+            # A GET (or another method) with a body over max_payload: not a poll to hold on a connection
+            # that ends now. The session lost what the client sent, so it ends too.
+            server.state.protocol_errors += 1
+            server.close_client(client, "transport error", send_close=True)
+            self._respond_error(413, 3, "Payload too large", cors)
             return
         if request.method == "GET":
             if client.poll_waiter is not None:
@@ -227,6 +249,10 @@ class HttpProtocol(HttpConnection):
                 self._respond_error(400, 3, "Invalid content: Engine.IO v4 polling bodies are text", cors)
                 return
             try:
+                if body is None:
+                    limit = server.config.websocket.max_payload
+                    announced = request.headers.get("content-length", "")
+                    raise PayloadTooBig(int(announced) if announced.isdigit() else limit + 1, limit)
                 events = client.conn.receive_payload(body)
             except PayloadTooBig:
                 server.state.protocol_errors += 1

@@ -33,7 +33,6 @@ import httptools
 import orjson
 
 from ..handler import Headers, Request
-from ..protocol.connection import Transport
 from .websocket import adopt
 
 if TYPE_CHECKING:
@@ -243,21 +242,16 @@ class HttpConnection(asyncio.Protocol):
             self._payload_too_large()
 
     def _payload_too_large(self) -> None:
-        self.server.state.protocol_errors += 1
-        self._drop_polling_session()
-        self._respond_error(413, 3, "Payload too large", close=True)
+        """A body over ``max_payload`` (announced or read): the request is routed from its head alone
+        (``_route(request, None)``), so that what node answers before it reads a body (an unknown session,
+        a refused content type) comes first, as there; the connection ends with the answer, since the rest
+        of the body is not read."""
+        self._keep_alive = False
+        self._route(self._request(), None)  # counts the protocol error where it answers 413
+        if not self._closed:
+            self.server.state.protocol_errors += 1
+            self._respond_error(413, 3, "Payload too large", close=True)
         raise _Abort
-
-    def _drop_polling_session(self) -> None:
-        """A polling POST too big to read: its session lost packets, so it ends (as engine.io does)."""
-        url = httptools.parse_url(bytes(self._url))
-        path = unquote(url.path.decode("latin-1"))
-        if path.rstrip("/") != self.server.config.websocket.path.rstrip("/") or not url.query:
-            return
-        sid = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)).get("sid")
-        client = self.server.clients.get(sid) if sid else None
-        if client is not None and client.conn.transport is Transport.POLLING:
-            self.server.close_client(client, "transport error", send_close=True)
 
     def on_message_complete(self) -> None:
         if self._upgrade:
@@ -268,16 +262,19 @@ class HttpConnection(asyncio.Protocol):
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
-        method = self.parser.get_method().decode()
-        url = httptools.parse_url(bytes(self._url))
-        path = unquote(url.path.decode("latin-1"))
-        query = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)) if url.query else {}
-        request = Request(method, path, query, self._headers, self.remote)
-        item = (request, bytes(self._body), self._message_keep_alive)
+        item = (self._request(), bytes(self._body), self._message_keep_alive)
         if self._busy or self._waiting:
             self._waiting.append(item)  # answered after the ones before it
             return
         self._dispatch(item)
+
+    def _request(self) -> Request:
+        """The request whose head the parser has read."""
+        method = self.parser.get_method().decode()
+        url = httptools.parse_url(bytes(self._url))
+        path = unquote(url.path.decode("latin-1"))
+        query = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)) if url.query else {}
+        return Request(method, path, query, self._headers, self.remote)
 
     def _dispatch(self, item: tuple[Request, bytes, bool]) -> None:
         request, body, keep_alive = item
@@ -294,8 +291,9 @@ class HttpConnection(asyncio.Protocol):
             return
         self._dispatch(self._waiting.pop(0))
 
-    def _route(self, request: Request, body: bytes) -> None:
-        """Answer ``request`` with :meth:`_respond`: the routes of :class:`.http.HttpProtocol`."""
+    def _route(self, request: Request, body: bytes | None) -> None:
+        """Answer ``request`` with :meth:`_respond`: the routes of :class:`.http.HttpProtocol`. ``body``
+        None: the body is over ``[websocket] max_payload`` and was not read."""
         raise NotImplementedError
 
     # -- routing --------------------------------------------------------------------------------------

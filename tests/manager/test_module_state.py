@@ -32,6 +32,36 @@ def test_module_state_names() -> None:
     assert module_state("LIMIT = 3\nTEXT = 'x'\ndef f():\n    local = {}\n") == []
 
 
+def test_a_namespace_class_keeps_state_per_worker_too() -> None:
+    # A python-socketio app ported with its class-based namespace unchanged: one instance per worker, so
+    # its dicts are per worker as a module's are (they were not flagged).
+    source = """
+import socketio
+import tether
+
+class Chat(socketio.AsyncNamespace):
+    rooms = {}
+    LIMIT = 10
+
+    def __init__(self, namespace):
+        super().__init__(namespace)
+        self.users: dict[str, str] = {}
+        self.name = namespace
+
+    async def on_join(self, sid, room):
+        self.seen = []  # not __init__: built per event, not kept state
+
+class Game(tether.Namespace):
+    def __init__(self):
+        super().__init__("/game")
+        self.players = []
+
+class Helper:
+    cache = {}  # not a namespace: left alone (it may be built per connection)
+"""
+    assert module_state(source) == ["Chat.rooms", "Chat.users", "Game.players"]
+
+
 def test_the_server_kept_by_a_setup_function_is_not_state() -> None:
     # The migration guide's way to a module-level `sio`: a @websocket.setup function keeps the server.
     source = """

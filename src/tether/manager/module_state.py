@@ -10,6 +10,11 @@ constructor: ``dict()``, ``defaultdict(...)``, ``Counter()``, ``deque()``...), a
 declares ``global`` (a counter it rebinds), unless only ``@websocket.setup`` functions declare it (the
 server kept for later). Dunder names are not state. A constant table is flagged too:
 the warning says so.
+
+Also flagged, as ``Class.name``: the same kinds of value kept by a namespace class of the route file (a
+class whose base is named ``...Namespace``: python-socketio's ``AsyncNamespace``, ``tether.Namespace``),
+in its body or set on ``self`` in its ``__init__``. A namespace is built once per worker, so
+``self.users = {}`` there is one dict per worker too, the usual shape of a ported class-based app.
 """
 
 from __future__ import annotations
@@ -78,7 +83,36 @@ def module_state(source: str) -> list[str]:
         ):
             for name in (n for g in ast.walk(inner) if isinstance(g, ast.Global) for n in g.names):
                 names[name] = None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(_base_name(b).endswith("Namespace") for b in node.bases):
+            for attr in _namespace_state(node):
+                names[f"{node.name}.{attr}"] = None
     return [n for n in names if not (n.startswith("__") and n.endswith("__"))]
+
+
+def _base_name(base: ast.expr) -> str:
+    return base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
+
+
+def _namespace_state(cls: ast.ClassDef) -> list[str]:
+    """Mutable attributes of a namespace class: in its body, or ``self.X = ...`` in its ``__init__``."""
+    found = []
+    for stmt in cls.body:
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and _is_mutable(stmt.value):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            found += [t.id for t in targets if isinstance(t, ast.Name)]
+        elif isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__":
+            for inner in ast.walk(stmt):
+                if isinstance(inner, ast.Assign | ast.AnnAssign) and _is_mutable(inner.value):
+                    targets = inner.targets if isinstance(inner, ast.Assign) else [inner.target]
+                    found += [
+                        t.attr
+                        for t in targets
+                        if isinstance(t, ast.Attribute)
+                        and isinstance(t.value, ast.Name)
+                        and t.value.id == "self"
+                    ]
+    return found
 
 
 def route_file_path(route_file: str, base_dir: str) -> Path | None:

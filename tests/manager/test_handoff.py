@@ -13,10 +13,9 @@ import aiohttp
 import pytest
 import websockets
 
+from tests.helpers import scaled
 from tether import Config, Router, Server, run_server
 from tether.manager.handoff import Handoff, owner_of, receive_connection, send_connection
-
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
 
 def test_owner_of() -> None:
@@ -73,7 +72,7 @@ def _url(server: Server, sid: str | None = None) -> str:
 
 async def test_polling_requests_on_the_wrong_server_are_handed_over(pair: Pair) -> None:
     one, two = pair.servers[1], pair.servers[2]
-    timeout = aiohttp.ClientTimeout(total=5 * FACTOR)
+    timeout = aiohttp.ClientTimeout(total=scaled(5))
     async with aiohttp.ClientSession(
         timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)
     ) as http:
@@ -107,7 +106,7 @@ async def test_keep_alive_connection_stays_with_the_owner_after_one_hand_off(pai
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
         )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * FACTOR)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), scaled(5))
         length = int(
             next(h for h in head.decode().split("\r\n") if h.lower().startswith("content-length")).split(":")[
                 1
@@ -130,12 +129,12 @@ async def test_websocket_upgrade_on_the_wrong_server(pair: Pair) -> None:
         ws_url = f"ws://127.0.0.1:{two.port}/socket.io/?EIO=4&transport=websocket&sid={sid}"
         async with websockets.connect(ws_url) as ws:
             await ws.send("2probe")
-            assert await asyncio.wait_for(ws.recv(), 5 * FACTOR) == "3probe"
+            assert await asyncio.wait_for(ws.recv(), scaled(5)) == "3probe"
             await ws.send("5")
             await ws.send('421["echo","over ws"]')
-            reply = await asyncio.wait_for(ws.recv(), 5 * FACTOR)
+            reply = await asyncio.wait_for(ws.recv(), scaled(5))
             if reply == "6":  # the noop that released the held GET may come over the WebSocket
-                reply = await asyncio.wait_for(ws.recv(), 5 * FACTOR)
+                reply = await asyncio.wait_for(ws.recv(), scaled(5))
             assert reply == '431["over ws"]'
     assert pair.handoffs[2].sent == 1
 

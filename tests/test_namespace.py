@@ -163,6 +163,10 @@ async def test_default_trigger_event_dispatch() -> None:
     assert await ns.trigger_event("connect", "sock", {"auth": 1}) is None
     assert await ns.trigger_event("disconnect", "sock", "transport close") is None
     assert got == [("connect", "sock"), ("disconnect", "sock")]
+    # Registered without any method, a namespace is served all the same, as under python-socketio.
+    bare = Router()
+    bare.register_namespace(Namespace("/bare"))
+    assert bare.has_namespace("/bare") and bare.events("/bare") == ["connect"]
 
 
 def test_ported_on_connect_fails_at_registration() -> None:

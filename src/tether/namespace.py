@@ -292,12 +292,15 @@ def register(router: Router, handler: Any) -> str:
         for event, method in handler.handlers().items():
             handler._methods[event] = _fit(event, method)  # a ported on_connect fails here, at start
             router.on(event, _route(handler, event, getattr(method, "__qualname__", event)), ns)
-        if _overrides_trigger_event(handler):
-            # python-socketio hands every event to trigger_event, with or without an on_<event> method.
-            name = f"{type(handler).__qualname__}.trigger_event"
-            for event in RESERVED:
-                if event not in handler._methods:
-                    router.on(event, _route(handler, event, name), ns)
+        overridden = _overrides_trigger_event(handler)
+        name = f"{type(handler).__qualname__}.trigger_event"
+        # python-socketio hands every event to an overridden trigger_event, with or without an on_<event>
+        # method; and it serves a registered namespace even without on_connect: a connect route makes the
+        # namespace exist here (a namespace without routes is refused as "Invalid namespace").
+        for event in RESERVED if overridden else ("connect",):
+            if event not in handler._methods:
+                router.on(event, _route(handler, event, name), ns)
+        if overridden:
             router.on("*", _catch_all(handler), ns)
         return ns
     if is_python_socketio_namespace(handler):

@@ -108,6 +108,29 @@ async def test_own_broadcasts_are_delivered_once(server: Server) -> None:
         assert "once" not in c2.events
 
 
+async def test_two_apps_on_one_redis_are_kept_apart_by_the_prefix_not_the_database(
+    redis_server: RedisServer,
+) -> None:
+    # docs/scaling.md, "Two applications on one Redis": pub/sub channels are server-wide, so a database
+    # number of its own in [redis] url does not keep a second application's emits out; a prefix does.
+    base = redis_server.url.rsplit("/", 1)[0]
+    prefix = f"apps-{uuid.uuid4().hex}"
+    servers = []
+    for db, app_prefix in ((0, prefix), (1, prefix), (0, prefix + "-other")):
+        redis = {"url": f"{base}/{db}", "prefix": app_prefix}
+        overrides = {"server": {"port": 0}, "room": {"driver": "redis"}, "redis": redis}
+        servers.append(await run_server(Config.load(env={}, overrides=overrides), routes()))
+    try:
+        async with clients(*(s.url for s in servers)) as (on_db0, on_db1, other_prefix):
+            servers[0].emit("news", "from app A")
+            await wait_for(lambda: on_db0.events.get("news") and on_db1.events.get("news"), what="delivery")
+            await settle()  # what reached database 1 had as long to reach the other prefix
+            assert not other_prefix.events.get("news")
+    finally:
+        for s in servers:
+            await s.shutdown()
+
+
 async def test_a_node_starts_without_redis_and_joins_when_it_appears(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -153,6 +153,40 @@ async def test_unknown_or_dead_owner_answers_session_unknown(pair: Pair) -> None
     assert pair.handoffs[2].failed == 1
 
 
+async def _post_head(server: Server, sid: str, content_type: str, length: int) -> tuple[int, bytes]:
+    """POST's head alone, announcing ``length`` bytes: the status and body of the answer (a body over
+    max_payload is answered from the head)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n".encode()
+        )
+        answer = await asyncio.wait_for(reader.read(), 5 * FACTOR)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_body_over_max_payload_on_the_wrong_server(pair: Pair) -> None:
+    """The owner answers as for a request made to it (tests/server/test_polling_content_type_vs_node.py
+    compares that with node): the head is handed over, the body was never read."""
+    one, two = pair.servers[1], pair.servers[2]
+    over = one.config.websocket.max_payload + 1
+    async with aiohttp.ClientSession() as http:
+        for content_type, status in (("application/octet-stream", 400), ("text/plain;charset=UTF-8", 413)):
+            async with http.get(_url(one)) as resp:
+                sid = json.loads((await resp.text())[1:])["sid"]
+            assert (await _post_head(two, sid, content_type, over))[0] == status, content_type
+            assert sid not in one.clients  # ended, as engine.io ends it
+    unknown = b'{"code":1,"message":"Session ID unknown"}'
+    assert await _post_head(two, "1.nosuchsession", "text/plain", over) == (400, unknown)  # answered by 1
+    assert await _post_head(two, "7.nosuchworker", "text/plain", over) == (400, unknown)  # no hand-off
+    assert pair.handoffs[2].sent == 3 and pair.handoffs[1].received == 3
+
+
 async def test_send_and_receive_connection_primitives(tmp_path: Path) -> None:
     path = str(tmp_path / "l.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

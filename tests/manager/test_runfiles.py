@@ -415,6 +415,11 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
         # --port, as it was started with, names the same run files (port 0: run/tether.*), from this folder.
         by_port = tether("infos", "--port", "0")
         assert by_port.returncode == 0 and "config    <defaults>" in by_port.stdout, by_port.stderr
+        # Started again the same way: refused, with the flags that find it (it said "with the same --config").
+        again = tether("start", "-d", "--routes", "routes.py", "--port", "0", "--workers", "1")
+        assert again.returncode == 1 and "already running" in again.stderr, again.stderr
+        assert "use `tether stop --port 0` or `tether restart --port 0`" in again.stderr
+        assert "--config" not in again.stderr and "its own --port or config file" in again.stderr
         # `tether infos | head -1`: a reader that left is no traceback.
         read_end, write_end = os.pipe()
         os.close(read_end)

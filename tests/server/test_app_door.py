@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -21,6 +23,7 @@ from tether.errors import AppStartupError
 from tether.server.app_door import request_path
 
 METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -143,6 +146,55 @@ async def test_each_hidden_route_is_named_with_the_key_that_moves_it(
                 assert "tether_connections" in await resp.text()
     finally:
         await srv.shutdown(timeout=scaled(5))
+
+
+# A worker whose Python has neither websockets nor wsproto (Tether's own dependencies bring neither: picows
+# is its WebSocket): sys.modules entries of None make those imports fail, as an absent package does.
+_WITHOUT_WS_LIBRARIES = """
+import sys
+sys.modules["websockets"] = sys.modules["wsproto"] = None
+import asyncio, logging
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+from tests.apps.basic_routes import build_router
+from tests.helpers import Recorder
+from tether import Config, run_server
+async def main():
+    overrides = {"server": {"host": "127.0.0.1", "port": 0}, "app": {"asgi": "tests.apps.asgi_app:app"}}
+    srv = await run_server(Config.load(None, env={}, overrides=overrides), build_router(Recorder()))
+    print(srv.url, flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await srv.shutdown(timeout=1)
+asyncio.run(main())
+"""
+
+
+async def test_app_websocket_routes_need_a_websocket_library_tethers_do_not() -> None:
+    # docs/frameworks.md: `pip install tether fastapi` brings uvicorn without websockets or wsproto, so the
+    # app's own WebSocket routes do not upgrade (uvicorn says so per request) while Tether's (picows) work.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _WITHOUT_WS_LIBRARIES,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        url = (await within(proc.stdout.readline(), 20)).decode().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        with pytest.raises(websockets.InvalidStatus) as refused:  # not upgraded: the app answers a GET
+            await within(websockets.connect(url.replace("http", "ws") + "/app-ws"), 10)
+        assert b"app page /app-ws" in refused.value.response.body
+        client = await SioClient(["websocket"]).connect(url)  # Tether's own WebSocket: picows, unaffected
+        await client.echo_works()
+        await client.close()
+    finally:
+        proc.stdin.close()
+        await within(proc.wait(), 15)
+    log = (await proc.stderr.read()).decode()
+    assert "No supported WebSocket library detected" in log and "Traceback" not in log
 
 
 async def test_lifespan_shutdown_on_stop() -> None:

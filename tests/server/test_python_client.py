@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 import socketio
+import websockets
 
 from tests.conftest import ServerFactory
-from tests.helpers import Recorder, scaled, wait_until
+from tests.helpers import Recorder, scaled, wait_until, within
 from tests.server.clients import TRANSPORTS, SioClient
 from tether import Router, Server, Socket
 
@@ -252,3 +253,24 @@ async def test_handler_uses_asyncio_timeout_before_its_first_await(server_factor
         assert await client.call("stuck") == "timed out"
     finally:
         await client.close()
+
+
+async def test_the_connect_handler_gets_auth_as_the_client_sent_it(server_factory: ServerFactory) -> None:
+    # docs/migrating-from-python-socketio.md, "An empty auth": None when the CONNECT had no payload
+    # (socket.io-client without its auth option), {} when it was empty (python-socketio's client without
+    # auth=). python-socketio's server passes None for both: handlers test `if not auth`.
+    seen: list[Any] = []
+    router = Router()
+    router.on("connect", lambda socket, auth: seen.append(auth))
+    server = await server_factory(router)
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    for frame in ("40", "40{}"):
+        async with websockets.connect(url) as ws:
+            await within(ws.recv())  # the Engine.IO open packet
+            await ws.send(frame)
+            assert (await within(ws.recv())).startswith("40{")
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(server.url, transports=["websocket"], wait_timeout=scaled(5))
+    await client.disconnect()
+    await wait_until(lambda: len(seen) == 3, what="three connects")
+    assert seen == [None, {}, {}]

@@ -78,10 +78,18 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         pidfile.acquire()
     except AlreadyRunning as exc:
+        # The flags that find this instance again, as it was started: an instance without a config file is
+        # named for its port, and "(with the same --config)" sent its users looking for a file they never had.
+        run_files = "its own --pid-file and --control-socket"
+        if config_path(args) is not None:
+            same, second = f"-c {config_path(args)}", f"its own config file or {run_files}"
+        elif args.pid_file:
+            same, second = f"--pid-file {paths.pid_file} --control-socket {paths.control_socket}", run_files
+        else:
+            same, second = f"--port {config.server.port}", "its own --port or config file"
         err(
-            f"already running ({describe(exc.pid)}, pid file {exc.path}); "
-            "use `tether stop` or `tether restart` (with the same --config); a second instance needs its "
-            "own config file or its own --pid-file and --control-socket"
+            f"already running ({describe(exc.pid)}, pid file {exc.path}); use `tether stop {same}` or "
+            f"`tether restart {same}`; a second instance needs {second}"
         )
         return 1
     except UnsafeRunFile as exc:

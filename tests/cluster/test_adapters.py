@@ -123,7 +123,7 @@ async def test_two_apps_on_one_redis_are_kept_apart_by_the_prefix_not_the_databa
     try:
         async with clients(*(s.url for s in servers)) as (on_db0, on_db1, other_prefix):
             servers[0].emit("news", "from app A")
-            await wait_for(lambda: on_db0.events.get("news") and on_db1.events.get("news"), what="delivery")
+            await wait_until(lambda: on_db0.events.get("news") and on_db1.events.get("news"), what="delivery")
             await settle()  # what reached database 1 had as long to reach the other prefix
             assert not other_prefix.events.get("news")
     finally:

@@ -163,7 +163,7 @@ async def _post_head(server: Server, sid: str, content_type: str, length: int) -
             f"Host: 127.0.0.1:{server.port}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {length}\r\n\r\n".encode()
         )
-        answer = await asyncio.wait_for(reader.read(), 5 * FACTOR)
+        answer = await asyncio.wait_for(reader.read(), scaled(5))
     finally:
         writer.close()
     head, _, body = answer.partition(b"\r\n\r\n")

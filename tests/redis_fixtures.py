@@ -249,16 +249,6 @@ async def clients(*urls: str | tuple[str, str]) -> Any:
                 await c.close()
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0, what: str = "condition") -> None:
-    """Poll ``predicate`` every 10 ms for at most ``timeout`` (scaled) seconds."""
-    deadline = time.monotonic() + scaled(timeout)
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def settle() -> None:
     """Time for a duplicate to show up if there were one: exactly-once checks wait this long."""
     await asyncio.sleep(scaled(0.3))

@@ -10,7 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.redis_fixtures import API_KEY, Client, Cluster, clients, settle, wait_for
+from tests.helpers import wait_until
+from tests.redis_fixtures import API_KEY, Client, Cluster, clients, settle
 from tether import Config, Router, Server, Socket, run_server
 from tether.api import openapi_document
 
@@ -150,7 +151,7 @@ async def test_emit_targets(server: Server, http: aiohttp.ClientSession) -> None
         assert (await post(http, emit, {"event": "admin", "data": "a", "room": "r", "namespace": "/admin"}))[
             0
         ] == 200
-        await wait_for(lambda: got(c3, "user") and got(admin, "admin"), what="the last emits")
+        await wait_until(lambda: got(c3, "user") and got(admin, "admin"), what="the last emits")
         await settle()
         assert [got(c, "all") for c in (c1, c2, c3)] == [[{"a": 1}]] * 3
         assert got(admin, "all") == []  # another namespace
@@ -282,7 +283,7 @@ async def test_api_emit_on_one_node_reaches_clients_of_the_other(
             http, cluster.b.url + "/api/emit", {"event": "u", "data": 2, "user": user}, API_KEY
         )
         assert status == 200
-        await wait_for(lambda: got(b1, "r") and got(a1, "u"), what="emits from the other node's API")
+        await wait_until(lambda: got(b1, "r") and got(a1, "u"), what="emits from the other node's API")
         await settle()
         assert got(b1, "r") == [1] and got(a1, "r") == [] and got(a1, "u") == [2]
 
@@ -310,7 +311,7 @@ async def test_session_commands_reach_the_sessions_feature_of_every_node_once(
         # Through the first node's API: it acts locally, the other node hears it through Redis, once each.
         status, body = await post(http, first.url + "/api/sessions/s9/touch", b"")
         assert (status, body["found_here"]) == (200, True)
-        await wait_for(lambda: s2.calls, what="the other node to hear the touch")
+        await wait_until(lambda: s2.calls, what="the other node to hear the touch")
         # Published by an emitter (no node of origin): every node acts on it.
         from tether.emitter import AsyncEmitter
 
@@ -319,7 +320,7 @@ async def test_session_commands_reach_the_sessions_feature_of_every_node_once(
             assert await emitter.end_session("s9") >= 4  # 2 nodes here + the 2 of the session cluster
         finally:
             await emitter.aclose()
-        await wait_for(lambda: len(s1.calls) == 2 and len(s2.calls) == 2, what="the end command")
+        await wait_until(lambda: len(s1.calls) == 2 and len(s2.calls) == 2, what="the end command")
         await settle()
         assert s1.calls == [("touch", "s9"), ("end", "s9")]
         assert s2.calls == [("touch", "s9"), ("end", "s9")]

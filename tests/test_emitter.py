@@ -15,6 +15,7 @@ import orjson
 import pytest
 import redis
 
+from tests.helpers import wait_until
 from tests.redis_fixtures import (
     JS_DIR,
     Client,
@@ -25,7 +26,6 @@ from tests.redis_fixtures import (
     node_bin,
     scaled,
     settle,
-    wait_for,
 )
 from tether.cluster.wire import (
     SESSION_CHANNEL,
@@ -100,11 +100,11 @@ async def test_sync_emitter_reaches_clients_on_both_nodes(cluster: Cluster) -> N
             # to_user reaches both tabs, on both nodes; the emitter is blocking: run it off the loop.
             nodes = await asyncio.to_thread(emitter.to_user(user).emit, event, {"reason": "bye"})
             assert nodes == 2  # both nodes are subscribed
-            await wait_for(lambda: got(a1, event) and got(b1, event), what="the user's sockets")
+            await wait_until(lambda: got(a1, event) and got(b1, event), what="the user's sockets")
             await asyncio.to_thread(emitter.to(room).emit, event, "room")
             await asyncio.to_thread(emitter.broadcast.emit, event + "-all", 1, 2)
-            await wait_for(lambda: got(b2, event), what="the room member")
-            await wait_for(lambda: all(got(c, event + "-all") for c in (a1, b1, b2)), what="everyone")
+            await wait_until(lambda: got(b2, event), what="the room member")
+            await wait_until(lambda: all(got(c, event + "-all") for c in (a1, b1, b2)), what="everyone")
             await settle()
             assert got(a1, event) == [{"reason": "bye"}] and got(b1, event) == [{"reason": "bye"}]
             assert got(b2, event) == ["room"]
@@ -124,7 +124,7 @@ async def test_async_emitter_rooms_except_namespace_and_binary(cluster: Cluster)
             await admin.call("join", room)
             await emitter.to(room).except_(muted).emit(event, b"\x00\xfe")
             await emitter.of("/admin").in_(room).emit(event, "admins")
-            await wait_for(lambda: got(a1, event) and got(admin, event), what="the targets")
+            await wait_until(lambda: got(a1, event) and got(admin, event), what="the targets")
             await settle()
             assert got(a1, event) == [b"\x00\xfe"]
             assert got(b1, event) == []
@@ -133,11 +133,11 @@ async def test_async_emitter_rooms_except_namespace_and_binary(cluster: Cluster)
             extra = uniq("extra")
             await emitter.to(b1.sid).sockets_join(extra)
             await emitter.to(extra).emit(event + "-x", 1)
-            await wait_for(
+            await wait_until(
                 lambda: got(b1, event + "-x"), what="an emit to the room joined through the emitter"
             )
             await emitter.to(extra).disconnect_sockets()
-            await wait_for(lambda: not b1.sio.connected, what="the disconnect")
+            await wait_until(lambda: not b1.sio.connected, what="the disconnect")
     finally:
         await emitter.aclose()
 
@@ -205,9 +205,9 @@ async def test_npm_redis_emitter_reaches_tether_clients(cluster: Cluster) -> Non
             {"op": "socketsJoin", "to": b2.sid, "rooms": [uniq("ignored"), "from-node"]},
         ]
         await asyncio.to_thread(run_npm_emitter, cluster.redis.url, steps)
-        await wait_for(lambda: all(got(c, event + "-all") for c in (a1, b1, b2)), what="emit to all")
-        await wait_for(lambda: got(a1, event) and got(b1, event), what="emit to the room")
-        await wait_for(
+        await wait_until(lambda: all(got(c, event + "-all") for c in (a1, b1, b2)), what="emit to all")
+        await wait_until(lambda: got(a1, event) and got(b1, event), what="emit to the room")
+        await wait_until(
             lambda: got(a1, event + "-user") and got(admin, event + "-admin"), what="user and /admin"
         )
         await settle()

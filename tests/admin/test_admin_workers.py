@@ -8,8 +8,8 @@ import bcrypt
 import socketio
 
 from tests.admin.test_admin import PASSWORD, Watcher
-from tests.helpers import wait_until
-from tests.manager.conftest import Instance, timeout
+from tests.helpers import scaled, wait_until
+from tests.manager.conftest import Instance
 from tests.manager.test_workers import _clients_on_two_workers
 
 ADMIN = """
@@ -37,10 +37,10 @@ async def test_one_admin_ui_sees_both_workers(instance: Instance) -> None:
         # (its arguments carried to the other worker by the hub).
         sids = [u.get_sid("/") for u in users]
         for user in users:
-            assert await user.call("join", "both", timeout=timeout(5)) is True
+            assert await user.call("join", "both", timeout=scaled(5)) is True
         for sid in sids:
             await admin.wait("room_joined", lambda a, sid=sid: a[:3] == ["/", "both", sid], timeout=10)
-        assert await users[0].call("say", ("both", "hi all"), timeout=timeout(5)) is True
+        assert await users[0].call("say", ("both", "hi all"), timeout=scaled(5)) is True
         for sid in sids:
             await admin.wait(
                 "event_sent", lambda a, sid=sid: a[:3] == ["/", sid, ["said", "hi all"]], timeout=10

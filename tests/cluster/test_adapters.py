@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.redis_fixtures import RedisServer, clients, running_redis, scaled, settle, wait_for
+from tests.helpers import wait_until
+from tests.redis_fixtures import RedisServer, clients, running_redis, scaled, settle
 from tether import Config, ConfigError, Router, Server, Socket, run_server
 from tether.cluster import make_adapter
 from tether.cluster.memory import LocalAdapter
@@ -92,7 +93,7 @@ async def test_cluster_operations_on_one_node(server: Server) -> None:
         server.to("r2").except_(c1.sid).sockets_leave("r")
         assert sorted(i.id for i in await server.to("r").fetch_sockets()) == [c1.sid]
         server.to("r").disconnect_sockets()
-        await wait_for(lambda: not c1.sio.connected, what="the disconnect")
+        await wait_until(lambda: not c1.sio.connected, what="the disconnect")
         assert c2.sio.connected and c3.sio.connected
 
 
@@ -101,7 +102,7 @@ async def test_own_broadcasts_are_delivered_once(server: Server) -> None:
         await c1.call("join", "r")
         server.to("r").emit("once", 1)
         server.emit("all", 2)
-        await wait_for(lambda: c1.events.get("once") and c2.events.get("all"), what="the emits")
+        await wait_until(lambda: c1.events.get("once") and c2.events.get("all"), what="the emits")
         await settle()
         assert c1.events["once"] == [1] and c1.events["all"] == [2] and c2.events["all"] == [2]
         assert "once" not in c2.events
@@ -122,7 +123,7 @@ async def test_two_apps_on_one_redis_are_kept_apart_by_the_prefix_not_the_databa
     try:
         async with clients(*(s.url for s in servers)) as (on_db0, on_db1, other_prefix):
             servers[0].emit("news", "from app A")
-            await wait_for(lambda: on_db0.events.get("news") and on_db1.events.get("news"), what="delivery")
+            await wait_until(lambda: on_db0.events.get("news") and on_db1.events.get("news"), what="delivery")
             await settle()  # what reached database 1 had as long to reach the other prefix
             assert not other_prefix.events.get("news")
     finally:
@@ -151,12 +152,12 @@ async def test_a_node_starts_without_redis_and_joins_when_it_appears(
                 async with clients(srv.url) as (c1,):
                     await c1.call("join", "r")
                     srv.to("r").emit("local", 1)  # local delivery works without Redis
-                    await wait_for(lambda: c1.events.get("local"), what="local delivery")
+                    await wait_until(lambda: c1.events.get("local"), what="local delivery")
                     assert await srv.to("r").count() == 1  # cluster questions degrade to this node
                     assert adapter.stats()["dropped"] >= 1
                     await asyncio.sleep(scaled(0.5))  # several failed attempts...
                     redis.start()
-                    await wait_for(lambda: adapter.connected, what="the adapter to connect")
+                    await wait_until(lambda: adapter.connected, what="the adapter to connect")
             finally:
                 await srv.shutdown()
         warnings = [r.getMessage() for r in caplog.records]
@@ -177,7 +178,7 @@ async def test_a_failed_publish_restarts_the_reader_and_the_node_recovers(redis_
         assert isinstance(adapter, RedisAdapter) and adapter.connected
         adapter._failed(ConnectionError("simulated publisher failure"))
         assert not adapter.connected
-        await wait_for(lambda: adapter.connected, what="the reader to reconnect and mark the node up")
+        await wait_until(lambda: adapter.connected, what="the reader to reconnect and mark the node up")
         assert adapter.counters["reconnects"] == 1
     finally:
         await srv.shutdown()

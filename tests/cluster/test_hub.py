@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 import socketio
 import websockets
 
+from tests.helpers import scaled
 from tether import Config, Router, Server, run_server
 from tether.cluster.base import BroadcastMessage
 from tether.cluster.hub import (
@@ -26,8 +26,6 @@ from tether.cluster.hub import (
 )
 from tether.errors import ClusterError
 from tether.protocol.engineio import Binary
-
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
 
 def make_router() -> Router:
@@ -101,7 +99,7 @@ async def _client(server: Server) -> tuple[socketio.AsyncClient, list[tuple[str,
     client = socketio.AsyncClient(reconnection=False)
     got: list[tuple[str, Any]] = []
     client.on("*", lambda event, *args: got.append((event, args[0] if len(args) == 1 else args)))
-    await client.connect(server.url, transports=["websocket"], wait_timeout=5 * FACTOR)
+    await client.connect(server.url, transports=["websocket"], wait_timeout=scaled(5))
     return client, got
 
 
@@ -110,7 +108,7 @@ async def _until(predicate: Any) -> None:
         while not predicate():
             await asyncio.sleep(0.01)
 
-    await asyncio.wait_for(wait(), 5 * FACTOR)
+    await asyncio.wait_for(wait(), scaled(5))
 
 
 async def test_room_emit_and_binary_args_reach_the_other_server(linked: Linked) -> None:
@@ -168,7 +166,7 @@ async def test_mixed_parsers_reencode_from_args(linked: Linked) -> None:
     ca, _ = await _client(a)
     async with websockets.connect(f"ws://127.0.0.1:{b.port}/ws") as ws:
         await ws.send(orjson.dumps({"event": "join", "data": "lobby", "ack": 1}).decode())
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5 * FACTOR)) == {"ack": 1, "data": True}
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), scaled(5))) == {"ack": 1, "data": True}
 
         # Same parser assumed: the JSON worker cannot use socket.io packets and drops the frame.
         a.to("lobby").emit("news", 1)
@@ -176,7 +174,7 @@ async def test_mixed_parsers_reencode_from_args(linked: Linked) -> None:
         # Mixed parsers announced: frames carry the arguments, re-encoded by the JSON worker.
         linked.adapters[1].mixed_parsers = True
         a.to("lobby").emit("news", {"n": 2})
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5 * FACTOR)) == {
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), scaled(5))) == {
             "event": "news",
             "data": {"n": 2},
         }

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from tests.helpers import wait_until
 from tests.redis_fixtures import (
     JS_DIR,
     Client,
@@ -28,7 +29,6 @@ from tests.redis_fixtures import (
     node_config,
     scaled,
     settle,
-    wait_for,
 )
 
 
@@ -97,8 +97,8 @@ async def test_emits_cross_between_node_and_tether_once(mixed: tuple[str, str]) 
         await n1.call("emit_to", {"room": "interop-room", "event": "from-node", "args": [{"x": 1}]})
         # Tether -> Node.js clients
         await t1.call("emit_to", {"event": "from-tether", "args": ["hi"], "room": "interop-room"})
-        await wait_for(lambda: got(t2, "from-node") and got(n2, "from-node"), what="the Node.js emit")
-        await wait_for(lambda: got(t2, "from-tether") and got(n2, "from-tether"), what="the Tether emit")
+        await wait_until(lambda: got(t2, "from-node") and got(n2, "from-node"), what="the Node.js emit")
+        await wait_until(lambda: got(t2, "from-tether") and got(n2, "from-tether"), what="the Tether emit")
         await settle()
         assert got(t2, "from-node") == [{"x": 1}] and got(n2, "from-node") == [{"x": 1}]
         assert got(t2, "from-tether") == ["hi"] and got(n2, "from-tether") == ["hi"]

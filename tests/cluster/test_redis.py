@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import time
 
+from tests.helpers import wait_until
 from tests.redis_fixtures import (
     Client,
     Cluster,
@@ -17,7 +18,6 @@ from tests.redis_fixtures import (
     running_redis,
     scaled,
     settle,
-    wait_for,
 )
 
 _ids = itertools.count(1)
@@ -35,7 +35,7 @@ async def test_emit_to_all_reaches_every_client_on_both_nodes_once(cluster: Clus
     event = uniq("all")
     async with clients(cluster.a.url, cluster.a.url, cluster.b.url, cluster.b.url) as cs:
         assert await cs[0].call("emit_to", {"event": event, "args": ["hello", 1]}) == "ok"
-        await wait_for(lambda: all(got(c, event) for c in cs), what="every client to get the emit")
+        await wait_until(lambda: all(got(c, event) for c in cs), what="every client to get the emit")
         await settle()
         for c in cs:
             assert got(c, event) == [["hello", 1]]
@@ -47,7 +47,7 @@ async def test_emit_to_room_reaches_members_on_both_nodes_once(cluster: Cluster)
         for member in (a2, b1):
             assert await member.call("join", room) == "ok"
         await sender.call("emit_to", {"event": event, "args": [{"n": 1}], "room": room})
-        await wait_for(lambda: got(a2, event) and got(b1, event), what="room members")
+        await wait_until(lambda: got(a2, event) and got(b1, event), what="room members")
         await settle()
         assert got(a2, event) == [{"n": 1}]
         assert got(b1, event) == [{"n": 1}]
@@ -61,7 +61,7 @@ async def test_emit_to_several_rooms_reaches_a_member_of_both_once(cluster: Clus
         await both.call("join", r2)
         await one.call("join", r2)
         await sender.call("emit_to", {"event": event, "args": ["x"], "rooms": [r1, r2]})
-        await wait_for(lambda: got(both, event) and got(one, event), what="members of r1 or r2")
+        await wait_until(lambda: got(both, event) and got(one, event), what="members of r1 or r2")
         await settle()
         assert got(both, event) == ["x"]
         assert got(one, event) == ["x"]
@@ -74,7 +74,7 @@ async def test_except_rooms_are_honoured_on_the_other_node(cluster: Cluster) -> 
             await c.call("join", room)
         await b2.call("join", muted)
         await sender.call("emit_to", {"event": event, "args": [1], "room": room, "except": muted})
-        await wait_for(lambda: got(b1, event), what="the member not excluded")
+        await wait_until(lambda: got(b1, event), what="the member not excluded")
         await settle()
         assert got(b1, event) == [1]
         assert got(b2, event) == []
@@ -84,7 +84,7 @@ async def test_emit_to_sid_on_the_other_node(cluster: Cluster) -> None:
     event = uniq("ev")
     async with clients(cluster.a.url, cluster.b.url, cluster.b.url) as (sender, target, other):
         await sender.call("emit_to", {"event": event, "args": ["just you"], "sid": target.sid})
-        await wait_for(lambda: got(target, event), what="the socket of that sid")
+        await wait_until(lambda: got(target, event), what="the socket of that sid")
         await settle()
         assert got(target, event) == ["just you"]
         assert got(other, event) == [] and got(sender, event) == []
@@ -101,7 +101,7 @@ async def test_emit_to_user_reaches_every_tab_on_every_node_once(cluster: Cluste
         for tab in (tab1, tab2):
             assert await tab.call("login", user) == "ok"
         await sender.call("emit_to", {"event": event, "args": ["logout"], "user": user})
-        await wait_for(lambda: got(tab1, event) and got(tab2, event), what="both tabs of the user")
+        await wait_until(lambda: got(tab1, event) and got(tab2, event), what="both tabs of the user")
         await settle()
         assert got(tab1, event) == ["logout"] and got(tab2, event) == ["logout"]
         assert got(stranger, event) == [] and got(sender, event) == []
@@ -111,7 +111,7 @@ async def test_socket_broadcast_leaves_out_the_sender_only(cluster: Cluster) -> 
     event = uniq("ev")
     async with clients(cluster.a.url, cluster.a.url, cluster.b.url) as (sender, a2, b1):
         await sender.call("broadcast", event, "hi")
-        await wait_for(lambda: got(a2, event) and got(b1, event), what="everyone but the sender")
+        await wait_until(lambda: got(a2, event) and got(b1, event), what="everyone but the sender")
         await settle()
         assert got(a2, event) == ["hi"] and got(b1, event) == ["hi"] and got(sender, event) == []
 
@@ -121,7 +121,7 @@ async def test_binary_arguments_cross_nodes_as_binary(cluster: Cluster) -> None:
     async with clients(cluster.a.url, cluster.b.url) as (sender, receiver):
         await receiver.call("join", room)
         await sender.call("emit_binary", room)
-        await wait_for(lambda: got(receiver, "blob"), what="the binary emit")
+        await wait_until(lambda: got(receiver, "blob"), what="the binary emit")
         assert got(receiver, "blob") == [{"name": "x", "bytes": b"\x00\x01\xff"}]
 
 
@@ -131,7 +131,7 @@ async def test_namespaces_are_kept_apart(cluster: Cluster) -> None:
         await admin.call("join", room)
         await main.call("join", room)
         await sender.call("emit_to", {"event": event, "args": ["main only"], "room": room})
-        await wait_for(lambda: got(main, event), what="the / namespace member")
+        await wait_until(lambda: got(main, event), what="the / namespace member")
         await settle()
         assert got(admin, event) == []
 
@@ -172,11 +172,11 @@ async def test_sockets_join_leave_and_disconnect_reach_the_other_node(cluster: C
         await driver.call("sockets_join", room, extra)
         assert extra in await _rooms_soon(member, extra, present=True)
         await driver.call("emit_to", {"event": event, "args": [1], "room": extra})
-        await wait_for(lambda: got(member, event), what="an emit to the room joined remotely")
+        await wait_until(lambda: got(member, event), what="an emit to the room joined remotely")
         await driver.call("sockets_leave", room, extra)
         assert extra not in await _rooms_soon(member, extra, present=False)
         await driver.call("disconnect_room", room)
-        await wait_for(lambda: not member.sio.connected, what="the remote disconnect")
+        await wait_until(lambda: not member.sio.connected, what="the remote disconnect")
 
 
 async def _rooms_soon(c: Client, room: str, present: bool) -> list[str]:
@@ -199,14 +199,16 @@ async def test_redis_killed_and_restarted_mid_test_delivery_resumes() -> None:
             for member in (local, remote):
                 await member.call("join", room)
             await sender.call("emit_to", {"event": "before", "args": [0], "room": room})
-            await wait_for(lambda: got(remote, "before"), what="delivery before the crash")
+            await wait_until(lambda: got(remote, "before"), what="delivery before the crash")
 
             redis.kill()
             # While Redis is down, emits keep reaching this node's clients and nothing fails in handlers.
             for i in range(3):
                 assert await sender.call("emit_to", {"event": "during", "args": [i], "room": room}) == "ok"
-            await wait_for(lambda: len(got(local, "during")) == 3, what="local delivery during the outage")
-            await wait_for(lambda: "unreachable" in c.a.log() and "unreachable" in c.b.log(), what="the log")
+            await wait_until(lambda: len(got(local, "during")) == 3, what="local delivery during the outage")
+            await wait_until(
+                lambda: "unreachable" in c.a.log() and "unreachable" in c.b.log(), what="the log"
+            )
 
             redis.start()
             # Until both nodes have resubscribed an emit may be lost (pub/sub keeps nothing): retry, bounded.
@@ -217,7 +219,7 @@ async def test_redis_killed_and_restarted_mid_test_delivery_resumes() -> None:
                 await sender.call("emit_to", {"event": "after", "args": [n], "room": room})
                 await asyncio.sleep(0.1)
             assert got(remote, "after"), "delivery did not resume after redis came back"
-            await wait_for(
+            await wait_until(
                 lambda: "is back" in c.a.log() and "is back" in c.b.log(), what="the back-online log"
             )
             # Logged once per outage, not once per attempt.

@@ -9,7 +9,6 @@ and the bare page with its native ``<dialog>`` open.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,12 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page
 
 from tests.browser import launch_chromium, new_page
+from tests.helpers import scaled
 from tether import Config, Server, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "examples" / "login_timeout" / "tether.toml"
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 IDLE = 2.0
 REFUSED = "username: 1-32 letters, digits, '.', '_' or '-'"
 
@@ -73,7 +72,7 @@ async def log_in(page: Page, server: Server, then: str) -> None:
     await page.fill("#username", "alice")
     await page.click("button[type=submit]")
     await page.wait_for_url(f"**/{then}")
-    await page.wait_for_selector("#status:has-text('connected')", timeout=5000 * FACTOR)
+    await page.wait_for_selector("#status:has-text('connected')", timeout=scaled(5000))
 
 
 async def test_a_refused_name_shows_the_servers_message(demo: Server, browser: Browser) -> None:
@@ -84,7 +83,7 @@ async def test_a_refused_name_shows_the_servers_message(demo: Server, browser: B
         await audit(page, "the log-in page")
         await page.fill("#username", "not a valid name!")
         await page.click("button[type=submit]")
-        await page.wait_for_selector("#error:not(:empty)", timeout=5000 * FACTOR)
+        await page.wait_for_selector("#error:not(:empty)", timeout=scaled(5000))
         assert await page.text_content("#error") == REFUSED  # the server's words, not the browser's
         assert await page.get_attribute("#username", "aria-invalid") == "true"
         assert await page.evaluate("document.activeElement.id") == "username"
@@ -105,7 +104,7 @@ async def test_the_helper_page_and_its_modal(demo: Server, browser: Browser) -> 
         )
         assert "Nothing yet" in placeholder  # the empty box says what it is for, not a blank grey bar
         await audit(page, "app.html connected")
-        await page.wait_for_selector("#tether-session-modal", timeout=(IDLE + 5) * 1000 * FACTOR)
+        await page.wait_for_selector("#tether-session-modal", timeout=(IDLE + 5) * scaled(1000))
         await page.wait_for_selector("#log:not(:empty)")
         await audit(page, "app.html with the expiry modal")
     finally:
@@ -119,7 +118,7 @@ async def test_the_bare_page_and_its_dialog(demo: Server, browser: Browser) -> N
         assert await page.get_attribute("#log", "role") == "log"
         await audit(page, "bare.html connected")
         await page.wait_for_function(
-            "document.getElementById('expired').open", timeout=(IDLE + 5) * 1000 * FACTOR
+            "document.getElementById('expired').open", timeout=(IDLE + 5) * scaled(1000)
         )
         assert await page.evaluate("document.activeElement.id") == "login-again"
         style = await page.evaluate(

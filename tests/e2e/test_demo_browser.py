@@ -8,7 +8,6 @@ HTTP request the page sends, so "nothing but heartbeats while idle" is checked f
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,15 +19,14 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
-from tests.helpers import wait_until
+from tests.helpers import scaled, wait_until
 from tether import Config, Server, run_server
 from tether.sessions import Session, get_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "examples" / "login_timeout" / "tether.toml"
 SOCKET_IO_CLIENT = ROOT / "tests" / "js" / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
-IDLE = 3.0 * FACTOR
+IDLE = scaled(3.0)
 """Session idle timeout: scaled, or on a loaded machine a second tab finds the session already expired."""
 WARN = 1.0
 ACTIVITY_INTERVAL = 1.0
@@ -140,7 +138,7 @@ async def log_in(page: Page, server: Server, name: str = "alice", then: str = "a
 
 
 async def wait_connected(page: Page, server: Server) -> Session:
-    await page.wait_for_selector("#status:has-text('connected')", timeout=5000 * FACTOR)
+    await page.wait_for_selector("#status:has-text('connected')", timeout=scaled(5000))
     session_id = await page.evaluate("JSON.parse(localStorage.getItem('tether-demo')).session_id")
     session = get_manager(server).get(session_id)
     assert session is not None
@@ -153,7 +151,7 @@ def wall_deadline(session: Session) -> float:
 
 
 async def modal_time(page: Page) -> float:
-    await page.wait_for_function("window.__modalAt !== null", timeout=(IDLE + 3) * 1000 * FACTOR)
+    await page.wait_for_function("window.__modalAt !== null", timeout=(IDLE + 3) * scaled(1000))
     return float(await page.evaluate("window.__modalAt")) / 1000
 
 
@@ -175,10 +173,10 @@ async def test_idle_page_gets_the_modal_and_sends_only_heartbeats(
     events_before = session.events
 
     # The warning banner comes warn_before seconds ahead (a polite status, not a modal).
-    await page.wait_for_selector("#tether-session-warning[role=status]", timeout=(IDLE + 1) * 1000 * FACTOR)
+    await page.wait_for_selector("#tether-session-warning[role=status]", timeout=(IDLE + 1) * scaled(1000))
     shown_at = await modal_time(page)
     deadline = wall_deadline(session)
-    assert -0.05 <= shown_at - deadline <= 1.0 * FACTOR, (
+    assert -0.05 <= shown_at - deadline <= scaled(1.0), (
         f"modal {shown_at - deadline:+.3f} s from the deadline"
     )
 
@@ -252,7 +250,7 @@ async def test_two_tabs_of_one_user_both_show_the_modal(demo: Server, profile: B
     times = [await modal_time(tab1), await modal_time(tab2)]
     deadline = wall_deadline(session)
     for shown_at in times:
-        assert -0.05 <= shown_at - deadline <= 1.0 * FACTOR
+        assert -0.05 <= shown_at - deadline <= scaled(1.0)
     for tab in (tab1, tab2):
         assert await tab.get_attribute("#tether-session-modal [role=dialog]", "data-kind") == "expired"
 
@@ -270,7 +268,7 @@ async def test_log_out_in_one_tab_reaches_the_other(demo: Server, profile: Brows
     await tab1.click("#logout")
     await tab1.wait_for_url("**/index.html")
     shown_at = await modal_time(tab2)
-    assert shown_at - clicked <= 1.0 * FACTOR
+    assert shown_at - clicked <= scaled(1.0)
     dialog = tab2.locator("#tether-session-modal [role=dialog]")
     assert await dialog.get_attribute("data-kind") == "ended"
     assert await tab2.text_content("#tether-session-title") == "You have been logged out - log in again"
@@ -293,7 +291,7 @@ async def test_bare_websocket_page(demo: Server, profile: BrowserContext) -> Non
     idle_from = time.time()
     shown_at = await modal_time(page)
     deadline = wall_deadline(session)
-    assert -0.05 <= shown_at - deadline <= 1.0 * FACTOR
+    assert -0.05 <= shown_at - deadline <= scaled(1.0)
     assert await page.evaluate("document.getElementById('expired').open")
     assert await page.text_content("#expired-title") == "Your session has expired - log in again"
     assert await page.evaluate("document.activeElement.id") == "login-again"

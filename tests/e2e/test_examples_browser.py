@@ -16,7 +16,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page
 
 from tests.browser import launch_chromium
-from tests.e2e.test_demo_browser import FACTOR
+from tests.helpers import scaled
 from tether import Config, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ async def open_page(context: BrowserContext, url: str) -> Page:
 async def chat_as(page: Page, name: str) -> None:
     await page.fill("#username", name)
     await page.press("#username", "Enter")
-    await page.wait_for_selector(".log:has-text('Welcome')", timeout=5000 * FACTOR)
+    await page.wait_for_selector(".log:has-text('Welcome')", timeout=scaled(5000))
 
 
 async def test_socketio_chat_page_with_the_served_client(context: BrowserContext) -> None:
@@ -69,16 +69,16 @@ async def test_socketio_chat_page_with_the_served_client(context: BrowserContext
         await chat_as(ann, "ann")
         bob = await open_page(context, server.url + "/")
         await chat_as(bob, "bob")
-        await ann.wait_for_selector(".log:has-text('bob joined')", timeout=5000 * FACTOR)
+        await ann.wait_for_selector(".log:has-text('bob joined')", timeout=scaled(5000))
         await bob.fill("#message", "hello ann")
         await bob.press("#message", "Enter")
         msg = ann.locator(".message", has_text="hello ann")
-        await msg.wait_for(timeout=5000 * FACTOR)
+        await msg.wait_for(timeout=scaled(5000))
         assert await msg.locator(".username").text_content() == "bob"
         # The page really used the client Tether served (not a copy of its own).
         assert await ann.evaluate("typeof io === 'function'")
         await bob.close()
-        await ann.wait_for_selector(".log:has-text('bob left')", timeout=5000 * FACTOR)
+        await ann.wait_for_selector(".log:has-text('bob left')", timeout=scaled(5000))
         assert ann.errors == [] and bob.errors == []  # type: ignore[attr-defined]
     finally:
         await server.shutdown(timeout=2)
@@ -117,7 +117,7 @@ async def test_session_js_reports_a_refused_origin(
         # default (same origin only).
         other = f"http://localhost:{server.port}"
         page = await open_page(context, f"{server.url}/refused.html?url={other}&transport={transport}")
-        await page.wait_for_function("window.errors.length > 0", timeout=5000 * FACTOR)
+        await page.wait_for_function("window.errors.length > 0", timeout=scaled(5000))
         await page.wait_for_timeout(500)  # retries go on; the error is reported once
         errors = await page.evaluate("window.errors")
         assert len(errors) == 1
@@ -135,7 +135,7 @@ async def log_in_fastapi(context: BrowserContext, url: str, name: str) -> Page:
     await page.fill("#name", name)
     await page.click("button[type=submit]")
     await page.wait_for_url("**/chat")
-    await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=5000 * FACTOR)
+    await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=scaled(5000))
     return page
 
 
@@ -153,7 +153,7 @@ async def test_fastapi_chat(browser: Browser) -> None:
         await bob.fill("#text", "hello from bob")
         await bob.press("#text", "Enter")
         line = ann.locator("#messages li", has_text="hello from bob")
-        await line.wait_for(timeout=5000 * FACTOR)
+        await line.wait_for(timeout=scaled(5000))
         # The sender's name comes from bob's FastAPI session, not from anything the page sent.
         assert await line.locator(".who").text_content() == "bob"
         # The app's own JSON API on the same port has the message too.
@@ -189,7 +189,7 @@ async def test_django_chat(browser: Browser, tmp_path: Path) -> None:
         assert proc.stdout is not None
         output = b""
         while b"tether serving on" not in output:
-            line = await asyncio.wait_for(proc.stdout.readline(), 30 * FACTOR)
+            line = await asyncio.wait_for(proc.stdout.readline(), scaled(30))
             assert line, f"tether exited: {output.decode()}"
             output += line
         url = re.search(rb"tether serving on (http://\S+)", output).group(1).decode()  # type: ignore[union-attr]
@@ -204,13 +204,13 @@ async def test_django_chat(browser: Browser, tmp_path: Path) -> None:
             await page.fill("#id_username", name)
             await page.fill("#id_password", "demo-password")
             await page.click("button[type=submit]")
-            await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=10000 * FACTOR)
+            await page.wait_for_selector(f"#status:has-text('connected as {name}')", timeout=scaled(10000))
             pages.append(page)
         ann, bob = pages
         await bob.fill("#text", "hello from django bob")
         await bob.press("#text", "Enter")
         line = ann.locator("#messages li", has_text="hello from django bob")
-        await line.wait_for(timeout=5000 * FACTOR)
+        await line.wait_for(timeout=scaled(5000))
         assert await line.locator(".who").text_content() == "bob"  # from bob's Django session
         history = await ann.evaluate("fetch('/history/').then((r) => r.json())")
         assert history[-1] == {"user": "bob", "text": "hello from django bob"}
@@ -222,7 +222,7 @@ async def test_django_chat(browser: Browser, tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), 15 * FACTOR)
+                await asyncio.wait_for(proc.wait(), scaled(15))
             except TimeoutError:
                 proc.kill()
                 await proc.wait()

@@ -10,8 +10,7 @@
 import { io } from "socket.io-client";
 
 const [url] = process.argv.slice(2);
-const factor = Number(process.env.TETHER_TESTS_TIMEOUT_FACTOR || "1") || 1;
-const T = (ms) => ms * factor;
+import { scaled as T } from "./timeouts.mjs";
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 const processErrors = [];
 process.on("uncaughtException", (err) => processErrors.push(`uncaughtException: ${err && err.stack}`));

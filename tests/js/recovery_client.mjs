@@ -16,7 +16,7 @@ import { io } from "socket.io-client";
 
 const [url, raw] = process.argv.slice(2);
 const opts = JSON.parse(raw || "{}");
-const factor = Number(process.env.TETHER_TESTS_TIMEOUT_FACTOR || "1") || 1;
+import { scaled } from "./timeouts.mjs";
 const count = opts.count ?? 1000;
 const received = [];
 const seen = new Set();
@@ -35,7 +35,7 @@ const socket = io(url + (opts.nsp && opts.nsp !== "/" ? opts.nsp : ""), {
   reconnectionDelay: 50,
   reconnectionDelayMax: 200,
   randomizationFactor: 0,
-  timeout: 5000 * factor,
+  timeout: scaled(5000),
   auth: opts.auth ?? {},
 });
 
@@ -80,4 +80,4 @@ socket.onAny((event, ...args) => {
 process.stdin.on("data", (data) => {
   if (data.toString().includes("finish")) finish("asked");
 });
-setTimeout(() => finish("timeout"), (opts.timeout_ms ?? 30000) * factor);
+setTimeout(() => finish("timeout"), scaled(opts.timeout_ms ?? 30000));

@@ -8,8 +8,7 @@
 import { io, Manager } from "socket.io-client";
 
 const [url, mode] = process.argv.slice(2);
-const factor = Number(process.env.TETHER_TESTS_TIMEOUT_FACTOR || "1") || 1;
-const T = (ms) => ms * factor;
+import { scaled as T } from "./timeouts.mjs";
 const base = mode === "websocket" ? { transports: ["websocket"] } : {}; // default: polling, then upgrade
 const AUTH = { token: "secret" };
 const opened = [];

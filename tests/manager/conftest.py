@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import scaled
 from tether.manager import control
 from tether.manager.pidfile import running_pid
-
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
 ROUTES = """
 import asyncio
@@ -96,10 +95,6 @@ route_file = "routes.py"
 """
 
 
-def timeout(seconds: float) -> float:
-    return seconds * FACTOR
-
-
 def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -160,7 +155,7 @@ class Instance:
             env=self.env(),
             capture_output=True,
             text=True,
-            timeout=timeout(wait),
+            timeout=scaled(wait),
         )
         if check:
             assert proc.returncode == 0, f"tether {' '.join(args)}: {proc.stdout}{proc.stderr}\n{self.log()}"
@@ -183,7 +178,7 @@ class Instance:
         if cli:
             info: dict[str, Any] = json.loads(self.cli("infos", "--json", check=True).stdout)
         else:
-            info = control.request(str(self.control_socket), "infos", timeout=timeout(10))
+            info = control.request(str(self.control_socket), "infos", timeout=scaled(10))
             assert info["ok"], info
         self.pids.add(info["pid"])
         self.pids.update(w["pid"] for w in info["workers"])
@@ -199,7 +194,7 @@ class Instance:
             return "(no log file)"
 
     def wait_for(self, predicate: Any, seconds: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout(seconds)
+        deadline = time.monotonic() + scaled(seconds)
         while True:
             value = predicate()
             if value:
@@ -211,8 +206,8 @@ class Instance:
     def cleanup(self) -> None:
         if self.pid_file.exists():
             with contextlib.suppress(Exception):
-                control.request(str(self.control_socket), "stop", timeout=timeout(5))
-                deadline = time.monotonic() + timeout(15)
+                control.request(str(self.control_socket), "stop", timeout=scaled(5))
+                deadline = time.monotonic() + scaled(15)
                 while running_pid(str(self.pid_file)) is not None and time.monotonic() < deadline:
                     time.sleep(0.05)
         with contextlib.suppress(FileNotFoundError, ValueError):

@@ -10,7 +10,9 @@ from pathlib import Path
 import aiohttp
 import socketio
 
-from .conftest import Instance, timeout
+from tests.helpers import scaled
+
+from .conftest import Instance
 
 WEBAPP = """
 import json
@@ -71,9 +73,9 @@ async def _check_serves(url: str, version: str) -> None:
             assert [json.loads(line)["part"] for line in lines] == [0, 1, 2]
     for transports in (["websocket"], ["polling"]):
         sio = socketio.AsyncClient(reconnection=False)
-        await sio.connect(url, transports=transports, wait_timeout=timeout(10))
+        await sio.connect(url, transports=transports, wait_timeout=scaled(10))
         try:
-            assert await sio.call("echo", {"x": 1}, timeout=timeout(5)) == {"x": 1}
+            assert await sio.call("echo", {"x": 1}, timeout=scaled(5)) == {"x": 1}
         finally:
             await sio.disconnect()
 

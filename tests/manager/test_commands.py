@@ -13,12 +13,14 @@ import time
 import aiohttp
 import socketio
 
-from .conftest import Instance, alive, timeout
+from tests.helpers import scaled
+
+from .conftest import Instance, alive
 
 
 async def _client(url: str) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(url, transports=["websocket"], wait_timeout=timeout(5))
+    await client.connect(url, transports=["websocket"], wait_timeout=scaled(5))
     return client
 
 
@@ -32,7 +34,7 @@ async def test_start_infos_stop(instance: Instance) -> None:
 
     clients = [await _client(instance.url) for _ in range(5)]
     for c in clients:
-        await c.call("join", "room-a", timeout=timeout(5))
+        await c.call("join", "room-a", timeout=scaled(5))
     info = instance.infos(cli=True)
     assert info["pid"] == master
     assert info["config"] == str(instance.config)
@@ -140,7 +142,7 @@ async def test_restart_uses_the_same_arguments(instance: Instance) -> None:
     assert new["pid"] != old["pid"]
     assert len(new["workers"]) == 1
     client = await _client(new["listen"])
-    assert await client.call("echo", "after restart", timeout=timeout(5)) == "after restart"
+    assert await client.call("echo", "after restart", timeout=scaled(5)) == "after restart"
     await client.disconnect()
 
 
@@ -157,7 +159,7 @@ async def test_restart_starts_a_stopped_instance(app_folder) -> None:  # type: i
         instance.pids.add(instance.master_pid())
         assert len(instance.infos()["workers"]) == 1
         client = await _client(match.group(1))
-        assert await client.call("echo", "started by restart", timeout=timeout(5)) == "started by restart"
+        assert await client.call("echo", "started by restart", timeout=scaled(5)) == "started by restart"
         await client.disconnect()
     finally:
         instance.cleanup()
@@ -169,9 +171,9 @@ async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> N
         instance.start()
         workers = instance.worker_pids()
         client = socketio.AsyncClient(reconnection=False)
-        await client.connect(instance.url, transports=["websocket"], wait_timeout=timeout(5))
+        await client.connect(instance.url, transports=["websocket"], wait_timeout=scaled(5))
         await client.emit("slow", 60)  # a handler that outlives any patience
-        await client.call("echo", 1, timeout=timeout(5))
+        await client.call("echo", 1, timeout=scaled(5))
         proc = instance.cli("stop", "--wait", "1.5")
         assert proc.returncode == 1 and "still running" in proc.stderr and "again to force" in proc.stderr
         assert alive(instance.master_pid())
@@ -180,7 +182,7 @@ async def test_stop_waits_for_handlers_and_a_second_stop_forces(app_folder) -> N
         assert "forcing" in proc.stdout
         # Far below what a graceful stop would take (the 30 s stop_timeout, the 60 s handler); the time
         # includes the CLI's own interpreter start, which took 5.5 s on a loaded machine.
-        assert time.monotonic() - started < timeout(15)
+        assert time.monotonic() - started < scaled(15)
         assert not any(alive(pid) for pid in workers)
         assert not instance.pid_file.exists()
         assert "forced stop" in instance.log()
@@ -232,7 +234,7 @@ async def test_foreground_signals(instance: Instance) -> None:
             async with http.get(url + "/metrics") as resp:
                 assert resp.status == 404  # not on the service port
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout(20)) == 0
+        assert proc.wait(scaled(20)) == 0
         assert not instance.pid_file.exists()
         assert not any(alive(w["pid"]) for w in third["workers"])
     finally:
@@ -253,7 +255,7 @@ def test_not_running_and_bad_requests(instance: Instance) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=timeout(30),
+        timeout=scaled(30),
     )
     assert proc.returncode == 2 and "server.workers: must be >= 0" in proc.stderr
     assert not os.path.exists(instance.pid_file)

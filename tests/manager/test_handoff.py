@@ -13,10 +13,9 @@ import aiohttp
 import pytest
 import websockets
 
+from tests.helpers import scaled
 from tether import Config, Router, Server, run_server
 from tether.manager.handoff import Handoff, owner_of, receive_connection, send_connection
-
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 
 
 def test_owner_of() -> None:
@@ -73,7 +72,7 @@ def _url(server: Server, sid: str | None = None) -> str:
 
 async def test_polling_requests_on_the_wrong_server_are_handed_over(pair: Pair) -> None:
     one, two = pair.servers[1], pair.servers[2]
-    timeout = aiohttp.ClientTimeout(total=5 * FACTOR)
+    timeout = aiohttp.ClientTimeout(total=scaled(5))
     async with aiohttp.ClientSession(
         timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)
     ) as http:
@@ -107,7 +106,7 @@ async def test_keep_alive_connection_stays_with_the_owner_after_one_hand_off(pai
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
         )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5 * FACTOR)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), scaled(5))
         length = int(
             next(h for h in head.decode().split("\r\n") if h.lower().startswith("content-length")).split(":")[
                 1
@@ -130,12 +129,12 @@ async def test_websocket_upgrade_on_the_wrong_server(pair: Pair) -> None:
         ws_url = f"ws://127.0.0.1:{two.port}/socket.io/?EIO=4&transport=websocket&sid={sid}"
         async with websockets.connect(ws_url) as ws:
             await ws.send("2probe")
-            assert await asyncio.wait_for(ws.recv(), 5 * FACTOR) == "3probe"
+            assert await asyncio.wait_for(ws.recv(), scaled(5)) == "3probe"
             await ws.send("5")
             await ws.send('421["echo","over ws"]')
-            reply = await asyncio.wait_for(ws.recv(), 5 * FACTOR)
+            reply = await asyncio.wait_for(ws.recv(), scaled(5))
             if reply == "6":  # the noop that released the held GET may come over the WebSocket
-                reply = await asyncio.wait_for(ws.recv(), 5 * FACTOR)
+                reply = await asyncio.wait_for(ws.recv(), scaled(5))
             assert reply == '431["over ws"]'
     assert pair.handoffs[2].sent == 1
 
@@ -152,6 +151,40 @@ async def test_unknown_or_dead_owner_answers_session_unknown(pair: Pair) -> None
         async with http.get(_url(two, "1.gone")) as resp:
             assert resp.status == 400 and (await resp.json())["message"] == "Session ID unknown"
     assert pair.handoffs[2].failed == 1
+
+
+async def _post_head(server: Server, sid: str, content_type: str, length: int) -> tuple[int, bytes]:
+    """POST's head alone, announcing ``length`` bytes: the status and body of the answer (a body over
+    max_payload is answered from the head)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n".encode()
+        )
+        answer = await asyncio.wait_for(reader.read(), scaled(5))
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_body_over_max_payload_on_the_wrong_server(pair: Pair) -> None:
+    """The owner answers as for a request made to it (tests/server/test_polling_content_type_vs_node.py
+    compares that with node): the head is handed over, the body was never read."""
+    one, two = pair.servers[1], pair.servers[2]
+    over = one.config.websocket.max_payload + 1
+    async with aiohttp.ClientSession() as http:
+        for content_type, status in (("application/octet-stream", 400), ("text/plain;charset=UTF-8", 413)):
+            async with http.get(_url(one)) as resp:
+                sid = json.loads((await resp.text())[1:])["sid"]
+            assert (await _post_head(two, sid, content_type, over))[0] == status, content_type
+            assert sid not in one.clients  # ended, as engine.io ends it
+    unknown = b'{"code":1,"message":"Session ID unknown"}'
+    assert await _post_head(two, "1.nosuchsession", "text/plain", over) == (400, unknown)  # answered by 1
+    assert await _post_head(two, "7.nosuchworker", "text/plain", over) == (400, unknown)  # no hand-off
+    assert pair.handoffs[2].sent == 3 and pair.handoffs[1].received == 3
 
 
 async def test_send_and_receive_connection_primitives(tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import socketio
 
+from tests.helpers import scaled
 from tether.config import Config
 from tether.manager.reload import restart_only_changes
 from tether.sessions import issue_token
 
 from ..sessions.helpers import SECRET, Recorder
-from .conftest import Instance, timeout
+from .conftest import Instance
 
 CLIENTS = 200
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -35,7 +36,7 @@ class PatientClient(socketio.AsyncClient):  # type: ignore[misc]
     """
 
     async def connect(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["wait_timeout"] = timeout(10)
+        kwargs["wait_timeout"] = scaled(10)
         await super().connect(*args, **kwargs)
 
 
@@ -70,7 +71,7 @@ class Tracked:
             self.disconnected_at = time.monotonic()
 
     async def connect(self) -> None:
-        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=timeout(10))
+        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=scaled(10))
 
     async def emit_forever(self, stop: asyncio.Event) -> None:
         n = 0
@@ -111,7 +112,7 @@ async def test_reload_with_200_clients_emitting(instance: Instance) -> None:
         reload_done = time.monotonic()
         assert "tether reloaded" in proc.stdout
 
-        deadline = time.monotonic() + timeout(10)
+        deadline = time.monotonic() + scaled(10)
         while any(c.connects < 2 or not c.sio.connected for c in clients):
             assert time.monotonic() < deadline, (
                 f"{sum(c.connects < 2 for c in clients)} clients not back\n{instance.log()[-3000:]}"
@@ -137,7 +138,7 @@ async def test_reload_with_200_clients_emitting(instance: Instance) -> None:
         f"clients offline median {gaps[len(gaps) // 2]:.2f}s, "
         f"max {gaps[-1]:.2f}s; all back {all_back - reload_done:+.2f}s after the reload returned"
     )
-    assert gaps[-1] < timeout(5)
+    assert gaps[-1] < scaled(5)
 
     info = instance.infos()
     new_pids = {w["pid"] for w in info["workers"]}
@@ -145,7 +146,7 @@ async def test_reload_with_200_clients_emitting(instance: Instance) -> None:
     assert info["generation"] == 2
     assert info["totals"]["connections"] == CLIENTS
     assert info["totals"]["handshakes"] == CLIENTS  # the new workers saw exactly one handshake per client
-    pids = await asyncio.gather(*(c.sio.call("whoami", timeout=timeout(5)) for c in clients[:20]))
+    pids = await asyncio.gather(*(c.sio.call("whoami", timeout=scaled(5)) for c in clients[:20]))
     assert {p["pid"] for p in pids} <= new_pids
     await _gather_in_batches([c.sio.disconnect() for c in clients])
 
@@ -164,8 +165,8 @@ async def test_reload_with_a_broken_route_file_keeps_serving(instance: Instance)
     assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
     assert after["generation"] == 1
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(instance.url, transports=["websocket"], wait_timeout=timeout(5))
-    assert await client.call("echo", {"still": "serving"}, timeout=timeout(5)) == {"still": "serving"}
+    await client.connect(instance.url, transports=["websocket"], wait_timeout=scaled(5))
+    assert await client.call("echo", {"still": "serving"}, timeout=scaled(5)) == {"still": "serving"}
     await client.disconnect()
 
     # Fixed again: the next reload goes through and picks the new code up.
@@ -174,8 +175,8 @@ async def test_reload_with_a_broken_route_file_keeps_serving(instance: Instance)
     )
     instance.cli("reload", check=True)
     client = socketio.AsyncClient(reconnection=False)
-    await client.connect(instance.url, transports=["websocket"], wait_timeout=timeout(5))
-    assert await client.call("version", timeout=timeout(5)) == 2
+    await client.connect(instance.url, transports=["websocket"], wait_timeout=scaled(5))
+    assert await client.call("version", timeout=scaled(5)) == 2
     await client.disconnect()
 
 
@@ -253,7 +254,7 @@ async def test_reload_brings_back_polling_and_node_clients(instance: Instance) -
     instance.start("--workers", "2")
     python_clients = [Tracked(instance.url) for _ in range(6)]
     for c in python_clients:
-        await c.sio.connect(instance.url, transports=["polling"], wait_timeout=timeout(10))
+        await c.sio.connect(instance.url, transports=["polling"], wait_timeout=scaled(10))
     command = [sys.executable, "-m", "tether", "reload", "--config", str(instance.config)]
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -262,7 +263,7 @@ async def test_reload_brings_back_polling_and_node_clients(instance: Instance) -
         env=instance.env(),
         capture_output=True,
         text=True,
-        timeout=timeout(60),
+        timeout=scaled(60),
     )
     assert proc.returncode == 0, proc.stderr + instance.log()[-3000:]
     node = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -270,13 +271,13 @@ async def test_reload_brings_back_polling_and_node_clients(instance: Instance) -
     assert node["errors"] == 0 and node["connects"] == 12
     assert not set(node["before"]) & new_pids and set(node["after"]) <= new_pids
 
-    deadline = time.monotonic() + timeout(10)
+    deadline = time.monotonic() + scaled(10)
     while any(c.connects < 2 or not c.sio.connected for c in python_clients):
         assert time.monotonic() < deadline, [c.disconnects for c in python_clients]
         await asyncio.sleep(0.1)
     assert sum(c.connect_errors for c in python_clients) == 0
     for c in python_clients:
-        assert (await c.sio.call("whoami", timeout=timeout(5)))["pid"] in new_pids
+        assert (await c.sio.call("whoami", timeout=scaled(5)))["pid"] in new_pids
         await c.sio.disconnect()
 
 
@@ -289,7 +290,7 @@ async def test_a_reload_does_not_forget_a_logout(instance: Instance) -> None:
     client = Recorder()
     await client.connect(instance.url, token)
     await client.sio.emit("session:logout")  # session:ended goes to its other tabs: this one is closed
-    await asyncio.wait_for(client.disconnected.wait(), timeout(5))
+    await asyncio.wait_for(client.disconnected.wait(), scaled(5))
     ended = instance.run_dir / "tether.ended"
     instance.wait_for(lambda: b"s-reload" in ended.read_bytes(), 5, "the tombstone on disk")
     before = set(instance.worker_pids())

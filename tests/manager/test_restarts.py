@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import scaled
 from tether.config import Config
 from tether.errors import ConfigError
 
-from .conftest import ROUTES, Instance, alive, timeout
+from .conftest import ROUTES, Instance, alive
 
 CRASHING_CONFIG = """
 [server]
@@ -57,7 +58,7 @@ def test_a_worker_dying_at_start_up_is_given_up_on(instance: Instance) -> None:
         marker.write_text("")
         os.kill(worker, signal.SIGKILL)
         # Killed (1), then two restarts that exit at import (2, 3): given up after the third death.
-        code = master.wait(timeout(30))
+        code = master.wait(scaled(30))
         _, err = master.communicate()
     finally:
         if master.poll() is None:
@@ -72,7 +73,7 @@ def test_a_worker_dying_at_start_up_is_given_up_on(instance: Instance) -> None:
         and "not restarting it (server.restart_max_failures = 3): stopping the instance, exit status 1" in err
     ), err
     assert not instance.pid_file.exists()
-    deadline = time.monotonic() + timeout(5)
+    deadline = time.monotonic() + scaled(5)
     while any(alive(pid) for pid in instance.pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in instance.pids)

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import scaled
 from tether.manager import registry
 from tether.manager.control import ControlError, request
 from tether.manager.paths import RunPaths, instance_name
 from tether.manager.pidfile import AlreadyRunning, PidFile, running_pid
 from tether.manager.runfiles import UnsafeRunFile, check_folder, is_master, make_folder, open_run_file
 
-from .conftest import CONFIG, ROUTES, Instance, alive, timeout
+from .conftest import CONFIG, ROUTES, Instance, alive
 
 OTHER = 54321
 """The uid (and gid) of the second, unprivileged account."""
@@ -288,7 +289,7 @@ def test_two_instances_in_one_folder(app_folder: Path) -> None:
             env=blue.env(),
             capture_output=True,
             text=True,
-            timeout=timeout(30),
+            timeout=scaled(30),
         )
         assert elsewhere.returncode == 1
         assert f"no live master holds {other_folder}/run/tether-9501.pid" in elsewhere.stderr
@@ -389,7 +390,7 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
             env=inst.env(),
             capture_output=True,
             text=True,
-            timeout=timeout(30),
+            timeout=scaled(30),
         )
 
     started = tether("start", "-d", "--routes", "routes.py", "--port", "0", "--workers", "1")
@@ -430,7 +431,7 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
                 stdout=write_end,
                 stderr=subprocess.PIPE,
                 text=True,
-                timeout=timeout(30),
+                timeout=scaled(30),
             )
         finally:
             os.close(write_end)

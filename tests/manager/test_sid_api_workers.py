@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.pyapi_checks import check_calls_about_a_remote_socket
+from tests.helpers import scaled
 from tests.redis_fixtures import Client
 
-from .conftest import Instance, timeout
+from .conftest import Instance
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,7 @@ async def test_server_calls_reach_sockets_on_the_other_worker(pyapi_instance: In
         # One tick source for the whole host; killing it moves the task to the other worker.
         ticks: list[int] = []
         a.sio.on("tick", lambda pid: ticks.append(pid))
-        deadline = time.monotonic() + timeout(5)
+        deadline = time.monotonic() + scaled(5)
         while len(ticks) < 5 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert len(set(ticks)) == 1, ticks
@@ -76,13 +77,13 @@ async def test_server_calls_reach_sockets_on_the_other_worker(pyapi_instance: In
         moved: list[int] = []
         watcher.sio.on("tick", lambda pid: moved.append(pid))
         os.kill(leader, signal.SIGKILL)
-        deadline = time.monotonic() + timeout(5)
+        deadline = time.monotonic() + scaled(5)
         while not any(p != leader for p in moved) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         new = {p for p in moved if p != leader}
         assert len(new) == 1, moved
         # The replacement worker the master starts does not take the task back: still one source.
-        await asyncio.sleep(timeout(1.5))
+        await asyncio.sleep(scaled(1.5))
         recent = moved[-5:]
         assert set(recent) == new, moved
     finally:

@@ -14,7 +14,9 @@ import aiohttp
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Instance, alive, timeout
+from tests.helpers import scaled
+
+from .conftest import Instance, alive
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 
@@ -25,8 +27,8 @@ async def _clients_on_two_workers(url: str, per_worker: int = 1) -> dict[int, li
     extra: list[socketio.AsyncClient] = []
     for _ in range(60):
         client = socketio.AsyncClient(reconnection=False)
-        await client.connect(url, transports=["websocket"], wait_timeout=timeout(5))
-        pid = (await client.call("whoami", timeout=timeout(5)))["pid"]
+        await client.connect(url, transports=["websocket"], wait_timeout=scaled(5))
+        pid = (await client.call("whoami", timeout=scaled(5)))["pid"]
         bucket = by_pid.setdefault(pid, [])
         (bucket if len(bucket) < per_worker else extra).append(client)
         if len(by_pid) == 2 and all(len(v) == per_worker for v in by_pid.values()):
@@ -76,34 +78,34 @@ async def test_rooms_and_users_across_workers(instance: Instance) -> None:
     notified: list[Any] = []
     b.on("notified", lambda m: notified.append(m))
 
-    assert await a.call("join", "lobby", timeout=timeout(5))
-    assert await b.call("join", "lobby", timeout=timeout(5))
+    assert await a.call("join", "lobby", timeout=scaled(5))
+    assert await b.call("join", "lobby", timeout=scaled(5))
     payload = {"text": "hi", "blob": b"\x00\x01\xff"}  # binary survives the hub
-    assert await a.call("say", ("lobby", payload), timeout=timeout(5))
+    assert await a.call("say", ("lobby", payload), timeout=scaled(5))
 
     async def both_got_it() -> None:
         while not (said["a"] and said["b"]):
             await asyncio.sleep(0.02)
 
-    await asyncio.wait_for(both_got_it(), timeout(5))
+    await asyncio.wait_for(both_got_it(), scaled(5))
     assert said == {"a": [payload], "b": [payload]}
 
     # A user logged in on worker B: online and reachable from worker A.
-    assert await a.call("online", "alice", timeout=timeout(5)) is False
-    assert await b.call("login", "alice", timeout=timeout(5))
+    assert await a.call("online", "alice", timeout=scaled(5)) is False
+    assert await b.call("login", "alice", timeout=scaled(5))
     for _ in range(50):
-        if await a.call("online", "alice", timeout=timeout(5)):
+        if await a.call("online", "alice", timeout=scaled(5)):
             break
         await asyncio.sleep(0.02)
-    assert await a.call("notify", ("alice", "ping"), timeout=timeout(5)) is True
-    await asyncio.wait_for(_until(lambda: notified), timeout(5))
+    assert await a.call("notify", ("alice", "ping"), timeout=scaled(5)) is True
+    await asyncio.wait_for(_until(lambda: notified), scaled(5))
     assert notified == ["ping"]
     await b.disconnect()
     for _ in range(50):
-        if not await a.call("online", "alice", timeout=timeout(5)):
+        if not await a.call("online", "alice", timeout=scaled(5)):
             break
         await asyncio.sleep(0.02)
-    assert await a.call("online", "alice", timeout=timeout(5)) is False
+    assert await a.call("online", "alice", timeout=scaled(5)) is False
     await a.disconnect()
 
     info = instance.infos()
@@ -151,7 +153,7 @@ async def test_node_client_default_options_with_two_workers(instance: Instance) 
         cwd=JS_DIR,
         capture_output=True,
         text=True,
-        timeout=timeout(60),
+        timeout=scaled(60),
     )
     assert proc.returncode == 0, proc.stderr + instance.log()[-3000:]
     results = json.loads(proc.stdout)
@@ -173,14 +175,14 @@ async def test_python_polling_client_with_two_workers(instance: Instance) -> Non
     clients = []
     for _i in range(6):
         client = socketio.AsyncClient(reconnection=False)
-        await client.connect(instance.url, transports=["polling"], wait_timeout=timeout(5))
+        await client.connect(instance.url, transports=["polling"], wait_timeout=scaled(5))
         clients.append(client)
     for round_ in range(5):
         answers = await asyncio.gather(
-            *(c.call("echo", [i, round_], timeout=timeout(5)) for i, c in enumerate(clients))
+            *(c.call("echo", [i, round_], timeout=scaled(5)) for i, c in enumerate(clients))
         )
         assert answers == [[i, round_] for i in range(len(clients))]
-    whoami = await asyncio.gather(*(c.call("whoami", timeout=timeout(5)) for c in clients))
+    whoami = await asyncio.gather(*(c.call("whoami", timeout=scaled(5)) for c in clients))
     assert {w["transport"] for w in whoami} == {"polling"}
     info = instance.infos()
     assert info["totals"]["connections"] == 6
@@ -204,7 +206,7 @@ async def test_a_raw_request_for_another_workers_session_is_handed_over(instance
                 assert resp.status == 200 and await resp.text() == "ok"
         received = ""
         while received.count("43") < 10:
-            async with http.get(f"{base}&sid={sid}", timeout=aiohttp.ClientTimeout(total=timeout(5))) as resp:
+            async with http.get(f"{base}&sid={sid}", timeout=aiohttp.ClientTimeout(total=scaled(5))) as resp:
                 assert resp.status == 200
                 received += await resp.text()
         assert all(f'43{n}["x{n}"]' in received for n in range(10))
@@ -226,9 +228,9 @@ async def test_metrics_aggregate_every_worker(instance: Instance) -> None:
     clients = [c for group in by_pid.values() for c in group]
     instance.wait_for(lambda: instance.infos()["totals"]["connections"] == 4, 5, "the extra clients to leave")
     for c in clients:
-        await c.call("echo", "x", timeout=timeout(5))
-    await clients[0].call("join", "r", timeout=timeout(5))
-    await clients[0].call("say", ("r", "m"), timeout=timeout(5))
+        await c.call("echo", "x", timeout=scaled(5))
+    await clients[0].call("join", "r", timeout=scaled(5))
+    await clients[0].call("say", ("r", "m"), timeout=scaled(5))
     async with aiohttp.ClientSession() as http:
         for _ in range(4):  # whichever worker answers the scrape, it counts all of them
             async with http.get(instance.url + "/metrics", headers=auth) as resp:
@@ -285,9 +287,9 @@ async def test_session_activity_on_one_worker_keeps_tabs_on_another_alive(instan
     for _ in range(60):
         client = socketio.AsyncClient(reconnection=False)
         await client.connect(
-            instance.url, transports=["websocket"], auth={"token": token}, wait_timeout=timeout(5)
+            instance.url, transports=["websocket"], auth={"token": token}, wait_timeout=scaled(5)
         )
-        pid = (await client.call("whoami", timeout=timeout(5)))["pid"]
+        pid = (await client.call("whoami", timeout=scaled(5)))["pid"]
         if pid in by_pid:
             extra.append(client)
         else:
@@ -313,7 +315,7 @@ async def test_session_activity_on_one_worker_keeps_tabs_on_another_alive(instan
     assert all(not marks for marks in expired.values()), "a tab expired while its session was active"
 
     stopped = loop.time()
-    deadline = stopped + timeout(8)
+    deadline = stopped + scaled(8)
     while not all(expired.values()) and loop.time() < deadline:
         await asyncio.sleep(0.1)
     assert all(expired.values()), "both tabs hear session:expired once the session is idle"

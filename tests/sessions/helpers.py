@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
 
+from tests.helpers import scaled
 from tether import Config, Server
 
-FACTOR = float(os.environ.get("TETHER_TESTS_TIMEOUT_FACTOR", "1"))
 SECRET = "test-secret-0123456789abcdef0123456789"
 
 
@@ -45,10 +44,10 @@ class Recorder:
 
     async def connect(self, url: str, token: str | None, transport: str = "websocket") -> None:
         auth = {"token": token} if token is not None else None
-        await self.sio.connect(url, auth=auth, transports=[transport], wait_timeout=5 * FACTOR)
+        await self.sio.connect(url, auth=auth, transports=[transport], wait_timeout=scaled(5))
 
     async def next_event(self, timeout: float) -> tuple[str, Any, float]:
-        return await asyncio.wait_for(self.events.get(), timeout * FACTOR)
+        return await asyncio.wait_for(self.events.get(), scaled(timeout))
 
     async def close(self) -> None:
         if self.sio.connected:

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import scaled
 from tests.redis_fixtures import RedisServer
-from tests.sessions.helpers import FACTOR, SECRET, Recorder
+from tests.sessions.helpers import SECRET, Recorder
 from tether import Config, Router, Server, run_server
 from tether.sessions import get_manager
 
-IDLE = 2.0 * FACTOR
+IDLE = scaled(2.0)
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[tuple[Server, Server
 async def events_of(r: Recorder, seconds: float) -> list[tuple[str, Any]]:
     """Everything ``r`` receives within ``seconds``."""
     got: list[tuple[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + seconds * FACTOR
+    deadline = asyncio.get_running_loop().time() + scaled(seconds)
     while True:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
@@ -89,7 +90,7 @@ async def test_log_out_on_one_node_ends_the_tabs_on_the_other(
     await tab_a.sio.emit("session:logout")
     for tab in (tab_b1, tab_b2):
         assert await events_of(tab, 1.0) == [("session:ended", {"reason": "logout"})]  # exactly once
-        await asyncio.wait_for(tab.disconnected.wait(), 2 * FACTOR)
+        await asyncio.wait_for(tab.disconnected.wait(), scaled(2))
     assert tab_a.events.empty()
     # Node b knows: the old token is refused there too.
     assert get_manager(b).is_ended("out") and get_manager(b).get("out") is None

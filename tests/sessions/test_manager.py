@@ -10,7 +10,8 @@ import pytest
 import socketio
 import websockets
 
-from tests.sessions.helpers import FACTOR, SECRET, Recorder, ServerFactory, session_config
+from tests.helpers import scaled
+from tests.sessions.helpers import SECRET, Recorder, ServerFactory, session_config
 from tether import Config, Router, Server
 from tether.sessions import get_manager, issue_token
 
@@ -23,7 +24,7 @@ async def connect_fails(r: Recorder, url: str, token: str | None) -> Any:
 
 async def assert_no_event(r: Recorder, seconds: float) -> None:
     try:
-        ev = await asyncio.wait_for(r.events.get(), seconds * FACTOR)
+        ev = await asyncio.wait_for(r.events.get(), scaled(seconds))
     except TimeoutError:
         return
     raise AssertionError(f"unexpected event {ev}")
@@ -79,7 +80,7 @@ async def test_valid_token_binds_user_and_session(make_server: ServerFactory, cl
     token = issue_token("alice", "s-1", secret=SECRET, ttl=60)
     r = clients()
     await r.connect(server.url, token)
-    assert await r.sio.call("whoami", timeout=5 * FACTOR) == {"user": "alice", "session": "s-1"}
+    assert await r.sio.call("whoami", timeout=scaled(5)) == {"user": "alice", "session": "s-1"}
     assert {"user:alice", "session:s-1"} <= seen["rooms"]
     assert server.is_user_online("alice")
     assert not server.is_user_online("bob")
@@ -89,16 +90,16 @@ async def test_valid_token_binds_user_and_session(make_server: ServerFactory, cl
 
 
 async def test_bare_ws_token_in_query(make_server: ServerFactory) -> None:
-    server = await make_server(idle_timeout=0.6 * FACTOR)
+    server = await make_server(idle_timeout=scaled(0.6))
     token = get_manager(server).issue_token("alice")
     base = server.url.replace("http", "ws")
     async with websockets.connect(f"{base}/ws?token={quote(token)}") as ws:
-        assert str(await asyncio.wait_for(ws.recv(), 2 * FACTOR)).startswith("40")
-        msg = await asyncio.wait_for(ws.recv(), 3 * FACTOR)
+        assert str(await asyncio.wait_for(ws.recv(), scaled(2))).startswith("40")
+        msg = await asyncio.wait_for(ws.recv(), scaled(3))
         assert msg == '42["session:expired",{"reason":"idle"}]'
-        assert await asyncio.wait_for(ws.recv(), 2 * FACTOR) == "41"
+        assert await asyncio.wait_for(ws.recv(), scaled(2)) == "41"
         with pytest.raises(websockets.ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 2 * FACTOR)
+            await asyncio.wait_for(ws.recv(), scaled(2))
 
 
 @pytest.mark.parametrize(("query", "code"), [("", 422), ("?token=forged", 401)])
@@ -106,10 +107,10 @@ async def test_bare_ws_refused(make_server: ServerFactory, query: str, code: int
     server = await make_server()
     base = server.url.replace("http", "ws")
     async with websockets.connect(f"{base}/ws{query}") as ws:
-        msg = await asyncio.wait_for(ws.recv(), 2 * FACTOR)
+        msg = await asyncio.wait_for(ws.recv(), scaled(2))
         assert isinstance(msg, str) and msg.startswith(f'44{{"code":{code}')
         with pytest.raises(websockets.ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), 2 * FACTOR)
+            await asyncio.wait_for(ws.recv(), scaled(2))
         assert info.value.rcvd is not None and info.value.rcvd.code == 1008
 
 
@@ -119,7 +120,7 @@ async def test_bare_ws_refused(make_server: ServerFactory, query: str, code: int
 async def test_expired_is_pushed_to_every_socket_of_the_session(
     make_server: ServerFactory, clients: Any
 ) -> None:
-    idle = 2.0 * FACTOR
+    idle = scaled(2.0)
     server = await make_server(idle_timeout=idle)
     manager = get_manager(server)
     token = manager.issue_token("alice", "tabs")
@@ -139,9 +140,9 @@ async def test_expired_is_pushed_to_every_socket_of_the_session(
             event, data, at = await tab.next_event(idle + 2)
             assert (event, data) == ("session:expired", {"reason": "idle"})
             # Never before the deadline, and promptly after it.
-            assert session.deadline <= at <= session.deadline + 0.5 * FACTOR
+            assert session.deadline <= at <= session.deadline + scaled(0.5)
         for tab in (tab1, tab2, tab3):
-            await asyncio.wait_for(tab.disconnected.wait(), 2 * FACTOR)
+            await asyncio.wait_for(tab.disconnected.wait(), scaled(2))
     finally:
         await keep_alive
     assert other.sio.connected
@@ -160,7 +161,7 @@ async def _activity(r: Recorder, every: float, until: float) -> None:
 
 
 async def test_reconnecting_after_expiry_is_refused(make_server: ServerFactory, clients: Any) -> None:
-    server = await make_server(idle_timeout=0.5 * FACTOR)
+    server = await make_server(idle_timeout=scaled(0.5))
     manager = get_manager(server)
     token = manager.issue_token("alice", "s")
     r = clients()
@@ -177,16 +178,16 @@ async def test_reconnecting_after_expiry_is_refused(make_server: ServerFactory, 
 
 
 async def test_close_on_expire_false_keeps_sockets(make_server: ServerFactory, clients: Any) -> None:
-    server = await make_server(idle_timeout=0.5 * FACTOR, close_on_expire=False)
+    server = await make_server(idle_timeout=scaled(0.5), close_on_expire=False)
     r = clients()
     await r.connect(server.url, get_manager(server).issue_token("alice"))
     assert (await r.next_event(3))[0] == "session:expired"
-    await asyncio.sleep(0.3 * FACTOR)
+    await asyncio.sleep(scaled(0.3))
     assert r.sio.connected
 
 
 async def test_warning_then_expiry(make_server: ServerFactory, clients: Any) -> None:
-    server = await make_server(idle_timeout=2.0 * FACTOR, warn_before=1.0 * FACTOR)
+    server = await make_server(idle_timeout=scaled(2.0), warn_before=scaled(1.0))
     r = clients()
     manager = get_manager(server)
     await r.connect(server.url, manager.issue_token("alice", "warned"))
@@ -195,15 +196,15 @@ async def test_warning_then_expiry(make_server: ServerFactory, clients: Any) -> 
     deadline = session.deadline
     event, data, at = await r.next_event(3)
     assert event == "session:warning"
-    assert data == {"seconds_left": round(1.0 * FACTOR)}
-    assert deadline - 1.0 * FACTOR <= at <= deadline - 1.0 * FACTOR + 0.5 * FACTOR
+    assert data == {"seconds_left": round(scaled(1.0))}
+    assert deadline - scaled(1.0) <= at <= deadline - scaled(1.0) + scaled(0.5)
     event, _, at = await r.next_event(3)
     assert event == "session:expired"
-    assert deadline <= at <= deadline + 0.5 * FACTOR
+    assert deadline <= at <= deadline + scaled(0.5)
 
 
 async def test_activity_after_warning_extends_everywhere(make_server: ServerFactory, clients: Any) -> None:
-    server = await make_server(idle_timeout=1.5 * FACTOR, warn_before=1.0 * FACTOR)
+    server = await make_server(idle_timeout=scaled(1.5), warn_before=scaled(1.0))
     manager = get_manager(server)
     token = manager.issue_token("alice", "w")
     a, b = clients(), clients()
@@ -214,7 +215,7 @@ async def test_activity_after_warning_extends_everywhere(make_server: ServerFact
     await a.sio.emit("activity")
     for r in (a, b):
         event, data, _ = await r.next_event(2)
-        assert (event, data) == ("session:extended", {"seconds_left": round(1.5 * FACTOR)})
+        assert (event, data) == ("session:extended", {"seconds_left": round(scaled(1.5))})
     # Warned again, then expired, since nobody moves any more.
     assert (await b.next_event(3))[0] == "session:warning"
     assert (await b.next_event(3))[0] == "session:expired"
@@ -223,7 +224,7 @@ async def test_activity_after_warning_extends_everywhere(make_server: ServerFact
 
 
 async def test_any_event_and_activity_keep_a_session_alive(make_server: ServerFactory, clients: Any) -> None:
-    idle = 1.5 * FACTOR
+    idle = scaled(1.5)
     server = await make_server(idle_timeout=idle)
     manager = get_manager(server)
     token = manager.issue_token("alice", "busy")
@@ -247,7 +248,7 @@ async def test_any_event_and_activity_keep_a_session_alive(make_server: ServerFa
 
 
 async def test_touch_from_python(make_server: ServerFactory, clients: Any) -> None:
-    idle = 1.5 * FACTOR
+    idle = scaled(1.5)
     server = await make_server(idle_timeout=idle)
     manager = get_manager(server)
     r = clients()
@@ -278,9 +279,9 @@ async def test_logout_in_one_tab_ends_the_others(make_server: ServerFactory, cli
     for r in (b, c):
         event, data, _ = await r.next_event(2)
         assert (event, data) == ("session:ended", {"reason": "logout"})
-        await asyncio.wait_for(r.disconnected.wait(), 2 * FACTOR)
+        await asyncio.wait_for(r.disconnected.wait(), scaled(2))
     # The tab that logged out gets no push; the server closes it too.
-    await asyncio.wait_for(a.disconnected.wait(), 2 * FACTOR)
+    await asyncio.wait_for(a.disconnected.wait(), scaled(2))
     assert a.events.empty()
     await assert_no_event(bystander, 0.2)
     assert bystander.sio.connected
@@ -306,7 +307,7 @@ async def test_end_from_python_reaches_every_tab(make_server: ServerFactory, cli
 async def test_namespaces_share_the_session(make_server: ServerFactory, clients: Any) -> None:
     router = Router()
     router.on("ping", lambda socket: "pong", namespace="/chat")
-    server = await make_server(session_config(idle_timeout=0.6 * FACTOR), router)
+    server = await make_server(session_config(idle_timeout=scaled(0.6)), router)
     token = get_manager(server).issue_token("alice")
     r = clients()
     await r.sio.connect(
@@ -314,12 +315,12 @@ async def test_namespaces_share_the_session(make_server: ServerFactory, clients:
         auth={"token": token},
         namespaces=["/", "/chat"],
         transports=["websocket"],
-        wait_timeout=5 * FACTOR,
+        wait_timeout=scaled(5),
     )
     got: list[str] = []
     r.sio.on("session:expired", lambda data: got.append("chat"), namespace="/chat")
     assert (await r.next_event(3))[0] == "session:expired"
-    await asyncio.sleep(0.1 * FACTOR)
+    await asyncio.sleep(scaled(0.1))
     assert got == ["chat"]
 
 
@@ -357,7 +358,7 @@ async def test_disabled_installs_nothing_and_user_binding_still_works(
     r, other = clients(), clients()
     await r.connect(server.url, None)  # no token needed
     await other.connect(server.url, None)
-    assert await r.sio.call("login", "carol", timeout=5 * FACTOR) is True
+    assert await r.sio.call("login", "carol", timeout=scaled(5)) is True
     assert server.is_user_online("carol")
     server.to_user("carol").emit("note", "hi")
     assert (await r.next_event(2))[:2] == ("note", "hi")
@@ -426,7 +427,7 @@ async def test_a_burst_of_expiries_is_spread_over_loop_iterations(make_server: S
     from tether.sessions import Claims
     from tether.sessions.manager import EXPIRE_BATCH
 
-    server = await make_server(idle_timeout=0.3 * FACTOR)
+    server = await make_server(idle_timeout=scaled(0.3))
     manager = get_manager(server)
     n = EXPIRE_BATCH * 3 + 5
     for i in range(n):
@@ -440,7 +441,7 @@ async def test_a_burst_of_expiries_is_spread_over_loop_iterations(make_server: S
                 ticks_during_burst += 1  # this task ran while some sessions were expired and some not
             await asyncio.sleep(0)
 
-    await asyncio.wait_for(ticker(), 5 * FACTOR)
+    await asyncio.wait_for(ticker(), scaled(5))
     assert manager.counters.expired == n
     # Four batches, with other work running between them.
     assert manager.counters.wakeups >= 4

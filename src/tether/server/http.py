@@ -193,18 +193,21 @@ class HttpProtocol(HttpConnection):
         if client is not None and server.expire_if_due(client):
             client = None  # timed out a moment ago: the timer had not run yet
         if client is None:
-            if body is None and server.foreign_sid_handler is not None:
-                # Maybe another worker's session, which a body left unread cannot be handed to.
-                server.state.protocol_errors += 1
-                self._respond_error(413, 3, "Payload too large", cors)
-                return
-            # Another worker's session (the sid's prefix says which): the connection goes there.
-            if (
-                body is not None
-                and server.foreign_sid_handler is not None
-                and self._hand_to_owner(sid, self._request_bytes(request, body))
-            ):
-                return
+            # Another worker's session (the sid's prefix says which): the connection goes there. A body
+            # over max_payload is not read: its head alone goes, and the owner answers from it (its
+            # Content-Length) as for a session of its own.
+            if server.foreign_sid_handler is not None:
+                if body is not None:
+                    data = self._request_bytes(request, body)
+                elif request.headers.get("content-length", "").isdigit():
+                    data = self._raw_head()
+                else:
+                    # A chunked body partly read here: it cannot be replayed whole to the owner.
+                    server.state.protocol_errors += 1
+                    self._respond_error(413, 3, "Payload too large", cors)
+                    return
+                if self._hand_to_owner(sid, data):
+                    return
             last = server.take_closed_poll(sid) if request.method == "GET" else None
             if last is not None:
                 self._respond(200, {**cors, "Content-Type": "text/plain; charset=UTF-8"}, last)

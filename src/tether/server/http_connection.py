@@ -276,6 +276,11 @@ class HttpConnection(asyncio.Protocol):
         query = dict(parse_qsl(url.query.decode("latin-1"), keep_blank_values=True)) if url.query else {}
         return Request(method, path, query, self._headers, self.remote)
 
+    def _raw_head(self) -> bytes:
+        """The current request's line and headers as the client sent them, without its body."""
+        start = b"%b %b HTTP/1.1\r\n" % (self.parser.get_method(), bytes(self._url))
+        return start + b"".join(self._raw_headers) + b"\r\n"
+
     def _dispatch(self, item: tuple[Request, bytes, bool]) -> None:
         request, body, keep_alive = item
         self._busy = True

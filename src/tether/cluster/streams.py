@@ -25,27 +25,17 @@ those with a larger id are replayed from a short memory of recent deliveries, th
 end are kept from the socket (its *floor*), so nothing is missed or sent twice.
 
 Cluster-wide questions go through Redis pub/sub, as node's adapter sends them (``doPublish`` for
-"ephemeral" messages, ``doPublishResponse``): a whole message, msgpack-encoded, ``{"uid", "nsp", "type",
-"data": {...}}`` (``type``: :class:`MessageType`, node's ``socket.io-adapter`` ``ClusterAdapter``)::
+"ephemeral" messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shapes of node's
+``ClusterAdapter`` (:mod:`.cluster_messages` holds them and their translation)::
 
-    PUBLISH <prefix>#<nsp>#          type 7 FETCH_SOCKETS   data = {"opts": {"rooms", "except", "flags"},
-                                                                   "requestId"}
-                                     type 3 BROADCAST with acks   data = {"packet", "requestId", "opts"}
-    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>:
-                                     type 8 FETCH_SOCKETS_RESPONSE   data = {"requestId", "sockets": [
-                                                                      {"id", "handshake", "rooms", "data"}]}
-                                     type 11 BROADCAST_CLIENT_COUNT  data = {"requestId", "clientCount"}
-                                     type 12 BROADCAST_ACK           data = {"requestId", "packet": value}
+    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks)
+    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>
 
 Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
 channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
 ``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
-shared with the pub/sub adapter and the workers' hub; this module only translates node's ClusterAdapter
-messages to and from its requests. ``<prefix>`` is the stream name (``[redis] prefix``): node's
-``channelPrefix`` and ``streamName`` must both be set to it (both are ``socket.io`` by default).
-Node's ``sockets``/``allRooms`` have no message of their own (they answer locally in node); Tether's counts
-and ``all_rooms`` ask FETCH_SOCKETS and keep the ids or rooms. ``serverSideEmit`` (type 9) is not answered:
-Tether has no server-side events.
+shared with the pub/sub adapter and the workers' hub. ``<prefix>`` is the stream name (``[redis] prefix``):
+node's ``channelPrefix`` and ``streamName`` must both be set to it (both are ``socket.io`` by default).
 """
 
 from __future__ import annotations
@@ -53,14 +43,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import enum
 import logging
 import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import orjson
@@ -69,9 +58,19 @@ import redis.asyncio as aioredis
 from ..errors import ClusterError, ConfigError
 from ..recovery import Restored, SavedSession, selects
 from .base import Adapter, BroadcastMessage, LocalNode, LocalSocket
+from .cluster_messages import (
+    CHANGES,
+    RESPONSES,
+    ClusterMessage,
+    MessageType,
+    answer_message,
+    answer_of,
+    question,
+    request_of,
+)
 from .redis import redact_url
 from .requests import Gather, RequestingAdapter
-from .wire import Request, RequestType, decode_object, encode_msgpack, room_tuple
+from .wire import Request, RequestType, decode_object, encode_msgpack
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -81,50 +80,7 @@ __all__ = ["ClusterMessage", "MessageType", "RedisStreamsAdapter", "parse_id"]
 log = logging.getLogger("tether.cluster.streams")
 
 
-class MessageType(enum.IntEnum):
-    """Node's ``socket.io-adapter`` ``ClusterAdapter`` message types (``cluster-adapter.ts``, 2.5)."""
-
-    INITIAL_HEARTBEAT = 1
-    HEARTBEAT = 2
-    BROADCAST = 3
-    SOCKETS_JOIN = 4
-    SOCKETS_LEAVE = 5
-    DISCONNECT_SOCKETS = 6
-    FETCH_SOCKETS = 7
-    FETCH_SOCKETS_RESPONSE = 8
-    SERVER_SIDE_EMIT = 9
-    SERVER_SIDE_EMIT_RESPONSE = 10
-    BROADCAST_CLIENT_COUNT = 11
-    BROADCAST_ACK = 12
-    ADAPTER_CLOSE = 13
-    SET_DATA = 100
-    """Tether extension, in the stream: replace ``socket.data`` of the sockets in ``opts.rooms``
-    (``data = {"opts", "data"}``); node's adapter ignores types it does not know."""
-
-
-class ClusterMessage(TypedDict):
-    """A question or an answer on the pub/sub channels (msgpack): node's ``ClusterMessage`` /
-    ``ClusterResponse``; ``data`` depends on ``type`` (see the module docstring)."""
-
-    uid: str
-    nsp: str
-    type: int
-    data: dict[str, Any]
-
-
 BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
-_CHANGES = {
-    RequestType.REMOTE_JOIN: MessageType.SOCKETS_JOIN,
-    RequestType.REMOTE_LEAVE: MessageType.SOCKETS_LEAVE,
-    RequestType.REMOTE_DISCONNECT: MessageType.DISCONNECT_SOCKETS,
-    RequestType.REMOTE_SET_DATA: MessageType.SET_DATA,
-}
-_RESPONSES = (
-    MessageType.FETCH_SOCKETS_RESPONSE,
-    MessageType.SERVER_SIDE_EMIT_RESPONSE,
-    MessageType.BROADCAST_CLIENT_COUNT,
-    MessageType.BROADCAST_ACK,
-)
 ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 BATCH = 256
 RECENT = 10_000
@@ -485,7 +441,7 @@ class RedisStreamsAdapter(RequestingAdapter):
         else:
             data["rooms"] = list(request.rooms)
         try:
-            fields = self._fields(namespace, _CHANGES[request.type], data)
+            fields = self._fields(namespace, CHANGES[request.type], data)
         except (TypeError, ValueError) as exc:  # socket.data that neither JSON nor msgpack can carry
             self.counters["errors"] += 1
             log.error("! redis-streams: %s not sent to the other nodes: %s", request.type.name, exc)
@@ -576,33 +532,14 @@ class RedisStreamsAdapter(RequestingAdapter):
         self.counters["received"] += 1
         if self.debug:
             log.debug("< pub/sub type %s from %s on %s", type_, uid, namespace)
-        if type_ in _RESPONSES:
+        if type_ in RESPONSES:
             self._on_answer(type_, data)
             return
-        request_id = data.get("requestId")
-        opts = data.get("opts")
-        opts = opts if isinstance(opts, dict) else {}
-        flags = opts.get("flags")
-        if type_ == MessageType.FETCH_SOCKETS:
-            rtype = RequestType.REMOTE_FETCH
-        elif type_ == MessageType.BROADCAST and request_id is not None:
-            rtype = RequestType.BROADCAST
-        else:
+        request = request_of(uid, type_, data)
+        if request is None:
             if self.debug:  # SERVER_SIDE_EMIT (no server-side events in Tether), or unknown
                 log.debug("= pub/sub message type %s not answered by Tether", type_)
             return
-        if not isinstance(request_id, str):
-            raise ClusterError("redis-streams", f"message type {type_} without a requestId")
-        packet = data.get("packet")
-        request = Request(
-            rtype,
-            uid,
-            request_id,
-            target_rooms=room_tuple(opts.get("rooms")),
-            except_rooms=room_tuple(opts.get("except")),
-            packet=packet if isinstance(packet, dict) else None,
-            flags=flags if isinstance(flags, dict) else {},
-        )
         if self.server is not None:
             self.answer_request(
                 namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
@@ -610,22 +547,9 @@ class RedisStreamsAdapter(RequestingAdapter):
 
     def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
         """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
-        rtype = answer.get("type")
-        data: dict[str, Any] = {"requestId": answer.get("requestId")}
-        if rtype == RequestType.BROADCAST_CLIENT_COUNT:
-            type_ = MessageType.BROADCAST_CLIENT_COUNT
-            data["clientCount"] = answer.get("clientCount")
-        elif rtype == RequestType.BROADCAST_ACK:
-            type_ = MessageType.BROADCAST_ACK
-            data["packet"] = answer.get("packet")
-            if "args" in answer:
-                data["args"] = answer["args"]  # Tether's: every argument of the ack (node reads "packet")
-        elif "sockets" in answer:
-            type_ = MessageType.FETCH_SOCKETS_RESPONSE
-            data["sockets"] = answer["sockets"]
-        else:
+        message = answer_message(self.uid, namespace, answer)
+        if message is None:
             return
-        message = ClusterMessage(uid=self.uid, nsp=namespace, type=int(type_), data=data)
         try:
             payload = encode_msgpack(message)
         except ClusterError as exc:
@@ -636,58 +560,18 @@ class RedisStreamsAdapter(RequestingAdapter):
 
     def _on_answer(self, type_: int, data: dict[str, Any]) -> None:
         """An answer to one of our questions, handed to :meth:`receive_response` in its shape."""
-        request_id = str(data.get("requestId"))
-        pending = self._requests.get(request_id)
+        pending = self._requests.get(str(data.get("requestId")))
         if pending is None:
             return  # not ours, or too late
-        if type_ == MessageType.BROADCAST_CLIENT_COUNT:
-            answer = {
-                "type": RequestType.BROADCAST_CLIENT_COUNT,
-                "requestId": request_id,
-                "clientCount": data.get("clientCount"),
-            }
-        elif type_ == MessageType.BROADCAST_ACK:
-            answer = {
-                "type": RequestType.BROADCAST_ACK,
-                "requestId": request_id,
-                "packet": data.get("packet"),
-            }
-            if isinstance(data.get("args"), list):
-                answer["args"] = data["args"]
-        elif type_ == MessageType.FETCH_SOCKETS_RESPONSE and isinstance(pending, Gather):
-            raw = data.get("sockets")
-            sockets = [
-                s
-                for s in (raw if isinstance(raw, list) else ())
-                if isinstance(s, dict) and isinstance(s.get("id"), str)
-            ]
-            asked = pending.request.type if pending.request is not None else RequestType.REMOTE_FETCH
-            if asked is RequestType.SOCKETS:
-                answer = {"requestId": request_id, "sockets": [s["id"] for s in sockets]}
-            elif asked is RequestType.ALL_ROOMS:
-                rooms = [room_tuple(s.get("rooms")) for s in sockets]
-                answer = {"requestId": request_id, "rooms": [r for found in rooms for r in found]}
-            else:
-                answer = {"requestId": request_id, "sockets": sockets}
+        if not isinstance(pending, Gather):
+            if type_ == MessageType.FETCH_SOCKETS_RESPONSE:
+                return  # sockets answer a gathering question only
+            asked = RequestType.BROADCAST
         else:
-            return  # SERVER_SIDE_EMIT_RESPONSE: Tether never asks
-        self.receive_response(answer)
-
-    def _question(self, namespace: str, request: Request) -> ClusterMessage | None:
-        """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), BROADCAST with acks."""
-        t = request.type
-        opts: dict[str, Any] = {"rooms": list(request.target_rooms), "except": list(request.except_rooms)}
-        if t is RequestType.BROADCAST:
-            opts["flags"] = request.flags
-            data = {"packet": request.packet, "requestId": request.request_id, "opts": opts}
-            return ClusterMessage(uid=self.uid, nsp=namespace, type=int(MessageType.BROADCAST), data=data)
-        if t is RequestType.SOCKETS:
-            opts["rooms"] = list(request.rooms)
-        elif t not in (RequestType.REMOTE_FETCH, RequestType.ALL_ROOMS):
-            return None
-        opts["flags"] = {}
-        data = {"opts": opts, "requestId": request.request_id}
-        return ClusterMessage(uid=self.uid, nsp=namespace, type=int(MessageType.FETCH_SOCKETS), data=data)
+            asked = pending.request.type if pending.request is not None else RequestType.REMOTE_FETCH
+        answer = answer_of(type_, data, asked)
+        if answer is not None:
+            self.receive_response(answer)
 
     async def _send_request(self, namespace: str, request: Request) -> int:
         """``PUBSUB NUMSUB`` of the public channel counts the nodes (us included), then PUBLISH.
@@ -695,7 +579,7 @@ class RedisStreamsAdapter(RequestingAdapter):
         Raises:
             ClusterError: an argument of an emit with acks that cannot be encoded.
         """
-        message = self._question(namespace, request)
+        message = question(self.uid, namespace, request)
         if message is None or self._cmd is None or not await self._watch(namespace):
             return 0
         payload = encode_msgpack(message)

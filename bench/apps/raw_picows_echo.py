@@ -11,7 +11,11 @@ ping: with one interval for all, the due ones are always at its head (no heap, n
 Nothing is parsed and no pong timeout is enforced: the least a server can do to keep its idle clients
 pinged, which is what W6 of the Socket.IO servers is compared with.
 
-Usage: ``python bench/apps/raw_picows_echo.py --port N [--ping-interval S]``.
+Transports: picows uses aiofastnet's when it is installed (``--transport aiofastnet``, picows' default and
+``make bench``'s floor); ``--transport uvloop`` uses uvloop's own, as Tether does by default
+(``[server] net``): ``bench/transports.py`` compares the two.
+
+Usage: ``python bench/apps/raw_picows_echo.py --port N [--ping-interval S] [--transport T]``.
 """
 
 from __future__ import annotations
@@ -84,13 +88,20 @@ async def ping_due(interval: float) -> None:
                 due.append((at + interval, transport))
 
 
-async def main(port: int, ping_interval: float) -> None:
+async def main(port: int, ping_interval: float, transport: str = "aiofastnet") -> None:
     Echo.interval = ping_interval
 
     def factory(_req: WSUpgradeRequest) -> Echo:
         return Echo()
 
-    server = await ws_create_server(factory, "127.0.0.1", port, backlog=4096, read_buffer_init_size=2048)
+    server = await ws_create_server(
+        factory,
+        "127.0.0.1",
+        port,
+        backlog=4096,
+        read_buffer_init_size=2048,
+        use_aiofastnet=transport == "aiofastnet",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,6 +118,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=24004)
     parser.add_argument("--ping-interval", type=float, default=25.0, help="seconds; 0: no pings")
+    parser.add_argument("--transport", choices=["aiofastnet", "uvloop"], default="aiofastnet")
     args = parser.parse_args()
     raise_nofile()
-    uvloop.run(main(args.port, args.ping_interval))
+    uvloop.run(main(args.port, args.ping_interval, args.transport))

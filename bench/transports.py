@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Ports, RunningServer, idle_args, loadavg, log, raise_nofile, run_loadgen
+from harness import OUT, Ports, RunningServer, idle_args, loadavg, log, raise_nofile, run_loadgen
 
 SETUPS = {
     "raw picows, aiofastnet (make bench's floor)": ("raw", {}, ["--transport", "aiofastnet"]),
@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=5000)
     args = parser.parse_args()
     raise_nofile()
+    OUT.mkdir(exist_ok=True)
     ports = Ports()
     log(f"load average at start: {loadavg()}")
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in SETUPS}

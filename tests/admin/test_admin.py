@@ -123,6 +123,32 @@ async def login(server: Server, **auth: Any) -> Watcher:
     return await Watcher(server.url, "/admin", {"username": "admin", "password": PASSWORD, **auth}).connect()
 
 
+async def test_config_is_the_first_thing_an_admin_ui_gets(server: Server) -> None:
+    """node's admin server sends ``config`` in its connection handler, so the UI has the server's features
+    before any report. The worst case: a report made at once after the accept (a server_stats tick)."""
+    instrument = get_instrument(server)
+    server.accept_hooks.append(lambda sock: instrument.report("server_stats", instrument.stats()))
+    order: list[str] = []
+    sio = socketio.AsyncClient(reconnection=False)
+
+    async def record(event: str, *args: Any) -> None:
+        order.append(event)
+
+    sio.on("*", record, namespace="/admin")
+    await sio.connect(
+        server.url,
+        namespaces=["/admin"],
+        auth={"username": "admin", "password": PASSWORD},
+        transports=["websocket"],
+        wait_timeout=scaled(5),
+    )
+    try:
+        await wait_until(lambda: "config" in order and "server_stats" in order, what="config, server_stats")
+    finally:
+        await sio.disconnect()
+    assert order.index("config") < order.index("server_stats"), order
+
+
 # -- config ---------------------------------------------------------------------------------------------
 
 

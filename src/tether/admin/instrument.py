@@ -151,7 +151,11 @@ class Instrument:
             self._transports[(sock.namespace, sock.sid)] = transport
             self.report("socket_connected", self.serialize(sock), now_iso())
         if sock.namespace == self.namespace:
-            self.server.spawn(self._welcome(sock))
+            # Now, right after the CONNECT reply, as node's admin server sends it in its connection handler:
+            # a report (server_stats every stats_interval) must not reach the UI before its config.
+            sock.emit("config", {"supportedFeatures": self.features})
+            if self.development:
+                self.server.spawn(self._send_all_sockets(sock))
 
     def on_disconnect(self, sock: Socket, reason: str) -> None:
         if self._transports.pop((sock.namespace, sock.sid), None) is not None:
@@ -192,14 +196,10 @@ class Instrument:
         if session:
             await sock.emit("session", session)
 
-    async def _welcome(self, sock: Socket) -> None:
-        if not sock.connected:
-            return
-        await sock.emit("config", {"supportedFeatures": self.features})
-        if self.development:
-            sockets = await self.all_sockets()
-            if sock.connected:
-                await sock.emit("all_sockets", sockets)
+    async def _send_all_sockets(self, sock: Socket) -> None:
+        sockets = await self.all_sockets()
+        if sock.connected:
+            await sock.emit("all_sockets", sockets)
 
     async def all_sockets(self) -> list[dict[str, Any]]:
         """Every socket of every namespace on every process (the adapter's ``fetch_sockets``)."""

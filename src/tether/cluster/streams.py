@@ -584,27 +584,29 @@ class RedisStreamsAdapter(RequestingAdapter):
             return 0
         payload = encode_msgpack(message)
         channel = self.public_channel(namespace)
-        try:
-            numsub: Any = await self._cmd.pubsub_numsub(channel)
-        except Exception as exc:
+        subscribed = await self._subscribers(channel)
+        if subscribed is None:
             self.counters["errors"] += 1
-            log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
             return 0
-        expected = int(numsub[0][1]) - 1 if numsub else 0
+        expected = subscribed - 1
         if expected > 0:
             self._enqueue_publish(channel, payload)
         return max(0, expected)
 
     async def server_count(self) -> int:
         """Nodes subscribed to the public channel of ``/`` (node's ``serverCount``), 1 when unknown."""
-        if self._cmd is None:
-            return 1
+        subscribed = await self._subscribers(self.public_channel("/")) if self._cmd is not None else None
+        return max(1, subscribed if subscribed is not None else 1)
+
+    async def _subscribers(self, channel: str) -> int | None:
+        """How many nodes subscribe to ``channel`` (``PUBSUB NUMSUB``, us included); None if Redis failed."""
+        assert self._cmd is not None
         try:
-            numsub: Any = await self._cmd.pubsub_numsub(self.public_channel("/"))
+            numsub: Any = await self._cmd.pubsub_numsub(channel)
         except Exception as exc:
             log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
-            return 1
-        return max(1, int(numsub[0][1]) if numsub else 1)
+            return None
+        return int(numsub[0][1]) if numsub else 0
 
     # -- recovery -------------------------------------------------------------------------------------
 

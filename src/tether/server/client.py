@@ -1,9 +1,10 @@
 """One connected client as seen by the server: a protocol Connection plus the transport it writes to.
 
 This is the thin part between :mod:`tether.protocol.connection` and the bytes on the wire. WebSocket
-writes go straight to picows (each encoded packet is one frame); polling writes go to the connection's
-queue and release a waiting GET at the end of the current loop iteration, so that several emits in one
-handler leave in one HTTP response.
+writes go to picows at the end of the current loop iteration, through the server's
+:class:`~tether.server.writes.WriteBatch` (each encoded packet is one frame); polling writes go to the
+connection's queue and release a waiting GET at the end of the current loop iteration, so that several
+emits in one handler leave in one HTTP response.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from picows import WSMsgType
 from ..protocol.connection import Connection, State, Transport
 from ..protocol.engineio import Binary
 from ..protocol.parsers import Parser
+from .writes import WriteBatch
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -40,6 +42,7 @@ class ClientOwner(Protocol):
 
     config: Config
     state: ServerState
+    writes: WriteBatch
 
     def on_slow_consumer(self, client: Client) -> None: ...
 
@@ -66,6 +69,7 @@ class Client:
         "server",
         "sockets",
         "strip_prefix",
+        "writes",
         "ws",
     )
 
@@ -79,6 +83,7 @@ class Client:
         self.connecting: dict[str, Socket] = {}
         """Sockets whose CONNECT is being handled (hooks, connect handler), by namespace."""
         self.ws: Any = None  # picows WSTransport once on WebSocket
+        self.writes = server.writes
         self.fast_ws = False
         self.hb_box: list[Client | None] | None = None
         """The box of this client's live entry in the server's Heartbeat heap."""
@@ -115,32 +120,33 @@ class Client:
     def send(self, packets: list[bytes]) -> None:
         """Write encoded packets (see :mod:`tether.protocol.parsers`) to the client, in order.
 
-        Never blocks and never buffers without limit: past the high-water mark of ``[limits]`` the
+        A WebSocket gets them at the end of this loop iteration (:mod:`.writes`). Never blocks and never
+        buffers without limit: past the high-water mark of ``[limits]`` the
         client is a slow consumer (see :meth:`Server.on_slow_consumer`) and what it is sent is dropped
         (and counted) until it has read enough, or until the ``disconnect`` policy has closed it.
         """
         if self.fast_ws:
-            ws = self.ws
+            writes = self.writes
             for p in packets:
-                ws.send(_BINARY if type(p) is Binary else _TEXT, p)
+                writes.send(self, _BINARY if type(p) is Binary else _TEXT, p)
             return
-        ws = self.ws
-        if ws is not None and self.conn.state is State.OPEN:
+        if self.ws is not None and self.conn.state is State.OPEN:
             if self.paused:
                 self._drop(packets)
                 return
+            writes = self.writes
             if self.strip_prefix:
                 for p in packets:
                     if type(p) is Binary:
-                        ws.send(_BINARY, p)
+                        writes.send(self, _BINARY, p)
                     else:
-                        ws.send(_TEXT, p[1:])
+                        writes.send(self, _TEXT, p[1:])
                 return
             for p in packets:
                 if type(p) is Binary:
-                    ws.send(_BINARY, p)
+                    writes.send(self, _BINARY, p)
                 else:
-                    ws.send(_TEXT, p)
+                    writes.send(self, _TEXT, p)
             return
         if self.conn.state is State.CLOSED:
             return
@@ -204,7 +210,7 @@ class Client:
     def send_raw_frame(self, data: bytes) -> None:
         """A control packet written as is on the WebSocket (ping, pong, noop, open)."""
         if self.ws is not None:
-            self.ws.send(_TEXT, data)
+            self.writes.send(self, _TEXT, data)
 
     def _flush_poll(self) -> None:
         self._flush_scheduled = False

@@ -40,6 +40,7 @@ from .client import Client
 from .heartbeat import Heartbeat, resolution_for
 from .recovery import Recovery
 from .state import ServerState
+from .writes import WriteBatch
 
 __all__ = ["AppMount", "ServerCore", "new_sid"]
 
@@ -149,6 +150,8 @@ class ServerCore:
         self._stopping: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._per_ip: dict[str, int] = {}
+        self.writes = WriteBatch(self.config.server.write_batch)
+        """The WebSocket frames of this loop iteration (see :mod:`.writes`)."""
         self.heartbeat = Heartbeat(resolution_for(ws.ping_interval, ws.ping_timeout, ws.connect_timeout))
         self._event_rate = self.config.limits.event_rate
         self._max_name_length = self.config.limits.max_name_length

@@ -104,7 +104,10 @@ class Emitting(Membership):
         n = 0
         # Client.send's first branch written out: a broadcast is one Python call per recipient (the
         # room iterator) instead of two. Any client not plainly open on a WebSocket goes through send().
+        # Its frames go out directly, after what the write batch holds (they keep their order): a
+        # broadcast is a burst of writes already, and its first recipients get it sooner (W2).
         frames = [(_BINARY if type(p) is Binary else _TEXT, p) for p in packets]
+        self.writes.flush()
         for sock in ns.rooms.select(rooms, except_rooms):
             # Every socket of this server belongs to one of its Clients (ClientLink is the context's view).
             client: Client = sock.client  # type: ignore[assignment]

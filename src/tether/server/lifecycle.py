@@ -417,6 +417,7 @@ class Lifecycle(Emitting):
             log.exception("! handler.on_close failed for %s", conn.sid)
         ws = client.ws
         if ws is not None:
+            self.writes.flush()  # what this iteration wrote to it goes before its close frame
             code = ws_code if reason not in ("ping timeout",) else 1001
             try:
                 from picows import WSCloseCode

@@ -153,7 +153,7 @@ class WebSocketListener(WSListener):
             return
         client.attach_websocket(transport)
         if self.conn.transport is Transport.WEBSOCKET:
-            transport.send(_TEXT, self.conn.open_packet(upgrades=False))
+            client.send_raw_frame(self.conn.open_packet(upgrades=False))
         server.client_opened(client)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -228,10 +228,12 @@ class WebSocketListener(WSListener):
             live = self.server.clients.get(client.sid) is client and client.ws is transport
             if live and not self.upgrading:
                 self.server.close_client(client, "transport close", send_close=False, ws_code=code)
-            elif code == NO_STATUS:
-                send_empty_close(transport)
             else:
-                transport.send_close(WSCloseCode(code))
+                self.server.writes.flush()  # frames of this iteration go before the close frame
+                if code == NO_STATUS:
+                    send_empty_close(transport)
+                else:
+                    transport.send_close(WSCloseCode(code))
             transport.disconnect()
 
     def _on_fragment(self, transport: WSTransport, frame: WSFrame) -> None:
@@ -292,7 +294,7 @@ class WebSocketListener(WSListener):
                 events = conn.parser.decode(message)
             else:
                 if conn.transport is Transport.BARE and message == "2":
-                    transport.send(_TEXT, b"3")
+                    self.client.send_raw_frame(b"3")
                     return
                 events = conn.receive_message(message)
         except PayloadTooBig as exc:
@@ -312,7 +314,9 @@ class WebSocketListener(WSListener):
         """Close for a protocol error: ``code`` and ``reason`` go in the close frame, ``why`` to handlers."""
         self.server.state.protocol_errors += 1
         log.info("! %s protocol error from %s: %s", self.conn.sid, self.client.remote, reason)
-        # The close frame carries the precise reason; close_client then sends no second one.
+        # The close frame carries the precise reason; close_client then sends no second one. Frames of
+        # this iteration go before it.
+        self.server.writes.flush()
         transport.send_close(WSCloseCode(code), close_reason(reason))
         if self.upgrading:
             # Only the probing WebSocket goes; the session carries on over polling.

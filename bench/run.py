@@ -10,8 +10,9 @@ ceiling. Every server is started fresh for each group of workloads:
 * growth (G): the idle group again at 1,000 and 5,000 clients (the 10,000 point is the idle group's), for
   W2 per delivery and W6 per connection, plotted in ``bench/growth.png``;
 * W7, Tether and node only: two workers behind one port (``tether start --workers 2``; node's cluster
-  primary with ``@socket.io/sticky`` and ``@socket.io/cluster-adapter``), echo round trips/s and a
-  broadcast to 10,000 clients spread over both workers, CPU of every process (master/primary included);
+  primary with ``@socket.io/sticky`` and ``@socket.io/cluster-adapter``), echo round trips/s (repeated and
+  interleaved as the echo group) and a broadcast to 10,000 clients spread over both workers, CPU of every
+  process (master/primary included);
 * A (bench/asgi.py): a FastAPI hello world under ``tether start --app`` against uvicorn, and Socket.IO
   echo under ``tether.asgi.ASGIApp`` in uvicorn against python-socketio's ``ASGIApp`` in uvicorn;
 * W8, Tether and node only: two nodes on one redis-server (Tether's Redis adapter;
@@ -217,46 +218,51 @@ def multi_tether(port: int, workers: int, run_dir: str) -> dict[str, Any]:
     }
 
 
-def run_w7(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
-    """Two workers behind one port on the two cores: echo, then a broadcast to every idle client.
+def _w7_server(name: str, port: int, tag: str, run_dir: str) -> RunningServer:
+    """Two workers behind ``port``: ``tether start --workers 2``, or node's cluster primary with sticky."""
+    if name == "tether":
+        kwargs = multi_tether(port, 2, run_dir)
+    else:
+        kwargs = {
+            "command": ["node", str(BENCH / "apps" / "node_cluster.js"), str(port), "2"],
+            "ready_text": "READY",
+        }
+    return start_server(name, port, tag, cpus=MULTI_CPUS, **kwargs)
+
+
+def run_w7_echo(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
+    """W7 echo: two workers behind one port on the two cores, a fresh server per repetition.
 
     The server processes may use both cores; the generator is pinned to CPU 1 like everywhere else, so it
     shares a core with whatever the kernel puts there: read the CPU-per-message rows first."""
-    results: dict[str, Any] = {}
-    log(f"{name}: W7, two workers (load {loadavg()})")
+    log(f"{name}: W7 echo, two workers (load {loadavg()})")
+    port = ports.take()
     with tempfile.TemporaryDirectory(prefix="tether-bench-") as run_dir:
-        for tag in ("echo", "idle"):
-            port = ports.take()
-            if name == "tether":
-                kwargs = multi_tether(port, 2, run_dir)
-            else:
-                kwargs = {
-                    "command": ["node", str(BENCH / "apps" / "node_cluster.js"), str(port), "2"],
-                    "ready_text": "READY",
-                }
-            server = start_server(name, port, f"w7{tag}", cpus=MULTI_CPUS, **kwargs)
-            try:
-                url = ["--url", f"ws://127.0.0.1:{port}", "--server-pid", str(server.pid)]
-                if tag == "echo":
-                    results["W7"] = run_loadgen(
-                        ["echo", *url, "--warmup", str(plan.warmup), "--duration", str(plan.multi_duration)],
-                        120,
-                    )
-                    log(f"{name}: W7 echo {_short(results['W7'], 'rps', 'p50_ms', 'server_us_per_msg')}")
-                else:
-                    res = run_loadgen(
-                        idle_args(port, server.pid, plan.idle_clients, 0, plan.multi_rounds), 600
-                    )
-                    results["W7b"] = (
-                        {**res["W2"], "spread": res["sockets_per_process"]} if "W2" in res else res
-                    )
-                    log(
-                        f"{name}: W7 broadcast "
-                        f"{_short(results['W7b'], 'median_ms', 'server_us_per_delivery')}"
-                    )
-            finally:
-                server.stop()
-    return results
+        server = _w7_server(name, port, "w7echo", run_dir)
+        try:
+            url = ["--url", f"ws://127.0.0.1:{port}", "--server-pid", str(server.pid)]
+            result = run_loadgen(
+                ["echo", *url, "--warmup", str(plan.warmup), "--duration", str(plan.multi_duration)], 120
+            )
+        finally:
+            server.stop()
+    log(f"{name}: W7 echo {_short(result, 'rps', 'p50_ms', 'server_us_per_msg')}")
+    return {"W7": result}
+
+
+def run_w7_broadcast(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
+    """W7 broadcast: ``plan.multi_rounds`` broadcasts to every idle client, spread over the two workers."""
+    log(f"{name}: W7 broadcast, two workers (load {loadavg()})")
+    port = ports.take()
+    with tempfile.TemporaryDirectory(prefix="tether-bench-") as run_dir:
+        server = _w7_server(name, port, "w7idle", run_dir)
+        try:
+            res = run_loadgen(idle_args(port, server.pid, plan.idle_clients, 0, plan.multi_rounds), 600)
+        finally:
+            server.stop()
+    result = {**res["W2"], "spread": res["sockets_per_process"]} if "W2" in res else res
+    log(f"{name}: W7 broadcast {_short(result, 'median_ms', 'server_us_per_delivery')}")
+    return {"W7b": result}
 
 
 def run_w8(name: str, plan: Plan, ports: Ports) -> dict[str, Any]:
@@ -959,9 +965,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in multi:
             results[name]["growth"] = run_growth(name, plan, ports)
     if "W7" in only:
+        # The echo interleaved and repeated as the echo group (one 5 s figure per run flipped W7's verdict
+        # between runs); the broadcast is already a median of several rounds.
+        w7_runs: dict[str, list[dict[str, Any]]] = {name: [] for name in multi}
+        for rep in range(plan.repeat):
+            for name in multi:
+                log(f"W7 echo, repeat {rep + 1}/{plan.repeat}")
+                res = guarded(name, "W7 echo", run_w7_echo, name, plan, ports)
+                w7_runs[name].append(res if "error" not in res else {"W7": res})
         for name in multi:
-            res = guarded(name, "W7", run_w7, name, plan, ports)
-            results[name].update(res if "error" not in res else {"W7": res, "W7b": res})
+            results[name].update(combine(w7_runs[name]))
+            res = guarded(name, "W7 broadcast", run_w7_broadcast, name, plan, ports)
+            results[name].update(res if "error" not in res else {"W7b": res})
     if "W8" in only:
         for name in multi:
             res = guarded(name, "W8", run_w8, name, plan, ports)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tether.manager.module_state import module_state, warning_text
+from tether.manager.module_state import app_modules, module_state, warning_text
 
 from .conftest import Instance
 
@@ -101,3 +101,65 @@ def test_tether_start_warns_once(instance: Instance) -> None:
     instance.routes.write_text(instance.routes.read_text() + "\nSEEN = []\n")
     proc = instance.start("--workers", "2")
     assert proc.stderr.count("keeps module-level state (SEEN)") == 1, proc.stderr  # once, not per worker
+
+
+def test_controllers_and_app_modules_the_route_file_leads_to(tmp_path: Path) -> None:
+    # The article's layout: routes name controllers (laravel-swoole's `'UserController@checkLogin'`), and
+    # the state a PHP developer keeps in a controller or a helper module is per worker here.
+    (tmp_path / "controllers").mkdir()
+    (tmp_path / "controllers" / "__init__.py").write_text("")
+    (tmp_path / "controllers" / "user.py").write_text(
+        """
+online = set()
+TIMEOUT = 900
+
+class UserController:
+    cache = {}
+
+    def __init__(self):
+        self.sessions: dict[str, str] = {}
+
+    async def check_login(self, socket, data):
+        pass
+
+class Plain:
+    table = {}  # no route names it: built per use, left alone
+"""
+    )
+    (tmp_path / "shared.py").write_text("users = {}\nLIMIT = 3\n")
+    (tmp_path / "untouched.py").write_text("never_imported = {}\n")
+    routes = tmp_path / "routes.py"
+    routes.write_text(
+        """
+import json
+from collections import defaultdict
+from tether import websocket
+from shared import users
+
+websocket.on("loginCheck", "controllers.user:UserController@check_login")
+websocket.on("missing", "controllers.nowhere:Gone@x")
+"""
+    )
+    assert sorted(
+        (p.relative_to(tmp_path).as_posix(), sorted(c)) for p, c in app_modules(routes, str(tmp_path))
+    ) == [
+        ("controllers/user.py", ["UserController"]),
+        ("shared.py", []),
+    ]
+    text = warning_text("routes.py", str(tmp_path), 2)
+    assert text is not None
+    # The route file's imports (statements) come before its targets (arguments inside calls).
+    assert text.startswith(
+        "warning: shared.py keeps module-level state (users); controllers/user.py keeps module-level state "
+        "(online, UserController.cache, UserController.sessions): with 2 workers"
+    ), text
+    assert "never_imported" not in text and "Plain" not in text
+
+
+def test_modules_outside_the_app_folders_are_not_read(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (tmp_path / "elsewhere.py").write_text("state = {}\n")  # above the app: a library as far as we know
+    (app / "routes.py").write_text("import elsewhere\nfrom tether import websocket\n")
+    assert app_modules(app / "routes.py", str(app)) == []
+    assert warning_text("routes.py", str(app), 4) is None

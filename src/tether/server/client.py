@@ -166,8 +166,12 @@ class Client:
             asyncio.get_running_loop().call_soon(self._flush_poll)
 
     def _drop(self, packets: list[bytes]) -> None:
-        self.dropped += len(packets)
-        self.server.state.dropped_messages += len(packets)
+        self.count_dropped(len(packets))
+
+    def count_dropped(self, n: int) -> None:
+        """``n`` packets for this client were dropped (a slow consumer): counted here and server-wide."""
+        self.dropped += n
+        self.server.state.dropped_messages += n
 
     def take_payload(self) -> bytes | None:
         """The body for a polling GET (see :meth:`Connection.take_payload`); ends a slow-consumer episode

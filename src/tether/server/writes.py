@@ -30,14 +30,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["WriteBatch"]
+__all__ = ["Recipient", "WriteBatch"]
 
 log = logging.getLogger("tether")
+
+
+class Recipient(Protocol):
+    """What the batch needs of a client (:class:`~tether.server.client.Client` is one)."""
+
+    @property
+    def ws(self) -> Any:
+        """The WebSocket transport: picows' ``WSTransport`` or :mod:`tether.asgi`'s stand-in."""
+
+    @property
+    def paused(self) -> bool:
+        """Over its send buffer's high-water mark (a slow consumer): its frames are dropped."""
+
+    @property
+    def sid(self) -> str: ...
+
+    def count_dropped(self, n: int) -> None:
+        """``n`` frames for it were dropped (slow consumer)."""
 
 
 class WriteBatch:
@@ -50,14 +65,14 @@ class WriteBatch:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._frames: list[tuple[Client, Any, bytes]] = []
+        self._frames: list[tuple[Recipient, Any, bytes]] = []
         self._scheduled = False
 
     def __len__(self) -> int:
         """How many frames wait."""
         return len(self._frames)
 
-    def send(self, client: Client, msg_type: Any, payload: bytes) -> None:
+    def send(self, client: Recipient, msg_type: Any, payload: bytes) -> None:
         """Write ``payload`` as one ``msg_type`` frame (picows' ``WSMsgType``) to ``client.ws`` at the end
         of this loop iteration, or now when the batch is full.
 
@@ -81,8 +96,7 @@ class WriteBatch:
         for client, msg_type, payload in frames:
             if client.paused:
                 # Over its high-water mark since the frame was queued (maybe by this very flush).
-                client.dropped += 1
-                client.server.state.dropped_messages += 1
+                client.count_dropped(1)
                 continue
             try:
                 client.ws.send(msg_type, payload)

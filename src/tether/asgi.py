@@ -25,6 +25,10 @@ Tether's front door, only fed from ASGI messages instead of a socket.
   on the first request when the server runs no lifespan) and stops on ``lifespan.shutdown``; the other
   app's lifespan runs inside.
 
+Logs: at startup the ``tether`` logger follows the ASGI server's (:func:`tether.logs.follow_server_logging`).
+With ``[room] driver = "memory"``, a second process serving the same address (``uvicorn --workers 2``) warns
+once at its first request (:mod:`tether.port_lock`).
+
 What several processes of another server need (Tether's own workers do it for you): Redis
 (``[room] driver = "redis"``) so that emits and rooms reach every process, and either sticky sessions at
 the load balancer or WebSocket only (``transports: ["websocket"]`` in the client), because a polling
@@ -37,14 +41,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from picows import WSMsgType, WSUpgradeResponseWithListener
 
+from . import logs
 from .config import Config
 from .handler import Headers, Request
+from .port_lock import shares_address
 from .router import Router, load_route_file
 from .server.http import HttpProtocol
 from .server.paths import TetherPaths, warn_shadowed
@@ -55,6 +62,10 @@ from .static_files import StaticFiles, check_static_files, get_static_file
 __all__ = ["ASGIApp"]
 
 log = logging.getLogger("tether.asgi")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
+"""Tether's records under an ASGI server whose own logger has no handler (see
+:func:`tether.logs.follow_server_logging`)."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -145,6 +156,7 @@ class ASGIApp:
         self._paths: TetherPaths | None = None
         self._started: asyncio.Future[None] | None = None
         self._ws_factory: Any = None
+        self._address_checked = False
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -154,7 +166,15 @@ class ASGIApp:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             try:
+                logs.follow_server_logging(LOG_FORMAT, sys.stderr)
                 await self.server.start_embedded()
+                cfg = self.server.config
+                log.info(
+                    "tether started inside the ASGI server (pid %d): Socket.IO at %s, [room] driver %s",
+                    os.getpid(),
+                    cfg.websocket.path,
+                    cfg.room.driver,
+                )
                 self._paths = TetherPaths(self.server)
                 warn_shadowed(self._paths, self.other_asgi_app)
                 metrics = self.server.config.metrics
@@ -193,6 +213,8 @@ class ASGIApp:
         if self._paths is None:
             await self.startup()
         assert self._paths is not None
+        if not self._address_checked:
+            self._check_address(scope)
         if self._paths.owns(scope["path"]):
             if kind == "http":
                 await self._http(scope, receive, send)
@@ -211,6 +233,24 @@ class ASGIApp:
             await _plain(send, 404, b"Not Found")
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
+
+    def _check_address(self, scope: Scope) -> None:
+        """Warn once when another process serves this address with the memory driver (``uvicorn
+        --workers N``...): see :mod:`tether.port_lock`. ASGI gives the address in request scopes only
+        (``scope["server"]``), so this runs at the first request, not at lifespan startup."""
+        self._address_checked = True
+        if self.server.config.room.driver != "memory":
+            return
+        server = scope.get("server")
+        if shares_address(server):
+            log.warning(
+                "! another process serves %s with Tether too (uvicorn --workers, hypercorn -w, gunicorn"
+                ' workers?): with [room] driver = "memory" each process has its own rooms and sessions,'
+                " so emits miss the other processes' clients and polling sessions break without sticky"
+                ' sessions. Set [room] driver = "redis", or run one process, or use tether start --app'
+                " (workers with a hub, sticky polling built in)",
+                _address(server),
+            )
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         other = self.other_asgi_app
@@ -329,6 +369,11 @@ class ASGIApp:
                 ws.reported = True
                 listener.on_ws_disconnected(ws)
             await ws.flushed()
+
+
+def _address(server: Any) -> str:
+    host, port = server[0], server[1]
+    return f"{host}:{port}" if port is not None else str(host)
 
 
 def _normal(path: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TextIO
 
-__all__ = ["EscapingFormatter", "configure", "escape"]
+__all__ = ["EscapingFormatter", "configure", "escape", "follow_server_logging"]
 
 
 def escape(text: str) -> str:
@@ -51,3 +51,87 @@ def configure(level: str, fmt: str, stream: TextIO, force: bool = False) -> None
     handler = logging.StreamHandler(stream)
     handler.setFormatter(EscapingFormatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=force)
+
+
+# -- under another server's logging (tether.asgi.ASGIApp in uvicorn, hypercorn, gunicorn) -------------
+
+SERVER_LOGGERS = ("uvicorn.error", "hypercorn.error", "gunicorn.error")
+"""The error loggers of the ASGI servers, in the order they are looked for: the first with a handler is
+the one Tether's records follow (gunicorn's uvicorn workers write ``uvicorn.error`` to gunicorn's)."""
+
+
+class _Relay(logging.Handler):
+    """Hands each record of the ``tether`` logger to the handlers of an ASGI server's error logger: the
+    server's stream, format and level; the message escaped and prefixed with the logger's name (the
+    servers' formats have no ``%(name)s``). Silent once the root logger has a handler of its own (the
+    app configured logging after Tether started): the root prints the record then, and once is enough."""
+
+    def __init__(self, server_logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+        super().__init__()
+        self.server_logger = server_logger
+        self.handlers = handlers
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers:
+            return
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg = f"{record.name}: {escape(record.getMessage())}"
+        copy.args = None
+        if record.exc_info:
+            copy.exc_text = _quoted_block(logging.Formatter().formatException(record.exc_info))
+            copy.exc_info = None
+        if record.stack_info:
+            copy.stack_info = _quoted_block(record.stack_info)
+        for handler in self.handlers:
+            if copy.levelno >= handler.level:
+                handler.handle(copy)
+
+
+def follow_server_logging(fmt: str, stream: TextIO) -> str:
+    """Show the ``tether`` logger's records where the ASGI server running Tether shows its own.
+
+    uvicorn, hypercorn and gunicorn configure only their own loggers, so without this Tether's INFO
+    records (startup, protocol errors, slow consumers) were lost under them (Python's last resort
+    prints WARNING and above, without a format). Nothing is done when a handler already sees Tether's
+    records (the app called ``logging.basicConfig`` or ``dictConfig``, ``tether start`` configured the
+    process, or this ran before): records are never printed twice.
+
+    Args:
+        fmt: the format of the fallback handler, when no server logger has a handler.
+        stream: the fallback handler's stream.
+
+    Returns:
+        What was done, for the caller's log and tests: ``"configured"`` (left alone), the server
+        logger's name (``"uvicorn.error"``..., followed at its effective level), or ``"fallback"``
+        (Tether's own format on ``stream`` at INFO).
+    """
+    tether = logging.getLogger("tether")
+    if tether.hasHandlers():
+        return "configured"
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        handlers = _handlers_of(server_logger)
+        if handlers:
+            tether.addHandler(_Relay(server_logger, handlers))
+            if tether.level == logging.NOTSET:
+                tether.setLevel(server_logger.getEffectiveLevel())
+            return name
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EscapingFormatter(fmt))
+    handler.addFilter(lambda record: not logging.root.handlers)  # as _Relay: the root's, once configured
+    tether.addHandler(handler)
+    if tether.level == logging.NOTSET:
+        tether.setLevel(logging.INFO)
+    return "fallback"
+
+
+def _handlers_of(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record of ``logger`` reaches, as :meth:`logging.Logger.callHandlers` walks them."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    return found

@@ -18,6 +18,7 @@ import sys
 import time
 import tomllib
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..config import DEFAULTS_SOURCE, Config
 from ..errors import ConfigError
@@ -103,10 +104,22 @@ def _where_else(args: argparse.Namespace) -> None:
 
 
 def _pointer(entry: dict[str, Any]) -> str:
-    """The flags that point a command at a registry entry: its config file, or, for an instance started
-    without one, its pid file and control socket (its name depends on the port it was started with)."""
+    """The flags that point a command at a registry entry: its config file; for an instance started without
+    one from the current folder, ``--port P`` as it was started (docs/cli.md); else its pid file and control
+    socket (their names depend on the folder and the port it was started with)."""
     if entry["config"] != DEFAULTS_SOURCE:
         return f"-c {entry['config']}"
+    try:
+        listening = urlsplit(str(entry["listen"])).port
+    except ValueError:
+        listening = None
+    # Started with --port 0 it is named for port 0 (run/tether.pid), not for the port it got.
+    for port in (listening, 0):
+        if port is None:
+            continue
+        here = RunPaths.derive(instance_name(None, port), os.getcwd(), "", "", "")
+        if (here.pid_file, here.control_socket) == (entry["pid_file"], entry["control_socket"]):
+            return f"--port {port}"
     return f"--pid-file {entry['pid_file']} --control-socket {entry['control_socket']}"
 
 

@@ -142,12 +142,30 @@ def test_a_password_hash_in_the_environment_turns_the_admin_ui_on() -> None:
     ).admin.enabled
 
 
-def test_bad_env_value_names_the_key() -> None:
+def test_bad_env_value_names_the_key_and_the_variable(tmp_path: Path) -> None:
+    # `TETHER_SESSION_IDLE_TIMEOUT=5m tether start -c blue.toml` said "blue.toml: session.idle_timeout:
+    # expected float, got str '5m'": the operator looked for 5m in blue.toml. The variable is the source.
     with pytest.raises(ConfigError) as info:
         Config.load(None, env={"TETHER_SERVER_PORT": "abc"})
-    assert (info.value.source, info.value.key) == ("<defaults>", "server.port")
-    with pytest.raises(ConfigError, match="unknown key"):
+    assert (info.value.source, info.value.key) == ("TETHER_SERVER_PORT", "server.port")
+    with pytest.raises(ConfigError, match=r"^TETHER_SERVER_PROT: server\.prot: unknown key"):
         Config.load(None, env={"TETHER_SERVER_PROT": "1"})
+    path = write(tmp_path, "[session]\nsecret = '" + "s" * 32 + "'\nidle_timeout = 60\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load(path, env={"TETHER_SESSION_IDLE_TIMEOUT": "5m"})
+    expected = "TETHER_SESSION_IDLE_TIMEOUT: session.idle_timeout: expected float, got str '5m'"
+    assert str(info.value) == expected
+    with pytest.raises(ConfigError, match=r"^TETHER_SERVER_WORKERS: server\.workers: must be >= 0"):
+        Config.load(path, env={"TETHER_SERVER_WORKERS": "-1"})
+    # The file's own mistakes still name the file, even with variables set for other keys.
+    bad = write(tmp_path, "[server]\nworkers = -1\n")
+    with pytest.raises(ConfigError) as info:
+        Config.load(bad, env={"TETHER_SERVER_PORT": "9100"})
+    assert info.value.source == str(bad)
+    # A flag (an override) beats the variable: an error about it is not the variable's.
+    with pytest.raises(ConfigError) as info:
+        Config.load(None, env={"TETHER_SERVER_WORKERS": "2"}, overrides={"server": {"workers": -1}})
+    assert info.value.source == "<defaults>"
 
 
 def test_bad_override() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .loading import DEFAULTS_SOURCE, build_sections, read_layers
+from .loading import DEFAULTS_SOURCE, build_sections, env_origin, read_layers
 from .sections import (
     SECRET_KEYS,
     SECTIONS,
@@ -101,12 +101,20 @@ class Config:
         ``overrides``.
 
         Raises:
-            ConfigError: an unknown section or key, or a value of the wrong type or range.
+            ConfigError: an unknown section or key, or a value of the wrong type or range. When a
+                ``TETHER_*`` variable set the key, ``source`` is that variable's name, not the file's.
         """
         env = os.environ if env is None else env
-        raw, source, base_dir = read_layers(path, env, overrides or {})
-        config = cls(**build_sections(source, raw), source=source, base_dir=base_dir)
-        config._validate()
+        overrides = overrides or {}
+        raw, source, base_dir = read_layers(path, env, overrides)
+        try:
+            config = cls(**build_sections(source, raw), source=source, base_dir=base_dir)
+            config._validate()
+        except ConfigError as exc:
+            var = env_origin(env, overrides, exc.key)
+            if var is None:
+                raise
+            raise ConfigError(var, exc.key, exc.reason) from None
         return config
 
     from_file = load

@@ -18,12 +18,26 @@ from typing import Any
 from ..errors import ConfigError
 from .sections import SECRET_KEYS, SECTIONS
 
-__all__ = ["DEFAULTS_SOURCE", "build_sections", "read_layers"]
+__all__ = ["DEFAULTS_SOURCE", "build_sections", "env_origin", "read_layers"]
 
 DEFAULTS_SOURCE = "<defaults>"
 """What :attr:`Config.source <tether.config.Config.source>` says when no file was read."""
 
 Raw = dict[str, dict[str, Any]]
+
+
+def env_origin(env: Mapping[str, str], overrides: Mapping[str, Mapping[str, Any]], key: str) -> str | None:
+    """The ``TETHER_*`` variable that set ``key`` (``"section.key"``); None when the file, a default or an
+    override did.
+
+    An operator told ``blue.toml: session.idle_timeout: expected float, got str '5m'`` looks for ``5m`` in
+    ``blue.toml`` and does not find it: a config error about a key that a variable set names the variable.
+    """
+    section, _, name = key.partition(".")
+    if not name or name in overrides.get(section, {}):
+        return None
+    var = f"TETHER_{section.upper()}_{name.upper()}"
+    return var if var in env else None
 
 
 def read_layers(

@@ -416,3 +416,52 @@ async def test_third_argument_compatibility() -> None:
         ASGIApp(router, None, {"/": {"content_type": "text/html"}}, config=make_config())
     with pytest.raises(ConfigError, match="static_files"):
         ASGIApp(router, None, [("/", "index.html")], config=make_config())  # type: ignore[arg-type]
+
+
+async def test_static_files_streamed_in_chunks(tmp_path: Any) -> None:
+    # Files larger than one chunk, from python-socketio's static_files and from [server] static_dir (served
+    # by the front door's lookup when there is no other app), go out in CHUNK-sized body messages with
+    # the Content-Length of the file: never read whole.
+    from tether.asgi import CHUNK
+
+    site = tmp_path / "site"
+    (site / "sub").mkdir(parents=True)
+    big = bytes(i % 251 for i in range(3 * CHUNK + 123))
+    (site / "big.bin").write_bytes(big)
+    (site / "exact.bin").write_bytes(big[:CHUNK])
+    (site / ".env").write_bytes(b"SECRET=1")
+    (tmp_path / "other.bin").write_bytes(big[::-1])
+    app = ASGIApp(
+        build_router(Recorder()),
+        static_files={"/other": str(tmp_path / "other.bin")},
+        config=make_config(server={"static_dir": str(site)}),
+    )
+    bodies: dict[str, list[int]] = {}
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        async def counted(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                bodies.setdefault(f"{scope['method']} {scope['path']}", []).append(len(message["body"]))
+            await send(message)
+
+        await app(scope, receive, counted if scope["type"] == "http" else send)
+
+    counting.server = app.server  # type: ignore[attr-defined]
+    async with serve(counting, "uvicorn") as url, aiohttp.ClientSession() as http:
+        for path, expected in (("/big.bin", big), ("/other", big[::-1]), ("/exact.bin", big[:CHUNK])):
+            async with http.get(url + path) as resp:
+                assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(expected)
+                assert await resp.read() == expected, path
+            async with http.head(url + path) as resp:
+                assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(expected)
+                assert await resp.read() == b""
+        assert bodies["GET /big.bin"] == bodies["GET /other"] == [CHUNK, CHUNK, CHUNK, 123]
+        assert bodies["GET /exact.bin"] == [CHUNK]  # exactly one chunk: one message
+        assert bodies["HEAD /big.bin"] == [0]
+        async with http.get(url + "/big.bin", headers={"Range": "bytes=0-1"}) as resp:
+            assert resp.status == 200  # no ranges, as the front door
+        for path in ("/.env", "/sub/", "/missing.bin"):
+            async with http.get(url + path) as resp:
+                assert resp.status == 404 and b"SECRET" not in await resp.read(), path
+        async with http.get(url + "/tether/session.js") as resp:
+            assert resp.status == 200 and "Tether" in await resp.text()

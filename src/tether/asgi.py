@@ -20,8 +20,11 @@ Tether's front door, only fed from ASGI messages instead of a socket.
   Outgoing messages are queued and written by one task; past ``[limits] send_buffer_bytes`` queued the
   client is a slow consumer, as with picows. Pings are the ASGI server's business (ASGI has no ping).
 - ``static_files`` (python-socketio's, :mod:`tether.static_files`): a GET or HEAD for a mapped path whose
-  file exists is answered with the file; other methods get 405.
-- Anything else goes to ``other_asgi_app`` (or 404). Lifespan: Tether starts on ``lifespan.startup`` (or
+  file exists is answered with the file; other methods get 405. Files (these, ``[server] static_dir`` and
+  ``/tether/*``) are streamed in :data:`CHUNK` bytes with ``Content-Length``; the client bundle is served
+  from memory (read once per process, as with ``tether start``).
+- Anything else goes to ``other_asgi_app``, else to ``[server] static_dir`` as with ``tether start``
+  (GET and HEAD), else 404. Lifespan: Tether starts on ``lifespan.startup`` (or
   on the first request when the server runs no lifespan) and stops on ``lifespan.shutdown``; the other
   app's lifespan runs inside.
 
@@ -43,6 +46,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -53,7 +57,7 @@ from .config import Config
 from .handler import Headers, Request
 from .port_lock import shares_address
 from .router import Router, load_route_file
-from .server.http import HttpProtocol
+from .server.http import HttpProtocol, find_static
 from .server.paths import TetherPaths, warn_shadowed
 from .server.server import Server
 from .server.websocket import _listener_factory
@@ -72,6 +76,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CHUNK = 64 * 1024
+"""Bytes per ``http.response.body`` message of a static file: files are streamed, never held whole."""
 
 
 class ASGIApp:
@@ -94,7 +101,7 @@ class ASGIApp:
             outside a mapped directory is served (``..``, symlinks out). Content type: the entry's, else
             engineio's table by extension, else :func:`mimetypes.guess_type`, else
             ``application/octet-stream``. A ``str`` here is ``socketio_path`` (Tether's third argument
-            before ``static_files``). Read whole per request: for a few small files.
+            before ``static_files``). Streamed in :data:`CHUNK` bytes with ``Content-Length``.
         socketio_path: the Engine.IO path, as python-socketio's ``socketio_path`` (``"socket.io"``) or
             Tether's ``[websocket] path`` (``"/socket.io/"``); ``None``: the config's.
         on_startup: called (sync or async) once Tether has started, as python-socketio's.
@@ -229,6 +236,10 @@ class ASGIApp:
                 return
         if self.other_asgi_app is not None:
             await self.other_asgi_app(scope, receive, send)
+        elif kind == "http" and self.server.config.server.static_dir:
+            # As the front door: [server] static_dir answers the GETs no route took (or 404). With an
+            # other_asgi_app that app has them, as with tether start --app.
+            await self._http(scope, receive, send)
         elif kind == "http":
             await _plain(send, 404, b"Not Found")
         elif kind == "websocket":
@@ -321,6 +332,9 @@ class ASGIApp:
                 return
             gone.cancel()
         status, out_headers, out = response.result()
+        if exchange.file is not None:  # [server] static_dir, /tether/*: streamed from the file
+            await _send_file(scope, send, exchange.file, out_headers)
+            return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]
         raw.append((b"content-length", str(len(out)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -398,28 +412,42 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
 
 
 async def _static_file(scope: Scope, send: Send, filename: str, content_type: str) -> None:
-    method = scope["method"]
-    if method not in ("GET", "HEAD"):
+    if scope["method"] not in ("GET", "HEAD"):
         headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain"), (b"content-length", b"18")]
         await send({"type": "http.response.start", "status": 405, "headers": headers})
         await send({"type": "http.response.body", "body": b"Method Not Allowed"})
         return
+    await _send_file(scope, send, Path(filename), {"Content-Type": content_type})
+
+
+async def _send_file(scope: Scope, send: Send, path: Path, headers: dict[str, str]) -> None:
+    """Answer with the file at ``path``: ``Content-Length`` from its size when opened, then ``CHUNK``
+    bytes per body message, each read in a thread (the loop never waits on the disk, and memory holds
+    one chunk per response, not the file). A file that cannot be opened (gone, a folder, no
+    permission): 404. One that shrinks while sent ends the response short (the server then closes the
+    connection); one that grows is sent up to the announced length."""
     try:
-        body = await asyncio.to_thread(_read_file, filename)
-    except OSError:  # gone or unreadable since the lookup
+        f = await asyncio.to_thread(open, path, "rb")
+    except OSError:
         await _plain(send, 404, b"Not Found")
         return
-    headers = [
-        (b"content-type", content_type.encode("latin-1")),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-
-
-def _read_file(filename: str) -> bytes:
-    with open(filename, "rb") as f:
-        return f.read()
+    try:
+        size = os.fstat(f.fileno()).st_size
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"content-length", str(size).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": raw})
+        if scope["method"] == "HEAD" or size == 0:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        left = size
+        while left > 0:
+            chunk = await asyncio.to_thread(f.read, min(CHUNK, left))
+            if not chunk:
+                return  # shrunk: the ASGI server sees a short body
+            left -= len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+    finally:
+        f.close()
 
 
 # -- HTTP: the front door with its answer captured ---------------------------------------------------
@@ -456,8 +484,20 @@ class _Exchange(HttpProtocol):
             asyncio.get_running_loop().create_future()
         )
 
+    file: Path | None = None
+    """The file to stream as the body, when the answer is a static file (``_static``)."""
+
     def route(self, request: Request, body: bytes | None) -> None:
         self._route(request, body)
+
+    def _static(self, folder: Path, name: str) -> None:
+        # The front door's lookup, not its read: the ASGI server can take the body in chunks.
+        found = find_static(folder, name)
+        if isinstance(found, int):
+            super()._static(folder, name)  # 400 or 404, as the front door answers
+            return
+        self.file, ctype = found
+        self._respond(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, b"")
 
     def _respond(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
         if not self.response.done():

@@ -23,11 +23,36 @@ from .origins import origin_allowed, warn_refused
 if TYPE_CHECKING:
     from .client import Client
 
-__all__ = ["HttpProtocol"]
+__all__ = ["HttpProtocol", "find_static"]
 
 log = logging.getLogger("tether.http")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+_STATIC_ERRORS = {400: b"Bad Request", 404: b"Not Found"}
+
+
+def find_static(folder: Path, name: str) -> tuple[Path, str] | int:
+    """The file for ``folder/name`` and its content type, or the status to answer instead: 404 for
+    anything outside the folder, a dotfile or dot-folder (``.env``, ``.git/``), or a name the file system
+    refuses (too long: ENAMETOOLONG); 400 for a NUL byte, which no file name holds. Whether the file
+    exists is the reader's to find out (a folder or a missing file: 404 there)."""
+    if "\x00" in name:
+        return 400
+    try:
+        if any(part.startswith(".") for part in name.split("/")):
+            return 404  # dotfiles are private by convention; "..": traversal
+        root = folder.resolve()
+        target = (root / name).resolve()
+    except OSError:
+        return 404
+    if root not in target.parents and target != root:
+        return 404  # path traversal (a symlink pointing out)
+    ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if ctype.startswith("text/") or ctype == "application/javascript":
+        ctype += "; charset=utf-8"
+    return target, ctype
 
 
 class HttpProtocol(HttpConnection):
@@ -91,26 +116,17 @@ class HttpProtocol(HttpConnection):
         self._respond(status, headers, out)
 
     def _static(self, folder: Path, name: str) -> None:
-        """Serve ``folder/name``: 404 for anything outside the folder, a dotfile or dot-folder (``.env``,
-        ``.git/``), or a name the file system refuses (too long: ENAMETOOLONG); 400 for a NUL byte, which
-        no file name holds."""
-        if "\x00" in name:
-            self._respond(400, {"Content-Type": "text/plain"}, b"Bad Request")
+        """Serve ``folder/name`` (see :func:`find_static`), read whole: the front door writes one response."""
+        found = find_static(folder, name)
+        if isinstance(found, int):
+            self._respond(found, {"Content-Type": "text/plain"}, _STATIC_ERRORS[found])
             return
+        target, ctype = found
         try:
-            if any(part.startswith(".") for part in name.split("/")):
-                raise FileNotFoundError(name)  # dotfiles are private by convention; "..": traversal
-            root = folder.resolve()
-            target = (root / name).resolve()
-            if root not in target.parents and target != root:
-                raise FileNotFoundError(name)  # path traversal (a symlink pointing out)
             data = target.read_bytes()
-        except OSError:  # not found, a folder, no permission, a name too long, ...
+        except OSError:  # not found, a folder, no permission, ...
             self._respond(404, {"Content-Type": "text/plain"}, b"Not Found")
             return
-        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if ctype.startswith("text/") or ctype == "application/javascript":
-            ctype += "; charset=utf-8"
         self._respond(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, data)
 
     # -- Engine.IO long-polling -----------------------------------------------------------------------

@@ -281,15 +281,25 @@ def cmd_restart(args: argparse.Namespace) -> int:
         if running_pid(paths.pid_file) is not None:
             return _unanswered(paths, args, exc)  # a master starting, or one that did not answer
         return _start_stopped(paths, args)
-    wait = args.wait if args.wait is not None else stop_timeout + 5
-    code, _ = _stop(paths, False, wait, args)
-    if code:
-        return code
     argv = list(launch["argv"])
     if "-d" not in argv and "--daemon" not in argv:
         argv.insert(1, "-d")  # restart returns: the new instance runs in the background
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env.update(launch["env"])
+    # A config or route file broken since the start would fail the new start after the stop, leaving no
+    # service (apachectl restart checks first too): check it as the new start will, before stopping.
+    check = [sys.executable, "-m", "tether", "start", "--check", *argv[1:]]
+    checked = subprocess.run(check, cwd=launch["cwd"], env=env, stdout=subprocess.DEVNULL)
+    if checked.returncode:
+        err(
+            f"not restarting: the new start would fail (above); the running instance (pid {launch['pid']}) "
+            "keeps serving"
+        )
+        return checked.returncode
+    wait = args.wait if args.wait is not None else stop_timeout + 5
+    code, _ = _stop(paths, False, wait, args)
+    if code:
+        return code
     print(f"tether: starting again: tether {' '.join(argv)}", flush=True)
     return subprocess.call([sys.executable, "-m", "tether", *argv], cwd=launch["cwd"], env=env)
 

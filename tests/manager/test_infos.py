@@ -59,6 +59,8 @@ def test_table() -> None:
     assert "config    /srv/app/tether.toml" in lines
     assert "log file  /srv/app/run/tether.log" in lines
     assert "generation 3 (2 reloads, 2 worker restarts)" in text and "RELOADING" in text
+    once = render_table({**INFO, "generation": 2, "reloads": 1, "restarts": 1})
+    assert "generation 2 (1 reload, 1 worker restart)" in once  # was "1 reloads, 1 worker restarts"
     header = next(line for line in lines if line.startswith("SLOT"))
     row = next(line for line in lines if line.startswith("0 "))
     assert row.split() == [

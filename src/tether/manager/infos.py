@@ -63,7 +63,8 @@ def render_table(info: dict[str, Any]) -> str:
     if not info.get("metrics") and not info.get("metrics_on_port"):
         lines.append("metrics   not served ([metrics] listen or key serves them: docs/hardening.md)")
     lines.append(
-        f"generation {info['generation']} ({info['reloads']} reloads, {info['restarts']} worker restarts)"
+        f"generation {info['generation']} ({_count(info['reloads'], 'reload')},"
+        f" {_count(info['restarts'], 'worker restart')})"
         f"  master RSS {human_bytes(info['master_rss'])}"
         + ("  STOPPING" if info.get("stopping") else "")
         + ("  RELOADING" if info.get("reloading") else "")
@@ -100,3 +101,8 @@ def render_instances(rows: list[dict[str, Any]]) -> str:
         table.append([str(row["pid"]), str(row["listen"]), *cells, str(row["config"])])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table)
+
+
+def _count(n: int, thing: str) -> str:
+    """``1 reload``, ``2 reloads``, ``0 reloads``."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"

@@ -146,6 +146,42 @@ async def test_restart_uses_the_same_arguments(instance: Instance) -> None:
     await client.disconnect()
 
 
+async def test_restart_checks_the_new_start_before_stopping(instance: Instance) -> None:
+    """A config or route file broken since the start: ``restart`` stopped the instance, then its start
+    failed, leaving nothing serving. It now runs ``start --check`` first and keeps the old one."""
+    instance.start("--workers", "1")
+    old = instance.infos()
+    good = instance.cli("start", "--check")
+    assert good.returncode == 0 and "check passed" in good.stdout, good.stderr
+    assert instance.infos()["pid"] == old["pid"]  # --check started nothing and took no run file
+    text = instance.config.read_text()
+    instance.config.write_text(text + "\n[limits]\nmax_conections = 1\n")
+    try:
+        bad = instance.cli("start", "--check")
+        assert bad.returncode == 2 and "limits.max_conections: unknown key" in bad.stderr, bad.stderr
+        refused = instance.cli("restart")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "limits.max_conections: unknown key" in refused.stderr
+        expected = (
+            f"not restarting: the new start would fail (above); the running instance (pid {old['pid']})"
+        )
+        assert f"{expected} keeps serving" in refused.stderr and "stopping" not in refused.stdout
+        assert alive(old["pid"]) and instance.infos()["pid"] == old["pid"]
+    finally:
+        instance.config.write_text(text)
+    routes = instance.routes.read_text()
+    instance.routes.write_text(routes + "\nraise RuntimeError('broken since the start')\n")
+    try:
+        refused = instance.cli("restart")
+        assert refused.returncode == 2 and "broken since the start" in refused.stderr, refused.stderr
+        assert alive(old["pid"])
+    finally:
+        instance.routes.write_text(routes)
+    client = await _client(old["listen"])
+    assert await client.call("echo", "still serving", timeout=scaled(5)) == "still serving"
+    await client.disconnect()
+
+
 async def test_restart_starts_a_stopped_instance(app_folder) -> None:  # type: ignore[no-untyped-def]
     """``restart`` of an instance that is not running starts it (systemd's and laravel-swoole's restart),
     in the background, with the flags that named it, and says it was not running."""

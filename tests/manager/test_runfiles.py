@@ -405,11 +405,14 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
             "tether.toml is here, but a config file is read only when named: `tether infos -c tether.toml`"
             in (lost.stderr)
         )
-        assert f"--pid-file {pid_file} --control-socket {control_socket}" in lost.stderr
+        # From the folder it was started in, the flag it was started with; from elsewhere, its run files.
+        assert "  --port 0\n" in lost.stderr and "--pid-file" not in lost.stderr, lost.stderr
         assert "<defaults>" not in lost.stderr
         elsewhere = app_folder / "elsewhere"
         elsewhere.mkdir()
-        assert "is here" not in tether("infos", cwd=elsewhere).stderr  # no tether.toml there
+        away = tether("infos", cwd=elsewhere).stderr
+        assert "is here" not in away  # no tether.toml there
+        assert f"--pid-file {pid_file} --control-socket {control_socket}" in away and "--port" not in away
         pointed = tether("infos", "--pid-file", str(pid_file), "--control-socket", str(control_socket))
         assert pointed.returncode == 0 and "config    <defaults>" in pointed.stdout, pointed.stderr
         # --port, as it was started with, names the same run files (port 0: run/tether.*), from this folder.

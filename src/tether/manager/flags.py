@@ -65,6 +65,11 @@ def add_subcommands(sub: Any) -> None:
         default=_env_flag("TETHER_DAEMON"),
         help="run in the background; log to the log file (env TETHER_DAEMON=1)",
     )
+    start.add_argument(
+        "--check",
+        action="store_true",
+        help="check the config and import the app as a worker would, then exit (0 good, 2 bad)",
+    )
     start.add_argument("--host", help="listen address (env TETHER_SERVER_HOST)")
     start.add_argument("--port", type=int, help="listen port; 0 picks a free one (env TETHER_SERVER_PORT)")
     start.add_argument(

@@ -18,6 +18,7 @@ import sys
 import time
 import tomllib
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..config import DEFAULTS_SOURCE, Config
 from ..errors import ConfigError
@@ -103,10 +104,22 @@ def _where_else(args: argparse.Namespace) -> None:
 
 
 def _pointer(entry: dict[str, Any]) -> str:
-    """The flags that point a command at a registry entry: its config file, or, for an instance started
-    without one, its pid file and control socket (its name depends on the port it was started with)."""
+    """The flags that point a command at a registry entry: its config file; for an instance started without
+    one from the current folder, ``--port P`` as it was started (docs/cli.md); else its pid file and control
+    socket (their names depend on the folder and the port it was started with)."""
     if entry["config"] != DEFAULTS_SOURCE:
         return f"-c {entry['config']}"
+    try:
+        listening = urlsplit(str(entry["listen"])).port
+    except ValueError:
+        listening = None
+    # Started with --port 0 it is named for port 0 (run/tether.pid), not for the port it got.
+    for port in (listening, 0):
+        if port is None:
+            continue
+        here = RunPaths.derive(instance_name(None, port), os.getcwd(), "", "", "")
+        if (here.pid_file, here.control_socket) == (entry["pid_file"], entry["control_socket"]):
+            return f"--port {port}"
     return f"--pid-file {entry['pid_file']} --control-socket {entry['control_socket']}"
 
 
@@ -268,15 +281,25 @@ def cmd_restart(args: argparse.Namespace) -> int:
         if running_pid(paths.pid_file) is not None:
             return _unanswered(paths, args, exc)  # a master starting, or one that did not answer
         return _start_stopped(paths, args)
-    wait = args.wait if args.wait is not None else stop_timeout + 5
-    code, _ = _stop(paths, False, wait, args)
-    if code:
-        return code
     argv = list(launch["argv"])
     if "-d" not in argv and "--daemon" not in argv:
         argv.insert(1, "-d")  # restart returns: the new instance runs in the background
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env.update(launch["env"])
+    # A config or route file broken since the start would fail the new start after the stop, leaving no
+    # service (apachectl restart checks first too): check it as the new start will, before stopping.
+    check = [sys.executable, "-m", "tether", "start", "--check", *argv[1:]]
+    checked = subprocess.run(check, cwd=launch["cwd"], env=env, stdout=subprocess.DEVNULL)
+    if checked.returncode:
+        err(
+            f"not restarting: the new start would fail (above); the running instance (pid {launch['pid']}) "
+            "keeps serving"
+        )
+        return checked.returncode
+    wait = args.wait if args.wait is not None else stop_timeout + 5
+    code, _ = _stop(paths, False, wait, args)
+    if code:
+        return code
     print(f"tether: starting again: tether {' '.join(argv)}", flush=True)
     return subprocess.call([sys.executable, "-m", "tether", *argv], cwd=launch["cwd"], env=env)
 

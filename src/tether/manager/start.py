@@ -52,6 +52,22 @@ def _validate_app(config: Config) -> None:
     Server(config)
 
 
+def _check_only(config: Config) -> int:
+    """``tether start --check`` (``nginx -t``, ``apachectl configtest``): the config loaded; import the app
+    as a worker would, say whether it would start, and start nothing (no pid file, no port). ``restart``
+    runs it before it stops the running instance."""
+    try:
+        _validate_app(config)
+    except ConfigError as exc:
+        err(f"config error: {exc}")
+        return 2
+    except Exception as exc:
+        err(f"cannot load the application: {describe_import_error(exc)}")
+        return 2
+    print(f"tether: check passed: config {config.source}, routes {config.websocket.route_file or '(none)'}")
+    return 0
+
+
 def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     if config_path(args) is None and os.path.isfile(CONFIG_HERE):
         # Not read implicitly (a command must find the instance from the same arguments), but say so: a
@@ -65,6 +81,8 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     except ConfigError as exc:
         err(f"config error: {exc}")
         return 2
+    if getattr(args, "check", False):
+        return _check_only(config)
     paths = RunPaths.from_config(config)
     try:
         paths.make_dirs()

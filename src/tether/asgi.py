@@ -52,10 +52,9 @@ from urllib.parse import parse_qsl
 
 from picows import WSMsgType, WSUpgradeResponseWithListener
 
-from . import logs
+from . import logs, port_lock
 from .config import Config
 from .handler import Headers, Request
-from .port_lock import shares_address
 from .router import Router, load_route_file
 from .server.http import HttpProtocol, find_static
 from .server.paths import TetherPaths, warn_shadowed
@@ -164,6 +163,7 @@ class ASGIApp:
         self._started: asyncio.Future[None] | None = None
         self._ws_factory: Any = None
         self._address_checked = False
+        self._address: Any = None  # scope["server"] whose lock this app took (tether.port_lock)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -205,6 +205,10 @@ class ASGIApp:
         """Close every client (they reconnect elsewhere) and stop, as ``tether stop`` does."""
         if self._started is None:
             return
+        if self._address is not None:
+            port_lock.release(self._address)
+            self._address = None
+        self._address_checked = False
         await self.server.shutdown()
         self._started = None
         if self.on_shutdown is not None:
@@ -253,7 +257,9 @@ class ASGIApp:
         if self.server.config.room.driver != "memory":
             return
         server = scope.get("server")
-        if shares_address(server):
+        if not port_lock.shares_address(server):
+            self._address = server
+        else:
             log.warning(
                 "! another process serves %s with Tether too (uvicorn --workers, hypercorn -w, gunicorn"
                 ' workers?): with [room] driver = "memory" each process has its own rooms and sessions,'

@@ -21,11 +21,11 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["lock_folder", "shares_address"]
+__all__ = ["lock_folder", "release", "shares_address"]
 
-_held: dict[str, int] = {}
-"""Lock file -> its open descriptor, held for the life of the process (two apps of one process on one
-address are one process)."""
+_held: dict[str, list[int]] = {}
+"""Lock file -> [its open descriptor, how many apps of this process took it], held until the last
+:func:`release` (the apps' shutdown) or the process ends (two apps of one process are one process)."""
 
 
 def lock_folder() -> Path:
@@ -38,23 +38,17 @@ def lock_folder() -> Path:
 
 def shares_address(server: tuple[str, int | None] | list[object] | None) -> bool:
     """Whether another live process holds the lock of ``server`` (ASGI's ``scope["server"]``: ``(host,
-    port)``, or ``(path, None)`` for a Unix socket); takes it when free. ``None`` (the server did not say)
-    and a folder that cannot be written: ``False``, nothing is known.
+    port)``, or ``(path, None)`` for a Unix socket); takes it when free, until :func:`release`. ``None``
+    (the server did not say) and a folder that cannot be written: ``False``, nothing is known.
 
     Returns:
         ``True`` when another process took the lock first (and still runs).
     """
-    if not server:
-        return False
-    host, port = str(server[0]), server[1]
-    name = (
-        f"asgi-{host}-{port}" if port is not None else "asgi-unix-" + hashlib.sha1(host.encode()).hexdigest()
-    )
-    try:
-        path = str(lock_folder() / (name.replace("/", "_").replace(":", "_") + ".lock"))
-    except OSError:
+    path = _lock_path(server)
+    if path is None:
         return False
     if path in _held:
+        _held[path][1] += 1
         return False
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -68,5 +62,31 @@ def shares_address(server: tuple[str, int | None] | list[object] | None) -> bool
     except OSError:
         os.close(fd)
         return False
-    _held[path] = fd
+    _held[path] = [fd, 1]
     return False
+
+
+def release(server: tuple[str, int | None] | list[object] | None) -> None:
+    """Drop this process's lock of ``server``, if it holds it (the app stopped serving there: a later
+    server on that port, in any process, is alone again)."""
+    path = _lock_path(server)
+    held = _held.get(path) if path is not None else None
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _held[path]  # type: ignore[arg-type]
+        os.close(held[0])  # closing the only descriptor of the open file drops its flock
+
+
+def _lock_path(server: tuple[str, int | None] | list[object] | None) -> str | None:
+    if not server:
+        return None
+    host, port = str(server[0]), server[1]
+    name = (
+        f"asgi-{host}-{port}" if port is not None else "asgi-unix-" + hashlib.sha1(host.encode()).hexdigest()
+    )
+    try:
+        return str(lock_folder() / (name.replace("/", "_").replace(":", "_") + ".lock"))
+    except OSError:
+        return None

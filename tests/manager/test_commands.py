@@ -182,6 +182,34 @@ async def test_restart_checks_the_new_start_before_stopping(instance: Instance) 
     await client.disconnect()
 
 
+def test_reload_and_restart_say_which_variables_they_do_not_apply(instance: Instance) -> None:
+    """``TETHER_WEBSOCKET_PING_INTERVAL=7 tether reload`` reloaded with the start's environment, silently."""
+    instance.start("--workers", "1")
+
+    def run(command: str, **variables: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tether", command, "--config", str(instance.config)],
+            cwd=instance.folder,
+            env={**instance.env(), **variables},
+            capture_output=True,
+            text=True,
+            timeout=scaled(60),
+        )
+
+    secret = "s" * 40
+    reloaded = run("reload", TETHER_WEBSOCKET_PING_INTERVAL="7", TETHER_API_KEY=secret)
+    assert reloaded.returncode == 0, reloaded.stderr
+    expected = (
+        "warning: not applied: TETHER_API_KEY, TETHER_WEBSOCKET_PING_INTERVAL (set here, not so at the start)"
+    )
+    assert expected in reloaded.stderr and secret not in reloaded.stderr, reloaded.stderr
+    assert "not applied" not in run("reload", TETHER_SERVER_PORT="0").stderr  # a pointer, not config
+    restarted = run("restart", TETHER_WEBSOCKET_PING_INTERVAL="7")
+    assert restarted.returncode == 0, restarted.stderr
+    assert "not applied: TETHER_WEBSOCKET_PING_INTERVAL (set here" in restarted.stderr
+    instance.pids.add(instance.master_pid())
+
+
 async def test_restart_starts_a_stopped_instance(app_folder) -> None:  # type: ignore[no-untyped-def]
     """``restart`` of an instance that is not running starts it (systemd's and laravel-swoole's restart),
     in the background, with the flags that named it, and says it was not running."""

@@ -8,6 +8,7 @@ are ``[server] pid_file`` and ``control_socket``, relative to the config file's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import DEFAULTS_SOURCE, Config
+from ..config.sections import SECTIONS
 from ..errors import ConfigError
 from . import registry
 from .control import ControlError, request
@@ -208,11 +210,41 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return _stop(paths, args.force, wait, args)[0]
 
 
+# Variables that point a command at an instance (docs/cli.md: `TETHER_SERVER_PORT=9623 tether reload`), not
+# config the caller means to change.
+_POINTERS = ("TETHER_SERVER_PORT", "TETHER_SERVER_PID_FILE", "TETHER_SERVER_CONTROL_SOCKET")
+
+
+def _unapplied_variables(started_with: dict[str, str]) -> None:
+    """Warn about config variables set here that the instance was not started with.
+
+    ``TETHER_SESSION_IDLE_TIMEOUT=30 tether reload`` reloaded with the start's environment and said nothing:
+    reload and restart reuse the ``TETHER_*`` variables of the start (docs/process-model.md), so a value
+    set in the caller's shell is not applied. Names only: a value may be a secret.
+    """
+    names = sorted(
+        name
+        for name, value in os.environ.items()
+        if name.startswith("TETHER_")
+        and name[len("TETHER_") :].lower().split("_", 1)[0] in SECTIONS
+        and name not in _POINTERS
+        and started_with.get(name) != value
+    )
+    if names:
+        err(
+            f"warning: not applied: {', '.join(names)} (set here, not so at the start): reload and restart "
+            "keep the environment the instance was started with; `tether stop` then `tether start` with "
+            "them, or put them in the config file"
+        )
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     found = _client_paths(args)
     if found is None:
         return 1
     paths, stop_timeout = found
+    with contextlib.suppress(ControlError):  # an unreachable instance is reported by the reload request
+        _unapplied_variables(request(paths.control_socket, "launch").get("env") or {})
     try:
         # Workers start one by one on a reload: allow for several slow ones, then the old ones' drain.
         reply = request(paths.control_socket, "reload", timeout=stop_timeout + 600)
@@ -281,6 +313,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
         if running_pid(paths.pid_file) is not None:
             return _unanswered(paths, args, exc)  # a master starting, or one that did not answer
         return _start_stopped(paths, args)
+    _unapplied_variables(launch.get("env") or {})
     argv = list(launch["argv"])
     if "-d" not in argv and "--daemon" not in argv:
         argv.insert(1, "-d")  # restart returns: the new instance runs in the background

@@ -21,9 +21,10 @@ Generated from `src/tether/config/sections.py` by `scripts/config_reference.py`;
 Values come from the embedded defaults, then `tether.toml` (`--config FILE` or `TETHER_CONFIG`), then
 `TETHER_<SECTION>_<KEY>` environment variables (parsed as TOML values when they parse: numbers, booleans,
 lists; else strings; a switch also takes `1`/`0`, `yes`/`no`, `on`/`off`), then command-line flags. An
-unknown section or key, or a value of the wrong type or range, stops `tether start` with the file, the key
-and the reason. Relative paths are relative to the folder of the config file. Secrets (`session.secret`,
-`api.key`) are never logged: `Config.redacted()`.
+unknown section or key, or a value of the wrong type or range, stops `tether start` with the file (or the
+`TETHER_*` variable that set it), the key and the reason. `reload` and `restart` keep the variables of the
+start (they warn about others set in the caller's shell). Relative paths are relative to the folder of
+the config file. Secrets (`session.secret`, `api.key`) are never logged: `Config.redacted()`.
 """
 
 

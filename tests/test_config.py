@@ -157,6 +157,10 @@ def test_bad_env_value_names_the_key_and_the_variable(tmp_path: Path) -> None:
     assert str(info.value) == expected
     with pytest.raises(ConfigError, match=r"^TETHER_SERVER_WORKERS: server\.workers: must be >= 0"):
         Config.load(path, env={"TETHER_SERVER_WORKERS": "-1"})
+    # A check of two keys gives both values: warn_before from the file, idle_timeout from the variable.
+    demo = write(tmp_path, "[session]\nsecret = '" + "s" * 32 + "'\nidle_timeout = 60\nwarn_before = 20\n")
+    with pytest.raises(ConfigError, match=r"less than idle_timeout \(warn_before 20, idle_timeout 10\)$"):
+        Config.load(demo, env={"TETHER_SESSION_IDLE_TIMEOUT": "10"})
     # The file's own mistakes still name the file, even with variables set for other keys.
     bad = write(tmp_path, "[server]\nworkers = -1\n")
     with pytest.raises(ConfigError) as info:

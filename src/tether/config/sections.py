@@ -279,7 +279,13 @@ class SessionConfig:
             )
         warn = self.warn_before
         if warn != 0 and (warn < 0 or warn >= self.idle_timeout):
-            raise ConfigError(source, "session.warn_before", "must be 0 or less than idle_timeout")
+            # Both values: one may come from the file and the other from TETHER_SESSION_IDLE_TIMEOUT.
+            raise ConfigError(
+                source,
+                "session.warn_before",
+                f"must be 0 or less than idle_timeout (warn_before {warn:g},"
+                f" idle_timeout {self.idle_timeout:g})",
+            )
         if self.idle_timeout <= 0:
             raise ConfigError(source, "session.idle_timeout", "must be > 0")
 

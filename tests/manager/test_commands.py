@@ -197,8 +197,14 @@ def test_reload_and_restart_say_which_variables_they_do_not_apply(instance: Inst
         )
 
     secret = "s" * 40
+    # logrotate's copytruncate (docs/cli.md): the daemon's log written after a truncation starts at the
+    # new end (O_APPEND), not at the old offset after a hole of NULs.
+    assert instance.log_file.stat().st_size > 0
+    instance.log_file.write_bytes(b"")
     reloaded = run("reload", TETHER_WEBSOCKET_PING_INTERVAL="7", TETHER_API_KEY=secret)
     assert reloaded.returncode == 0, reloaded.stderr
+    rotated = instance.log_file.read_bytes()
+    assert rotated and b"\0" not in rotated and b"reload" in rotated, rotated[:200]
     expected = (
         "warning: not applied: TETHER_API_KEY, TETHER_WEBSOCKET_PING_INTERVAL (set here, not so at the start)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -318,6 +319,14 @@ def test_not_running_and_bad_requests(instance: Instance) -> None:
         proc = instance.cli(command)
         assert proc.returncode == 1, command
         assert "not running" in proc.stderr, (command, proc.stderr)
+    # `tether infos --json | jq .ok`: an answer a script can parse, exit status 1 as without --json.
+    proc = instance.cli("infos", "--json")
+    assert proc.returncode == 1 and "not running" in proc.stderr
+    assert json.loads(proc.stdout) == {
+        "ok": False,
+        "state": "not running",
+        "pid_file": str(instance.pid_file),
+    }
     env = dict(instance.env(), TETHER_SERVER_WORKERS="-1")
     proc = subprocess.run(
         [sys.executable, "-m", "tether", "start", "--config", str(instance.config)],
@@ -327,5 +336,5 @@ def test_not_running_and_bad_requests(instance: Instance) -> None:
         text=True,
         timeout=scaled(30),
     )
-    assert proc.returncode == 2 and "server.workers: must be >= 0" in proc.stderr
+    assert proc.returncode == 2 and "TETHER_SERVER_WORKERS: server.workers: must be >= 0" in proc.stderr
     assert not os.path.exists(instance.pid_file)

@@ -294,6 +294,12 @@ def cmd_infos(args: argparse.Namespace) -> int:
     try:
         reply = request(paths.control_socket, "infos")
     except ControlError as exc:
+        if args.json:
+            # `tether infos --json | jq .ok` read nothing: a script gets an answer it can parse (the reasons
+            # still go to stderr). "starting": a master holds the pid file but has no pid in it yet.
+            pid = running_pid(paths.pid_file)
+            state = "not running" if pid is None else "starting" if pid < 0 else "not answering"
+            print(json.dumps({"ok": False, "state": state, "pid_file": paths.pid_file}), flush=True)
         return _unanswered(paths, args, exc)
     if args.json:
         print(json.dumps(reply, indent=2), flush=True)

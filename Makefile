@@ -74,7 +74,7 @@ bench-quick: system-deps $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 
 soak: $(BENCH_STAMP)
-	$(PY) bench/soak.py
+	$(PY) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) tests/js/node_modules

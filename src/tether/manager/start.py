@@ -52,17 +52,24 @@ def _validate_app(config: Config) -> None:
     Server(config)
 
 
+def _app_error(config: Config) -> str | None:
+    """What :func:`_validate_app` found, as the line to print (None: the app loads)."""
+    try:
+        _validate_app(config)
+    except ConfigError as exc:
+        return f"config error: {exc}"
+    except Exception as exc:
+        return f"cannot load the application: {describe_import_error(exc)}"
+    return None
+
+
 def _check_only(config: Config) -> int:
     """``tether start --check`` (``nginx -t``, ``apachectl configtest``): the config loaded; import the app
     as a worker would, say whether it would start, and start nothing (no pid file, no port). ``restart``
     runs it before it stops the running instance."""
-    try:
-        _validate_app(config)
-    except ConfigError as exc:
-        err(f"config error: {exc}")
-        return 2
-    except Exception as exc:
-        err(f"cannot load the application: {describe_import_error(exc)}")
+    problem = _app_error(config)
+    if problem is not None:
+        err(problem)
         return 2
     print(f"tether: check passed: config {config.source}, routes {config.websocket.route_file or '(none)'}")
     return 0
@@ -116,15 +123,10 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
     except OSError as exc:
         err(f"cannot write the pid file {paths.pid_file}: {exc}")
         return 1
-    try:
-        _validate_app(config)
-    except ConfigError as exc:
+    problem = _app_error(config)
+    if problem is not None:
         pidfile.close()
-        err(f"config error: {exc}")
-        return 2
-    except Exception as exc:
-        pidfile.close()
-        err(f"cannot load the application: {describe_import_error(exc)}")
+        err(problem)
         return 2
     state_warning = warning_text(config.websocket.route_file, config.base_dir, worker_count(config))
     if state_warning is not None:

@@ -4,14 +4,9 @@ It speaks the wire format of node's ``@socket.io/redis-streams-adapter`` (0.3), 
 that adapter share the cluster, and a client may drop from a node of one kind and be recovered on the
 other. Where the pub/sub adapter forgets, a stream keeps: the log a recovering node reads is the stream.
 
-Wire format (``redis-streams-adapter`` ``adapter.ts``, ``socket.io-adapter`` ``cluster-adapter.ts``)::
+It writes node's shapes (:mod:`.stream_entries` holds them, with no I/O)::
 
     XADD <stream> MAXLEN ~ <max_len> * uid <node uid> nsp <namespace> type <n> data <payload>
-      type 3 BROADCAST   data = {"packet": {"type": 2, "data": [event, ...args], "nsp": nsp},
-                                 "opts": {"rooms": [...], "except": [...], "flags": {}}}
-      type 4 SOCKETS_JOIN / 5 SOCKETS_LEAVE   data = {"opts": ..., "rooms": [...]}
-      type 6 DISCONNECT_SOCKETS               data = {"opts": ..., "close": bool}
-      payload: JSON text, or base64 of msgpack when an argument is binary (JSON starts with "{").
     SET <session_prefix><pid> base64(msgpack({"sid", "pid", "rooms", "data"})) PX <window ms>
 
 The entry id (``1733000000000-0``) is the offset: every node delivers an emit with its id appended as the
@@ -24,64 +19,56 @@ select. Between that read and the moment the socket is in its rooms, entries may
 those with a larger id are replayed from a short memory of recent deliveries, those at or below the read's
 end are kept from the socket (its *floor*), so nothing is missed or sent twice.
 
-Cluster-wide questions go through Redis pub/sub, as node's adapter sends them (``doPublish`` for
-"ephemeral" messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shapes of node's
-``ClusterAdapter`` (:mod:`.cluster_messages` holds them and their translation)::
-
-    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks)
-    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>
-
-Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
-channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
-``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
-shared with the pub/sub adapter and the workers' hub. ``<prefix>`` is the stream name (``[redis] prefix``):
+Cluster-wide questions go through Redis pub/sub, as node's adapter sends them: that layer of the adapter
+is :class:`~.streams_questions.StreamsQuestions` (its module docstring has the channels; the asking and
+answering is :class:`~.requests.RequestingAdapter`'s). ``<prefix>`` is the stream name (``[redis] prefix``):
 node's ``channelPrefix`` and ``streamName`` must both be set to it (both are ``socket.io`` by default).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import msgpack
-import orjson
 import redis.asyncio as aioredis
 
-from ..errors import ClusterError, ConfigError
+from ..errors import ConfigError
 from ..recovery import Restored, SavedSession, selects
 from .base import Adapter, BroadcastMessage, LocalNode, LocalSocket
-from .cluster_messages import (
-    CHANGES,
-    RESPONSES,
-    ClusterMessage,
-    MessageType,
-    answer_message,
-    answer_of,
-    question,
-    request_of,
-)
+from .cluster_messages import CHANGES, ClusterMessage, MessageType
 from .redis import redact_url
-from .requests import Gather, RequestingAdapter
-from .wire import Request, RequestType, decode_object, encode_msgpack
+from .stream_entries import (
+    BROADCAST,
+    DISCONNECT_SOCKETS,
+    ID,
+    SOCKETS_JOIN,
+    SOCKETS_LEAVE,
+    broadcast_data,
+    change_data,
+    decode_data,
+    decode_session,
+    encode_data,
+    encode_session,
+    parse_id,
+)
+from .streams_questions import StreamsQuestions
+from .wire import Request
 
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["ClusterMessage", "MessageType", "RedisStreamsAdapter", "parse_id"]
+# decode_data, encode_data and parse_id were defined here first: still importable from this module.
+__all__ = ["ClusterMessage", "MessageType", "RedisStreamsAdapter", "decode_data", "encode_data", "parse_id"]
 
 log = logging.getLogger("tether.cluster.streams")
 
 
-BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
-ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 BATCH = 256
 RECENT = 10_000
 """Deliveries remembered for a recovery that completes while they happen (see the module docstring)."""
@@ -89,38 +76,7 @@ XRANGE_CALLS = 100
 """Most XRANGE pages (1,000 entries each) read for one recovery: node's RESTORE_SESSION_MAX_XRANGE_CALLS."""
 
 
-def parse_id(value: str) -> tuple[int, int]:
-    """A stream entry id as a comparable pair; ``ValueError`` if it is not one."""
-    if not ID.fullmatch(value):
-        raise ValueError(f"not a stream id: {value!r}")
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq)
-
-
-def _has_binary(value: Any) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
-    return False
-
-
-def encode_data(data: Any) -> str:
-    """A message's ``data`` field as node writes it: JSON, or base64 msgpack when binary."""
-    if _has_binary(data):
-        return base64.b64encode(msgpack.packb(data, use_bin_type=True)).decode()
-    return orjson.dumps(data).decode()
-
-
-def decode_data(text: str) -> Any:
-    if text.startswith("{"):
-        return orjson.loads(text)
-    return msgpack.unpackb(base64.b64decode(text), raw=False)
-
-
-class RedisStreamsAdapter(RequestingAdapter):
+class RedisStreamsAdapter(StreamsQuestions):
     """Carries emits between nodes through one Redis stream; keeps recovery sessions in Redis keys; asks
     and answers cluster-wide questions through Redis pub/sub.
 
@@ -323,9 +279,7 @@ class RedisStreamsAdapter(RequestingAdapter):
         rooms: tuple[str, ...],
         except_rooms: tuple[str, ...],
     ) -> dict[str, str]:
-        packet = {"type": 2, "data": [event, *args], "nsp": namespace}
-        opts = {"rooms": list(rooms), "except": list(except_rooms), "flags": {}}
-        return self._fields(namespace, BROADCAST, {"packet": packet, "opts": opts})
+        return self._fields(namespace, BROADCAST, broadcast_data(namespace, event, args, rooms, except_rooms))
 
     def publish_sequenced(
         self,
@@ -432,196 +386,20 @@ class RedisStreamsAdapter(RequestingAdapter):
 
     def _send_change(self, namespace: str, request: Request) -> None:
         """A join, leave, disconnect or set-data as node's stream entry (SET_DATA: Tether's own type)."""
-        opts = {"rooms": list(request.target_rooms), "except": list(request.except_rooms), "flags": {}}
-        data: dict[str, Any] = {"opts": opts}
-        if request.type is RequestType.REMOTE_DISCONNECT:
-            data["close"] = request.close
-        elif request.type is RequestType.REMOTE_SET_DATA:
-            data["data"] = request.data
-        else:
-            data["rooms"] = list(request.rooms)
         try:
-            fields = self._fields(namespace, CHANGES[request.type], data)
+            fields = self._fields(namespace, CHANGES[request.type], change_data(request))
         except (TypeError, ValueError) as exc:  # socket.data that neither JSON nor msgpack can carry
             self.counters["errors"] += 1
             log.error("! redis-streams: %s not sent to the other nodes: %s", request.type.name, exc)
             return
         self._enqueue(fields, None)
 
-    # -- cluster-wide questions: Redis pub/sub in node's ClusterAdapter format ------------------------
-
-    def public_channel(self, namespace: str) -> str:
-        """Where questions about ``namespace`` go (node's ``#publicChannel``)."""
-        return f"{self.stream}#{namespace}#"
-
-    def private_channel(self, namespace: str, uid: str) -> str:
-        """Where the answers to node ``uid``'s questions about ``namespace`` go."""
-        return f"{self.stream}#{namespace}#{uid}#"
-
-    def _channels(self, namespaces: list[str]) -> list[str]:
-        return [c for ns in namespaces for c in (self.public_channel(ns), self.private_channel(ns, self.uid))]
-
-    async def _listen_forever(self) -> None:
-        assert self._sub is not None and self._ready is not None
-        backoff = 0.05
-        while not self._stopping:
-            pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*self._channels(sorted(self._namespaces)))
-                self._pubsub = pubsub
-                self._ready.set()
-                backoff = 0.05
-                while not self._stopping:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is not None:
-                        self._on_published(msg)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.counters["errors"] += 1
-                log.warning("! redis-streams: SUBSCRIBE failed: %s (again in %.2fs)", exc, backoff)
-            finally:
-                self._pubsub = None
-                with contextlib.suppress(Exception):  # the connection is broken already
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._ready.set()
-            if self._stopping:
-                return
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
-
-    async def _watch(self, namespace: str) -> bool:
-        """Subscribed to ``namespace``'s channels (to get the answers of a question about it)?"""
-        pubsub = self._pubsub
-        if pubsub is None:
-            return False
-        if namespace not in self._namespaces:
-            self._namespaces.add(namespace)
-            try:
-                await pubsub.subscribe(*self._channels([namespace]))
-            except Exception as exc:  # the listener notices the broken connection and resubscribes all
-                log.warning("! redis-streams: SUBSCRIBE %s failed: %s", namespace, exc)
-                return False
-        return True
-
-    def _on_published(self, msg: dict[str, Any]) -> None:
-        try:
-            data = msg.get("data")
-            if msg.get("type") != "message" or not isinstance(data, bytes):
-                return
-            self._on_message(decode_object(data))
-        except Exception as exc:
-            # Garbage from some other process must not stop the listener (nor reach any handler).
-            self.counters["errors"] += 1
-            log.warning("! redis-streams: pub/sub message dropped: %s: %s", type(exc).__name__, exc)
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        """One of node's ClusterAdapter messages (a question or an answer).
-
-        Raises:
-            ClusterError: not ``{"uid": str, "nsp": str, "type": int, "data": {...}}``, or a question
-                without a ``requestId``.
-        """
-        uid, namespace, type_, data = (message.get(k) for k in ("uid", "nsp", "type", "data"))
-        if uid == self.uid:
-            return  # our own question, on the public channel we listen to as well
-        if not (isinstance(uid, str) and isinstance(namespace, str) and isinstance(type_, int)):
-            raise ClusterError("redis-streams", "a message needs uid, nsp and type")
-        if not isinstance(data, dict):
-            raise ClusterError("redis-streams", f"message type {type_}: data must be a map")
-        self.counters["received"] += 1
-        if self.debug:
-            log.debug("< pub/sub type %s from %s on %s", type_, uid, namespace)
-        if type_ in RESPONSES:
-            self._on_answer(type_, data)
-            return
-        request = request_of(uid, type_, data)
-        if request is None:
-            if self.debug:  # SERVER_SIDE_EMIT (no server-side events in Tether), or unknown
-                log.debug("= pub/sub message type %s not answered by Tether", type_)
-            return
-        if self.server is not None:
-            self.answer_request(
-                namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
-            )
-
-    def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
-        """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
-        message = answer_message(self.uid, namespace, answer)
-        if message is None:
-            return
-        try:
-            payload = encode_msgpack(message)
-        except ClusterError as exc:
-            self.counters["errors"] += 1
-            log.error("! redis-streams: answer to %s not sent: %s", requester, exc)
-            return
-        self._enqueue_publish(self.private_channel(namespace, requester), payload)
-
-    def _on_answer(self, type_: int, data: dict[str, Any]) -> None:
-        """An answer to one of our questions, handed to :meth:`receive_response` in its shape."""
-        pending = self._requests.get(str(data.get("requestId")))
-        if pending is None:
-            return  # not ours, or too late
-        if not isinstance(pending, Gather):
-            if type_ == MessageType.FETCH_SOCKETS_RESPONSE:
-                return  # sockets answer a gathering question only
-            asked = RequestType.BROADCAST
-        else:
-            asked = pending.request.type if pending.request is not None else RequestType.REMOTE_FETCH
-        answer = answer_of(type_, data, asked)
-        if answer is not None:
-            self.receive_response(answer)
-
-    async def _send_request(self, namespace: str, request: Request) -> int:
-        """``PUBSUB NUMSUB`` of the public channel counts the nodes (us included), then PUBLISH.
-
-        Raises:
-            ClusterError: an argument of an emit with acks that cannot be encoded.
-        """
-        message = question(self.uid, namespace, request)
-        if message is None or self._cmd is None or not await self._watch(namespace):
-            return 0
-        payload = encode_msgpack(message)
-        channel = self.public_channel(namespace)
-        subscribed = await self._subscribers(channel)
-        if subscribed is None:
-            self.counters["errors"] += 1
-            return 0
-        expected = subscribed - 1
-        if expected > 0:
-            self._enqueue_publish(channel, payload)
-        return max(0, expected)
-
-    async def server_count(self) -> int:
-        """Nodes subscribed to the public channel of ``/`` (node's ``serverCount``), 1 when unknown."""
-        subscribed = await self._subscribers(self.public_channel("/")) if self._cmd is not None else None
-        return max(1, subscribed if subscribed is not None else 1)
-
-    async def _subscribers(self, channel: str) -> int | None:
-        """How many nodes subscribe to ``channel`` (``PUBSUB NUMSUB``, us included); None if Redis failed."""
-        assert self._cmd is not None
-        try:
-            numsub: Any = await self._cmd.pubsub_numsub(channel)
-        except Exception as exc:
-            log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
-            return None
-        return int(numsub[0][1]) if numsub else 0
-
     # -- recovery -------------------------------------------------------------------------------------
 
     def persist_session(self, session: SavedSession) -> None:
         """SET the session as node's adapter does (msgpack, base64), expiring with the recovery window."""
-        body = {
-            "sid": session.sid,
-            "pid": session.pid,
-            "rooms": list(session.rooms),
-            "data": session.data if session.data is not None else {},
-            # Tether's own fields (node ignores them): user and session binding, the offset at connect.
-            "tether": {"user_id": session.user_id, "session_id": session.session_id, "base": session.base},
-        }
         try:
-            value = base64.b64encode(msgpack.packb(body, use_bin_type=True)).decode()
+            value = encode_session(session)
         except TypeError as exc:
             log.warning("! %s not kept for recovery: its data cannot be stored: %s", session.sid, exc)
             return
@@ -656,7 +434,7 @@ class RedisStreamsAdapter(RequestingAdapter):
             return None
         if raw is None:
             return None
-        body = msgpack.unpackb(base64.b64decode(raw), raw=False)
+        body = decode_session(raw)
         extra = body.get("tether") or {}
         if offset is None:
             offset = extra.get("base")

@@ -1,83 +1,44 @@
-"""Tether inside any ASGI server: ``ASGIApp``, python-socketio's name and signature.
+"""Tether inside any ASGI server: :class:`ASGIApp` (see :mod:`tether.asgi` for what it does).
 
-::
-
-    from tether.asgi import ASGIApp
-    app = ASGIApp("routes.py", other_asgi_app=fastapi_app)      # uvicorn main:app / hypercorn main:app
-    app = ASGIApp("routes.py", fastapi_app, {"/": "index.html", "/static": "public/"})  # static_files
-
-The same route files, ``socket`` API, rooms, adapters (memory in one process; Redis across processes) and
-Engine.IO behaviour as ``tether start``: requests for Tether's paths are answered by the very code of
-Tether's front door, only fed from ASGI messages instead of a socket.
-
-- HTTP (polling, the client bundle, ``/tether/*``, ``/metrics``...): the request becomes a
-  :class:`~tether.handler.Request` and goes through :class:`_Exchange`, a front door
-  (:class:`~tether.server.http.HttpProtocol`) whose response is captured instead of written. A held
-  long-poll GET stays an awaited future; ``http.disconnect`` ends it as a dropped connection would.
-- WebSocket: the upgrade is checked by the same listener factory picows uses (Origin, ``EIO``, sid,
-  admission), then frames go to the same :class:`~tether.server.websocket.WebSocketListener` through
-  :class:`_AsgiWebSocket`, an object with the few calls of picows' ``WSTransport`` that Tether makes.
-  Outgoing messages are queued and written by one task; past ``[limits] send_buffer_bytes`` queued the
-  client is a slow consumer, as with picows. Pings are the ASGI server's business (ASGI has no ping).
-- ``static_files`` (python-socketio's, :mod:`tether.static_files`): a GET or HEAD for a mapped path whose
-  file exists is answered with the file; other methods get 405. Files (these, ``[server] static_dir`` and
-  ``/tether/*``) are streamed in :data:`CHUNK` bytes with ``Content-Length``; the client bundle is served
-  from memory (read once per process, as with ``tether start``).
-- Anything else goes to ``other_asgi_app``, else to ``[server] static_dir`` as with ``tether start``
-  (GET and HEAD), else 404. Lifespan: Tether starts on ``lifespan.startup`` (or
-  on the first request when the server runs no lifespan) and stops on ``lifespan.shutdown``; the other
-  app's lifespan runs inside.
-
-Logs: at startup the ``tether`` logger follows the ASGI server's (:func:`tether.logs.follow_server_logging`).
-With ``[room] driver = "memory"``, a second process serving the same address (``uvicorn --workers 2``) warns
-once at its first request (:mod:`tether.port_lock`).
-
-What several processes of another server need (Tether's own workers do it for you): Redis
-(``[room] driver = "redis"``) so that emits and rooms reach every process, and either sticky sessions at
-the load balancer or WebSocket only (``transports: ["websocket"]`` in the client), because a polling
-session lives in the process that opened it.
+The application object: its lifecycle (lifespan, or the first request), where each request goes
+(Tether's paths, ``static_files``, ``other_asgi_app``, 404), its logs under the ASGI server's logging, and
+the warning for a second process on one address with the memory driver. The HTTP exchange, the
+WebSocket stand-ins and the file streaming are :mod:`.exchange`'s, :mod:`.websocket`'s and :mod:`.files`'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from picows import WSMsgType, WSUpgradeResponseWithListener
+from picows import WSUpgradeResponseWithListener
 
-from . import logs, port_lock
-from .config import Config
-from .handler import Headers, Request
-from .router import Router, load_route_file
-from .server.http import HttpProtocol, find_static
-from .server.paths import TetherPaths, warn_shadowed
-from .server.server import Server
-from .server.websocket import _listener_factory
-from .static_files import StaticFiles, check_static_files, get_static_file
+from .. import logs, port_lock
+from ..config import Config
+from ..handler import Headers, Request
+from ..router import Router, load_route_file
+from ..server.paths import TetherPaths, warn_shadowed
+from ..server.server import Server
+from ..server.websocket import _listener_factory
+from ..static_files import StaticFiles, check_static_files, get_static_file
+from .exchange import Exchange
+from .files import plain, send_file, static_file
+from .spec import ASGIApplication, Message, Receive, Scope, Send
+from .websocket import BINARY, TEXT, AsgiWebSocket, Frame, Upgrade
 
 __all__ = ["ASGIApp"]
 
 log = logging.getLogger("tether.asgi")
+"""Named for the package: the name users and the ASGI server's log lines know."""
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [pid %(process)d] %(name)s: %(message)s"
 """Tether's records under an ASGI server whose own logger has no handler (see
 :func:`tether.logs.follow_server_logging`)."""
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-CHUNK = 64 * 1024
-"""Bytes per ``http.response.body`` message of a static file: files are streamed, never held whole."""
 
 
 class ASGIApp:
@@ -100,7 +61,7 @@ class ASGIApp:
             outside a mapped directory is served (``..``, symlinks out). Content type: the entry's, else
             engineio's table by extension, else :func:`mimetypes.guess_type`, else
             ``application/octet-stream``. A ``str`` here is ``socketio_path`` (Tether's third argument
-            before ``static_files``). Streamed in :data:`CHUNK` bytes with ``Content-Length``.
+            before ``static_files``). Streamed in :data:`~.files.CHUNK` bytes with ``Content-Length``.
         socketio_path: the Engine.IO path, as python-socketio's ``socketio_path`` (``"socket.io"``) or
             Tether's ``[websocket] path`` (``"/socket.io/"``); ``None``: the config's.
         on_startup: called (sync or async) once Tether has started, as python-socketio's.
@@ -236,7 +197,7 @@ class ASGIApp:
         if kind == "http" and self.static_files:
             found = get_static_file(scope["path"], self.static_files)
             if found is not None and os.path.isfile(found[0]):
-                await _static_file(scope, send, *found)
+                await static_file(scope, send, *found)
                 return
         if self.other_asgi_app is not None:
             await self.other_asgi_app(scope, receive, send)
@@ -245,7 +206,7 @@ class ASGIApp:
             # other_asgi_app that app has them, as with tether start --app.
             await self._http(scope, receive, send)
         elif kind == "http":
-            await _plain(send, 404, b"Not Found")
+            await plain(send, 404, b"Not Found")
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1008})
 
@@ -324,7 +285,7 @@ class ASGIApp:
         client = scope.get("client")
         remote = client[0] if client else ""
         request = Request(scope["method"], scope["path"], query, headers, remote)
-        exchange = _Exchange(server, remote)
+        exchange = Exchange(server, remote)
         server.state.http_requests += 1
         exchange.route(request, None if too_big else bytes(body))
         response = exchange.response
@@ -339,7 +300,7 @@ class ASGIApp:
             gone.cancel()
         status, out_headers, out = response.result()
         if exchange.file is not None:  # [server] static_dir, /tether/*: streamed from the file
-            await _send_file(scope, send, exchange.file, out_headers)
+            await send_file(scope, send, exchange.file, out_headers)
             return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()]
         raw.append((b"content-length", str(len(out)).encode()))
@@ -356,7 +317,7 @@ class ASGIApp:
         remote = client[0] if client else ""
         headers = Headers((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         target = path + (b"?" + query_string if query_string else b"")
-        listener = _listener_factory(self.server, remote, headers)(_Upgrade(target))
+        listener = _listener_factory(self.server, remote, headers)(Upgrade(target))
         if isinstance(listener, WSUpgradeResponseWithListener):  # refused: the status and reason Tether gives
             refusal = listener.response
             if "websocket.http.response" in scope.get("extensions", {}):
@@ -369,7 +330,7 @@ class ASGIApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         await send({"type": "websocket.accept"})
-        ws = _AsgiWebSocket(send, listener, self.server.config.limits.send_buffer_bytes)
+        ws = AsgiWebSocket(send, listener, self.server.config.limits.send_buffer_bytes)
         listener.on_ws_connected(ws)
         try:
             while not ws.closed:
@@ -378,9 +339,9 @@ class ASGIApp:
                 if kind == "websocket.receive":
                     text = message.get("text")
                     if text is not None:
-                        listener.on_ws_frame(ws, _Frame(_TEXT, text.encode()))
+                        listener.on_ws_frame(ws, Frame(TEXT, text.encode()))
                     else:
-                        listener.on_ws_frame(ws, _Frame(_BINARY, message.get("bytes") or b""))
+                        listener.on_ws_frame(ws, Frame(BINARY, message.get("bytes") or b""))
                 elif kind == "websocket.disconnect":
                     ws.peer_gone()
                     break
@@ -409,235 +370,3 @@ async def _maybe_await(result: Any) -> None:
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-async def _plain(send: Send, status: int, body: bytes) -> None:
-    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _static_file(scope: Scope, send: Send, filename: str, content_type: str) -> None:
-    if scope["method"] not in ("GET", "HEAD"):
-        headers = [(b"allow", b"GET, HEAD"), (b"content-type", b"text/plain"), (b"content-length", b"18")]
-        await send({"type": "http.response.start", "status": 405, "headers": headers})
-        await send({"type": "http.response.body", "body": b"Method Not Allowed"})
-        return
-    await _send_file(scope, send, Path(filename), {"Content-Type": content_type})
-
-
-async def _send_file(scope: Scope, send: Send, path: Path, headers: dict[str, str]) -> None:
-    """Answer with the file at ``path``: ``Content-Length`` from its size when opened, then ``CHUNK``
-    bytes per body message, each read in a thread (the loop never waits on the disk, and memory holds
-    one chunk per response, not the file). A file that cannot be opened (gone, a folder, no
-    permission): 404. One that shrinks while sent ends the response short (the server then closes the
-    connection); one that grows is sent up to the announced length."""
-    try:
-        f = await asyncio.to_thread(open, path, "rb")
-    except OSError:
-        await _plain(send, 404, b"Not Found")
-        return
-    try:
-        size = os.fstat(f.fileno()).st_size
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        raw.append((b"content-length", str(size).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        if scope["method"] == "HEAD" or size == 0:
-            await send({"type": "http.response.body", "body": b""})
-            return
-        left = size
-        while left > 0:
-            chunk = await asyncio.to_thread(f.read, min(CHUNK, left))
-            if not chunk:
-                return  # shrunk: the ASGI server sees a short body
-            left -= len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
-    finally:
-        f.close()
-
-
-# -- HTTP: the front door with its answer captured ---------------------------------------------------
-
-
-class _NoTransport:
-    """What the front door asks of its transport while it answers one request (nothing to do here)."""
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-class _Exchange(HttpProtocol):
-    """One ASGI request through Tether's front door: routing, Engine.IO polling, CORS and errors are the
-    front door's code; only the response goes to a future instead of a socket."""
-
-    def __init__(self, server: Server, remote: str) -> None:
-        super().__init__(server)
-        self.transport = _NoTransport()  # type: ignore[assignment]
-        self.remote = remote
-        self.response: asyncio.Future[tuple[int, dict[str, str], bytes]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-    file: Path | None = None
-    """The file to stream as the body, when the answer is a static file (``_static``)."""
-
-    def route(self, request: Request, body: bytes | None) -> None:
-        self._route(request, body)
-
-    def _static(self, folder: Path, name: str) -> None:
-        # The front door's lookup, not its read: the ASGI server can take the body in chunks.
-        found = find_static(folder, name)
-        if isinstance(found, int):
-            super()._static(folder, name)  # 400 or 404, as the front door answers
-            return
-        self.file, ctype = found
-        self._respond(200, {"Content-Type": ctype, "Cache-Control": "no-cache"}, b"")
-
-    def _respond(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
-        if not self.response.done():
-            self.response.set_result((status, headers, body))
-
-
-# -- WebSocket: the picows listener fed from ASGI messages -------------------------------------------
-
-_TEXT = WSMsgType.TEXT
-_BINARY = WSMsgType.BINARY
-
-
-class _Upgrade:
-    """The field of picows' ``WSUpgradeRequest`` the listener factory reads (the headers come apart)."""
-
-    __slots__ = ("path",)
-
-    def __init__(self, path: bytes) -> None:
-        self.path = path
-
-
-class _Frame:
-    """One complete ASGI message as the listener reads a picows ``WSFrame``."""
-
-    __slots__ = ("_payload", "fin", "msg_type")
-
-    def __init__(self, msg_type: WSMsgType, payload: bytes) -> None:
-        self.msg_type = msg_type
-        self._payload = payload
-        self.fin = True
-
-    def get_payload_as_bytes(self) -> bytes:
-        return self._payload
-
-    def get_payload_as_utf8_text(self) -> str:
-        return self._payload.decode()
-
-    def get_close_code(self) -> int:
-        return 1000
-
-
-class _Underlying:
-    """The ``underlying_transport`` of :class:`_AsgiWebSocket`: its buffer is the queue of messages."""
-
-    def __init__(self, ws: _AsgiWebSocket) -> None:
-        self.ws = ws
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is not None:
-            self.ws.high = high
-
-    def get_write_buffer_size(self) -> int:
-        return self.ws.buffered
-
-    def is_closing(self) -> bool:
-        return self.ws.closed
-
-
-class _AsgiWebSocket:
-    """The calls of picows' ``WSTransport`` that Tether makes, on an ASGI WebSocket: ``send`` queues
-    messages that one task writes in order with the ASGI ``send``."""
-
-    def __init__(self, send: Send, listener: Any, high: int) -> None:
-        self._send = send
-        self.listener = listener
-        self.high = high
-        self.buffered = 0
-        self.paused = False
-        self.closed = False
-        self.reported = False
-        self.is_close_frame_sent = False
-        self.close_handshake = None
-        self.underlying_transport = _Underlying(self)
-        self._queue: asyncio.Queue[tuple[Message, int] | None] = asyncio.Queue()
-        self._writer = asyncio.ensure_future(self._write_forever())
-
-    def send(self, msg_type: WSMsgType, message: bytes | str) -> None:
-        if self.closed or self.is_close_frame_sent:
-            return
-        data = message.encode() if isinstance(message, str) else bytes(message)
-        self.buffered += len(data)
-        if msg_type == _TEXT:
-            self._queue.put_nowait(({"type": "websocket.send", "text": data.decode()}, len(data)))
-        else:
-            self._queue.put_nowait(({"type": "websocket.send", "bytes": data}, len(data)))
-        if not self.paused and self.buffered > self.high:
-            self.paused = True
-            self.listener.pause_writing()
-
-    def send_ping(self, message: bytes | None = None) -> None:
-        pass  # ASGI has no ping: the ASGI server keeps the connection alive
-
-    def send_close(self, close_code: int = 1000, close_message: bytes | None = None) -> None:
-        if self.is_close_frame_sent or self.closed:
-            return
-        self.is_close_frame_sent = True
-        reason = bytes(close_message or b"").decode("utf-8", "replace")
-        self._queue.put_nowait(({"type": "websocket.close", "code": int(close_code), "reason": reason}, 0))
-
-    def disconnect(self, graceful: bool = True) -> None:
-        if not self.is_close_frame_sent:
-            self.send_close(1000)
-        self._queue.put_nowait(None)
-        if not graceful:
-            self._writer.cancel()
-
-    def peer_gone(self) -> None:
-        self.closed = True
-        self._queue.put_nowait(None)
-
-    async def flushed(self) -> None:
-        self._queue.put_nowait(None)
-        with contextlib.suppress(asyncio.CancelledError, OSError, RuntimeError):
-            await self._writer
-
-    async def _write_forever(self) -> None:
-        queue = self._queue
-        while True:
-            item = await queue.get()
-            if item is None:
-                if self.is_close_frame_sent or self.closed:
-                    return
-                continue
-            message, size = item
-            if self.closed:
-                return
-            try:
-                await self._send(message)
-            except Exception:  # the ASGI server says the connection is gone (ClientDisconnected, OSError)
-                self.closed = True
-                return
-            if message["type"] == "websocket.close":
-                return
-            self.buffered -= size
-            if self.paused and self.buffered <= self.high // 4:
-                self.paused = False
-                self.listener.resume_writing()

@@ -191,6 +191,32 @@ async def test_max_depth_on_websocket(path: str) -> None:
                 assert "deeper than 4 levels" in client.ws.close_reason
 
 
+@pytest.mark.parametrize("ack", ["", "7"], ids=["fast", "ack"])
+async def test_max_depth_shortest_messages_at_the_default(ack: str) -> None:
+    """The shortest event nesting 33 levels (``["x",[[...]]]``, 70 characters) is refused and one nesting 32
+    is served, at the default ``max_depth`` (32): a text shorter than 2 * (max_depth + 1) is not counted
+    (see protocol.socketio.check_depth), and a looser length bound would let the first one through."""
+    seen: list[int] = []
+    router = Router()
+    router.on("x", lambda sock, *args: seen.append(1))
+    async with serve(router) as server:
+        assert server.config.limits.max_depth == 32
+        for depth, accepted in ((32, True), (33, False)):
+            inner = "[" * (depth - 1) + "]" * (depth - 1)
+            message = f'42{ack}["x",{inner}]'
+            assert len(message) - 2 - len(ack) == 2 * depth + 4  # the shortest text for that depth
+            client = await EioClient.connect(server)
+            await client.ws.send(message)
+            if accepted:
+                await wait_until(lambda: seen == [1])
+                seen.clear()
+                await client.close()
+            else:
+                await asyncio.wait_for(client.closed.wait(), scaled(3))
+                assert client.ws.close_code == 1002
+                assert "deeper than 32 levels" in client.ws.close_reason
+
+
 @pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])
 async def test_max_depth_on_polling(wide: bool) -> None:
     seen: list[int] = []

@@ -283,11 +283,15 @@ def check_depth(raw: str | bytes, data: Any, max_depth: int) -> None:
 
     Nesting is never deeper than the number of opening brackets in the text, which ``str.count`` finds at
     C speed: the walk over the decoded value only runs for a message holding more brackets than the bound.
-    The walk is iterative, so the check itself cannot exhaust the stack.
+    And ``d`` levels take ``d`` opening and ``d`` closing brackets, so a text shorter than
+    ``2 * (max_depth + 1)`` is not even counted. The walk is iterative, so the check itself cannot exhaust
+    the stack.
 
     Raises:
         RemoteProtocolError: too deep, naming the bound.
     """
+    if len(raw) <= 2 * max_depth + 1:
+        return
     if isinstance(raw, str):
         if raw.count("[") + raw.count("{") <= max_depth:
             return

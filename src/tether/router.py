@@ -68,7 +68,10 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler | str]] = {}
-        self._resolved: dict[tuple[str, str], Handler] = {}
+        self.resolved: dict[tuple[str, str], Handler] = {}
+        """Handlers already resolved by :meth:`get`, by ``(namespace, event)``: the event hot path reads
+        it first and calls :meth:`get` only on a miss (a Python call less per event). Only :meth:`get`
+        fills it; :meth:`on` drops an entry it replaces."""
         self._instances: dict[type[Any], Any] = {}
         self._setups: list[Callable[[Any], Any]] = []
         self._namespace_handlers: list[Any] = []
@@ -122,7 +125,7 @@ class Router:
                     "routes", event, f"handler must be callable or 'module:Class@method', not {h!r}"
                 )
             self._routes.setdefault(namespace, {})[event] = h
-            self._resolved.pop((namespace, event), None)
+            self.resolved.pop((namespace, event), None)
             return h
 
         if handler is None:
@@ -155,7 +158,7 @@ class Router:
             ConfigError: a ``module:Class@method`` target that cannot be imported or found.
         """
         key = (namespace, event)
-        handler = self._resolved.get(key)
+        handler = self.resolved.get(key)
         if handler is not None:
             return handler
         target = self._routes.get(namespace, {}).get(event)
@@ -163,7 +166,7 @@ class Router:
             return None
         resolved = self._resolve(target) if isinstance(target, str) else target
         handler = wrap_sync(fit_reserved(event, resolved) if event in RESERVED else resolved)
-        self._resolved[key] = handler
+        self.resolved[key] = handler
         return handler
 
     def resolve_all(self) -> None:
@@ -201,7 +204,7 @@ class Router:
         self._setups.clear()
         self._namespace_handlers.clear()
         self._routes.clear()
-        self._resolved.clear()
+        self.resolved.clear()
         self._instances.clear()
 
 

@@ -32,6 +32,9 @@ log = logging.getLogger("tether.server")
 UNROUTED = "_unrouted"
 """The one metrics label of every event name without a route of its own (a catch-all's included)."""
 
+RETURNED: Any = object()
+"""What the first step of a handler answers when the coroutine returned (no ack: its value unused)."""
+
 
 class Receiver(Lifecycle):
     """Incoming packets to handlers (a layer of :class:`~tether.server.Server`; what transports drive)."""
@@ -93,15 +96,19 @@ class Receiver(Lifecycle):
             if self.debug:
                 log.debug("< %s event %r for unconnected namespace %s", client.sid, name, namespace)
             return
-        for hook in self.event_hooks:
-            hook(sock, name)
-        for args_hook in self.event_args_hooks:
-            args_hook(sock, name, args)
-        handler = self.router.get(namespace, name)
-        # Its metrics row: a client chooses event names, so only routed ones (chosen by the app) get one.
-        key = name if handler is not None else UNROUTED
+        # Tested before the loops: iterating an empty list still makes (and frees) an iterator per event.
+        if self.event_hooks:
+            for hook in self.event_hooks:
+                hook(sock, name)
+        if self.event_args_hooks:
+            for args_hook in self.event_args_hooks:
+                args_hook(sock, name, args)
+        router = self.router
+        handler = router.resolved.get((namespace, name)) or router.get(namespace, name)
         timed = state.observe or self.handler_hooks
         if timed:
+            # Its metrics row: a client chooses event names, so only routed ones (chosen by the app) get one.
+            key = name if handler is not None else UNROUTED
             if state.observe:
                 counts = state.events_in_by_name
                 n = counts.get(key)
@@ -138,14 +145,22 @@ class Receiver(Lifecycle):
                     _leave_task(loop, outer)
                 _enter_task(loop, eager)  # type: ignore[arg-type]  # a stand-in: see EagerStart
                 try:
-                    yielded = context.run(coro.send, None)
+                    if ack_id is None:
+                        # No ack, so the handler's return value is not needed: next() with a default ends a
+                        # coroutine that returns None without raising StopIteration at all (and clears it in
+                        # C for another value), where send() raises it and `except ... as` builds it and its
+                        # traceback: half the cost of starting and ending a handler that does not suspend.
+                        yielded = context.run(next, coro.__await__(), RETURNED)
+                    else:
+                        yielded = context.run(coro.send, None)
                 except StopIteration as stop:
                     result = stop.value
                 else:
-                    if step:
-                        self._check_block(handler, name, step)
-                    self._suspended(sock, name, ack_id, coro, yielded, started, handler, eager, context)
-                    return
+                    if yielded is not RETURNED:
+                        if step:
+                            self._check_block(handler, name, step)
+                        self._suspended(sock, name, ack_id, coro, yielded, started, handler, eager, context)
+                        return
                 finally:
                     _leave_task(loop, eager)  # type: ignore[arg-type]
                     if outer is not None:

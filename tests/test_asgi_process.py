@@ -1,11 +1,13 @@
-"""tether.asgi.ASGIApp in real ASGI server processes (``uvicorn tests.apps.asgi_main:app``, ``hypercorn``),
-their stderr captured: Tether's log lines under the server's logging, and the warning for several worker
-processes with the memory driver (tether.port_lock)."""
+"""tether.asgi.ASGIApp in real ASGI server processes (``uvicorn tests.apps.asgi_main:app``, ``hypercorn``,
+``gunicorn -k uvicorn_worker.UvicornWorker``), their stderr captured: Tether's log lines under the server's
+logging, the warning for several worker processes with the memory driver (tether.port_lock), and a
+python-socketio client served by gunicorn's workers."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -16,12 +18,15 @@ import aiohttp
 import pytest
 
 from tests.helpers import scaled, wait_until
+from tests.server.clients import SioClient
 
 pytestmark = pytest.mark.asyncio
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = "tether started inside the ASGI server"
 SHARED = "another process serves 127.0.0.1:"
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) ")
+"""gunicorn's line for the address it bound (``-b 127.0.0.1:0``: the port the kernel chose)."""
 
 
 def free_port() -> int:
@@ -52,8 +57,11 @@ async def run(
     port: int | None = None,
     name: str = "server",
 ) -> AsyncIterator[Proc]:
-    """Run ``python -m <args>`` (uvicorn or hypercorn) with ``{port}`` filled in; yield once it answers."""
-    port = port or free_port()
+    """Run ``python -m <args>`` (uvicorn or hypercorn) with ``{port}`` filled in; yield once it answers.
+
+    ``port=0``: the server binds port 0 itself (gunicorn ``-b 127.0.0.1:0``) and its :data:`LISTENING`
+    line says which port it got."""
+    port = free_port() if port is None else port
     out = tmp_path / f"{name}.stderr"
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TETHER_")},
@@ -74,6 +82,15 @@ async def run(
         )
     p = Proc(proc, port, out)
     try:
+        if port == 0:
+            await wait_until(
+                lambda: proc.returncode is not None or LISTENING.search(p.stderr()) is not None,
+                20,
+                "the server's listening line",
+            )
+            found = LISTENING.search(p.stderr())
+            assert found is not None, p.stderr()
+            port = p.port = int(found[1])
         for _ in range(400):  # bounded: up to 20 s (scaled) for the port to answer
             if proc.returncode is not None:
                 break
@@ -190,3 +207,75 @@ async def test_one_worker_restarted_and_another_port_never_warn(tmp_path: Path) 
     for name in ("one", "other", "again"):
         text = (tmp_path / f"{name}.stderr").read_text()
         assert STARTED in text and SHARED not in text, text
+
+
+# -- gunicorn's uvicorn workers ---------------------------------------------------------------------------
+
+# uvicorn 0.30+ deprecates its own uvicorn.workers (a DeprecationWarning at import, pointing to the
+# uvicorn-worker package): the maintained uvicorn_worker.UvicornWorker is what docs/frameworks.md shows.
+GUNICORN = ("gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-b", "127.0.0.1:0", "--graceful-timeout", "5")
+APP = "tests.apps.gunicorn_app:app"
+
+
+async def served_by_gunicorn(p: Proc, transports: list[str]) -> int:
+    """A python-socketio client's whole session (connect, emit both ways, ack, disconnect); the pid of
+    the worker that served it, whose stderr line shows the server saw the disconnect."""
+    client = SioClient(transports)
+    try:
+        await client.connect(p.url, wait_welcome=False)
+        (welcome,) = await client.next("welcome")
+        sid = client.sid
+        await client.emit("echo", "no ack")
+        assert await client.next("echo") == ("no ack",)
+        payload = {"text": "héllo", "n": [1, 2.5, None, True]}
+        assert await client.call("echo", payload) == payload  # the ack, through the worker
+        assert await client.next("echo") == (payload,)
+        await client.sio.disconnect()
+    finally:
+        await client.close()
+    pid = int(welcome["pid"])
+    # The reason is the client's to choose: python-engineio's AsyncClient.disconnect() closes a WebSocket
+    # without waiting for its write loop, so the DISCONNECT packet it queued may never leave ("transport
+    # close", as node would say too); over polling it does ("client namespace disconnect").
+    said = re.compile(
+        rf"disconnected {re.escape(sid)} (client namespace disconnect|transport close) pid {pid}$"
+    )
+    await wait_until(
+        lambda: any(said.match(line) for line in p.stderr().splitlines()), 5, "the server's disconnect line"
+    )
+    return pid
+
+
+async def test_gunicorn_one_uvicorn_worker_serves_and_never_warns(tmp_path: Path) -> None:
+    async with run(tmp_path, *GUNICORN, "-w", "1", APP, port=0) as p:
+        await wait_until(lambda: STARTED in p.stderr(), 10, "the worker started")
+        pid = await served_by_gunicorn(p, ["polling", "websocket"])  # polling, then the upgrade
+        assert pid == await served_by_gunicorn(p, ["websocket"])
+        await get(p.url, 10)
+    text = p.stderr()
+    started = [line for line in text.splitlines() if STARTED in line]
+    # gunicorn's format (uvicorn_worker hands uvicorn's loggers gunicorn's handlers), once.
+    assert len(started) == 1 and f"] [{pid}] [INFO] tether.asgi: tether started" in started[0], text
+    assert SHARED not in text, text
+    assert "Traceback" not in text and "DeprecationWarning" not in text, text
+
+
+async def test_gunicorn_two_uvicorn_workers_with_the_memory_driver_warn_once(tmp_path: Path) -> None:
+    async with run(tmp_path, *GUNICORN, "-w", "2", APP, port=0) as p:
+        await wait_until(lambda: p.stderr().count(STARTED) == 2, 20, "both workers started")
+        # Both workers accept on gunicorn's one socket: new connections until the second has answered.
+        for _ in range(200):
+            await get(p.url)
+            if SHARED in p.stderr():
+                break
+        # WebSocket only: with the memory driver a polling session lives in one worker (docs/frameworks.md).
+        pids = {await served_by_gunicorn(p, ["websocket"]) for _ in range(4)}
+        await get(p.url, 20)
+        text = p.stderr()
+    assert text.count(SHARED) == 1, text  # one process warns, once
+    warning = next(line for line in text.splitlines() if SHARED in line)
+    assert "[WARNING] tether.asgi: ! another process serves 127.0.0.1:" in warning, warning
+    assert '[room] driver = "redis"' in warning and "gunicorn workers" in warning, warning
+    workers = {int(m) for m in re.findall(r"Booting worker with pid: (\d+)", text)}
+    assert len(workers) == 2 and pids <= workers, text
+    assert "Traceback" not in text, text

@@ -183,6 +183,44 @@ async def test_restart_checks_the_new_start_before_stopping(instance: Instance) 
     await client.disconnect()
 
 
+async def test_restart_checks_the_new_port_before_stopping(instance: Instance) -> None:
+    """The config now names a port another program holds: the start after the stop failed on it, leaving
+    nothing serving. ``start --check`` now tries binding it (unless the running instance holds it)."""
+    instance.start("--workers", "1")
+    old = instance.infos()
+    text = instance.config.read_text()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        instance.config.write_text(text.replace("port = 0", f"port = {port}"))
+        try:
+            bad = instance.cli("start", "--check")
+            assert bad.returncode == 2, bad.stdout + bad.stderr
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in bad.stderr
+            refused = instance.cli("restart")
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in refused.stderr
+            expected = f"the running instance (pid {old['pid']}) keeps serving"
+            assert expected in refused.stderr and "stopping" not in refused.stdout, refused.stderr
+            assert alive(old["pid"]) and instance.infos()["pid"] == old["pid"]
+            # The port the running instance holds is no problem: a restart frees it before the start.
+            instance.config.write_text(text.replace("port = 0", f"port = {old['port']}"))
+            own = instance.cli("start", "--check")
+            assert own.returncode == 0 and "check passed" in own.stdout, own.stderr
+        finally:
+            instance.config.write_text(text)
+    instance.config.write_text(text.replace("port = 0", f"port = {port}"))  # free again: the check passes
+    try:
+        freed = instance.cli("start", "--check")
+        assert freed.returncode == 0 and "check passed" in freed.stdout, freed.stderr
+    finally:
+        instance.config.write_text(text)
+    client = await _client(old["listen"])
+    assert await client.call("echo", "still serving", timeout=scaled(5)) == "still serving"
+    await client.disconnect()
+
+
 def test_reload_and_restart_say_which_variables_they_do_not_apply(instance: Instance) -> None:
     """``TETHER_WEBSOCKET_PING_INTERVAL=7 tether reload`` reloaded with the start's environment, silently."""
     instance.start("--workers", "1")

@@ -1,7 +1,8 @@
 """What the master answers on its control socket (see :mod:`tether.manager.control` for the wire format).
 
 Commands: ``ping``, ``infos``, ``reload`` (answers when the reload is over), ``stop`` (answers at once;
-``{"force": true}`` or a second stop forces), ``launch`` (the arguments the instance was started with).
+``{"force": true}`` or a second stop forces), ``launch`` (the arguments the instance was started with, and
+the port it holds, which ``start --check`` does not report as taken).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class Instance(Protocol):
 
     @property
     def stopping(self) -> bool: ...
+
+    @property
+    def port(self) -> int: ...
 
     def spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
 
@@ -57,5 +61,6 @@ async def answer(instance: Instance, req: dict[str, Any]) -> dict[str, Any]:
             "cwd": launch.cwd,
             "env": launch.env,
             "daemon": launch.daemon,
+            "port": instance.port,
         }
     return {"ok": False, "error": f"unknown command {cmd!r}"}

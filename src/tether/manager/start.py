@@ -15,12 +15,13 @@ from .. import logs
 from ..config import Config
 from ..errors import ConfigError
 from ..router import describe_import_error
+from . import control
 from .flags import CONFIG_HERE, config_path, err, flag_overrides, load_config
 from .master import Launch, Master, n_workers, worker_count
 from .module_state import warning_text
 from .paths import RunPaths
 from .pidfile import AlreadyRunning, PidFile, describe, running_pid
-from .runfiles import UnsafeRunFile, open_run_file
+from .runfiles import UnsafeRunFile, check_folder, open_run_file
 
 __all__ = ["LOG_FORMAT", "cmd_start"]
 
@@ -63,11 +64,47 @@ def _app_error(config: Config) -> str | None:
     return None
 
 
+def _held_by_instance(config: Config) -> bool:
+    """Whether the running instance this config names (its control socket) listens on the config's port:
+    a restart stops it before binding, so its own port is no problem."""
+    paths = RunPaths.from_config(config)
+    try:
+        for folder in paths.folders:
+            check_folder(folder)  # a socket planted in a folder others can write must not vouch for a port
+        reply = control.request(paths.control_socket, "launch", timeout=5.0)
+    except (OSError, control.ControlError):
+        return False
+    return bool(reply.get("ok")) and reply.get("port") == config.server.port
+
+
+def _port_problem(config: Config) -> str | None:
+    """Whether the start could bind ``[server] host:port``: the line to print, or None.
+
+    Binds (SO_REUSEADDR, as the start does) and closes at once, without ``listen()``: nothing is accepted.
+    Port 0 (any free port) is not checked, nor a port that the instance this config names holds (a restart
+    frees it first). It proves the port free now, not at the start: another program may take it between.
+    """
+    cfg = config.server
+    if cfg.port == 0:
+        return None
+    family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((cfg.host, cfg.port))
+    except OSError as exc:
+        if _held_by_instance(config):
+            return None
+        return f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+    return None
+
+
 def _check_only(config: Config) -> int:
     """``tether start --check`` (``nginx -t``, ``apachectl configtest``): the config loaded; import the app
-    as a worker would, say whether it would start, and start nothing (no pid file, no port). ``restart``
-    runs it before it stops the running instance."""
-    problem = _app_error(config)
+    as a worker would, try binding the port (unless the running instance holds it), say whether it would
+    start, and start nothing (no pid file, no listening socket). ``restart`` runs it before it stops the
+    running instance."""
+    problem = _app_error(config) or _port_problem(config)
     if problem is not None:
         err(problem)
         return 2

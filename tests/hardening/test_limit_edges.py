@@ -164,6 +164,19 @@ def deep_event(depth: int, ack: str = "", wide: bool = False) -> str:
     return f'42{ack}["size",{inner}{siblings}]'
 
 
+async def judged(client: EioClient, seen: list[int], accepted: bool, max_depth: int) -> None:
+    """What the server made of the one event ``client`` sent: served (its handler appended to ``seen``, then
+    the client leaves) or refused with a 1002 close naming ``max_depth``."""
+    if accepted:
+        await wait_until(lambda: seen == [1])
+        seen.clear()
+        await client.close()
+    else:
+        await asyncio.wait_for(client.closed.wait(), scaled(3))
+        assert client.ws.close_code == 1002
+        assert f"deeper than {max_depth} levels" in client.ws.close_reason
+
+
 @pytest.mark.parametrize("path", ["fast", "fast-wide", "ack", "ack-wide", "binary"])
 async def test_max_depth_on_websocket(path: str) -> None:
     seen: list[int] = []
@@ -181,14 +194,7 @@ async def test_max_depth_on_websocket(path: str) -> None:
                 inner = "[" * (depth - 2) + '{"_placeholder":true,"num":0}' + "]" * (depth - 2)
                 await client.ws.send(f'451-["size",{inner}]')
                 await client.ws.send(b"\x01")
-            if accepted:
-                await wait_until(lambda: seen == [1])
-                seen.clear()
-                await client.close()
-            else:
-                await asyncio.wait_for(client.closed.wait(), scaled(3))
-                assert client.ws.close_code == 1002
-                assert "deeper than 4 levels" in client.ws.close_reason
+            await judged(client, seen, accepted, 4)
 
 
 @pytest.mark.parametrize("ack", ["", "7"], ids=["fast", "ack"])
@@ -207,14 +213,7 @@ async def test_max_depth_shortest_messages_at_the_default(ack: str) -> None:
             assert len(message) - 2 - len(ack) == 2 * depth + 4  # the shortest text for that depth
             client = await EioClient.connect(server)
             await client.ws.send(message)
-            if accepted:
-                await wait_until(lambda: seen == [1])
-                seen.clear()
-                await client.close()
-            else:
-                await asyncio.wait_for(client.closed.wait(), scaled(3))
-                assert client.ws.close_code == 1002
-                assert "deeper than 32 levels" in client.ws.close_reason
+            await judged(client, seen, accepted, 32)
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["narrow", "wide"])

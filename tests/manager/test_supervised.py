@@ -6,6 +6,8 @@ is done with real processes: the start command in the foreground (the supervisor
 reload (ExecReload, or the HUP that ``supervisorctl signal HUP`` sends) must bring a new worker generation,
 the stop signal must end the master with status 0 within TimeoutStopSec / stopwaitsecs and leave none of
 the workers seen, and a worker crash loop must end the master with status 1, which both files restart on.
+Under the unit (``Type=notify``) the test also plays systemd's notify socket: READY=1 once the workers
+serve, RELOADING=1 then READY=1 around the reload, STOPPING=1 at the stop (tether.manager.sdnotify).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import resource
 import select
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,6 +90,8 @@ class Service:
     stop_wait: float
     reload_command: list[str] | None
     nofile: int | None = None
+    notify: bool = False
+    """``Type=notify``: the master is given a NOTIFY_SOCKET and must report on it."""
     pids: set[int] = field(default_factory=set)
 
     def popen(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -159,6 +164,7 @@ def systemd_service(folder: Path) -> Service:
         stop_wait=float(service["TimeoutStopSec"][-1]),
         reload_command=shlex.split(_moved(service["ExecReload"][-1], folder)),
         nofile=int(nofile.partition(":")[0]),
+        notify=service["Type"][-1] == "notify",
     )
 
 
@@ -177,6 +183,23 @@ def supervisord_service(folder: Path) -> Service:
         stop_wait=float(program["stopwaitsecs"]),
         reload_command=None,  # `supervisorctl signal HUP tether`
     )
+
+
+class NotifySocket:
+    """systemd's side of sd_notify(3): a datagram socket at ``path``; each message a dict of its fields."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(scaled(30))
+
+    def receive(self) -> dict[str, str]:
+        data = self.sock.recv(4096).decode()
+        return dict(line.split("=", 1) for line in data.split("\n"))
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _read_line(master: subprocess.Popen[str], seconds: float) -> str:
@@ -208,8 +231,9 @@ def _kill_all(service: Service) -> None:
 def test_the_systemd_unit_says_what_the_master_does() -> None:
     unit = parse_unit(UNIT)
     service = unit["Service"]
-    # The master runs in the foreground and never forks away: systemd's main pid is the master.
-    assert service["Type"] == ["exec"]
+    # The master runs in the foreground and never forks away: systemd's main pid is the master, which says
+    # READY=1 when its workers serve.
+    assert service["Type"] == ["notify"] and service.get("NotifyAccess", ["main"]) == ["main"]
     assert "-d" not in shlex.split(service["ExecStart"][0]) and "--daemon" not in service["ExecStart"][0]
     # SIGTERM to the master only; the master stops its workers over their channels.
     assert service["KillMode"] == ["mixed"] and "ExecStop" not in service
@@ -233,13 +257,21 @@ def test_the_systemd_unit_says_what_the_master_does() -> None:
 )
 def test_start_reload_stop_as_the_supervisor_does(app: Path, make_service: Any) -> None:
     service: Service = make_service(app)
-    master = service.popen()
+    notify = NotifySocket(app / "notify.sock") if service.notify else None
+    master = service.popen({"NOTIFY_SOCKET": notify.path} if notify else None)
     try:
         line = _read_line(master, 30)
         assert "tether serving on" in line and "(1 worker," in line, (line, master.poll(), service.log())
         first = service.infos()
         assert first["pid"] == master.pid and first["generation"] == 1 and not first["daemon"]
         old = {w["pid"] for w in first["workers"]}
+        if notify is not None:
+            ready = notify.receive()
+            assert ready["READY"] == "1" and ready["MAINPID"] == str(master.pid), ready
+            assert ready["STATUS"].startswith("serving on http://127.0.0.1:"), ready
+            assert ready["STATUS"].endswith(": 1 worker, generation 1"), ready
+            # The variable was the master's alone: its workers never saw it.
+            assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{min(old)}/environ").read_bytes()
         if service.nofile is not None:
             # LimitNOFILE= reaches the workers, which hold the connections.
             limits = Path(f"/proc/{min(old)}/limits").read_text()
@@ -270,6 +302,12 @@ def test_start_reload_stop_as_the_supervisor_does(app: Path, make_service: Any) 
             time.sleep(0.1)
         assert len(new) == 1 and all(w["state"] == "ready" for w in second["workers"])
         assert not _wait_gone(old, 15), "old workers still running after the reload"
+        if notify is not None:
+            reloading = notify.receive()
+            assert reloading["RELOADING"] == "1", reloading
+            assert 0 <= time.monotonic_ns() // 1000 - int(reloading["MONOTONIC_USEC"]) < scaled(60) * 1e6
+            ready = notify.receive()
+            assert ready["READY"] == "1" and ready["STATUS"].endswith("generation 2"), ready
 
         started = time.monotonic()
         os.kill(master.pid, service.stop_signal)
@@ -279,9 +317,13 @@ def test_start_reload_stop_as_the_supervisor_does(app: Path, make_service: Any) 
         assert took < service.stop_wait
         assert not _wait_gone(service.pids, 5), "a worker outlived its master"
         assert not service.pid_file.exists() and not service.control_socket.exists()
+        if notify is not None:
+            assert notify.receive() == {"STOPPING": "1", "STATUS": "stopping"}
     finally:
         _kill_all(service)
         master.wait(scaled(5))
+        if notify is not None:
+            notify.close()
 
 
 def test_a_crash_loop_ends_with_the_status_systemd_restarts_on(app: Path) -> None:

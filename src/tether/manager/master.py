@@ -25,6 +25,7 @@ This module is the facade: startup, signals, stop and ``infos``. The parts it wi
     channels.py    each worker's channel: hub frames relayed, control messages, requests with an answer
     supervisor.py  workers in their slots: start, restart with a backoff, stop
     reload.py      the rolling reload
+    sdnotify.py    systemd's readiness protocol (READY=1, RELOADING=1, STOPPING=1 on NOTIFY_SOCKET)
     sampling.py    stats and metrics asked of the workers, the rows of ``infos``
     answers.py     what the control socket's commands answer
 """
@@ -54,6 +55,7 @@ from .paths import RunPaths
 from .pidfile import PidFile
 from .reload import Reloader
 from .sampling import collect, metrics_inputs, sample_forever, worker_rows
+from .sdnotify import Notifier
 from .supervisor import Supervisor
 from .tcpstates import count_states
 from .workerproc import Launch, WorkerFailed, WorkerProc, describe_status, n_workers, rss, worker_count
@@ -108,6 +110,8 @@ class Master:
         self.control = ControlServer(paths.control_socket, self._on_request)
         self._metrics_server: asyncio.Server | None = None
         self._registered: str | None = None
+        self.notifier = Notifier.from_environment()
+        """systemd's ``NOTIFY_SOCKET`` (``Type=notify``): ready, reloading, stopping (:mod:`.sdnotify`)."""
 
     @property
     def config(self) -> Config:
@@ -203,6 +207,7 @@ class Master:
             self.config.source,
         )
         self._ready(True, self.url)
+        self.notifier.ready(self._serving_status())
         self._registered = registry.register(
             {
                 "pid": os.getpid(),
@@ -226,6 +231,12 @@ class Master:
             on_ready(ok, text)
         if not ok:
             log.error("! %s", text)
+            self.notifier.status(f"not started: {text}")
+
+    def _serving_status(self) -> str:
+        """The service manager's STATUS= line while serving."""
+        sup = self.supervisor
+        return f"serving on {self.url}: {n_workers(len(sup.slots))}, generation {sup.generation}"
 
     def _config_name(self) -> str:
         return os.path.abspath(self.config.source) if self.launch.config_path else self.config.source
@@ -316,7 +327,17 @@ class Master:
 
     async def reload(self) -> dict[str, Any]:
         """Rolling reload with the config file read again and the route file imported afresh."""
-        return await self.reloader.reload()
+        if self.stopping or self.reloader.reloading:
+            return await self.reloader.reload()  # refused, with the reason: nothing changes state
+        self.notifier.reloading()
+        result = await self.reloader.reload()
+        if not self.stopping:
+            # Ready either way: after a failed reload the old workers never stopped serving.
+            status = self._serving_status()
+            if not result.get("ok"):
+                status = f"reload failed ({result.get('error')}); {status}"
+            self.notifier.ready(status)
+        return result
 
     async def stop(self, force: bool = False) -> None:
         """Graceful stop: workers close their clients and wait for handlers; ``force`` kills them now."""
@@ -330,6 +351,7 @@ class Master:
         if sup.stopping:
             return
         sup.stopping = True
+        self.notifier.stopping()
         log.info(
             "stopping %s (stop_timeout %gs)", n_workers(len(self.workers)), self.config.server.stop_timeout
         )

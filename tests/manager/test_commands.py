@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -12,9 +13,11 @@ import sys
 import time
 
 import aiohttp
+import pytest
 import socketio
 
 from tests.helpers import scaled
+from tether.manager.start import listen_problem
 
 from .conftest import Instance, alive
 
@@ -104,6 +107,7 @@ def test_start_fails_before_forking(instance: Instance) -> None:
         proc = instance.cli("start", "-d", "--port", str(port))
     assert proc.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in proc.stderr
+    assert f"`ss -ltnp 'sport = :{port}'` names it" in proc.stderr, proc.stderr
     assert not instance.pid_file.exists()
 
     instance.config.write_text(instance.config.read_text() + "\n[limits]\nmax_conections = 5\n")
@@ -201,6 +205,7 @@ async def test_restart_checks_the_new_port_before_stopping(instance: Instance) -
             refused = instance.cli("restart")
             assert refused.returncode == 2, refused.stdout + refused.stderr
             assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in refused.stderr
+            assert "stop it, or choose another port: [server] port, --port" in refused.stderr, refused.stderr
             expected = f"the running instance (pid {old['pid']}) keeps serving"
             assert expected in refused.stderr and "stopping" not in refused.stdout, refused.stderr
             assert alive(old["pid"]) and instance.infos()["pid"] == old["pid"]
@@ -376,3 +381,26 @@ def test_not_running_and_bad_requests(instance: Instance) -> None:
     )
     assert proc.returncode == 2 and "TETHER_SERVER_WORKERS: server.workers: must be >= 0" in proc.stderr
     assert not os.path.exists(instance.pid_file)
+
+
+def test_listen_problem_says_what_to_do() -> None:
+    """The bind failures an operator can act on carry how; others are the system's reason alone."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with socket.socket() as second, pytest.raises(OSError) as in_use:
+            second.bind(("127.0.0.1", port))
+    line = listen_problem("127.0.0.1", port, in_use.value)
+    assert line.startswith(f"cannot listen on 127.0.0.1:{port}: Address already in use (another program")
+    assert f"`ss -ltnp 'sport = :{port}'`" in line and "`tether infos --all`" in line
+    # 192.0.2.1 (TEST-NET-1) is no interface's address: the reason alone, no advice that does not apply.
+    with socket.socket() as nowhere, pytest.raises(OSError) as not_here:
+        nowhere.bind(("192.0.2.1", 0))
+    assert listen_problem("192.0.2.1", 9501, not_here.value) == (
+        f"cannot listen on 192.0.2.1:9501: {not_here.value.strerror}"
+    )
+    # EACCES as an unprivileged user gets it below 1024 (this test may run as root, which never does).
+    denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
+    assert "CAP_NET_BIND_SERVICE" in listen_problem("0.0.0.0", 1023, denied)
+    assert listen_problem("0.0.0.0", 1024, denied) == "cannot listen on 0.0.0.0:1024: Permission denied"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import select
@@ -95,8 +96,24 @@ def _port_problem(config: Config) -> str | None:
     except OSError as exc:
         if _held_by_instance(config):
             return None
-        return f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+        return listen_problem(cfg.host, cfg.port, exc)
     return None
+
+
+def listen_problem(host: str, port: int, exc: OSError) -> str:
+    """The line for a failed bind of ``host:port``: the address and the system's reason, and for the two
+    reasons an operator can act on, how. EADDRINUSE: how to find the program that listens (``ss``, or
+    ``tether infos --all`` for Tether's own) and the two ways out; EACCES on a port below 1024: the privilege
+    it takes."""
+    line = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    if exc.errno == errno.EADDRINUSE:
+        line += (
+            f" (another program listens there: `ss -ltnp 'sport = :{port}'` names it, `tether infos --all`"
+            " lists Tether's; stop it, or choose another port: [server] port, --port)"
+        )
+    elif exc.errno == errno.EACCES and 0 < port < 1024:
+        line += " (a port below 1024 takes root or CAP_NET_BIND_SERVICE; or listen above 1023 behind a proxy)"
+    return line
 
 
 def _check_only(config: Config) -> int:
@@ -172,7 +189,7 @@ def cmd_start(args: argparse.Namespace, argv: list[str]) -> int:
         sock = _bind(config)
     except OSError as exc:
         pidfile.close()
-        err(f"cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}")
+        err(listen_problem(config.server.host, config.server.port, exc))
         return 1
     if pidfile.stale_pid is not None:
         print(

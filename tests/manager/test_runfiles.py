@@ -447,3 +447,27 @@ def test_an_instance_without_a_config_file_is_pointed_at_by_its_run_files(app_fo
     finally:
         stopped = tether("stop", "--pid-file", str(pid_file))
         assert stopped.returncode == 0 and "no master answers" not in stopped.stderr, stopped.stderr
+
+
+def test_an_instance_started_with_other_run_files_is_pointed_at(instance: Instance) -> None:
+    """Under the systemd unit the pid file and control socket are named by the unit's environment
+    (/run/tether/...): by hand, ``tether infos -c tether.toml`` looks beside the config and finds nothing.
+    It says which master serves that config and the flags that reach it; ``restart`` starts no second one."""
+    elsewhere = instance.folder / "sysrun"
+    elsewhere.mkdir(mode=0o700)
+    instance.pid_file = elsewhere / "tether.pid"
+    instance.control_socket = elsewhere / "tether.sock"
+    flags = ("--pid-file", str(instance.pid_file), "--control-socket", str(instance.control_socket))
+    instance.start("--workers", "1", *flags)
+    pid = instance.master_pid()
+    lost = instance.cli("infos")
+    assert lost.returncode == 1
+    assert f"no live master holds {instance.run_dir / 'tether.pid'}" in lost.stderr
+    assert f"but pid {pid} serves {instance.config} with the pid file {instance.pid_file}" in lost.stderr
+    assert f"`tether infos -c {instance.config} {' '.join(flags)}`" in lost.stderr, lost.stderr
+    again = instance.cli("restart")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "not restarting" in again.stderr and "starting it" not in again.stdout, again.stderr
+    assert f"`tether restart -c {instance.config} {' '.join(flags)}`" in again.stderr
+    found = instance.cli("infos", "--json", *flags, check=True)
+    assert json.loads(found.stdout)["pid"] == pid  # the pointer reaches it, and it still serves

@@ -86,8 +86,19 @@ def _not_running(paths: RunPaths, args: argparse.Namespace) -> int:
 
 
 def _where_else(args: argparse.Namespace) -> None:
-    """When no config was named: how to point at another instance, and which instances of this user run."""
-    if config_path(args) is None:
+    """When no config was named: how to point at another instance, and which instances of this user run.
+    When one was: whether a master serves that config with run files named at its start (a systemd unit's
+    ``TETHER_SERVER_PID_FILE``), and the flags that reach it."""
+    named = config_path(args)
+    if named is not None:
+        for entry in _serving_config(named):
+            err(
+                f"  but pid {entry['pid']} serves {named} with the pid file {entry['pid_file']} (named at "
+                f"its start, e.g. in a systemd unit's Environment=): `tether {args.command} -c {named} "
+                f"--pid-file {entry['pid_file']} --control-socket {entry['control_socket']}`, or set "
+                "[server] pid_file and control_socket in the config file"
+            )
+    else:
         err(
             f"  no --config given and TETHER_CONFIG is not set, so this looked for an instance started in "
             f"{os.getcwd()} without a config file;\n  point at an instance with `-c FILE` "
@@ -103,6 +114,12 @@ def _where_else(args: argparse.Namespace) -> None:
             err("  instances of this user (tether infos --all):")
             for entry in live:
                 err(f"    pid {entry['pid']}  {entry['listen']}  {_pointer(entry)}")
+
+
+def _serving_config(named: str) -> list[dict[str, Any]]:
+    """The live instances of this user (the registry) started with the config file ``named``."""
+    config = os.path.realpath(named)
+    return [e for e in registry.entries() if os.path.realpath(str(e["config"])) == config]
 
 
 def _pointer(entry: dict[str, Any]) -> str:
@@ -351,6 +368,12 @@ def _start_stopped(paths: RunPaths, args: argparse.Namespace) -> int:
     """``restart`` of an instance that is not running starts it, as systemd's ``restart`` and
     laravel-swoole's ``swoole:http restart`` do: ``tether start -d`` with the flags that named the instance
     (its ``TETHER_*`` variables are inherited). Returns start's exit status."""
+    named = config_path(args)
+    if named is not None and _serving_config(named):
+        # Its master runs with other run files: a second start would only fail on the port it holds.
+        err(f"not restarting: no live master holds {paths.pid_file}")
+        _where_else(args)
+        return 1
     argv = ["start", "-d"]
     for flag, attr in _INSTANCE_FLAGS:
         value = getattr(args, attr, None)

@@ -104,14 +104,14 @@ class Master:
         self.supervisor = Supervisor(
             config, sock, paths, launch, self.channels, self.spawn_task, self._give_up
         )
-        self.reloader = Reloader(self.supervisor)
+        self.notifier = Notifier.from_environment()
+        """systemd's ``NOTIFY_SOCKET`` (``Type=notify``): ready, reloading, stopping (:mod:`.sdnotify`)."""
+        self.reloader = Reloader(self.supervisor, self.notifier, self._serving_status)
         self._done: asyncio.Event | None = None
         self._sigint = 0
         self.control = ControlServer(paths.control_socket, self._on_request)
         self._metrics_server: asyncio.Server | None = None
         self._registered: str | None = None
-        self.notifier = Notifier.from_environment()
-        """systemd's ``NOTIFY_SOCKET`` (``Type=notify``): ready, reloading, stopping (:mod:`.sdnotify`)."""
 
     @property
     def config(self) -> Config:
@@ -327,17 +327,7 @@ class Master:
 
     async def reload(self) -> dict[str, Any]:
         """Rolling reload with the config file read again and the route file imported afresh."""
-        if self.stopping or self.reloader.reloading:
-            return await self.reloader.reload()  # refused, with the reason: nothing changes state
-        self.notifier.reloading()
-        result = await self.reloader.reload()
-        if not self.stopping:
-            # Ready either way: after a failed reload the old workers never stopped serving.
-            status = self._serving_status()
-            if not result.get("ok"):
-                status = f"reload failed ({result.get('error')}); {status}"
-            self.notifier.ready(status)
-        return result
+        return await self.reloader.reload()
 
     async def stop(self, force: bool = False) -> None:
         """Graceful stop: workers close their clients and wait for handlers; ``force`` kills them now."""

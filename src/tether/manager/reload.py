@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError
+from .sdnotify import Notifier
 from .supervisor import Supervisor
 from .workerproc import WorkerFailed, WorkerProc, n_workers, worker_count
 
@@ -57,10 +59,16 @@ def restart_only_changes(held: Config, config: Config) -> list[str]:
 
 
 class Reloader:
-    """Runs one reload at a time (:attr:`reloading`) and counts them (:attr:`reloads`)."""
+    """Runs one reload at a time (:attr:`reloading`) and counts them (:attr:`reloads`).
 
-    def __init__(self, supervisor: Supervisor) -> None:
+    A reload that starts is told to the service manager (``notifier``: RELOADING=1, then READY=1 with
+    ``status()``, or with why it failed: the old workers serve either way); one refused is not.
+    """
+
+    def __init__(self, supervisor: Supervisor, notifier: Notifier, status: Callable[[], str]) -> None:
         self.supervisor = supervisor
+        self.notifier = notifier
+        self.status = status
         # What the master holds was set up from the config it started with, not from the last reload's:
         # a RESTART_ONLY change is warned about at every reload until a restart applies it.
         self.started_with = supervisor.config
@@ -80,50 +88,61 @@ class Reloader:
         if self.reloading:
             return {"ok": False, "error": "a reload is already in progress"}
         self.reloading = True
-        started = time.monotonic()
+        self.notifier.reloading()
         try:
-            try:
-                config = Config.load(sup.launch.config_path, overrides=sup.launch.overrides)
-            except ConfigError as exc:
-                return {"ok": False, "error": f"config error: {exc}; the running workers keep serving"}
-            warnings = restart_only_changes(self.started_with, config)
-            for warning in warnings:
-                log.warning("! reload: %s", warning)
-            generation = sup.generation + 1
-            try:
-                new = await sup.start_generation(worker_count(config), generation, one_by_one=True)
-            except WorkerFailed as exc:
-                log.error("! reload failed, the old workers keep serving: %s", exc)
-                return {
-                    "ok": False,
-                    "error": f"new worker failed to start: {exc}; the old workers keep serving",
-                }
-            sup.generation = generation
-            sup.config = config
-            self.reloads += 1
-            old = [w for w in sup.workers.values() if w not in new]
-            # Every old worker stops accepting before any of them closes its clients: a client told to
-            # reconnect must not land on an old worker that has not stopped accepting yet.
-            await asyncio.gather(*(self._pause(w) for w in old))
-            log.info(
-                "reload: %s ready (%s); draining %d old",
-                n_workers(len(new)).replace("worker", "new worker"),
-                ", ".join(str(w.pid) for w in new),
-                len(old),
-            )
-            await sup.stop_workers(old, "server reloading", config.server.stop_timeout)
-            seconds = time.monotonic() - started
-            log.info("reload done in %.2fs", seconds)
-            return {
-                "ok": True,
-                "generation": generation,
-                "workers": [w.pid for w in new],
-                "replaced": [w.pid for w in old],
-                "seconds": round(seconds, 3),
-                "warnings": warnings,
-            }
+            result = await self._reload()
         finally:
             self.reloading = False
+        if not sup.stopping:
+            status = self.status()
+            if not result["ok"]:
+                status = f"reload failed ({result['error']}); {status}"
+            self.notifier.ready(status)
+        return result
+
+    async def _reload(self) -> dict[str, Any]:
+        sup = self.supervisor
+        started = time.monotonic()
+        try:
+            config = Config.load(sup.launch.config_path, overrides=sup.launch.overrides)
+        except ConfigError as exc:
+            return {"ok": False, "error": f"config error: {exc}; the running workers keep serving"}
+        warnings = restart_only_changes(self.started_with, config)
+        for warning in warnings:
+            log.warning("! reload: %s", warning)
+        generation = sup.generation + 1
+        try:
+            new = await sup.start_generation(worker_count(config), generation, one_by_one=True)
+        except WorkerFailed as exc:
+            log.error("! reload failed, the old workers keep serving: %s", exc)
+            return {
+                "ok": False,
+                "error": f"new worker failed to start: {exc}; the old workers keep serving",
+            }
+        sup.generation = generation
+        sup.config = config
+        self.reloads += 1
+        old = [w for w in sup.workers.values() if w not in new]
+        # Every old worker stops accepting before any of them closes its clients: a client told to
+        # reconnect must not land on an old worker that has not stopped accepting yet.
+        await asyncio.gather(*(self._pause(w) for w in old))
+        log.info(
+            "reload: %s ready (%s); draining %d old",
+            n_workers(len(new)).replace("worker", "new worker"),
+            ", ".join(str(w.pid) for w in new),
+            len(old),
+        )
+        await sup.stop_workers(old, "server reloading", config.server.stop_timeout)
+        seconds = time.monotonic() - started
+        log.info("reload done in %.2fs", seconds)
+        return {
+            "ok": True,
+            "generation": generation,
+            "workers": [w.pid for w in new],
+            "replaced": [w.pid for w in old],
+            "seconds": round(seconds, 3),
+            "warnings": warnings,
+        }
 
     async def _pause(self, w: WorkerProc) -> None:
         w.retiring = True

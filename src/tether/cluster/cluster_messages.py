@@ -13,10 +13,13 @@ I/O. A question or an answer on the pub/sub channels is one msgpack message::
       type 8 FETCH_SOCKETS_RESPONSE   data = {"requestId", "sockets": [{"id", "handshake", "rooms", "data"}]}
       type 11 BROADCAST_CLIENT_COUNT  data = {"requestId", "clientCount"}
       type 12 BROADCAST_ACK           data = {"requestId", "packet": value}
+      type 9 SERVER_SIDE_EMIT         data = {"packet": [event, ...args], "requestId"?}  (none: no ack)
+      type 10 SERVER_SIDE_EMIT_RESPONSE  data = {"requestId", "packet": value}
 
 Node's ``sockets``/``allRooms`` have no message of their own (node answers them locally): Tether asks
-FETCH_SOCKETS for them and keeps the ids or rooms. ``serverSideEmit`` (type 9) is not answered: Tether has
-no server-side events.
+FETCH_SOCKETS for them and keeps the ids or rooms. A SERVER_SIDE_EMIT is for the handlers of
+:mod:`.server_side`, not a request :meth:`~.requests.RequestingAdapter.answer_request` answers: the Streams
+adapter reads it itself (``request_of`` gives None for it).
 """
 
 from __future__ import annotations
@@ -88,9 +91,16 @@ RESPONSES = (
 
 
 def question(uid: str, namespace: str, request: Request) -> ClusterMessage | None:
-    """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), or BROADCAST with acks;
-    None for a request node's adapter has no message for."""
+    """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), BROADCAST with acks, or
+    SERVER_SIDE_EMIT (``request.data``: ``[event, ...args]``); None for a request node's adapter has no
+    message for."""
     t = request.type
+    if t is RequestType.SERVER_SIDE_EMIT:
+        # The key's presence asks for acks (node tests ``requestId !== undefined``): no key without one.
+        sse: dict[str, Any] = {"packet": list(request.data or ())}
+        if request.request_id is not None:
+            sse["requestId"] = request.request_id
+        return ClusterMessage(uid=uid, nsp=namespace, type=int(MessageType.SERVER_SIDE_EMIT), data=sse)
     opts: dict[str, Any] = {"rooms": list(request.target_rooms), "except": list(request.except_rooms)}
     if t is RequestType.BROADCAST:
         opts["flags"] = request.flags
@@ -172,8 +182,14 @@ def answer_of(type_: int, data: dict[str, Any], asked: RequestType) -> dict[str,
         if isinstance(data.get("args"), list):
             answer["args"] = data["args"]
         return answer
+    if type_ == MessageType.SERVER_SIDE_EMIT_RESPONSE:
+        return (
+            {"requestId": request_id, "packet": data.get("packet")}
+            if asked is RequestType.SERVER_SIDE_EMIT
+            else None
+        )
     if type_ != MessageType.FETCH_SOCKETS_RESPONSE:
-        return None  # SERVER_SIDE_EMIT_RESPONSE: Tether never asks
+        return None
     raw = data.get("sockets")
     listed = raw if isinstance(raw, list) else ()
     sockets = [s for s in listed if isinstance(s, dict) and isinstance(s.get("id"), str)]

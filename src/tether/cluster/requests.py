@@ -200,21 +200,37 @@ class RequestingAdapter(Adapter):
         return Request(rtype, self.uid, secrets.token_hex(8), **fields)
 
     async def _ask(
-        self, namespace: str, request: Request, done_when: Callable[[dict[str, Any]], bool] | None = None
+        self,
+        namespace: str,
+        request: Request,
+        done_when: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Send ``request``; gather the answers (fewer on timeout; none when no peer got it)."""
+        return (await self._gather(namespace, request, done_when, timeout)).responses
+
+    async def _gather(
+        self,
+        namespace: str,
+        request: Request,
+        done_when: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Gather:
+        """:meth:`_ask`, with how many answers were expected (``Gather.expected``); ``timeout`` in seconds
+        (None: ``request_timeout``)."""
         assert request.request_id is not None
         pending = Gather(asyncio.get_running_loop().create_future(), done_when, request)
         self._requests[request.request_id] = pending
+        seconds = self.request_timeout if timeout is None else timeout
         try:
             pending.expected = await self._send_request(namespace, request)
             pending.check()
             # wait_done, not asyncio.timeout: a handler may ask before it is a Task (tether.timeouts).
-            if pending.expected > 0 and not await wait_done(pending.future, self.request_timeout):
-                self._timed_out(request, len(pending.responses), pending.expected)
+            if pending.expected > 0 and not await wait_done(pending.future, seconds):
+                self._timed_out(request, len(pending.responses), pending.expected, seconds)
         finally:
             del self._requests[request.request_id]
-        return pending.responses
+        return pending
 
     def _end_requests(self) -> None:
         """Stopping: questions waiting for answers get what they have; emits with acks are cancelled."""
@@ -222,13 +238,9 @@ class RequestingAdapter(Adapter):
             if not pending.future.done():
                 pending.future.set_result(None) if isinstance(pending, Gather) else pending.future.cancel()
 
-    def _timed_out(self, request: Request, answered: int, expected: int) -> None:
+    def _timed_out(self, request: Request, answered: int, expected: int, seconds: float) -> None:
         log.warning(
-            "! %s request: %d of %d peers answered within %gs",
-            request.type.name,
-            answered,
-            expected,
-            self.request_timeout,
+            "! %s request: %d of %d peers answered within %gs", request.type.name, answered, expected, seconds
         )
 
     async def broadcast_with_ack(

@@ -163,7 +163,7 @@ class RedisStreamsAdapter(StreamsQuestions):
 
     def attach(self, server: LocalNode) -> None:
         super().attach(server)
-        self._namespaces.update(server.router.namespaces())
+        self._namespaces.update(server.router.namespaces(), server.router.server_side_namespaces())
 
     async def start(self) -> None:
         self._stopping = False

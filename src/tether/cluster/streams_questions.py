@@ -4,8 +4,8 @@ Node's adapter sends questions and their answers on pub/sub channels (``doPublis
 messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shapes of node's
 ``ClusterAdapter`` (:mod:`.cluster_messages` holds them and their translation)::
 
-    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks)
-    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>
+    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks), SERVER_SIDE_EMIT
+    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid> (SERVER_SIDE_EMIT_RESPONSE among them)
 
 Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
 channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
@@ -25,8 +25,17 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ..errors import ClusterError
-from .cluster_messages import RESPONSES, MessageType, answer_message, answer_of, question, request_of
+from .cluster_messages import (
+    RESPONSES,
+    ClusterMessage,
+    MessageType,
+    answer_message,
+    answer_of,
+    question,
+    request_of,
+)
 from .requests import Gather, RequestingAdapter
+from .server_side import run_server_side
 from .wire import Request, RequestType, decode_object, encode_msgpack
 
 __all__ = ["StreamsQuestions"]
@@ -140,9 +149,12 @@ class StreamsQuestions(RequestingAdapter):
         if type_ in RESPONSES:
             self._on_answer(type_, data)
             return
+        if type_ == MessageType.SERVER_SIDE_EMIT:
+            self._on_server_side_emit(namespace, uid, data)
+            return
         request = request_of(uid, type_, data)
         if request is None:
-            if self.debug:  # SERVER_SIDE_EMIT (no server-side events in Tether), or unknown
+            if self.debug:  # unknown, or not a question (heartbeats of node's older adapters)
                 log.debug("= pub/sub message type %s not answered by Tether", type_)
             return
         if self.server is not None:
@@ -150,18 +162,76 @@ class StreamsQuestions(RequestingAdapter):
                 namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
             )
 
+    # -- server-side events (node's serverSideEmit: tether.cluster.server_side) ---------------------------
+
+    def _on_server_side_emit(self, namespace: str, sender: str, data: dict[str, Any]) -> None:
+        """Node ``sender``'s SERVER_SIDE_EMIT: run the handler; answer on the sender's private channel
+        when it asked for acks (``requestId`` present).
+
+        Raises:
+            ClusterError: ``packet`` is not ``[event, ...args]`` with a string event, or a ``requestId``
+                that is not a string.
+        """
+        packet = data.get("packet")
+        if not isinstance(packet, list) or not packet or not isinstance(packet[0], str):
+            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT without [event, ...args]")
+        request_id = data.get("requestId")
+        if request_id is not None and not isinstance(request_id, str):
+            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT with a requestId that is not a string")
+        if self.server is None:
+            return
+        reply = None
+        if request_id is not None:
+
+            def reply(value: Any) -> None:
+                response = ClusterMessage(
+                    uid=self.uid,
+                    nsp=namespace,
+                    type=int(MessageType.SERVER_SIDE_EMIT_RESPONSE),
+                    data={"requestId": request_id, "packet": value},
+                )
+                self._publish_answer(self.private_channel(namespace, sender), response)
+
+        run_server_side(self.server, namespace, packet[0], packet[1:], reply)
+
+    def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
+        """PUBLISH a SERVER_SIDE_EMIT without ``requestId`` on the namespace's public channel (node's
+        ``serverSideEmit`` without a callback: sent whoever listens).
+
+        Raises:
+            ClusterError: an argument msgpack cannot encode.
+        """
+        message = question(self.uid, namespace, Request(RequestType.SERVER_SIDE_EMIT, self.uid, data=packet))
+        assert message is not None
+        self._enqueue_publish(self.public_channel(namespace), encode_msgpack(message))
+
+    async def server_side_emit_with_ack(
+        self, namespace: str, packet: tuple[Any, ...], timeout: float
+    ) -> tuple[list[Any], int]:
+        """SERVER_SIDE_EMIT with a ``requestId``, sent when another node listens; the answers of the
+        ``PUBSUB NUMSUB`` count less one (node's ``serverCount() - 1``), or what came in ``timeout`` s.
+
+        Raises:
+            ClusterError: an argument msgpack cannot encode.
+        """
+        request = self.new_request(RequestType.SERVER_SIDE_EMIT, data=packet)
+        pending = await self._gather(namespace, request, timeout=timeout)
+        return [r.get("packet") for r in pending.responses], pending.expected or 0
+
     def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
         """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
         message = answer_message(self.uid, namespace, answer)
-        if message is None:
-            return
+        if message is not None:
+            self._publish_answer(self.private_channel(namespace, requester), message)
+
+    def _publish_answer(self, channel: str, message: ClusterMessage) -> None:
         try:
             payload = encode_msgpack(message)
-        except ClusterError as exc:
+        except ClusterError as exc:  # an ack or handler value msgpack cannot carry: the asker times out
             self.counters["errors"] += 1
-            log.error("! redis-streams: answer to %s not sent: %s", requester, exc)
+            log.error("! redis-streams: answer on %s not sent: %s", channel, exc)
             return
-        self._enqueue_publish(self.private_channel(namespace, requester), payload)
+        self._enqueue_publish(channel, payload)
 
     def _on_answer(self, type_: int, data: dict[str, Any]) -> None:
         """An answer to one of our questions, handed to :meth:`receive_response` in its shape."""

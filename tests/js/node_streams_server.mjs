@@ -8,6 +8,10 @@
 //   "fetch <room>": io.in(room).fetchSockets(); "fetch <JSON [{id, rooms, data}] or {error}>"
 //   "ackemit <room> <event>": io.timeout(3000).to(room).emitWithAck(event, "x"); "ackemit <JSON>"
 //   "count": the adapter's serverCount(); "count <n>"
+//   "sse <event> <arg>": io.serverSideEmit(event, arg); "sse true"
+//   "sseack <event> <arg>": io.serverSideEmitWithAck(event, arg); "sseack <JSON answers or {error, responses}>"
+//   "seen": the server-side events this server got ("hello" and "ping"), "seen <JSON [[event, ...args]]>"
+// Server-side handlers: "hello" records its arguments; "ping" records them and answers "node:<arg>".
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
 import { Server } from "socket.io";
@@ -31,6 +35,9 @@ io.on("connection", (socket) => {
   socket.on("whoami", (cb) => cb({ server: "node", id: socket.id, recovered: socket.recovered }));
 });
 const clients = [];
+const seen = [];
+io.on("hello", (...args) => seen.push(["hello", ...args]));
+io.on("ping", (arg, cb) => { seen.push(["ping", arg]); if (typeof cb === "function") cb(`node:${arg}`); });
 createInterface({ input: process.stdin }).on("line", async (line) => {
   const [cmd, room, first, last] = line.trim().split(/\s+/);
   if (cmd === "burst") {
@@ -51,6 +58,13 @@ createInterface({ input: process.stdin }).on("line", async (line) => {
   } else if (cmd === "ackemit") {
     try { console.log(`ackemit ${JSON.stringify(await io.timeout(3000).to(room).emitWithAck(first, "x"))}`); }
     catch (err) { console.log(`ackemit ${JSON.stringify({ error: String(err) })}`); }
+  } else if (cmd === "sse") {
+    console.log(`sse ${JSON.stringify(io.serverSideEmit(room, first))}`);
+  } else if (cmd === "sseack") {
+    try { console.log(`sseack ${JSON.stringify(await io.serverSideEmitWithAck(room, first))}`); }
+    catch (err) { console.log(`sseack ${JSON.stringify({ error: String(err), responses: err.responses })}`); }
+  } else if (cmd === "seen") {
+    console.log(`seen ${JSON.stringify(seen)}`);
   } else if (cmd === "count") {
     console.log(`count ${await io.of("/").adapter.serverCount()}`);
   }

@@ -134,6 +134,8 @@ class RedisStreamsAdapter(StreamsQuestions):
         self._recent: deque[tuple[tuple[int, int], str, list[str], list[str], list[bytes]]] = deque(
             maxlen=RECENT
         )
+        self._skipped: set[int] = set()
+        """Entry types seen and skipped (logged once each)."""
         self._floors: dict[str, tuple[tuple[int, int], set[tuple[int, int]]]] = {}
         """sid of a socket recovered here -> (the end of its read, ids replayed from the recent deliveries):
         deliveries of those are kept from it."""
@@ -351,6 +353,8 @@ class RedisStreamsAdapter(StreamsQuestions):
         if fields.get("uid") == self.uid and not (self.sequences_emits and fields.get("type") == "3"):
             return  # ours: delivered locally already (local-first), or acted on here before it was sent
         namespace = fields.get("nsp", "")
+        if not namespace:
+            return  # node's reader skips entries without a namespace too (adapter.ts startPolling)
         type_ = int(fields.get("type", "0"))
         data = decode_data(fields["data"]) if fields.get("data") else {}
         self.counters["received"] += 1
@@ -381,6 +385,11 @@ class RedisStreamsAdapter(StreamsQuestions):
             )
         elif type_ == MessageType.SET_DATA and isinstance(data.get("data"), dict):
             Adapter.set_data(self, namespace, tuple(rooms), data["data"])
+        elif type_ not in self._skipped:
+            # Heartbeats (1, 2, 13: node's ClusterAdapterWithHeartbeat, not used by the 0.3 adapter) or a
+            # type of a later version: skipped, said once per type (a busy stream would flood the log).
+            self._skipped.add(type_)
+            log.warning("! redis-streams: entry %s of type %s skipped (not one Tether reads)", eid, type_)
 
     # -- cluster-wide changes: here (RequestingAdapter), then the others through the stream --------------
 

@@ -195,3 +195,31 @@ async def test_what_tether_does_not_read_is_logged_and_skipped(
     finally:
         await a.shutdown(timeout=scaled(2))
         await b.shutdown(timeout=scaled(2))
+
+
+async def test_other_drivers_send_to_nobody_and_say_so_once(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One process (memory): no other node, nothing to say. The pub/sub driver does not carry server-side
+    events: one warning, however many are sent, and no answer to wait for."""
+    alone = await run_server(make_config(), routes("m")[0])
+    pubsub = await run_server(
+        make_config(
+            room={"driver": "redis"}, redis={"url": redis_server.url, "prefix": "server-side-pubsub"}
+        ),
+        routes("p")[0],
+    )
+    try:
+        with caplog.at_level(logging.WARNING, "tether.cluster"):
+            answers = await alone.server_side_emit_with_ack("ping", 1)
+            assert list(answers) == [] and answers.expected == 0 and not answers.timed_out
+            await alone.server_side_emit("hello")
+            assert "server-side" not in caplog.text
+            await pubsub.server_side_emit("hello")
+            await pubsub.server_side_emit("hello")
+            answers = await pubsub.server_side_emit_with_ack("ping", 1)
+            assert list(answers) == [] and answers.expected == 0
+        assert caplog.text.count("does not carry server-side events") == 1
+    finally:
+        await alone.shutdown(timeout=scaled(2))
+        await pubsub.shutdown(timeout=scaled(2))

@@ -27,7 +27,7 @@ import msgpack
 import orjson
 
 from ..recovery import SavedSession
-from .wire import Request, RequestType
+from .wire import Request, RequestType, has_binary
 
 __all__ = [
     "BROADCAST",
@@ -57,19 +57,9 @@ def parse_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _has_binary(value: Any) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
-    return False
-
-
 def encode_data(data: Any) -> str:
     """A message's ``data`` field as node writes it: JSON, or base64 msgpack when binary."""
-    if _has_binary(data):
+    if has_binary(data):
         return base64.b64encode(msgpack.packb(data, use_bin_type=True)).decode()
     return orjson.dumps(data).decode()
 

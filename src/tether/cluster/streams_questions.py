@@ -35,7 +35,6 @@ from .cluster_messages import (
     request_of,
 )
 from .requests import Gather, RequestingAdapter
-from .server_side import run_server_side
 from .wire import Request, RequestType, decode_object, encode_msgpack
 
 __all__ = ["StreamsQuestions"]
@@ -149,9 +148,6 @@ class StreamsQuestions(RequestingAdapter):
         if type_ in RESPONSES:
             self._on_answer(type_, data)
             return
-        if type_ == MessageType.SERVER_SIDE_EMIT:
-            self._on_server_side_emit(namespace, uid, data)
-            return
         request = request_of(uid, type_, data)
         if request is None:
             if self.debug:  # unknown, or not a question (heartbeats of node's older adapters)
@@ -162,41 +158,11 @@ class StreamsQuestions(RequestingAdapter):
                 namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
             )
 
-    # -- server-side events (node's serverSideEmit: tether.cluster.server_side) ---------------------------
-
-    def _on_server_side_emit(self, namespace: str, sender: str, data: dict[str, Any]) -> None:
-        """Node ``sender``'s SERVER_SIDE_EMIT: run the handler; answer on the sender's private channel
-        when it asked for acks (``requestId`` present).
-
-        Raises:
-            ClusterError: ``packet`` is not ``[event, ...args]`` with a string event, or a ``requestId``
-                that is not a string.
-        """
-        packet = data.get("packet")
-        if not isinstance(packet, list) or not packet or not isinstance(packet[0], str):
-            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT without [event, ...args]")
-        request_id = data.get("requestId")
-        if request_id is not None and not isinstance(request_id, str):
-            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT with a requestId that is not a string")
-        if self.server is None:
-            return
-        reply = None
-        if request_id is not None:
-
-            def reply(value: Any) -> None:
-                response = ClusterMessage(
-                    uid=self.uid,
-                    nsp=namespace,
-                    type=int(MessageType.SERVER_SIDE_EMIT_RESPONSE),
-                    data={"requestId": request_id, "packet": value},
-                )
-                self._publish_answer(self.private_channel(namespace, sender), response)
-
-        run_server_side(self.server, namespace, packet[0], packet[1:], reply)
-
     def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
         """PUBLISH a SERVER_SIDE_EMIT without ``requestId`` on the namespace's public channel (node's
-        ``serverSideEmit`` without a callback: sent whoever listens).
+        ``serverSideEmit`` without a callback: sent whoever listens). Not a change: changes go in the
+        stream, server-side events through pub/sub (node's ``isEphemeral``). With acks, it is a question
+        (:meth:`~.requests.RequestingAdapter.server_side_emit_with_ack`).
 
         Raises:
             ClusterError: an argument msgpack cannot encode.
@@ -204,19 +170,6 @@ class StreamsQuestions(RequestingAdapter):
         message = question(self.uid, namespace, Request(RequestType.SERVER_SIDE_EMIT, self.uid, data=packet))
         assert message is not None
         self._enqueue_publish(self.public_channel(namespace), encode_msgpack(message))
-
-    async def server_side_emit_with_ack(
-        self, namespace: str, packet: tuple[Any, ...], timeout: float
-    ) -> tuple[list[Any], int]:
-        """SERVER_SIDE_EMIT with a ``requestId``, sent when another node listens; the answers of the
-        ``PUBSUB NUMSUB`` count less one (node's ``serverCount() - 1``), or what came in ``timeout`` s.
-
-        Raises:
-            ClusterError: an argument msgpack cannot encode.
-        """
-        request = self.new_request(RequestType.SERVER_SIDE_EMIT, data=packet)
-        pending = await self._gather(namespace, request, timeout=timeout)
-        return [r.get("packet") for r in pending.responses], pending.expected or 0
 
     def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
         """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""

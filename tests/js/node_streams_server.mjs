@@ -3,6 +3,7 @@
 // (name: the adapter's streamName and channelPrefix, "socket.io" by default, as Tether's [redis] prefix).
 // Prints "listening <port>". Commands on stdin, one per line, each answered by one line:
 //   "burst <room> <first> <last>": emits "n" with first..last to the room; "burst done <last>"
+//   "vburst <room> <first> <last>": the same, volatile (io.volatile): "vburst done <last>"
 //   "client <room>": a socket.io-client of this server joins <room> and answers "please" acks with
 //                    "node:<arg>"; "client <socket id>"
 //   "fetch <room>": io.in(room).fetchSockets(); "fetch <JSON [{id, rooms, data}] or {error}>"
@@ -40,9 +41,10 @@ io.on("hello", (...args) => seen.push(["hello", ...args]));
 io.on("ping", (arg, cb) => { seen.push(["ping", arg]); if (typeof cb === "function") cb(`node:${arg}`); });
 createInterface({ input: process.stdin }).on("line", async (line) => {
   const [cmd, room, first, last] = line.trim().split(/\s+/);
-  if (cmd === "burst") {
-    for (let i = Number(first); i <= Number(last); i++) io.to(room).emit("n", i);
-    console.log(`burst done ${last}`);
+  if (cmd === "burst" || cmd === "vburst") {
+    const target = cmd === "vburst" ? io.volatile.to(room) : io.to(room);
+    for (let i = Number(first); i <= Number(last); i++) target.emit("n", i);
+    console.log(`${cmd} done ${last}`);
   } else if (cmd === "client") {
     const client = connectClient(`http://127.0.0.1:${httpServer.address().port}`, { transports: ["websocket"] });
     clients.push(client);

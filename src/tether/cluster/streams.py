@@ -55,6 +55,7 @@ from .stream_entries import (
     decode_session,
     encode_data,
     encode_session,
+    is_volatile,
     parse_id,
 )
 from .streams_questions import StreamsQuestions
@@ -365,7 +366,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             if packet.get("type") != 2 or "requestId" in data or packet.get("id") is not None:
                 return  # not an EVENT, or an emit with acks: not supported across nodes here
             event, *args = packet["data"]
-            if self.sequences_emits:
+            if self.sequences_emits and not is_volatile(opts):
                 self._deliver(eid, namespace, event, args, rooms, except_rooms)
             else:
                 server = self._server()
@@ -468,8 +469,10 @@ class RedisStreamsAdapter(StreamsQuestions):
                     continue
                 data = decode_data(fields["data"])
                 opts = data.get("opts") or {}
-                if data["packet"].get("type") != 2 or not selects(
-                    rooms, opts.get("rooms") or (), opts.get("except") or ()
+                if (
+                    data["packet"].get("type") != 2
+                    or not selects(rooms, opts.get("rooms") or (), opts.get("except") or ())
+                    or is_volatile(opts)  # delivered without an offset: replaying it could send it twice
                 ):
                     continue
                 event, *args = data["packet"]["data"]

@@ -55,8 +55,10 @@ def routes(name: str) -> tuple[Router, list[list[Any]]]:
     return r, seen
 
 
-async def tether_node(redis_url: str, stream: str, router: Router) -> Server:
-    config = make_config(room={"driver": "redis-streams"}, redis={"url": redis_url, "prefix": stream})
+async def tether_node(redis_url: str, stream: str, router: Router, **redis: Any) -> Server:
+    config = make_config(
+        room={"driver": "redis-streams"}, redis={"url": redis_url, "prefix": stream, **redis}
+    )
     return await run_server(config, router)
 
 
@@ -143,6 +145,35 @@ async def test_server_side_events_between_tether_and_node_both_ways(redis_server
         await node.close()
         await a.shutdown(timeout=scaled(2))
         await b.shutdown(timeout=scaled(2))
+
+
+async def test_sharded_pubsub_with_node(redis_server: RedisServer) -> None:
+    """``[redis] sharded_pubsub`` and node's ``useShardedPubSub``: questions and server-side events through
+    SSUBSCRIBE/SPUBLISH (nobody on the plain channels), both ways."""
+    stream = "server-side-sharded"
+    ra, seen_a = routes("a")
+    a = await tether_node(redis_server.url, stream, ra, sharded_pubsub=True)
+    node = await NodeServer(redis_server.url, stream, sharded=True).start()
+    try:
+        async with aioredis.Redis.from_url(redis_server.url) as r:
+            for _ in range(int(scaled(5) / 0.05)):  # node subscribes after it listens
+                if (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2
+            assert (await r.pubsub_numsub(f"{stream}#/#"))[0][1] == 0
+        assert await a.adapter.server_count() == 2 and await node.command("count") == 2
+        async with clients(a.url) as (ours,):
+            theirs = await node.command("client r")
+            assert {s.id for s in await a.of("/").fetch_sockets()} == {ours.sid, theirs}
+            assert {s["id"] for s in await node.command("fetch r")} == {theirs}
+            assert {s["id"] for s in await node.command(f"fetch {ours.sid}")} == {ours.sid}
+        answers = await a.server_side_emit_with_ack("ping", "t")
+        assert list(answers) == ["node:t"] and not answers.timed_out
+        assert await node.command("sseack ping y") == ["a:y"] and ["ping", "y"] in seen_a
+    finally:
+        await node.close()
+        await a.shutdown(timeout=scaled(2))
 
 
 async def test_what_tether_does_not_read_is_logged_and_skipped(

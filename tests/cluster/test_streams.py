@@ -180,9 +180,10 @@ async def test_recovery_replays_no_volatile_entry(nodes: tuple[Server, Server, s
 class NodeServer:
     """tests/js/node_streams_server.mjs: node socket.io on the redis-streams adapter, driven through stdin."""
 
-    def __init__(self, redis_url: str, stream: str = "socket.io") -> None:
+    def __init__(self, redis_url: str, stream: str = "socket.io", sharded: bool = False) -> None:
         self.redis_url = redis_url
         self.stream = stream
+        self.sharded = sharded
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -194,6 +195,7 @@ class NodeServer:
             str(JS_DIR / "node_streams_server.mjs"),
             self.redis_url,
             self.stream,
+            *(["sharded"] if self.sharded else []),
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

@@ -90,6 +90,7 @@ class RedisStreamsAdapter(StreamsQuestions):
         recovery_ms: the recovery window in ms; 0: recovery off (no offsets, no sessions).
         max_session_bytes: most bytes of missed packets replayed to one session; 0: no limit.
         request_timeout: seconds to wait for the other nodes' answers to a cluster-wide question.
+        sharded_pubsub: questions through ``SPUBLISH``/``SSUBSCRIBE`` (node's ``useShardedPubSub``).
     """
 
     remote = True
@@ -104,9 +105,11 @@ class RedisStreamsAdapter(StreamsQuestions):
         recovery_ms: int = 0,
         max_session_bytes: int = 0,
         request_timeout: float = 5.0,
+        sharded_pubsub: bool = False,
         debug: bool = False,
     ) -> None:
         super().__init__()
+        self.sharded_pubsub = sharded_pubsub
         self.url = url
         self.stream = stream
         self.max_len = max_len
@@ -159,6 +162,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             recovery_ms=int(rec.max_disconnection_duration * 1000),
             max_session_bytes=rec.max_session_bytes,
             request_timeout=r.request_timeout,
+            sharded_pubsub=r.sharded_pubsub,
             debug=config.server.debug,
         )
 
@@ -237,6 +241,8 @@ class RedisStreamsAdapter(StreamsQuestions):
     ) -> None:
         if isinstance(item[0], dict):
             pipe.xadd(self.stream, item[0], maxlen=self.max_len, approximate=True)
+        elif self.sharded_pubsub:
+            pipe.spublish(item[0], item[1])
         else:
             pipe.publish(item[0], item[1])
 

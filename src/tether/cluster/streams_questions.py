@@ -9,10 +9,12 @@ messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shape
 
 Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
 channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
-``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
-shared with the pub/sub adapter and the workers' hub. :class:`StreamsQuestions` is the layer of
-:class:`~.streams.RedisStreamsAdapter` that carries them; the adapter holds the connections, the
-state and the one ordered write queue (``_enqueue_publish``) that PUBLISH shares with XADD.
+``[redis] request_timeout`` seconds. With ``[redis] sharded_pubsub`` (node's ``useShardedPubSub``) the
+same goes through SSUBSCRIBE, SPUBLISH and ``PUBSUB SHARDNUMSUB``. The asking and answering is
+:class:`~.requests.RequestingAdapter`'s, shared with the pub/sub adapter and the workers' hub.
+:class:`StreamsQuestions` is the layer of :class:`~.streams.RedisStreamsAdapter` that carries them; the
+adapter holds the connections, the state and the one ordered write queue (``_enqueue_publish``) that
+PUBLISH shares with XADD.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class StreamsQuestions(RequestingAdapter):
 
     uid: str
     stream: str
+    sharded_pubsub: bool
     debug: bool
     counters: dict[str, int]
     _cmd: aioredis.Redis | None
@@ -80,7 +83,7 @@ class StreamsQuestions(RequestingAdapter):
         while not self._stopping:
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels(sorted(self._namespaces)))
+                await self._subscribe(pubsub, self._channels(sorted(self._namespaces)))
                 self._pubsub = pubsub
                 self._ready.set()
                 backoff = 0.05
@@ -103,6 +106,12 @@ class StreamsQuestions(RequestingAdapter):
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+        if self.sharded_pubsub:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
     async def _watch(self, namespace: str) -> bool:
         """Subscribed to ``namespace``'s channels (to get the answers of a question about it)?"""
         pubsub = self._pubsub
@@ -111,7 +120,7 @@ class StreamsQuestions(RequestingAdapter):
         if namespace not in self._namespaces:
             self._namespaces.add(namespace)
             try:
-                await pubsub.subscribe(*self._channels([namespace]))
+                await self._subscribe(pubsub, self._channels([namespace]))
             except Exception as exc:  # the listener notices the broken connection and resubscribes all
                 log.warning("! redis-streams: SUBSCRIBE %s failed: %s", namespace, exc)
                 return False
@@ -120,7 +129,7 @@ class StreamsQuestions(RequestingAdapter):
     def _on_published(self, msg: dict[str, Any]) -> None:
         try:
             data = msg.get("data")
-            if msg.get("type") != "message" or not isinstance(data, bytes):
+            if msg.get("type") not in ("message", "smessage") or not isinstance(data, bytes):
                 return
             self._on_message(decode_object(data))
         except Exception as exc:
@@ -230,7 +239,10 @@ class StreamsQuestions(RequestingAdapter):
         """How many nodes subscribe to ``channel`` (``PUBSUB NUMSUB``, us included); None if Redis failed."""
         assert self._cmd is not None
         try:
-            numsub: Any = await self._cmd.pubsub_numsub(channel)
+            if self.sharded_pubsub:
+                numsub: Any = await self._cmd.pubsub_shardnumsub(channel)
+            else:
+                numsub = await self._cmd.pubsub_numsub(channel)
         except Exception as exc:
             log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
             return None

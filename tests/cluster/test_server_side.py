@@ -15,6 +15,7 @@ import msgpack
 import pytest
 import redis.asyncio as aioredis
 
+from tests.cluster.test_node_interop import node_js_server
 from tests.cluster.test_streams import NodeServer
 from tests.conftest import make_config
 from tests.helpers import scaled, wait_until
@@ -54,8 +55,10 @@ def routes(name: str) -> tuple[Router, list[list[Any]]]:
     return r, seen
 
 
-async def tether_node(redis_url: str, stream: str, router: Router) -> Server:
-    config = make_config(room={"driver": "redis-streams"}, redis={"url": redis_url, "prefix": stream})
+async def tether_node(redis_url: str, stream: str, router: Router, **redis: Any) -> Server:
+    config = make_config(
+        room={"driver": "redis-streams"}, redis={"url": redis_url, "prefix": stream, **redis}
+    )
     return await run_server(config, router)
 
 
@@ -144,6 +147,35 @@ async def test_server_side_events_between_tether_and_node_both_ways(redis_server
         await b.shutdown(timeout=scaled(2))
 
 
+async def test_sharded_pubsub_with_node(redis_server: RedisServer) -> None:
+    """``[redis] sharded_pubsub`` and node's ``useShardedPubSub``: questions and server-side events through
+    SSUBSCRIBE/SPUBLISH (nobody on the plain channels), both ways."""
+    stream = "server-side-sharded"
+    ra, seen_a = routes("a")
+    a = await tether_node(redis_server.url, stream, ra, sharded_pubsub=True)
+    node = await NodeServer(redis_server.url, stream, sharded=True).start()
+    try:
+        async with aioredis.Redis.from_url(redis_server.url) as r:
+            for _ in range(int(scaled(5) / 0.05)):  # node subscribes after it listens
+                if (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2
+            assert (await r.pubsub_numsub(f"{stream}#/#"))[0][1] == 0
+        assert await a.adapter.server_count() == 2 and await node.command("count") == 2
+        async with clients(a.url) as (ours,):
+            theirs = await node.command("client r")
+            assert {s.id for s in await a.of("/").fetch_sockets()} == {ours.sid, theirs}
+            assert {s["id"] for s in await node.command("fetch r")} == {theirs}
+            assert {s["id"] for s in await node.command(f"fetch {ours.sid}")} == {ours.sid}
+        answers = await a.server_side_emit_with_ack("ping", "t")
+        assert list(answers) == ["node:t"] and not answers.timed_out
+        assert await node.command("sseack ping y") == ["a:y"] and ["ping", "y"] in seen_a
+    finally:
+        await node.close()
+        await a.shutdown(timeout=scaled(2))
+
+
 async def test_what_tether_does_not_read_is_logged_and_skipped(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -197,29 +229,50 @@ async def test_what_tether_does_not_read_is_logged_and_skipped(
         await b.shutdown(timeout=scaled(2))
 
 
-async def test_other_drivers_send_to_nobody_and_say_so_once(
-    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """One process (memory): no other node, nothing to say. The pub/sub driver does not carry server-side
-    events: one warning, however many are sent, and no answer to wait for."""
-    alone = await run_server(make_config(), routes("m")[0])
-    pubsub = await run_server(
-        make_config(
-            room={"driver": "redis"}, redis={"url": redis_server.url, "prefix": "server-side-pubsub"}
-        ),
-        routes("p")[0],
-    )
+async def test_server_side_events_on_the_pubsub_driver_with_node(redis_server: RedisServer) -> None:
+    """``driver = "redis"``: node's ``@socket.io/redis-adapter`` format (request type 6, its answers on the
+    response channel), between two Tether nodes and node's socket.io 4.8, both ways; bytes between Tether
+    nodes (msgpack)."""
+    prefix = "server-side-pubsub"
+    ra, seen_a = routes("a")
+    rb, seen_b = routes("b")
+    config = make_config(room={"driver": "redis"}, redis={"url": redis_server.url, "prefix": prefix})
+    a = await run_server(config, ra)
+    b = await run_server(config, rb)
     try:
-        with caplog.at_level(logging.WARNING, "tether.cluster"):
-            answers = await alone.server_side_emit_with_ack("ping", 1)
-            assert list(answers) == [] and answers.expected == 0 and not answers.timed_out
-            await alone.server_side_emit("hello")
-            assert "server-side" not in caplog.text
-            await pubsub.server_side_emit("hello")
-            await pubsub.server_side_emit("hello")
-            answers = await pubsub.server_side_emit_with_ack("ping", 1)
-            assert list(answers) == [] and answers.expected == 0
-        assert caplog.text.count("does not carry server-side events") == 1
+        with node_js_server(redis_server.url, prefix) as node_url:
+            async with clients(node_url) as (n,):
+                await wait_until_async(lambda: n.call("server_count"), 3)
+                await a.server_side_emit("hello", "from-a", {"k": b"\x00"})
+                await wait_until(lambda: seen_b == [["hello", "from-a", {"k": b"\x00"}]], what="B's handler")
+                answers = await a.server_side_emit_with_ack("ping", "t")
+                assert (
+                    sorted(answers) == ["b:t", "node:t"] and answers.expected == 2 and not answers.timed_out
+                )
+                assert ["ping", "t"] in await n.call("sse_seen")
+                # node -> Tether
+                assert await n.call("sse", "hello", "x") is True
+                await wait_until(lambda: ["hello", "x"] in seen_a and ["hello", "x"] in seen_b, what="node's")
+                assert sorted(await n.call("sse_ack", "ping", "y")) == ["a:y", "b:y"]
+    finally:
+        await a.shutdown(timeout=scaled(2))
+        await b.shutdown(timeout=scaled(2))
+
+
+async def wait_until_async(ask: Any, expected: Any) -> None:
+    """Ask (bounded) until the answer is ``expected``: node subscribes after it listens."""
+    for _ in range(int(scaled(5) / 0.05)):
+        if await ask() == expected:
+            return
+        await asyncio.sleep(0.05)
+    assert await ask() == expected
+
+
+async def test_one_process_has_nobody_to_tell(redis_server: RedisServer) -> None:
+    alone = await run_server(make_config(), routes("m")[0])
+    try:
+        answers = await alone.server_side_emit_with_ack("ping", 1)
+        assert list(answers) == [] and answers.expected == 0 and not answers.timed_out
+        await alone.server_side_emit("hello")
     finally:
         await alone.shutdown(timeout=scaled(2))
-        await pubsub.shutdown(timeout=scaled(2))

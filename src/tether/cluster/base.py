@@ -302,12 +302,8 @@ class Adapter:
 
     def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
         """Send the server-side event ``packet`` (``(event, *args)``) to the other processes' handlers
-        (node's ``serverSideEmit``; :mod:`.server_side`).
-
-        Default: one process, nobody else to tell; a remote adapter that does not carry server-side events
-        says so once (node's in-memory adapter warns likewise).
-        """
-        self._no_server_side()
+        (node's ``serverSideEmit``; :mod:`.server_side`). Default: one process, nobody else to tell."""
+        return None
 
     async def server_side_emit_with_ack(
         self, namespace: str, packet: tuple[Any, ...], timeout: float
@@ -319,17 +315,7 @@ class Adapter:
             (the answers in arrival order, how many processes were expected to answer). Default: no other
             process, ``([], 0)`` (node's ``ack(null, [])`` when ``serverCount() - 1 <= 0``).
         """
-        self._no_server_side()
         return [], 0
-
-    def _no_server_side(self) -> None:
-        if self.remote and not getattr(self, "_warned_server_side", False):
-            self._warned_server_side = True
-            log.warning(
-                "! %s does not carry server-side events (server_side_emit): only the redis-streams driver"
-                " does; sent to nobody",
-                type(self).__name__,
-            )
 
     async def is_user_online(self, user_room: str, namespace: str) -> bool:
         """Whether a socket in ``user_room`` is connected in any process."""

@@ -17,9 +17,9 @@ I/O. A question or an answer on the pub/sub channels is one msgpack message::
       type 10 SERVER_SIDE_EMIT_RESPONSE  data = {"requestId", "packet": value}
 
 Node's ``sockets``/``allRooms`` have no message of their own (node answers them locally): Tether asks
-FETCH_SOCKETS for them and keeps the ids or rooms. A SERVER_SIDE_EMIT is for the handlers of
-:mod:`.server_side`, not a request :meth:`~.requests.RequestingAdapter.answer_request` answers: the Streams
-adapter reads it itself (``request_of`` gives None for it).
+FETCH_SOCKETS for them and keeps the ids or rooms. A SERVER_SIDE_EMIT becomes the pub/sub adapter's
+request of the same name (type 6, ``data`` = the packet), its answer ``{"type": 6, "requestId", "data"}``:
+one engine (:mod:`.requests`) runs the handlers of :mod:`.server_side` for every carrier.
 """
 
 from __future__ import annotations
@@ -117,12 +117,18 @@ def question(uid: str, namespace: str, request: Request) -> ClusterMessage | Non
 
 def request_of(uid: str, type_: int, data: dict[str, Any]) -> Request | None:
     """A question from node ``uid`` as the request :meth:`~.requests.RequestingAdapter.answer_request`
-    answers; None for a type Tether does not answer (``SERVER_SIDE_EMIT``, unknown types).
+    answers (SERVER_SIDE_EMIT too, its packet in ``data``); None for a type Tether does not answer.
 
     Raises:
-        ClusterError: a question without a ``requestId``.
+        ClusterError: a question without a ``requestId`` (a SERVER_SIDE_EMIT may have none, not a
+            non-string one).
     """
     request_id = data.get("requestId")
+    if type_ == MessageType.SERVER_SIDE_EMIT:
+        # No requestId: no ack. Node tests ``!== undefined``; a nil one is read as none here.
+        if request_id is not None and not isinstance(request_id, str):
+            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT with a requestId that is not a string")
+        return Request(RequestType.SERVER_SIDE_EMIT, uid, request_id, data=data.get("packet"))
     opts = data.get("opts")
     opts = opts if isinstance(opts, dict) else {}
     flags = opts.get("flags")
@@ -159,6 +165,9 @@ def answer_message(uid: str, namespace: str, answer: dict[str, Any]) -> ClusterM
         data["packet"] = answer.get("packet")
         if "args" in answer:
             data["args"] = answer["args"]  # Tether's: every argument of the ack (node reads "packet")
+    elif rtype == RequestType.SERVER_SIDE_EMIT:
+        type_ = MessageType.SERVER_SIDE_EMIT_RESPONSE
+        data["packet"] = answer.get("data")
     elif "sockets" in answer:
         type_ = MessageType.FETCH_SOCKETS_RESPONSE
         data["sockets"] = answer["sockets"]
@@ -183,11 +192,9 @@ def answer_of(type_: int, data: dict[str, Any], asked: RequestType) -> dict[str,
             answer["args"] = data["args"]
         return answer
     if type_ == MessageType.SERVER_SIDE_EMIT_RESPONSE:
-        return (
-            {"requestId": request_id, "packet": data.get("packet")}
-            if asked is RequestType.SERVER_SIDE_EMIT
-            else None
-        )
+        if asked is not RequestType.SERVER_SIDE_EMIT:
+            return None
+        return {"type": RequestType.SERVER_SIDE_EMIT, "requestId": request_id, "data": data.get("packet")}
     if type_ != MessageType.FETCH_SOCKETS_RESPONSE:
         return None
     raw = data.get("sockets")

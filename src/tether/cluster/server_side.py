@@ -10,9 +10,10 @@ the sender waits for as many answers as there are other nodes, or its timeout, a
 rejects with an error that carries the same answers).
 
 This module holds what does not depend on the carrier: finding and running the handler
-(:func:`run_server_side`). The Redis Streams adapter carries the events
-(:mod:`.streams_questions`); the adapters that do not carry them warn once (as node's in-memory adapter
-does) and answer with no other node.
+(:func:`run_server_side`). Every carrier sends the events as requests of :mod:`.requests` (a change when
+no ack is wanted, a question answered once per peer when one is): the workers' hub and the pub/sub
+adapter in ``@socket.io/redis-adapter``'s request type 6, the Streams adapter as ``ClusterAdapter``'s
+SERVER_SIDE_EMIT on pub/sub (:mod:`.cluster_messages`). One process alone has nobody to tell.
 """
 
 from __future__ import annotations

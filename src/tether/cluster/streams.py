@@ -55,6 +55,7 @@ from .stream_entries import (
     decode_session,
     encode_data,
     encode_session,
+    is_volatile,
     parse_id,
 )
 from .streams_questions import StreamsQuestions
@@ -89,6 +90,7 @@ class RedisStreamsAdapter(StreamsQuestions):
         recovery_ms: the recovery window in ms; 0: recovery off (no offsets, no sessions).
         max_session_bytes: most bytes of missed packets replayed to one session; 0: no limit.
         request_timeout: seconds to wait for the other nodes' answers to a cluster-wide question.
+        sharded_pubsub: questions through ``SPUBLISH``/``SSUBSCRIBE`` (node's ``useShardedPubSub``).
     """
 
     remote = True
@@ -103,9 +105,11 @@ class RedisStreamsAdapter(StreamsQuestions):
         recovery_ms: int = 0,
         max_session_bytes: int = 0,
         request_timeout: float = 5.0,
+        sharded_pubsub: bool = False,
         debug: bool = False,
     ) -> None:
         super().__init__()
+        self.sharded_pubsub = sharded_pubsub
         self.url = url
         self.stream = stream
         self.max_len = max_len
@@ -158,6 +162,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             recovery_ms=int(rec.max_disconnection_duration * 1000),
             max_session_bytes=rec.max_session_bytes,
             request_timeout=r.request_timeout,
+            sharded_pubsub=r.sharded_pubsub,
             debug=config.server.debug,
         )
 
@@ -236,6 +241,8 @@ class RedisStreamsAdapter(StreamsQuestions):
     ) -> None:
         if isinstance(item[0], dict):
             pipe.xadd(self.stream, item[0], maxlen=self.max_len, approximate=True)
+        elif self.sharded_pubsub:
+            pipe.spublish(item[0], item[1])
         else:
             pipe.publish(item[0], item[1])
 
@@ -365,7 +372,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             if packet.get("type") != 2 or "requestId" in data or packet.get("id") is not None:
                 return  # not an EVENT, or an emit with acks: not supported across nodes here
             event, *args = packet["data"]
-            if self.sequences_emits:
+            if self.sequences_emits and not is_volatile(opts):
                 self._deliver(eid, namespace, event, args, rooms, except_rooms)
             else:
                 server = self._server()
@@ -468,8 +475,10 @@ class RedisStreamsAdapter(StreamsQuestions):
                     continue
                 data = decode_data(fields["data"])
                 opts = data.get("opts") or {}
-                if data["packet"].get("type") != 2 or not selects(
-                    rooms, opts.get("rooms") or (), opts.get("except") or ()
+                if (
+                    data["packet"].get("type") != 2
+                    or not selects(rooms, opts.get("rooms") or (), opts.get("except") or ())
+                    or is_volatile(opts)  # delivered without an offset: replaying it could send it twice
                 ):
                     continue
                 event, *args = data["packet"]["data"]

@@ -9,10 +9,12 @@ messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shape
 
 Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
 channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
-``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
-shared with the pub/sub adapter and the workers' hub. :class:`StreamsQuestions` is the layer of
-:class:`~.streams.RedisStreamsAdapter` that carries them; the adapter holds the connections, the
-state and the one ordered write queue (``_enqueue_publish``) that PUBLISH shares with XADD.
+``[redis] request_timeout`` seconds. With ``[redis] sharded_pubsub`` (node's ``useShardedPubSub``) the
+same goes through SSUBSCRIBE, SPUBLISH and ``PUBSUB SHARDNUMSUB``. The asking and answering is
+:class:`~.requests.RequestingAdapter`'s, shared with the pub/sub adapter and the workers' hub.
+:class:`StreamsQuestions` is the layer of :class:`~.streams.RedisStreamsAdapter` that carries them; the
+adapter holds the connections, the state and the one ordered write queue (``_enqueue_publish``) that
+PUBLISH shares with XADD.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from .cluster_messages import (
     request_of,
 )
 from .requests import Gather, RequestingAdapter
-from .server_side import run_server_side
 from .wire import Request, RequestType, decode_object, encode_msgpack
 
 __all__ = ["StreamsQuestions"]
@@ -51,6 +52,7 @@ class StreamsQuestions(RequestingAdapter):
 
     uid: str
     stream: str
+    sharded_pubsub: bool
     debug: bool
     counters: dict[str, int]
     _cmd: aioredis.Redis | None
@@ -81,7 +83,7 @@ class StreamsQuestions(RequestingAdapter):
         while not self._stopping:
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels(sorted(self._namespaces)))
+                await self._subscribe(pubsub, self._channels(sorted(self._namespaces)))
                 self._pubsub = pubsub
                 self._ready.set()
                 backoff = 0.05
@@ -104,6 +106,12 @@ class StreamsQuestions(RequestingAdapter):
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+        if self.sharded_pubsub:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
     async def _watch(self, namespace: str) -> bool:
         """Subscribed to ``namespace``'s channels (to get the answers of a question about it)?"""
         pubsub = self._pubsub
@@ -112,7 +120,7 @@ class StreamsQuestions(RequestingAdapter):
         if namespace not in self._namespaces:
             self._namespaces.add(namespace)
             try:
-                await pubsub.subscribe(*self._channels([namespace]))
+                await self._subscribe(pubsub, self._channels([namespace]))
             except Exception as exc:  # the listener notices the broken connection and resubscribes all
                 log.warning("! redis-streams: SUBSCRIBE %s failed: %s", namespace, exc)
                 return False
@@ -121,7 +129,7 @@ class StreamsQuestions(RequestingAdapter):
     def _on_published(self, msg: dict[str, Any]) -> None:
         try:
             data = msg.get("data")
-            if msg.get("type") != "message" or not isinstance(data, bytes):
+            if msg.get("type") not in ("message", "smessage") or not isinstance(data, bytes):
                 return
             self._on_message(decode_object(data))
         except Exception as exc:
@@ -149,9 +157,6 @@ class StreamsQuestions(RequestingAdapter):
         if type_ in RESPONSES:
             self._on_answer(type_, data)
             return
-        if type_ == MessageType.SERVER_SIDE_EMIT:
-            self._on_server_side_emit(namespace, uid, data)
-            return
         request = request_of(uid, type_, data)
         if request is None:
             if self.debug:  # unknown, or not a question (heartbeats of node's older adapters)
@@ -162,41 +167,11 @@ class StreamsQuestions(RequestingAdapter):
                 namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
             )
 
-    # -- server-side events (node's serverSideEmit: tether.cluster.server_side) ---------------------------
-
-    def _on_server_side_emit(self, namespace: str, sender: str, data: dict[str, Any]) -> None:
-        """Node ``sender``'s SERVER_SIDE_EMIT: run the handler; answer on the sender's private channel
-        when it asked for acks (``requestId`` present).
-
-        Raises:
-            ClusterError: ``packet`` is not ``[event, ...args]`` with a string event, or a ``requestId``
-                that is not a string.
-        """
-        packet = data.get("packet")
-        if not isinstance(packet, list) or not packet or not isinstance(packet[0], str):
-            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT without [event, ...args]")
-        request_id = data.get("requestId")
-        if request_id is not None and not isinstance(request_id, str):
-            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT with a requestId that is not a string")
-        if self.server is None:
-            return
-        reply = None
-        if request_id is not None:
-
-            def reply(value: Any) -> None:
-                response = ClusterMessage(
-                    uid=self.uid,
-                    nsp=namespace,
-                    type=int(MessageType.SERVER_SIDE_EMIT_RESPONSE),
-                    data={"requestId": request_id, "packet": value},
-                )
-                self._publish_answer(self.private_channel(namespace, sender), response)
-
-        run_server_side(self.server, namespace, packet[0], packet[1:], reply)
-
     def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
         """PUBLISH a SERVER_SIDE_EMIT without ``requestId`` on the namespace's public channel (node's
-        ``serverSideEmit`` without a callback: sent whoever listens).
+        ``serverSideEmit`` without a callback: sent whoever listens). Not a change: changes go in the
+        stream, server-side events through pub/sub (node's ``isEphemeral``). With acks, it is a question
+        (:meth:`~.requests.RequestingAdapter.server_side_emit_with_ack`).
 
         Raises:
             ClusterError: an argument msgpack cannot encode.
@@ -204,19 +179,6 @@ class StreamsQuestions(RequestingAdapter):
         message = question(self.uid, namespace, Request(RequestType.SERVER_SIDE_EMIT, self.uid, data=packet))
         assert message is not None
         self._enqueue_publish(self.public_channel(namespace), encode_msgpack(message))
-
-    async def server_side_emit_with_ack(
-        self, namespace: str, packet: tuple[Any, ...], timeout: float
-    ) -> tuple[list[Any], int]:
-        """SERVER_SIDE_EMIT with a ``requestId``, sent when another node listens; the answers of the
-        ``PUBSUB NUMSUB`` count less one (node's ``serverCount() - 1``), or what came in ``timeout`` s.
-
-        Raises:
-            ClusterError: an argument msgpack cannot encode.
-        """
-        request = self.new_request(RequestType.SERVER_SIDE_EMIT, data=packet)
-        pending = await self._gather(namespace, request, timeout=timeout)
-        return [r.get("packet") for r in pending.responses], pending.expected or 0
 
     def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
         """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
@@ -277,7 +239,10 @@ class StreamsQuestions(RequestingAdapter):
         """How many nodes subscribe to ``channel`` (``PUBSUB NUMSUB``, us included); None if Redis failed."""
         assert self._cmd is not None
         try:
-            numsub: Any = await self._cmd.pubsub_numsub(channel)
+            if self.sharded_pubsub:
+                numsub: Any = await self._cmd.pubsub_shardnumsub(channel)
+            else:
+                numsub = await self._cmd.pubsub_numsub(channel)
         except Exception as exc:
             log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
             return None

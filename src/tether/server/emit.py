@@ -188,8 +188,9 @@ class Emitting(Membership):
         """Send ``event`` with ``args`` to the server-side handlers (:meth:`tether.Router.on_server_side`)
         of every other node of the cluster; this one's are not called (node's ``io.serverSideEmit``).
 
-        Carried by the ``redis-streams`` driver (node's wire format: Tether and node servers hear each
-        other); the other drivers warn once and send nothing. Awaiting the result completes at once.
+        Every driver carries it in node's wire format, so Tether and node servers hear each other: the
+        workers' hub, ``redis`` (``@socket.io/redis-adapter``'s request type 6) and ``redis-streams``
+        (``ClusterAdapter``'s SERVER_SIDE_EMIT on pub/sub). Awaiting the result completes at once.
 
         Raises:
             TetherError: a name node reserves (``connect``, ``connection``, ``new_namespace``).

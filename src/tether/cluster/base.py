@@ -300,6 +300,23 @@ class Adapter:
         """How many processes share this adapter's bus (this one included)."""
         return 1
 
+    def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
+        """Send the server-side event ``packet`` (``(event, *args)``) to the other processes' handlers
+        (node's ``serverSideEmit``; :mod:`.server_side`). Default: one process, nobody else to tell."""
+        return None
+
+    async def server_side_emit_with_ack(
+        self, namespace: str, packet: tuple[Any, ...], timeout: float
+    ) -> tuple[list[Any], int]:
+        """Send ``packet`` asking every other process's handler for an answer; wait at most ``timeout``
+        seconds.
+
+        Returns:
+            (the answers in arrival order, how many processes were expected to answer). Default: no other
+            process, ``([], 0)`` (node's ``ack(null, [])`` when ``serverCount() - 1 <= 0``).
+        """
+        return [], 0
+
     async def is_user_online(self, user_room: str, namespace: str) -> bool:
         """Whether a socket in ``user_room`` is connected in any process."""
         ns = self._server().namespaces.get(namespace)

@@ -321,6 +321,10 @@ class RedisConfig:
     stream_max_len: int = 10_000
     """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
     name is ``prefix``."""
+    sharded_pubsub: bool = False
+    """``redis-streams``: questions and answers through sharded pub/sub (``SPUBLISH``, ``SSUBSCRIBE``,
+    ``PUBSUB SHARDNUMSUB``; Redis 7), as node's ``useShardedPubSub: true``: every node of the cluster must
+    say the same."""
 
     def check(self, source: str) -> None:
         """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""

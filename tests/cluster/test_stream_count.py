@@ -68,7 +68,18 @@ async def test_two_streams_with_node_both_ways_and_recovery_reads_the_namespaces
                     break
                 await asyncio.sleep(0.05)
             assert [g[0] for g in got] == [1, 2, 3, 4, 5, 6] and all(parse_id(g[1]) for g in got)
-            assert await r.xlen(own) == 6 and await r.exists(name) == 0
+            # Binary both ways: base64 msgpack entries (node's hasBinary), read by the other side.
+            assert await node.command("bin r") is True
+            await wait_until(lambda: len(ours.events["b"]) == 1, what="node's binary emit")
+            assert ours.events["b"][0][0] == {"blob": b"\x00\x01\xff", "text": "t"}
+            tether.to("r").emit("b", {"blob": b"\x00\x01\xff", "text": "t"})
+            for _ in range(int(scaled(5) / 0.05)):
+                got = await node.command("got")
+                if len(got) == 8:
+                    break
+                await asyncio.sleep(0.05)
+            assert [g[:3] for g in got[6:]] == [["b", [0, 1, 255], "t"]] * 2
+            assert await r.xlen(own) == 8 and await r.exists(name) == 0
             last = (await r.xrevrange(own, count=1))[0][0].decode()
             await wait_until(lambda: adapter.base_offset("/") == last, what="the base offset")
             # A recovery reads the namespace's stream.

@@ -13,7 +13,9 @@
 //   "count": the adapter's serverCount(); "count <n>"
 //   "sse <event> <arg>": io.serverSideEmit(event, arg); "sse true"
 //   "sseack <event> <arg>": io.serverSideEmitWithAck(event, arg); "sseack <JSON answers or {error, responses}>"
-//   "got": the "n" events the last client got, with their arguments: "got <JSON [[n, offset?]]>"
+//   "bin <room>": emits "b" with {blob: <bytes 0 1 255>, text: "t"} to the room (base64 msgpack in the
+//                 stream); "bin true"
+//   "got": the "n" events (and "b" ones, as ["b", [bytes], text, offset?]) the last client got, with their arguments: "got <JSON [[n, offset?]]>"
 //   "seen": the server-side events this server got ("hello" and "ping"), "seen <JSON [[event, ...args]]>"
 // Server-side handlers: "hello" records its arguments; "ping" records them and answers "node:<arg>".
 import { createServer } from "node:http";
@@ -55,6 +57,7 @@ createInterface({ input: process.stdin }).on("line", async (line) => {
     client.on("please", (arg, cb) => cb(`node:${arg}`));
     client.got = [];
     client.on("n", (...args) => client.got.push(args));
+    client.on("b", (data, ...rest) => client.got.push(["b", [...new Uint8Array(data.blob)], data.text, ...rest]));
     await new Promise((resolve) => client.on("connect", resolve));
     await client.emitWithAck("join", room);
     console.log(`client ${client.id}`);
@@ -71,6 +74,9 @@ createInterface({ input: process.stdin }).on("line", async (line) => {
   } else if (cmd === "sseack") {
     try { console.log(`sseack ${JSON.stringify(await io.serverSideEmitWithAck(room, first))}`); }
     catch (err) { console.log(`sseack ${JSON.stringify({ error: String(err), responses: err.responses })}`); }
+  } else if (cmd === "bin") {
+    io.to(room).emit("b", { blob: Buffer.from([0, 1, 255]), text: "t" });
+    console.log("bin true");
   } else if (cmd === "got") {
     console.log(`got ${JSON.stringify(clients.at(-1).got)}`);
   } else if (cmd === "seen") {

@@ -163,6 +163,37 @@ def test_bad_namespace_and_handler() -> None:
         Router().on("e", 42)  # type: ignore[call-overload]
 
 
+def test_server_side_handlers(tmp_path: Path) -> None:
+    """``on_server_side``: a registry of its own (a socket event of the same name is another handler), node's
+    reserved names refused, and a route file's server-side handlers kept by ``load_route_file``."""
+    r = Router()
+
+    @r.on_server_side("ping")
+    def ping(arg: Any) -> str:
+        return f"pong {arg}"
+
+    r.on_server_side("ping", lambda: "chat", namespace="/chat")
+    assert r.server_side("/", "ping") is ping and r.server_side("/chat", "ping") is not ping
+    assert r.server_side("/", "other") is None and r.get("/", "ping") is None
+    assert sorted(r.server_side_namespaces()) == ["/", "/chat"]
+    for bad in ("connect", "connection", "new_namespace", ""):
+        with pytest.raises(ConfigError, match="not a server-side event name"):
+            r.on_server_side(bad, ping)
+    with pytest.raises(ConfigError, match="namespace must start with '/'"):
+        r.on_server_side("e", ping, namespace="chat")
+    with pytest.raises(ConfigError, match="must be callable"):
+        r.on_server_side("e", 42)  # type: ignore[arg-type]
+    (tmp_path / "sse_routes.py").write_text(
+        "from tether import websocket\n@websocket.on_server_side('hello')\ndef hello(x):\n    return x\n"
+    )
+    loaded = load_route_file("sse_routes.py", base_dir=str(tmp_path))
+    handler = loaded.server_side("/", "hello")
+    assert handler is not None and handler(3) == 3
+    assert websocket.server_side("/", "hello") is None  # moved, as the socket routes are
+    r.clear()
+    assert r.server_side("/", "ping") is None
+
+
 def test_load_route_file_from_path(tmp_path: Path) -> None:
     (tmp_path / "my_ctrl_for_router_test.py").write_text(
         "class C:\n    def m(self, socket, d):\n        return d\n"

@@ -28,9 +28,19 @@ from typing import Any, TypeVar, overload
 from .errors import ConfigError
 from .threads import wrap_sync
 
-__all__ = ["RESERVED", "Router", "describe_import_error", "fit_reserved", "load_route_file", "websocket"]
+__all__ = [
+    "RESERVED",
+    "SERVER_SIDE_RESERVED",
+    "Router",
+    "describe_import_error",
+    "fit_reserved",
+    "load_route_file",
+    "websocket",
+]
 
 RESERVED = frozenset({"connect", "disconnect"})
+SERVER_SIDE_RESERVED = frozenset({"connect", "connection", "new_namespace"})
+"""Names node's ``serverSideEmit`` refuses (socket.io ``namespace.ts`` ``RESERVED_EVENTS``)."""
 
 
 def describe_import_error(exc: BaseException) -> str:
@@ -75,6 +85,7 @@ class Router:
         self._instances: dict[type[Any], Any] = {}
         self._setups: list[Callable[[Any], Any]] = []
         self._namespace_handlers: list[Any] = []
+        self._server_side: dict[str, dict[str, Handler]] = {}
 
     def setup(self, fn: H) -> H:
         """Register ``fn(server)``, called once by the server that uses these routes (a decorator)."""
@@ -131,6 +142,38 @@ class Router:
         if handler is None:
             return register
         return register(handler)
+
+    def on_server_side(self, event: str, handler: Handler | None = None, namespace: str = "/") -> Any:
+        """Register ``handler`` for the server-side event ``event`` that other nodes send with
+        ``server_side_emit`` (node's ``io.on(event)`` for ``serverSideEmit``); without a handler, a decorator.
+
+        The handler gets the event's arguments (no socket): ``handler(*args)``; what it returns is its
+        answer when the sender asked for acks (node's callback gets one value). See docs/scaling.md.
+
+        Raises:
+            ConfigError: an empty event name, a name node reserves (``connect``, ``connection``,
+                ``new_namespace``), a namespace without ``/``, or a handler that is not callable.
+        """
+        if not isinstance(event, str) or not event or event in SERVER_SIDE_RESERVED:
+            raise ConfigError("routes", repr(event), "not a server-side event name (empty or reserved)")
+        if not namespace.startswith("/"):
+            raise ConfigError("routes", namespace, "namespace must start with '/'")
+
+        def register(h: Any) -> Any:
+            if not callable(h):
+                raise ConfigError("routes", event, f"server-side handler must be callable, not {h!r}")
+            self._server_side.setdefault(namespace, {})[event] = h
+            return h
+
+        return register if handler is None else register(handler)
+
+    def server_side(self, namespace: str, event: str) -> Handler | None:
+        """The handler :meth:`on_server_side` registered for ``event`` in ``namespace``, or None."""
+        return self._server_side.get(namespace, {}).get(event)
+
+    def server_side_namespaces(self) -> list[str]:
+        """The namespaces with a server-side handler (an adapter listens on their channels)."""
+        return list(self._server_side)
 
     def event(self, handler: Any = None, *, namespace: str = "/") -> Any:
         """python-socketio's ``@sio.event``: register a function for the event named as the function.
@@ -204,6 +247,7 @@ class Router:
         self._setups.clear()
         self._namespace_handlers.clear()
         self._routes.clear()
+        self._server_side.clear()
         self.resolved.clear()
         self._instances.clear()
 
@@ -332,6 +376,7 @@ def load_route_file(path_or_module: str, router: Router | None = None, base_dir:
     except Exception as exc:
         raise ConfigError("websocket.route_file", path_or_module, describe_import_error(exc)) from exc
     router._routes = {ns: dict(events) for ns, events in websocket._routes.items()}
+    router._server_side = {ns: dict(events) for ns, events in websocket._server_side.items()}
     router._setups = list(websocket._setups)
     router._namespace_handlers = list(websocket._namespace_handlers)
     websocket.clear()

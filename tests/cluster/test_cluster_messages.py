@@ -57,8 +57,32 @@ def test_a_broadcast_with_acks_carries_its_packet_and_flags() -> None:
     assert (got.uid, got.packet, got.flags) == ("other", packet, {"timeout": 5000})
 
 
+def test_server_side_emit_asks_for_acks_by_the_presence_of_its_request_id() -> None:
+    """Node tests ``requestId !== undefined``: a fire-and-forget event must not carry the key at all (a
+    msgpack nil would read as "answer me"); its answer is type 10 with the handler's value."""
+    plain = question("me", "/", Request(RequestType.SERVER_SIDE_EMIT, "me", data=("hello", 1)))
+    assert plain == {"uid": "me", "nsp": "/", "type": 9, "data": {"packet": ["hello", 1]}}
+    acked = question("me", "/", Request(RequestType.SERVER_SIDE_EMIT, "me", "r9", data=("ping",)))
+    assert acked is not None and acked["data"] == {"packet": ["ping"], "requestId": "r9"}
+    got = request_of("other", acked["type"], acked["data"])
+    assert got is not None and (got.type, got.request_id, got.data) == (
+        RequestType.SERVER_SIDE_EMIT,
+        "r9",
+        ["ping"],
+    )
+    got = request_of("other", 9, {"packet": ["hello", 1]})
+    assert got is not None and got.request_id is None
+    with pytest.raises(ClusterError, match="requestId that is not a string"):
+        request_of("other", 9, {"packet": ["hello"], "requestId": 7})
+    # The answer: the pub/sub adapter's shape inside Tether, type 10 on the wire.
+    ours = {"type": RequestType.SERVER_SIDE_EMIT, "requestId": "r9", "data": "pong"}
+    wire = answer_message("me", "/", ours)
+    assert wire == {"uid": "me", "nsp": "/", "type": 10, "data": {"requestId": "r9", "packet": "pong"}}
+    assert answer_of(wire["type"], wire["data"], RequestType.SERVER_SIDE_EMIT) == ours
+    assert answer_of(MessageType.SERVER_SIDE_EMIT_RESPONSE, wire["data"], RequestType.REMOTE_FETCH) is None
+
+
 def test_what_is_not_answered_and_what_is_refused() -> None:
-    assert request_of("n", MessageType.SERVER_SIDE_EMIT, {"requestId": "r"}) is None
     assert request_of("n", 42, {"requestId": "r"}) is None
     assert request_of("n", MessageType.BROADCAST, {"packet": {}}) is None  # without acks: in the stream
     with pytest.raises(ClusterError, match="without a requestId"):

@@ -24,7 +24,9 @@ from tests.helpers import CutProxy, scaled, wait_until
 from tests.recovery_support import JS_DIR, NodeClient, gaps_and_duplicates
 from tests.redis_fixtures import RedisServer, clients, js_modules_ready, node_bin, running_redis
 from tether import Router, Server, Socket, run_server
+from tether.cluster.stream_entries import encode_session
 from tether.cluster.streams import RedisStreamsAdapter, decode_data, encode_data, parse_id
+from tether.recovery import SavedSession
 
 COUNT = 1000
 
@@ -147,12 +149,43 @@ async def test_forged_offsets_cost_no_redis_round_trip(nodes: tuple[Server, Serv
         assert await adapter.restore_session("p" * 30, offset, "/") is None
 
 
+async def test_recovery_replays_no_volatile_entry(nodes: tuple[Server, Server, str]) -> None:
+    """A volatile entry (node's ``io.volatile``) was delivered without an offset: a recovery does not replay
+    it (it could send it twice); the entries around it are replayed."""
+    a, _b, stream = nodes
+    adapter = a.adapter
+    assert isinstance(adapter, RedisStreamsAdapter)
+
+    def entry(n: int, flags: dict[str, Any]) -> dict[str, str]:
+        packet = {"type": 2, "data": ["n", n], "nsp": "/"}
+        return {
+            "uid": "node",
+            "nsp": "/",
+            "type": "3",
+            "data": json.dumps({"packet": packet, "opts": {"rooms": ["r"], "except": [], "flags": flags}}),
+        }
+
+    session = SavedSession("p" * 20, "s1", "/", ("s1", "r"), {}, None, None, "0-0", time.monotonic())
+    async with aioredis.Redis.from_url(a.config.redis.url) as r:
+        base = (await r.xadd(stream, entry(0, {}))).decode()
+        for n, flags in ((1, {}), (2, {"volatile": True}), (3, {})):
+            await r.xadd(stream, entry(n, flags))  # type: ignore[arg-type]
+        await r.set("sio:session:" + session.pid, encode_session(session))
+    restored = await adapter.restore_session(session.pid, base, "/")
+    assert restored is not None
+    got = [json.loads(p.decode().lstrip("42")) for p in restored.packets]
+    assert [g[1] for g in got] == [1, 3]
+
+
 class NodeServer:
     """tests/js/node_streams_server.mjs: node socket.io on the redis-streams adapter, driven through stdin."""
 
-    def __init__(self, redis_url: str, stream: str = "socket.io") -> None:
+    def __init__(
+        self, redis_url: str, stream: str = "socket.io", sharded: bool = False, stream_count: int = 1
+    ) -> None:
         self.redis_url = redis_url
         self.stream = stream
+        self.flags = [*(["sharded"] if sharded else []), f"streams={stream_count}"]
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -164,6 +197,7 @@ class NodeServer:
             str(JS_DIR / "node_streams_server.mjs"),
             self.redis_url,
             self.stream,
+            *self.flags,
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -174,11 +208,12 @@ class NodeServer:
         self.port = int(line.split()[1])
         return self
 
-    async def burst(self, room: str, first: int, last: int) -> None:
+    async def burst(self, room: str, first: int, last: int, volatile: bool = False) -> None:
         assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"burst {room} {first} {last}\n".encode())
+        cmd = "vburst" if volatile else "burst"
+        self.proc.stdin.write(f"{cmd} {room} {first} {last}\n".encode())
         line = await asyncio.wait_for(self.proc.stdout.readline(), scaled(15))
-        assert line.strip() == f"burst done {last}".encode(), line
+        assert line.strip() == f"{cmd} done {last}".encode(), line
 
     async def command(self, line: str) -> Any:
         """Send one stdin command; its answer line's JSON (or text) after the command's name."""
@@ -426,6 +461,12 @@ async def test_questions_between_tether_and_node_both_ways(redis_server: RedisSe
             assert sorted(found[ours.sid]["rooms"]) == sorted([ours.sid, "r", "user:ann"])
             assert await node.command("count") == 2
             assert sorted(await node.command("ackemit r please")) == ["ack-please", "node:x"]
+            # node's volatile emits get no offset (node adds none either); the others do.
+            await node.burst("r", 1, 1)
+            await node.burst("r", 2, 2, volatile=True)
+            await wait_until(lambda: len(ours.events["n"]) == 2, what="node's emits")
+            plain, volatile = ours.events["n"]
+            assert plain[0] == 1 and parse_id(plain[1]) and volatile == 2
             # user_online finds node's sockets by room too.
             assert await tether.user_online("ann") is True
             assert await tether.user_online("zed") is False

@@ -38,7 +38,18 @@ io.on("connection", (socket) => {
     catch (err) { cb({ error: String(err) }); }
   });
   socket.on("server_count", async (cb) => cb(await io.of("/").adapter.serverCount()));
+  // Server-side events: send one, with or without acks; list what this server's handlers got.
+  socket.on("sse", (event, arg, cb) => cb(io.serverSideEmit(event, arg)));
+  socket.on("sse_ack", async (event, arg, cb) => {
+    try { cb(await io.serverSideEmitWithAck(event, arg)); }
+    catch (err) { cb({ error: String(err), responses: err.responses }); }
+  });
+  socket.on("sse_seen", (cb) => cb(seen));
 });
+// Server-side handlers: "hello" records its arguments; "ping" records and answers "node:<arg>".
+const seen = [];
+io.on("hello", (...args) => seen.push(["hello", ...args]));
+io.on("ping", (arg, cb) => { seen.push(["ping", arg]); if (typeof cb === "function") cb(`node:${arg}`); });
 httpServer.listen(0, "127.0.0.1", () => console.log(`listening ${httpServer.address().port}`));
 const stop = async () => { io.close(); await Promise.allSettled([pub.quit(), sub.quit()]); process.exit(0); };
 process.on("SIGTERM", stop);

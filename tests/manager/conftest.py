@@ -81,6 +81,17 @@ async def tick(socket, n):
 async def slow(socket, seconds):
     await asyncio.sleep(seconds)
     return "done"
+
+
+@websocket.on_server_side("pid")
+async def pid_of(tag):
+    return [tag, os.getpid()]
+
+
+@websocket.on("ask_workers")
+async def ask_workers(socket, tag):
+    answers = await socket.server.server_side_emit_with_ack("pid", tag, timeout=5)
+    return {"answers": list(answers), "expected": answers.expected}
 """
 
 CONFIG = """

@@ -90,6 +90,10 @@ async def test_rooms_and_users_across_workers(instance: Instance) -> None:
     await asyncio.wait_for(both_got_it(), scaled(5))
     assert said == {"a": [payload], "b": [payload]}
 
+    # A server-side event from worker A: worker B's handler answers through the master (the hub).
+    asked = await a.call("ask_workers", "t", timeout=scaled(10))
+    assert asked == {"answers": [["t", pid_b]], "expected": 1}
+
     # A user logged in on worker B: online and reachable from worker A.
     assert await a.call("online", "alice", timeout=scaled(5)) is False
     assert await b.call("login", "alice", timeout=scaled(5))

@@ -202,6 +202,11 @@ class Adapter:
         (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
         raise NotImplementedError
 
+    def base_offset(self, namespace: str) -> Any:
+        """With :attr:`sequences_emits`: the offset a socket of ``namespace`` connecting now starts from
+        (its client's offset until it gets a packet). Default: :attr:`last_seq` (one log for all)."""
+        return self.last_seq
+
     def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
         """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
         here since the session was read, which it must get too. Default: none can have been."""
@@ -299,6 +304,23 @@ class Adapter:
     async def server_count(self) -> int:
         """How many processes share this adapter's bus (this one included)."""
         return 1
+
+    def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
+        """Send the server-side event ``packet`` (``(event, *args)``) to the other processes' handlers
+        (node's ``serverSideEmit``; :mod:`.server_side`). Default: one process, nobody else to tell."""
+        return None
+
+    async def server_side_emit_with_ack(
+        self, namespace: str, packet: tuple[Any, ...], timeout: float
+    ) -> tuple[list[Any], int]:
+        """Send ``packet`` asking every other process's handler for an answer; wait at most ``timeout``
+        seconds.
+
+        Returns:
+            (the answers in arrival order, how many processes were expected to answer). Default: no other
+            process, ``([], 0)`` (node's ``ack(null, [])`` when ``serverCount() - 1 <= 0``).
+        """
+        return [], 0
 
     async def is_user_online(self, user_room: str, namespace: str) -> bool:
         """Whether a socket in ``user_room`` is connected in any process."""

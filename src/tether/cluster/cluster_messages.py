@@ -13,10 +13,13 @@ I/O. A question or an answer on the pub/sub channels is one msgpack message::
       type 8 FETCH_SOCKETS_RESPONSE   data = {"requestId", "sockets": [{"id", "handshake", "rooms", "data"}]}
       type 11 BROADCAST_CLIENT_COUNT  data = {"requestId", "clientCount"}
       type 12 BROADCAST_ACK           data = {"requestId", "packet": value}
+      type 9 SERVER_SIDE_EMIT         data = {"packet": [event, ...args], "requestId"?}  (none: no ack)
+      type 10 SERVER_SIDE_EMIT_RESPONSE  data = {"requestId", "packet": value}
 
 Node's ``sockets``/``allRooms`` have no message of their own (node answers them locally): Tether asks
-FETCH_SOCKETS for them and keeps the ids or rooms. ``serverSideEmit`` (type 9) is not answered: Tether has
-no server-side events.
+FETCH_SOCKETS for them and keeps the ids or rooms. A SERVER_SIDE_EMIT becomes the pub/sub adapter's
+request of the same name (type 6, ``data`` = the packet), its answer ``{"type": 6, "requestId", "data"}``:
+one engine (:mod:`.requests`) runs the handlers of :mod:`.server_side` for every carrier.
 """
 
 from __future__ import annotations
@@ -88,9 +91,16 @@ RESPONSES = (
 
 
 def question(uid: str, namespace: str, request: Request) -> ClusterMessage | None:
-    """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), or BROADCAST with acks;
-    None for a request node's adapter has no message for."""
+    """``request`` as node's message: FETCH_SOCKETS (also for sids and rooms), BROADCAST with acks, or
+    SERVER_SIDE_EMIT (``request.data``: ``[event, ...args]``); None for a request node's adapter has no
+    message for."""
     t = request.type
+    if t is RequestType.SERVER_SIDE_EMIT:
+        # The key's presence asks for acks (node tests ``requestId !== undefined``): no key without one.
+        sse: dict[str, Any] = {"packet": list(request.data or ())}
+        if request.request_id is not None:
+            sse["requestId"] = request.request_id
+        return ClusterMessage(uid=uid, nsp=namespace, type=int(MessageType.SERVER_SIDE_EMIT), data=sse)
     opts: dict[str, Any] = {"rooms": list(request.target_rooms), "except": list(request.except_rooms)}
     if t is RequestType.BROADCAST:
         opts["flags"] = request.flags
@@ -107,12 +117,18 @@ def question(uid: str, namespace: str, request: Request) -> ClusterMessage | Non
 
 def request_of(uid: str, type_: int, data: dict[str, Any]) -> Request | None:
     """A question from node ``uid`` as the request :meth:`~.requests.RequestingAdapter.answer_request`
-    answers; None for a type Tether does not answer (``SERVER_SIDE_EMIT``, unknown types).
+    answers (SERVER_SIDE_EMIT too, its packet in ``data``); None for a type Tether does not answer.
 
     Raises:
-        ClusterError: a question without a ``requestId``.
+        ClusterError: a question without a ``requestId`` (a SERVER_SIDE_EMIT may have none, not a
+            non-string one).
     """
     request_id = data.get("requestId")
+    if type_ == MessageType.SERVER_SIDE_EMIT:
+        # No requestId: no ack. Node tests ``!== undefined``; a nil one is read as none here.
+        if request_id is not None and not isinstance(request_id, str):
+            raise ClusterError("redis-streams", "SERVER_SIDE_EMIT with a requestId that is not a string")
+        return Request(RequestType.SERVER_SIDE_EMIT, uid, request_id, data=data.get("packet"))
     opts = data.get("opts")
     opts = opts if isinstance(opts, dict) else {}
     flags = opts.get("flags")
@@ -149,6 +165,9 @@ def answer_message(uid: str, namespace: str, answer: dict[str, Any]) -> ClusterM
         data["packet"] = answer.get("packet")
         if "args" in answer:
             data["args"] = answer["args"]  # Tether's: every argument of the ack (node reads "packet")
+    elif rtype == RequestType.SERVER_SIDE_EMIT:
+        type_ = MessageType.SERVER_SIDE_EMIT_RESPONSE
+        data["packet"] = answer.get("data")
     elif "sockets" in answer:
         type_ = MessageType.FETCH_SOCKETS_RESPONSE
         data["sockets"] = answer["sockets"]
@@ -172,8 +191,12 @@ def answer_of(type_: int, data: dict[str, Any], asked: RequestType) -> dict[str,
         if isinstance(data.get("args"), list):
             answer["args"] = data["args"]
         return answer
+    if type_ == MessageType.SERVER_SIDE_EMIT_RESPONSE:
+        if asked is not RequestType.SERVER_SIDE_EMIT:
+            return None
+        return {"type": RequestType.SERVER_SIDE_EMIT, "requestId": request_id, "data": data.get("packet")}
     if type_ != MessageType.FETCH_SOCKETS_RESPONSE:
-        return None  # SERVER_SIDE_EMIT_RESPONSE: Tether never asks
+        return None
     raw = data.get("sockets")
     listed = raw if isinstance(raw, list) else ()
     sockets = [s for s in listed if isinstance(s, dict) and isinstance(s.get("id"), str)]

@@ -412,9 +412,9 @@ class RedisAdapter(RequestingAdapter):
     def _send_change(self, namespace: str, request: Request) -> None:
         self._enqueue(self.channels.request(namespace), request.encode())
 
-    def _timed_out(self, request: Request, answered: int, expected: int) -> None:
+    def _timed_out(self, request: Request, answered: int, expected: int, seconds: float) -> None:
         self.counters["requests_timed_out"] += 1
-        super()._timed_out(request, answered, expected)
+        super()._timed_out(request, answered, expected, seconds)
 
     async def server_count(self) -> int:
         if not self.connected or self._pub is None:

@@ -12,7 +12,9 @@ Theory of operation of a question (``fetch_sockets``, ``sids``, ``all_rooms``...
 many responses or ``request_timeout`` seconds. An emit with acks registers an
 :class:`~tether.acks.AckCollector` instead: peers answer first with how many sockets they reached, then
 once per socket's ack. Changes (join, leave, disconnect, set data) are sent and not answered: a carrier
-delivers in order, so an emit sent after a remote join reaches the socket that joined.
+delivers in order, so an emit sent after a remote join reaches the socket that joined. A server-side event
+(node's ``serverSideEmit``, :mod:`.server_side`) is a change when it wants no ack, and a question answered
+once per peer, with its handler's value, when it does.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from ..acks import AckCollector
 from ..errors import ClusterError, ConnectionClosed
 from ..timeouts import wait_done
 from .base import Adapter, SocketInfo, socket_info
-from .wire import Request, RequestType
+from .server_side import run_server_side
+from .wire import Request, RequestType, has_binary
 
 __all__ = ["Gather", "RequestingAdapter", "Respond"]
 
@@ -136,6 +139,8 @@ class RequestingAdapter(Adapter):
                     sock._data = dict(req.data)
         elif t is RequestType.BROADCAST:
             self._broadcast_with_ack(namespace, req, respond)
+        elif t is RequestType.SERVER_SIDE_EMIT:
+            self._server_side_emit(namespace, req, respond)
         elif self.debug:
             log.debug("= request %s not supported by Tether: ignored", t.name)
 
@@ -182,6 +187,24 @@ class RequestingAdapter(Adapter):
             assert isinstance(future, asyncio.Future)
             future.add_done_callback(lambda f: _forward_ack(req.request_id, f, respond))
 
+    def _server_side_emit(self, namespace: str, req: Request, respond: Respond) -> None:
+        # node's serverSideEmit: run the handler; with a requestId, answer once with its value.
+        packet = req.data
+        if not isinstance(packet, list) or not packet or not isinstance(packet[0], str):
+            raise ClusterError("cluster", "SERVER_SIDE_EMIT without [event, ...args]")
+        reply = None
+        if req.request_id is not None:
+            request_id = req.request_id
+
+            def reply(value: Any) -> None:
+                answer = {"type": int(RequestType.SERVER_SIDE_EMIT), "requestId": request_id, "data": value}
+                try:
+                    respond(answer, has_binary(value))
+                except ClusterError as exc:  # a value neither JSON nor msgpack carries: the asker times out
+                    log.error("! answer to server-side event %r not sent: %s", packet[0], exc)
+
+        run_server_side(self._server(), namespace, packet[0], packet[1:], reply)
+
     # -- receiving responses --------------------------------------------------------------------------
 
     def receive_response(self, response: dict[str, Any]) -> None:
@@ -200,21 +223,37 @@ class RequestingAdapter(Adapter):
         return Request(rtype, self.uid, secrets.token_hex(8), **fields)
 
     async def _ask(
-        self, namespace: str, request: Request, done_when: Callable[[dict[str, Any]], bool] | None = None
+        self,
+        namespace: str,
+        request: Request,
+        done_when: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Send ``request``; gather the answers (fewer on timeout; none when no peer got it)."""
+        return (await self._gather(namespace, request, done_when, timeout)).responses
+
+    async def _gather(
+        self,
+        namespace: str,
+        request: Request,
+        done_when: Callable[[dict[str, Any]], bool] | None = None,
+        timeout: float | None = None,
+    ) -> Gather:
+        """:meth:`_ask`, with how many answers were expected (``Gather.expected``); ``timeout`` in seconds
+        (None: ``request_timeout``)."""
         assert request.request_id is not None
         pending = Gather(asyncio.get_running_loop().create_future(), done_when, request)
         self._requests[request.request_id] = pending
+        seconds = self.request_timeout if timeout is None else timeout
         try:
             pending.expected = await self._send_request(namespace, request)
             pending.check()
             # wait_done, not asyncio.timeout: a handler may ask before it is a Task (tether.timeouts).
-            if pending.expected > 0 and not await wait_done(pending.future, self.request_timeout):
-                self._timed_out(request, len(pending.responses), pending.expected)
+            if pending.expected > 0 and not await wait_done(pending.future, seconds):
+                self._timed_out(request, len(pending.responses), pending.expected, seconds)
         finally:
             del self._requests[request.request_id]
-        return pending.responses
+        return pending
 
     def _end_requests(self) -> None:
         """Stopping: questions waiting for answers get what they have; emits with acks are cancelled."""
@@ -222,13 +261,9 @@ class RequestingAdapter(Adapter):
             if not pending.future.done():
                 pending.future.set_result(None) if isinstance(pending, Gather) else pending.future.cancel()
 
-    def _timed_out(self, request: Request, answered: int, expected: int) -> None:
+    def _timed_out(self, request: Request, answered: int, expected: int, seconds: float) -> None:
         log.warning(
-            "! %s request: %d of %d peers answered within %gs",
-            request.type.name,
-            answered,
-            expected,
-            self.request_timeout,
+            "! %s request: %d of %d peers answered within %gs", request.type.name, answered, expected, seconds
         )
 
     async def broadcast_with_ack(
@@ -259,6 +294,27 @@ class RequestingAdapter(Adapter):
         collector.expect_servers(peers)
         if not peers:
             self._requests.pop(request.request_id, None)
+
+    def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
+        """A SERVER_SIDE_EMIT request without ``requestId``, sent like a change (nobody answers).
+
+        Raises:
+            ClusterError: an argument neither JSON nor msgpack can encode.
+        """
+        self._send_change(namespace, Request(RequestType.SERVER_SIDE_EMIT, self.uid, data=list(packet)))
+
+    async def server_side_emit_with_ack(
+        self, namespace: str, packet: tuple[Any, ...], timeout: float
+    ) -> tuple[list[Any], int]:
+        """A SERVER_SIDE_EMIT request with a ``requestId``: one answer per peer that got it (the carrier's
+        count: ``PUBSUB NUMSUB`` less one, node's ``serverCount() - 1``), or what came in ``timeout`` s.
+
+        Raises:
+            ClusterError: an argument neither JSON nor msgpack can encode.
+        """
+        request = self.new_request(RequestType.SERVER_SIDE_EMIT, data=list(packet))
+        pending = await self._gather(namespace, request, timeout=timeout)
+        return [r.get("data") for r in pending.responses], pending.expected or 0
 
     async def fetch_sockets(
         self, namespace: str, rooms: tuple[str, ...] = (), except_rooms: tuple[str, ...] = ()

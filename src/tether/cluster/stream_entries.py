@@ -7,6 +7,7 @@ fields of one stream entry, the ``data`` field's encoding, entry ids, and a save
     XADD <stream> MAXLEN ~ <max_len> * uid <node uid> nsp <namespace> type <n> data <payload>
       type 3 BROADCAST   data = {"packet": {"type": 2, "data": [event, ...args], "nsp": nsp},
                                  "opts": {"rooms": [...], "except": [...], "flags": {}}}
+                         (node's flags: {"volatile": true} gets no offset, and Tether does not replay it)
       type 4 SOCKETS_JOIN / 5 SOCKETS_LEAVE   data = {"opts": ..., "rooms": [...]}
       type 6 DISCONNECT_SOCKETS               data = {"opts": ..., "close": bool}
       type 100 SET_DATA (Tether's own)        data = {"opts": ..., "data": {...}}
@@ -27,7 +28,7 @@ import msgpack
 import orjson
 
 from ..recovery import SavedSession
-from .wire import Request, RequestType
+from .wire import Request, RequestType, has_binary
 
 __all__ = [
     "BROADCAST",
@@ -41,12 +42,36 @@ __all__ = [
     "decode_session",
     "encode_data",
     "encode_session",
+    "is_volatile",
+    "js_hash_code",
     "parse_id",
+    "stream_name",
 ]
 
 BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
 ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 """A stream entry id, as Redis writes it (``<ms>-<seq>``)."""
+
+
+def js_hash_code(text: str) -> int:
+    """Java's ``String.hashCode`` as node's adapter computes it in JavaScript (``util.ts`` ``hashCode``):
+    over UTF-16 code units, wrapped to a signed 32-bit integer at each step."""
+    h = 0
+    units = text.encode("utf-16-le")
+    for i in range(0, len(units), 2):
+        h = (h * 31 + int.from_bytes(units[i : i + 2], "little")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def stream_name(base: str, namespace: str, count: int) -> str:
+    """The stream a namespace's entries go to (node's ``computeStreamName``): ``base`` for one stream,
+    else ``<base>-<hashCode(namespace) % count>`` with JavaScript's ``%``, whose sign is the dividend's (a
+    namespace with a negative hash goes to ``<base>--<i>``, as in node)."""
+    if count == 1:
+        return base
+    h = js_hash_code(namespace)
+    index = abs(h) % count
+    return f"{base}-{-index if h < 0 else index}"
 
 
 def parse_id(value: str) -> tuple[int, int]:
@@ -57,19 +82,9 @@ def parse_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def _has_binary(value: Any) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
-    return False
-
-
 def encode_data(data: Any) -> str:
     """A message's ``data`` field as node writes it: JSON, or base64 msgpack when binary."""
-    if _has_binary(data):
+    if has_binary(data):
         return base64.b64encode(msgpack.packb(data, use_bin_type=True)).decode()
     return orjson.dumps(data).decode()
 
@@ -79,6 +94,13 @@ def decode_data(text: str) -> Any:
     if text.startswith("{"):
         return orjson.loads(text)
     return msgpack.unpackb(base64.b64decode(text), raw=False)
+
+
+def is_volatile(opts: Any) -> bool:
+    """Whether a BROADCAST entry's ``opts`` say ``volatile`` (node's ``io.volatile.emit``): node delivers
+    it without an offset (``cluster-adapter.ts`` ``addOffsetIfNecessary``: ``flags.volatile`` defined)."""
+    flags = opts.get("flags") if isinstance(opts, dict) else None
+    return isinstance(flags, dict) and flags.get("volatile") is not None
 
 
 def broadcast_data(

@@ -4,15 +4,17 @@ Node's adapter sends questions and their answers on pub/sub channels (``doPublis
 messages, ``doPublishResponse``): a whole message, msgpack-encoded, in the shapes of node's
 ``ClusterAdapter`` (:mod:`.cluster_messages` holds them and their translation)::
 
-    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks)
-    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid>
+    PUBLISH <prefix>#<nsp>#          the questions (FETCH_SOCKETS, BROADCAST with acks), SERVER_SIDE_EMIT
+    PUBLISH <prefix>#<nsp>#<uid>#    the answers to node <uid> (SERVER_SIDE_EMIT_RESPONSE among them)
 
 Every node SUBSCRIBEs to both channels of each namespace it serves, so ``PUBSUB NUMSUB`` of the public
 channel counts the nodes (node's ``serverCount``): the asker waits for that many answers less its own, or
-``[redis] request_timeout`` seconds. The asking and answering is :class:`~.requests.RequestingAdapter`'s,
-shared with the pub/sub adapter and the workers' hub. :class:`StreamsQuestions` is the layer of
-:class:`~.streams.RedisStreamsAdapter` that carries them; the adapter holds the connections, the
-state and the one ordered write queue (``_enqueue_publish``) that PUBLISH shares with XADD.
+``[redis] request_timeout`` seconds. With ``[redis] sharded_pubsub`` (node's ``useShardedPubSub``) the
+same goes through SSUBSCRIBE, SPUBLISH and ``PUBSUB SHARDNUMSUB``. The asking and answering is
+:class:`~.requests.RequestingAdapter`'s, shared with the pub/sub adapter and the workers' hub.
+:class:`StreamsQuestions` is the layer of :class:`~.streams.RedisStreamsAdapter` that carries them; the
+adapter holds the connections, the state and the one ordered write queue (``_enqueue_publish``) that
+PUBLISH shares with XADD.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ..errors import ClusterError
-from .cluster_messages import RESPONSES, MessageType, answer_message, answer_of, question, request_of
+from .cluster_messages import (
+    RESPONSES,
+    ClusterMessage,
+    MessageType,
+    answer_message,
+    answer_of,
+    question,
+    request_of,
+)
 from .requests import Gather, RequestingAdapter
 from .wire import Request, RequestType, decode_object, encode_msgpack
 
@@ -42,6 +52,7 @@ class StreamsQuestions(RequestingAdapter):
 
     uid: str
     stream: str
+    sharded_pubsub: bool
     debug: bool
     counters: dict[str, int]
     _cmd: aioredis.Redis | None
@@ -72,7 +83,7 @@ class StreamsQuestions(RequestingAdapter):
         while not self._stopping:
             pubsub = self._sub.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels(sorted(self._namespaces)))
+                await self._subscribe(pubsub, self._channels(sorted(self._namespaces)))
                 self._pubsub = pubsub
                 self._ready.set()
                 backoff = 0.05
@@ -95,6 +106,12 @@ class StreamsQuestions(RequestingAdapter):
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
+    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+        if self.sharded_pubsub:
+            await pubsub.ssubscribe(*channels)
+        else:
+            await pubsub.subscribe(*channels)
+
     async def _watch(self, namespace: str) -> bool:
         """Subscribed to ``namespace``'s channels (to get the answers of a question about it)?"""
         pubsub = self._pubsub
@@ -103,7 +120,7 @@ class StreamsQuestions(RequestingAdapter):
         if namespace not in self._namespaces:
             self._namespaces.add(namespace)
             try:
-                await pubsub.subscribe(*self._channels([namespace]))
+                await self._subscribe(pubsub, self._channels([namespace]))
             except Exception as exc:  # the listener notices the broken connection and resubscribes all
                 log.warning("! redis-streams: SUBSCRIBE %s failed: %s", namespace, exc)
                 return False
@@ -112,7 +129,7 @@ class StreamsQuestions(RequestingAdapter):
     def _on_published(self, msg: dict[str, Any]) -> None:
         try:
             data = msg.get("data")
-            if msg.get("type") != "message" or not isinstance(data, bytes):
+            if msg.get("type") not in ("message", "smessage") or not isinstance(data, bytes):
                 return
             self._on_message(decode_object(data))
         except Exception as exc:
@@ -142,7 +159,7 @@ class StreamsQuestions(RequestingAdapter):
             return
         request = request_of(uid, type_, data)
         if request is None:
-            if self.debug:  # SERVER_SIDE_EMIT (no server-side events in Tether), or unknown
+            if self.debug:  # unknown, or not a question (heartbeats of node's older adapters)
                 log.debug("= pub/sub message type %s not answered by Tether", type_)
             return
         if self.server is not None:
@@ -150,18 +167,33 @@ class StreamsQuestions(RequestingAdapter):
                 namespace, request, lambda answer, _binary: self._answer(namespace, uid, answer)
             )
 
+    def server_side_emit(self, namespace: str, packet: tuple[Any, ...]) -> None:
+        """PUBLISH a SERVER_SIDE_EMIT without ``requestId`` on the namespace's public channel (node's
+        ``serverSideEmit`` without a callback: sent whoever listens). Not a change: changes go in the
+        stream, server-side events through pub/sub (node's ``isEphemeral``). With acks, it is a question
+        (:meth:`~.requests.RequestingAdapter.server_side_emit_with_ack`).
+
+        Raises:
+            ClusterError: an argument msgpack cannot encode.
+        """
+        message = question(self.uid, namespace, Request(RequestType.SERVER_SIDE_EMIT, self.uid, data=packet))
+        assert message is not None
+        self._enqueue_publish(self.public_channel(namespace), encode_msgpack(message))
+
     def _answer(self, namespace: str, requester: str, answer: dict[str, Any]) -> None:
         """Send an answer of :meth:`answer_request` (the pub/sub adapter's shape) in node's shape."""
         message = answer_message(self.uid, namespace, answer)
-        if message is None:
-            return
+        if message is not None:
+            self._publish_answer(self.private_channel(namespace, requester), message)
+
+    def _publish_answer(self, channel: str, message: ClusterMessage) -> None:
         try:
             payload = encode_msgpack(message)
-        except ClusterError as exc:
+        except ClusterError as exc:  # an ack or handler value msgpack cannot carry: the asker times out
             self.counters["errors"] += 1
-            log.error("! redis-streams: answer to %s not sent: %s", requester, exc)
+            log.error("! redis-streams: answer on %s not sent: %s", channel, exc)
             return
-        self._enqueue_publish(self.private_channel(namespace, requester), payload)
+        self._enqueue_publish(channel, payload)
 
     def _on_answer(self, type_: int, data: dict[str, Any]) -> None:
         """An answer to one of our questions, handed to :meth:`receive_response` in its shape."""
@@ -207,7 +239,10 @@ class StreamsQuestions(RequestingAdapter):
         """How many nodes subscribe to ``channel`` (``PUBSUB NUMSUB``, us included); None if Redis failed."""
         assert self._cmd is not None
         try:
-            numsub: Any = await self._cmd.pubsub_numsub(channel)
+            if self.sharded_pubsub:
+                numsub: Any = await self._cmd.pubsub_shardnumsub(channel)
+            else:
+                numsub = await self._cmd.pubsub_numsub(channel)
         except Exception as exc:
             log.warning("! redis-streams: PUBSUB NUMSUB failed: %s", exc)
             return None

@@ -28,7 +28,7 @@ requester knows how many answers to wait for. ``type`` is :class:`RequestType`::
     {"uid", "type": 2|3, "opts": {"rooms", "except"}, "rooms": [...]}     REMOTE_JOIN / REMOTE_LEAVE
     {"uid", "type": 4, "opts": {"rooms", "except"}, "close": bool}        REMOTE_DISCONNECT
     {"uid", "requestId", "type": 5, "opts": {"rooms", "except"}}          REMOTE_FETCH
-    {"uid", "requestId"?, "type": 6, "data": [...]}                       SERVER_SIDE_EMIT (ignored)
+    {"uid", "requestId"?, "type": 6, "data": [event, ...args]}            SERVER_SIDE_EMIT (ack: requestId)
     {"uid", "requestId", "type": 7, "packet", "opts"}                     BROADCAST with acks (msgpack)
     {"uid", "type": 100, "opts": {"rooms", "except"}, "data": {...}}      REMOTE_SET_DATA (Tether, msgpack)
 
@@ -42,6 +42,7 @@ Responses, on ``<prefix>-response#<nsp>#`` (every node listens; ``requestId`` sa
     {"requestId", "type": 8, "clientCount": n}                            to BROADCAST: acks to expect
     {"requestId", "type": 9, "packet": value}  (msgpack)                  to BROADCAST: one client's ack
                                                  Tether adds "args": [...] when the ack had several
+    {"requestId", "type": 6, "data": value}                               to SERVER_SIDE_EMIT: a node's
 
 Tether extension, on ``tether#session#`` (JSON, so ``redis-cli PUBLISH`` can send one)::
 
@@ -84,6 +85,7 @@ __all__ = [
     "encode_json",
     "encode_msgpack",
     "encode_session_command",
+    "has_binary",
     "room_tuple",
     "user_room",
 ]
@@ -210,6 +212,17 @@ def _unpack(data: bytes) -> Any:
         return msgpack.unpackb(data, raw=False, timestamp=3, ext_hook=_ext_hook, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise ClusterError("wire", f"malformed msgpack: {exc}") from exc
+
+
+def has_binary(value: Any) -> bool:
+    """Whether ``value`` holds bytes anywhere (node's ``hasBinary``): such a message goes as msgpack."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    if isinstance(value, list | tuple):
+        return any(has_binary(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_binary(v) for v in value.values())
+    return False
 
 
 def encode_json(value: Any) -> bytes:
@@ -380,6 +393,9 @@ class Request:
         if t is RequestType.REMOTE_SET_DATA:
             obj["data"] = self.data
             return encode_msgpack(obj)
+        if t is RequestType.SERVER_SIDE_EMIT:
+            obj["data"] = list(self.data or ())
+            return encode_msgpack(obj) if has_binary(obj["data"]) else encode_json(obj)
         return encode_json(obj)
 
 

@@ -16,9 +16,11 @@ from picows import WSMsgType
 
 from ..acks import AckCollector, Answers
 from ..cluster.base import BroadcastMessage
-from ..context import BroadcastOperator
-from ..errors import ConnectionClosed
+from ..context import SENT, BroadcastOperator, _Sent
+from ..errors import ConnectionClosed, TetherError
 from ..protocol.engineio import Binary
+from ..router import SERVER_SIDE_RESERVED
+from ..threads import in_loop
 from .membership import Membership
 
 if TYPE_CHECKING:
@@ -178,6 +180,57 @@ class Emitting(Membership):
         task = asyncio.get_running_loop().create_task(gather())
         task.add_done_callback(_retrieve)
         return task
+
+    # -- server-side events (node's serverSideEmit; tether.cluster.server_side) ----------------------------
+
+    @in_loop
+    def server_side_emit(self, event: str, *args: Any, namespace: str = "/") -> _Sent:
+        """Send ``event`` with ``args`` to the server-side handlers (:meth:`tether.Router.on_server_side`)
+        of every other node of the cluster; this one's are not called (node's ``io.serverSideEmit``).
+
+        Every driver carries it in node's wire format, so Tether and node servers hear each other: the
+        workers' hub, ``redis`` (``@socket.io/redis-adapter``'s request type 6) and ``redis-streams``
+        (``ClusterAdapter``'s SERVER_SIDE_EMIT on pub/sub). Awaiting the result completes at once.
+
+        Raises:
+            TetherError: a name node reserves (``connect``, ``connection``, ``new_namespace``).
+            ClusterError: an argument msgpack cannot encode.
+        """
+        _check_server_side(event)
+        self.adapter.server_side_emit(namespace, (event, *args))
+        return SENT
+
+    @in_loop
+    def server_side_emit_with_ack(
+        self, event: str, *args: Any, namespace: str = "/", timeout: float = 5.0
+    ) -> asyncio.Task[Answers]:
+        """:meth:`server_side_emit`, and the answer (the handler's return value) of every other node, for at
+        most ``timeout`` seconds (node's ``serverSideEmitWithAck``, whose timeout is 5 s).
+
+        The nodes expected are those listening on the namespace (``PUBSUB NUMSUB`` less this one, as node's
+        adapter counts them). Node rejects when one is missing; the returned Task resolves to
+        :class:`~tether.Answers` in both cases: ``timed_out`` and ``missing`` (nodes that did not answer).
+
+        Raises:
+            TetherError: a reserved name (at once).
+            ClusterError: an argument msgpack cannot encode (from the Task).
+        """
+        _check_server_side(event)
+
+        async def gather() -> Answers:
+            answers, expected = await self.adapter.server_side_emit_with_ack(
+                namespace, (event, *args), timeout
+            )
+            return Answers(answers, expected, timed_out=len(answers) < expected)
+
+        task = asyncio.get_running_loop().create_task(gather())
+        task.add_done_callback(_retrieve)
+        return task
+
+
+def _check_server_side(event: str) -> None:
+    if event in SERVER_SIDE_RESERVED or not isinstance(event, str):
+        raise TetherError(f"{event!r} is a reserved event name (or not a name): not a server-side event")
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

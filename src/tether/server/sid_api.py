@@ -501,6 +501,13 @@ class SidApi:
         """``router.on``: register a handler (a decorator without ``handler``), as ``sio.on``."""
         return self.router.on(event, handler, namespace or "/")
 
+    def on_server_side(
+        self, event: str, handler: Callable[..., Any] | None = None, namespace: str | None = None
+    ) -> Any:
+        """``router.on_server_side``: a handler for other nodes' :meth:`server_side_emit` (node's
+        ``io.on(event)``)."""
+        return self.router.on_server_side(event, handler, namespace or "/")
+
     def event(self, handler: Any = None, *, namespace: str | None = None) -> Any:
         """``router.event``: ``@server.event``: the event named as the function, as ``sio.event``."""
         return self.router.event(handler, namespace=namespace or "/")

@@ -91,3 +91,13 @@ def test_install_from_a_folder_that_is_not_the_package(tmp_path: Path) -> None:
         timeout=60,
     )
     assert proc.returncode == 1 and "not an npm socket.io-client package folder" in proc.stderr
+
+
+def test_gzip_forms_are_made_once_at_the_first_gzip_request() -> None:
+    bundle = client_bundle.ClientBundle(NPM_CLIENT / "dist")
+    assert set(bundle.files) == set(client_bundle.CLIENT_FILES)
+    zipped = bundle.gzipped("socket.io.js.map")
+    assert gzip.decompress(zipped) == (NPM_CLIENT / "dist" / "socket.io.js.map").read_bytes()
+    assert bundle.gzipped("socket.io.js.map") is zipped  # kept, not compressed again
+    with pytest.raises(KeyError):
+        bundle.gzipped("socket.io.other.js")

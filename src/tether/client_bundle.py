@@ -55,7 +55,7 @@ _Response = tuple[int, dict[str, str], bytes]
 
 
 class ClientBundle:
-    """The client files of one folder, read once, with their gzip forms; ``None`` answers when missing.
+    """The client files of one folder, read once; each one's gzip form made at its first gzip request.
 
     Args:
         folder: a ``socket.io-client/dist`` folder (or :data:`BUNDLED_DIR`).
@@ -64,13 +64,23 @@ class ClientBundle:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.version = _version_of(folder)
-        self.files: dict[str, tuple[bytes, bytes]] = {}
+        self.files: dict[str, bytes] = {}
+        """File name -> its bytes, for the files of ``CLIENT_FILES`` the folder has."""
+        # Compressed on demand, not here: the eight files (1.2 MB, mostly source maps) took 0.1-0.2 s of CPU
+        # to compress at every server start, in every worker and reload, for files few servers ever send.
+        self._zipped: dict[str, bytes] = {}
         for name in CLIENT_FILES:
             try:
-                data = (folder / name).read_bytes()
+                self.files[name] = (folder / name).read_bytes()
             except OSError:
                 continue
-            self.files[name] = (data, gzip.compress(data, 6, mtime=0))
+
+    def gzipped(self, name: str) -> bytes:
+        """The gzip form of file ``name`` (``KeyError`` for a file the bundle does not have), made once."""
+        zipped = self._zipped.get(name)
+        if zipped is None:
+            zipped = self._zipped[name] = gzip.compress(self.files[name], 6, mtime=0)
+        return zipped
 
     @property
     def available(self) -> bool:
@@ -83,8 +93,8 @@ class ClientBundle:
     def respond(self, name: str, request: Request) -> _Response:
         """The answer to ``GET <path>/<name>``: 200 (maybe gzip), 304 for a matching ``If-None-Match``, or
         404 with the install hint."""
-        entry = self.files.get(name)
-        if entry is None or not self.version:
+        data = self.files.get(name)
+        if data is None or not self.version:
             hint = f"socket.io-client is not installed; run: {INSTALL_COMMAND}\n"
             return 404, {"Content-Type": "text/plain; charset=utf-8"}, hint.encode()
         etag = self.etag
@@ -97,10 +107,9 @@ class ClientBundle:
             "ETag": etag,
             "Vary": "Accept-Encoding",
         }
-        data, zipped = entry
         if "gzip" in request.headers.get("accept-encoding", ""):
             headers["Content-Encoding"] = "gzip"
-            return 200, headers, zipped
+            return 200, headers, self.gzipped(name)
         return 200, headers, data
 
 

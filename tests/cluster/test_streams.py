@@ -180,10 +180,12 @@ async def test_recovery_replays_no_volatile_entry(nodes: tuple[Server, Server, s
 class NodeServer:
     """tests/js/node_streams_server.mjs: node socket.io on the redis-streams adapter, driven through stdin."""
 
-    def __init__(self, redis_url: str, stream: str = "socket.io", sharded: bool = False) -> None:
+    def __init__(
+        self, redis_url: str, stream: str = "socket.io", sharded: bool = False, stream_count: int = 1
+    ) -> None:
         self.redis_url = redis_url
         self.stream = stream
-        self.sharded = sharded
+        self.flags = [*(["sharded"] if sharded else []), f"streams={stream_count}"]
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -195,7 +197,7 @@ class NodeServer:
             str(JS_DIR / "node_streams_server.mjs"),
             self.redis_url,
             self.stream,
-            *(["sharded"] if self.sharded else []),
+            *self.flags,
             cwd=JS_DIR,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

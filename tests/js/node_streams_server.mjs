@@ -1,7 +1,8 @@
 // A Node.js Socket.IO server on @socket.io/redis-streams-adapter with connection state recovery, to run in
 // one cluster with Tether nodes (driver = "redis-streams"): node node_streams_server.mjs <redis url> [name]
-// [sharded] (name: the adapter's streamName and channelPrefix, "socket.io" by default, as Tether's [redis]
-// prefix; "sharded": useShardedPubSub, as Tether's [redis] sharded_pubsub).
+// [sharded] [streams=<n>] (name: the adapter's streamName and channelPrefix, "socket.io" by default, as
+// Tether's [redis] prefix; "sharded": useShardedPubSub, as [redis] sharded_pubsub; "streams=<n>":
+// streamCount, as [redis] stream_count).
 // Prints "listening <port>". Commands on stdin, one per line, each answered by one line:
 //   "burst <room> <first> <last>": emits "n" with first..last to the room; "burst done <last>"
 //   "vburst <room> <first> <last>": the same, volatile (io.volatile): "vburst done <last>"
@@ -12,6 +13,9 @@
 //   "count": the adapter's serverCount(); "count <n>"
 //   "sse <event> <arg>": io.serverSideEmit(event, arg); "sse true"
 //   "sseack <event> <arg>": io.serverSideEmitWithAck(event, arg); "sseack <JSON answers or {error, responses}>"
+//   "bin <room>": emits "b" with {blob: <bytes 0 1 255>, text: "t"} to the room (base64 msgpack in the
+//                 stream); "bin true"
+//   "got": the "n" events (and "b" ones, as ["b", [bytes], text, offset?]) the last client got, with their arguments: "got <JSON [[n, offset?]]>"
 //   "seen": the server-side events this server got ("hello" and "ping"), "seen <JSON [[event, ...args]]>"
 // Server-side handlers: "hello" records its arguments; "ping" records them and answers "node:<arg>".
 import { createServer } from "node:http";
@@ -21,14 +25,15 @@ import { createAdapter } from "@socket.io/redis-streams-adapter";
 import { io as connectClient } from "socket.io-client";
 import { createClient } from "redis";
 
-const [url, name = "socket.io", sharded] = process.argv.slice(2);
+const [url, name = "socket.io", ...flags] = process.argv.slice(2);
+const streamCount = Number((flags.find((f) => f.startsWith("streams=")) || "streams=1").slice(8));
 const redis = createClient({ url });
 redis.on("error", (err) => console.error("redis error", err.message));
 await redis.connect();
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
-  adapter: createAdapter(redis, { streamName: name, channelPrefix: name, useShardedPubSub: sharded === "sharded" }),
+  adapter: createAdapter(redis, { streamName: name, channelPrefix: name, useShardedPubSub: flags.includes("sharded"), streamCount }),
   connectionStateRecovery: { maxDisconnectionDuration: 120000, skipMiddlewares: true },
 });
 io.on("connection", (socket) => {
@@ -50,6 +55,9 @@ createInterface({ input: process.stdin }).on("line", async (line) => {
     const client = connectClient(`http://127.0.0.1:${httpServer.address().port}`, { transports: ["websocket"] });
     clients.push(client);
     client.on("please", (arg, cb) => cb(`node:${arg}`));
+    client.got = [];
+    client.on("n", (...args) => client.got.push(args));
+    client.on("b", (data, ...rest) => client.got.push(["b", [...new Uint8Array(data.blob)], data.text, ...rest]));
     await new Promise((resolve) => client.on("connect", resolve));
     await client.emitWithAck("join", room);
     console.log(`client ${client.id}`);
@@ -66,6 +74,11 @@ createInterface({ input: process.stdin }).on("line", async (line) => {
   } else if (cmd === "sseack") {
     try { console.log(`sseack ${JSON.stringify(await io.serverSideEmitWithAck(room, first))}`); }
     catch (err) { console.log(`sseack ${JSON.stringify({ error: String(err), responses: err.responses })}`); }
+  } else if (cmd === "bin") {
+    io.to(room).emit("b", { blob: Buffer.from([0, 1, 255]), text: "t" });
+    console.log("bin true");
+  } else if (cmd === "got") {
+    console.log(`got ${JSON.stringify(clients.at(-1).got)}`);
   } else if (cmd === "seen") {
     console.log(`seen ${JSON.stringify(seen)}`);
   } else if (cmd === "count") {

@@ -231,12 +231,20 @@ class Instance:
                     os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def app_folder() -> Iterator[Path]:
+@contextlib.contextmanager
+def temp_app_folder() -> Iterator[Path]:
     # A short path: Unix socket paths are limited to 107 bytes.
     folder = Path(tempfile.mkdtemp(prefix="tether-", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def app_folder() -> Iterator[Path]:
+    with temp_app_folder() as folder:
+        yield folder
 
 
 @pytest.fixture
@@ -244,3 +252,16 @@ def instance(app_folder: Path) -> Iterator[Instance]:
     inst = Instance(app_folder)
     yield inst
     inst.cleanup()
+
+
+@pytest.fixture(scope="module")
+def two_workers() -> Iterator[Instance]:
+    """One instance with two workers for a whole module, for tests that only connect clients to it and
+    compare counters before and after (starting and stopping one takes seconds)."""
+    with temp_app_folder() as folder:
+        inst = Instance(folder)
+        try:
+            inst.start("--workers", "2")
+            yield inst
+        finally:
+            inst.cleanup()

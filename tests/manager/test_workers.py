@@ -67,8 +67,15 @@ def test_a_killed_worker_is_replaced(instance: Instance) -> None:
     assert "restarting in 0.1s" in log
 
 
-async def test_rooms_and_users_across_workers(instance: Instance) -> None:
-    instance.start("--workers", "2")
+def _handoffs(instance: Instance) -> tuple[int, int]:
+    """(sent, received) handoffs so far, summed over the workers."""
+    workers = instance.infos()["workers"]
+    return sum(w["handoffs_sent"] for w in workers), sum(w["handoffs_received"] for w in workers)
+
+
+async def test_rooms_and_users_across_workers(two_workers: Instance) -> None:
+    instance = two_workers
+    handoffs = _handoffs(instance)
     by_pid = await _clients_on_two_workers(instance.url, per_worker=1)
     (pid_a, [a]), (pid_b, [b]) = by_pid.items()
     assert pid_a != pid_b
@@ -112,8 +119,7 @@ async def test_rooms_and_users_across_workers(instance: Instance) -> None:
     assert await a.call("online", "alice", timeout=scaled(5)) is False
     await a.disconnect()
 
-    info = instance.infos()
-    assert sum(w["handoffs_sent"] for w in info["workers"]) == 0  # all WebSocket: nothing to hand off
+    assert _handoffs(instance) == handoffs  # all WebSocket: nothing to hand off
 
 
 async def _until(predicate: Any) -> None:
@@ -148,8 +154,9 @@ console.log(JSON.stringify(out));
 """
 
 
-async def test_node_client_default_options_with_two_workers(instance: Instance) -> None:
-    instance.start("--workers", "2")
+async def test_node_client_default_options_with_two_workers(two_workers: Instance) -> None:
+    instance = two_workers
+    sent, received = _handoffs(instance)
     # Run from tests/js so that the import resolves to its node_modules.
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -168,14 +175,15 @@ async def test_node_client_default_options_with_two_workers(instance: Instance) 
         assert r["first"]["pid"] == r["again"]["pid"]  # one session, one worker, polling and WebSocket
         assert r["first"]["sid"] == r["again"]["sid"]
     assert len({r["first"]["pid"] for r in results}) == 2  # sessions on both workers
-    info = instance.infos()
-    handoffs = sum(w["handoffs_sent"] for w in info["workers"])
-    assert handoffs > 0  # requests reached the wrong worker and were handed over
-    assert handoffs == sum(w["handoffs_received"] for w in info["workers"])
+    sent_now, received_now = _handoffs(instance)
+    assert sent_now > sent  # requests reached the wrong worker and were handed over
+    assert sent_now - sent == received_now - received
 
 
-async def test_python_polling_client_with_two_workers(instance: Instance) -> None:
-    instance.start("--workers", "2")
+async def test_python_polling_client_with_two_workers(two_workers: Instance) -> None:
+    instance = two_workers
+    # Nothing left from the module's earlier tests (their clients are gone), so that the count below is ours.
+    instance.wait_for(lambda: instance.infos()["totals"]["connections"] == 0, 5, "no connection left")
     clients = []
     for _i in range(6):
         client = socketio.AsyncClient(reconnection=False)
@@ -194,9 +202,10 @@ async def test_python_polling_client_with_two_workers(instance: Instance) -> Non
         await client.disconnect()
 
 
-async def test_a_raw_request_for_another_workers_session_is_handed_over(instance: Instance) -> None:
+async def test_a_raw_request_for_another_workers_session_is_handed_over(two_workers: Instance) -> None:
     """New TCP connection per request (no keep-alive): half of them land on the other worker."""
-    instance.start("--workers", "2")
+    instance = two_workers
+    sent, _ = _handoffs(instance)
     base = instance.url + "/socket.io/?EIO=4&transport=polling"
     connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -218,7 +227,7 @@ async def test_a_raw_request_for_another_workers_session_is_handed_over(instance
             assert resp.status == 400 and json.loads(await resp.text())["message"] == "Session ID unknown"
     info = instance.infos()
     assert any(w["id"] == owner for w in info["workers"])
-    assert sum(w["handoffs_sent"] for w in info["workers"]) > 0
+    assert sum(w["handoffs_sent"] for w in info["workers"]) > sent
 
 
 METRICS_KEY = "metrics-key-for-tests-0123456789abcdef"

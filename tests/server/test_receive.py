@@ -60,6 +60,32 @@ def receive_router() -> Router:
     async def first(socket: Socket) -> str:
         return "first"
 
+    # With an ack id the handler runs inside receive._answering: its value must reach the ack whether it
+    # ends in the first step or in a Task, and a Task's cancel and the handler's own errors must reach it.
+    @router.on("answer_later")
+    async def answer_later(socket: Socket, value: Any, seconds: float) -> Any:
+        await asyncio.sleep(0)  # a bare yield first, then a future
+        await asyncio.sleep(seconds)
+        return value
+
+    @router.on("answer_pair_later")
+    async def answer_pair_later(socket: Socket, value: Any) -> tuple[Any, Any]:
+        await asyncio.sleep(0.001)
+        return "pair", value
+
+    @router.on("fails_later")
+    async def fails_later(socket: Socket) -> str:
+        await asyncio.sleep(0.001)
+        raise ValueError("handler failed later on purpose")
+
+    @router.on("hangs")
+    async def hangs(socket: Socket) -> str:
+        try:
+            await asyncio.get_running_loop().create_future()  # never done: [limits] handler_timeout ends it
+        finally:
+            await socket.emit("cleaned up")
+        return "never"
+
     return router
 
 
@@ -119,5 +145,42 @@ async def test_a_route_replaced_after_its_first_use_is_the_one_called(server_fac
             return "second"
 
         assert await client.call("replaced") == ["second"]
+    finally:
+        await client.close()
+
+
+async def test_an_ack_handler_s_value_is_its_answer_when_it_suspends(client: EioClient) -> None:
+    assert await client.call("answer_later", {"k": [1]}, 0.001) == [{"k": [1]}]
+    assert await client.call("answer_later", None, 0.001) == []
+    assert await client.call("answer_pair_later", 7) == ["pair", 7]
+    # Each event has its own box: a slow answer asked first and a quick one asked after get their own.
+    slow = asyncio.ensure_future(client.call("answer_later", "slow", 0.05))
+    quick = asyncio.ensure_future(client.call("answer_later", "quick", 0.0))
+    assert await quick == ["quick"]
+    assert not slow.done()
+    assert await slow == ["slow"]
+
+
+async def test_an_ack_handler_that_fails_after_suspending_answers_nothing(
+    client: EioClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="tether"):
+        with pytest.raises(TimeoutError):
+            await client.call("fails_later", timeout=scaled(0.3))
+        assert await client.call("answer_later", "still served", 0.0) == ["still served"]
+    assert "handler failed later on purpose" in caplog.text
+
+
+async def test_an_ack_handler_cancelled_by_handler_timeout_runs_its_finally_and_answers_nothing(
+    server_factory: ServerFactory,
+) -> None:
+    server = await server_factory(receive_router(), limits={"handler_timeout": 0.2})
+    client = await EioClient.connect(server)
+    try:
+        with pytest.raises(TimeoutError):
+            await client.call("hangs", timeout=scaled(0.6))
+        await wait_until(lambda: client.events_named("cleaned up") == [[]])
+        await wait_until(lambda: server.state.handler_errors == 1)
+        assert await client.call("answer_later", "after", 0.0) == ["after"]
     finally:
         await client.close()

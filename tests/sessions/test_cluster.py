@@ -56,6 +56,11 @@ async def events_of(r: Recorder, seconds: float) -> list[tuple[str, Any]]:
         got.append((event, data))
 
 
+async def events_of_each(tabs: tuple[Recorder, ...], seconds: float) -> list[list[tuple[str, Any]]]:
+    """:func:`events_of` for every tab over the same ``seconds``, side by side, not one after another."""
+    return list(await asyncio.gather(*(events_of(tab, seconds) for tab in tabs)))
+
+
 async def test_activity_on_one_node_keeps_the_tabs_on_the_other(
     nodes: tuple[Server, Server], clients: Any
 ) -> None:
@@ -73,8 +78,8 @@ async def test_activity_on_one_node_keeps_the_tabs_on_the_other(
     assert tab_a.events.empty() and tab_b.events.empty(), "a tab expired while the user was active"
     assert get_manager(b).get("shared") is not None
     # Then nobody moves: both tabs hear session:expired exactly once, from their own node.
-    for tab in (tab_a, tab_b):
-        assert await events_of(tab, IDLE + 1.5) == [("session:expired", {"reason": "idle"})]
+    expired = [("session:expired", {"reason": "idle"})]
+    assert await events_of_each((tab_a, tab_b), IDLE + 1.5) == [expired, expired]
     assert get_manager(a).counters.expired == 1 and get_manager(b).counters.expired == 1
 
 
@@ -88,8 +93,9 @@ async def test_log_out_on_one_node_ends_the_tabs_on_the_other(
     await tab_b1.connect(b.url, token)
     await tab_b2.connect(b.url, token)
     await tab_a.sio.emit("session:logout")
+    ended = [("session:ended", {"reason": "logout"})]
+    assert await events_of_each((tab_b1, tab_b2), 1.0) == [ended, ended]  # exactly once
     for tab in (tab_b1, tab_b2):
-        assert await events_of(tab, 1.0) == [("session:ended", {"reason": "logout"})]  # exactly once
         await asyncio.wait_for(tab.disconnected.wait(), scaled(2))
     assert tab_a.events.empty()
     # Node b knows: the old token is refused there too.
@@ -109,8 +115,8 @@ async def test_end_from_python_on_one_node_reaches_the_other(
     await tab_a.connect(a.url, token)
     await tab_b.connect(b.url, token)
     get_manager(b).end("admin-end", "admin")
-    for tab in (tab_a, tab_b):
-        assert await events_of(tab, 1.0) == [("session:ended", {"reason": "admin"})]
+    ended = [("session:ended", {"reason": "admin"})]
+    assert await events_of_each((tab_a, tab_b), 1.0) == [ended, ended]
     assert get_manager(a).is_ended("admin-end")
 
 
@@ -145,6 +151,6 @@ async def test_end_from_a_backend_emitter(
     finally:
         await emitter.aclose()
     # No node pushed it before: each tells its own sockets, once.
-    for tab in (tab_a, tab_b):
-        assert await events_of(tab, 1.0) == [("session:ended", {"reason": "password changed"})]
+    ended = [("session:ended", {"reason": "password changed"})]
+    assert await events_of_each((tab_a, tab_b), 1.0) == [ended, ended]
     assert get_manager(a).is_ended("emitted") and get_manager(b).is_ended("emitted")

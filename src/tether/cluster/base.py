@@ -202,6 +202,11 @@ class Adapter:
         (``args``: the emit's arguments, for adapters that carry them rather than the packets)."""
         raise NotImplementedError
 
+    def base_offset(self, namespace: str) -> Any:
+        """With :attr:`sequences_emits`: the offset a socket of ``namespace`` connecting now starts from
+        (its client's offset until it gets a packet). Default: :attr:`last_seq` (one log for all)."""
+        return self.last_seq
+
     def recovered(self, sock: LocalSocket, restored: Restored) -> list[bytes]:
         """With :attr:`sequences_emits`: ``sock`` of ``restored`` is in its rooms now; the packets delivered
         here since the session was read, which it must get too. Default: none can have been."""

@@ -43,12 +43,35 @@ __all__ = [
     "encode_data",
     "encode_session",
     "is_volatile",
+    "js_hash_code",
     "parse_id",
+    "stream_name",
 ]
 
 BROADCAST, SOCKETS_JOIN, SOCKETS_LEAVE, DISCONNECT_SOCKETS = 3, 4, 5, 6
 ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 """A stream entry id, as Redis writes it (``<ms>-<seq>``)."""
+
+
+def js_hash_code(text: str) -> int:
+    """Java's ``String.hashCode`` as node's adapter computes it in JavaScript (``util.ts`` ``hashCode``):
+    over UTF-16 code units, wrapped to a signed 32-bit integer at each step."""
+    h = 0
+    units = text.encode("utf-16-le")
+    for i in range(0, len(units), 2):
+        h = (h * 31 + int.from_bytes(units[i : i + 2], "little")) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def stream_name(base: str, namespace: str, count: int) -> str:
+    """The stream a namespace's entries go to (node's ``computeStreamName``): ``base`` for one stream,
+    else ``<base>-<hashCode(namespace) % count>`` with JavaScript's ``%``, whose sign is the dividend's (a
+    namespace with a negative hash goes to ``<base>--<i>``, as in node)."""
+    if count == 1:
+        return base
+    h = js_hash_code(namespace)
+    index = abs(h) % count
+    return f"{base}-{-index if h < 0 else index}"
 
 
 def parse_id(value: str) -> tuple[int, int]:

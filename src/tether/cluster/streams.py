@@ -57,6 +57,7 @@ from .stream_entries import (
     encode_session,
     is_volatile,
     parse_id,
+    stream_name,
 )
 from .streams_questions import StreamsQuestions
 from .wire import Request
@@ -91,6 +92,8 @@ class RedisStreamsAdapter(StreamsQuestions):
         max_session_bytes: most bytes of missed packets replayed to one session; 0: no limit.
         request_timeout: seconds to wait for the other nodes' answers to a cluster-wide question.
         sharded_pubsub: questions through ``SPUBLISH``/``SSUBSCRIBE`` (node's ``useShardedPubSub``).
+        stream_count: node's ``streamCount``: each namespace's entries go to one of that many streams
+            (:func:`~.stream_entries.stream_name`); 1: the stream is ``stream`` itself.
     """
 
     remote = True
@@ -106,10 +109,17 @@ class RedisStreamsAdapter(StreamsQuestions):
         max_session_bytes: int = 0,
         request_timeout: float = 5.0,
         sharded_pubsub: bool = False,
+        stream_count: int = 1,
         debug: bool = False,
     ) -> None:
         super().__init__()
         self.sharded_pubsub = sharded_pubsub
+        self.stream_count = stream_count
+        self._streams = [stream] if stream_count == 1 else [f"{stream}-{i}" for i in range(stream_count)]
+        # JavaScript's % keeps the hash's sign: node's "<stream>--<i>" names exist too (stream_name).
+        self._streams += [f"{stream}--{i}" for i in range(1, stream_count)]
+        self._last: dict[str, tuple[tuple[int, int], str]] = {}
+        """Stream -> the last entry delivered here (its key and id): a new socket's base offset."""
         self.url = url
         self.stream = stream
         self.max_len = max_len
@@ -134,7 +144,6 @@ class RedisStreamsAdapter(StreamsQuestions):
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._delivered = (0, 0)
         self._recent: deque[tuple[tuple[int, int], str, list[str], list[str], list[bytes]]] = deque(
             maxlen=RECENT
         )
@@ -163,6 +172,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             max_session_bytes=rec.max_session_bytes,
             request_timeout=r.request_timeout,
             sharded_pubsub=r.sharded_pubsub,
+            stream_count=r.stream_count,
             debug=config.server.debug,
         )
 
@@ -181,12 +191,17 @@ class RedisStreamsAdapter(StreamsQuestions):
         self._sub = aioredis.Redis.from_url(self.url, socket_connect_timeout=2.0)
         # Read from the end as it is now, as node does ("$"): what was added before this node started is
         # for the nodes that were there.
+        start: dict[str, str] = {}
         try:
-            info: Any = await self._cmd.xrevrange(self.stream, count=1)
-            start = info[0][0].decode() if info else "0-0"
+            for name in self._streams:
+                info: Any = await self._cmd.xrevrange(name, count=1)
+                start[name] = info[0][0].decode() if info else "0-0"
+                # A socket that connects before any delivery has this base offset, not "0-0" (which would
+                # replay the whole stream to it on a recovery).
+                self._last[name] = (parse_id(start[name]), start[name])
         except Exception as exc:  # Redis down at start: serve locally, keep trying in the loops
             log.error("! redis-streams: %s unreachable at start: %s", redact_url(self.url), exc)
-            start = "$"
+            start = dict.fromkeys(self._streams, "$")
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._read_forever(start)),
@@ -240,7 +255,7 @@ class RedisStreamsAdapter(StreamsQuestions):
         self, pipe: Any, item: tuple[dict[str, str], Callable[[str], None] | None] | tuple[str, bytes]
     ) -> None:
         if isinstance(item[0], dict):
-            pipe.xadd(self.stream, item[0], maxlen=self.max_len, approximate=True)
+            pipe.xadd(self.stream_of(item[0]["nsp"]), item[0], maxlen=self.max_len, approximate=True)
         elif self.sharded_pubsub:
             pipe.spublish(item[0], item[1])
         else:
@@ -318,8 +333,9 @@ class RedisStreamsAdapter(StreamsQuestions):
         server = self._server()
         key = parse_id(eid)
         packets = server.parser_cls.encode_event(namespace, event, (*args, eid))
-        if key > self._delivered:
-            self._delivered = key
+        stream = self.stream_of(namespace)
+        if key > self._last.get(stream, ((0, 0), ""))[0]:
+            self._last[stream] = (key, eid)
             self.last_seq = eid
         self._recent.append((key, namespace, rooms, except_rooms, packets))
         excluded = tuple(except_rooms)
@@ -331,13 +347,13 @@ class RedisStreamsAdapter(StreamsQuestions):
 
     # -- reading --------------------------------------------------------------------------------------
 
-    async def _read_forever(self, start: str) -> None:
+    async def _read_forever(self, start: dict[str, str]) -> None:
         assert self._rd is not None
-        last = start
+        last = dict(start)
         backoff = 0.05
         while not self._stopping:
             try:
-                response: Any = await self._rd.xread({self.stream: last}, count=100, block=1000)
+                response: Any = await self._rd.xread(last, count=100, block=1000)  # type: ignore[arg-type]
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
@@ -347,14 +363,15 @@ class RedisStreamsAdapter(StreamsQuestions):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for _stream, entries in response or []:
+            for raw_stream, entries in response or []:
+                name = raw_stream.decode()
                 for raw_id, raw_fields in entries:
-                    last = raw_id.decode()
+                    eid = last[name] = raw_id.decode()
                     try:
-                        self._on_entry(last, {k.decode(): v.decode() for k, v in raw_fields.items()})
+                        self._on_entry(eid, {k.decode(): v.decode() for k, v in raw_fields.items()})
                     except Exception as exc:
                         self.counters["errors"] += 1
-                        log.warning("! redis-streams: entry %s not understood: %s", last, exc)
+                        log.warning("! redis-streams: entry %s of %s not understood: %s", eid, name, exc)
 
     def _on_entry(self, eid: str, fields: dict[str, str]) -> None:
         if fields.get("uid") == self.uid and not (self.sequences_emits and fields.get("type") == "3"):
@@ -456,7 +473,8 @@ class RedisStreamsAdapter(StreamsQuestions):
             offset = extra.get("base")
             if not isinstance(offset, str) or not ID.fullmatch(offset):
                 return None
-        if offset != "0-0" and not await self._cmd.xrange(self.stream, offset, offset):
+        stream = self.stream_of(namespace)
+        if offset != "0-0" and not await self._cmd.xrange(stream, offset, offset):
             return None  # trimmed from the stream (MAXLEN): what it missed is partly gone
         rooms = set(body.get("rooms") or ())
         packets: list[bytes] = []
@@ -465,7 +483,7 @@ class RedisStreamsAdapter(StreamsQuestions):
         position = offset
         for _ in range(XRANGE_CALLS):
             ms, seq = parse_id(position)
-            entries: Any = await self._cmd.xrange(self.stream, f"{ms}-{seq + 1}", "+", count=1000)
+            entries: Any = await self._cmd.xrange(stream, f"{ms}-{seq + 1}", "+", count=1000)
             if not entries:
                 break
             for raw_id, raw_fields in entries:
@@ -514,6 +532,14 @@ class RedisStreamsAdapter(StreamsQuestions):
         self._floors[sock.sid] = (end, replayed)
         asyncio.get_running_loop().call_later(10.0, self._floors.pop, sock.sid, None)
         return extra
+
+    def stream_of(self, namespace: str) -> str:
+        """The stream ``namespace``'s entries go to (node's ``computeStreamName``)."""
+        return stream_name(self.stream, namespace, self.stream_count)
+
+    def base_offset(self, namespace: str) -> Any:
+        """The id of the last entry of ``namespace``'s stream delivered here (at start: the stream's end)."""
+        return self._last.get(self.stream_of(namespace), ((0, 0), "0-0"))[1]
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "stream": self.stream, **self.counters}

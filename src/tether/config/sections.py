@@ -321,6 +321,9 @@ class RedisConfig:
     stream_max_len: int = 10_000
     """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
     name is ``prefix``."""
+    stream_count: int = 1
+    """``redis-streams``: node's ``streamCount``: each namespace's entries go to one of this many streams,
+    ``<prefix>-<i>`` by a hash of its name (1: the one stream ``prefix``). Every node must say the same."""
     sharded_pubsub: bool = False
     """``redis-streams``: questions and answers through sharded pub/sub (``SPUBLISH``, ``SSUBSCRIBE``,
     ``PUBSUB SHARDNUMSUB``; Redis 7), as node's ``useShardedPubSub: true``: every node of the cluster must
@@ -328,6 +331,8 @@ class RedisConfig:
 
     def check(self, source: str) -> None:
         """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if self.stream_count < 1:
+            raise ConfigError(source, "redis.stream_count", f"must be >= 1, not {self.stream_count}")
         if self.request_timeout <= 0 or self.reconnect_max <= 0 or self.max_queue < 1:
             raise ConfigError(
                 source, "redis", "request_timeout and reconnect_max must be > 0, max_queue >= 1"

@@ -85,9 +85,9 @@ class Client:
         self.ws: Any = None  # picows WSTransport once on WebSocket
         self.writes = server.writes
         self.fast_ws = False
+        """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.hb_box: list[Client | None] | None = None
         """The box of this client's live entry in the server's Heartbeat heap."""
-        """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.poll_waiter: PollWaiter | None = None
         self._flush_scheduled = False
         self.paused = False

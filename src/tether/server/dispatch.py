@@ -1,11 +1,11 @@
 """Running handlers: sync or async, eagerly, with errors logged and never raised into the transport.
 
-An ``async def`` handler is started with ``coro.send(None)`` right away (on the event hot path without an
-ack id, ``next(coro.__await__(), RETURNED)``: see ``Receiver.receive_event``): most handlers (emit, join,
-return a value) finish without ever suspending, so no Task is created for them. Only a handler that
-really awaits something (an ack, a database) gets a Task, which resumes the same coroutine. Python 3.12
-has this built in as ``asyncio.eager_task_factory``; Tether supports 3.11, so it is done here, and it is
-the single largest saving per event (a Task costs about as much as the rest of an echo).
+An ``async def`` handler is started with ``coro.send(None)`` right away (on the event hot path with
+``next(..., RETURNED)``, which ends it without a StopIteration: see ``Receiver.receive_event``): most
+handlers (emit, join, return a value) finish without ever suspending, so no Task is created for them. Only a
+handler that really awaits something (an ack, a database) gets a Task, which resumes the same coroutine.
+Python 3.12 has this built in as ``asyncio.eager_task_factory``; Tether supports 3.11, so it is done here,
+and it is the single largest saving per event (a Task costs about as much as the rest of an echo).
 
 The first step runs as a Task's would (:class:`EagerStart`): in a copy of the context (a ``ContextVar`` a
 handler sets does not leak into the next handler) and with ``asyncio.current_task()`` answering a stand-in

@@ -230,7 +230,7 @@ class Emitting(Membership):
 
 
 def _check_server_side(event: str) -> None:
-    if event in SERVER_SIDE_RESERVED or not isinstance(event, str):
+    if not isinstance(event, str) or event in SERVER_SIDE_RESERVED:
         raise TetherError(f"{event!r} is a reserved event name (or not a name): not a server-side event")
 
 

@@ -11,16 +11,17 @@ import time
 from asyncio import AbstractEventLoop, get_running_loop
 from asyncio.tasks import _enter_task, _leave_task  # what a Task implementation calls around a step
 from bisect import bisect_left
+from collections.abc import Generator
 from contextvars import Context, copy_context
 from time import perf_counter
-from types import CoroutineType
+from types import CoroutineType, coroutine
 from typing import Any
 
 from ..context import Socket
 from ..errors import TetherError
 from ..protocol.connection import State
 from ..protocol.events import Ack, ClientEvent, Connect, Disconnect, Event
-from .client import Client
+from .client import _TEXT, Client
 from .dispatch import EagerStart, continue_in_task, current_task
 from .lifecycle import Lifecycle
 from .state import LATENCY_BUCKETS
@@ -34,6 +35,17 @@ UNROUTED = "_unrouted"
 
 RETURNED: Any = object()
 """What the first step of a handler answers when the coroutine returned (no ack: its value unused)."""
+
+
+@coroutine
+def _answering(coro: Any, answer: list[Any]) -> Generator[Any, Any, None]:
+    """Run ``coro`` (a handler whose value is an ack) and put its value in ``answer[0]``.
+
+    Driven with ``next(..., RETURNED)`` like a coroutine without an ack, it ends without a StopIteration
+    when the handler returns (``yield from`` takes the value in C). What ``coro`` yields passes through, so
+    a Task can drive this generator in its place (``throw`` and ``close`` reach ``coro`` too).
+    """
+    answer[0] = yield from coro
 
 
 class Receiver(Lifecycle):
@@ -131,7 +143,7 @@ class Receiver(Lifecycle):
                     return
                 result = handler(sock, name, *args)
             if type(result) is CoroutineType:
-                coro = result
+                coro: Any = result
                 block = self._block_warning
                 # One clock read serves both the handler's timing and the block watch when both are on.
                 step = (started or perf_counter()) if block else 0.0
@@ -144,22 +156,26 @@ class Receiver(Lifecycle):
                 if outer is not None:
                     _leave_task(loop, outer)
                 _enter_task(loop, eager)  # type: ignore[arg-type]  # a stand-in: see EagerStart
+                # next() with a default ends a coroutine that returns None without raising StopIteration at
+                # all, where send() raises it and `except ... as` builds it and its traceback: half the cost
+                # of starting and ending a handler that does not suspend. A handler's value is the ack, so
+                # with an ack id the coroutine runs inside _answering, which puts the value in a box and
+                # returns None itself.
                 try:
                     if ack_id is None:
-                        # No ack, so the handler's return value is not needed: next() with a default ends a
-                        # coroutine that returns None without raising StopIteration at all (and clears it in
-                        # C for another value), where send() raises it and `except ... as` builds it and its
-                        # traceback: half the cost of starting and ending a handler that does not suspend.
+                        answer = None
                         yielded = context.run(next, coro.__await__(), RETURNED)
                     else:
-                        yielded = context.run(coro.send, None)
-                except StopIteration as stop:
-                    result = stop.value
-                else:
+                        answer = [None]
+                        coro = _answering(coro, answer)
+                        yielded = context.run(next, coro, RETURNED)
+                        result = answer[0]  # (None while it is suspended: then the Task's on_done reads it)
                     if yielded is not RETURNED:
                         if step:
                             self._check_block(handler, name, step)
-                        self._suspended(sock, name, ack_id, coro, yielded, started, handler, eager, context)
+                        self._suspended(
+                            sock, name, ack_id, coro, yielded, started, handler, eager, context, answer
+                        )
                         return
                 finally:
                     _leave_task(loop, eager)  # type: ignore[arg-type]
@@ -215,8 +231,13 @@ class Receiver(Lifecycle):
         handler: Any = None,
         eager: EagerStart | None = None,
         context: Context | None = None,
+        answer: list[Any] | None = None,
     ) -> None:
-        """The handler awaits something: let a Task finish it, then time it and ack."""
+        """The handler awaits something: let a Task finish it, then time it and ack.
+
+        ``answer``: the box :func:`_answering` puts the handler's value in (``coro`` is then that wrapper,
+        whose own value is None).
+        """
         timed = bool(self.state.observe or self.handler_hooks)
         namespace = sock.namespace
 
@@ -224,7 +245,7 @@ class Receiver(Lifecycle):
             if timed:
                 self._report_handler(namespace, name, started, True)
             if ack_id is not None:
-                self._send_ack(sock, ack_id, result)
+                self._send_ack(sock, ack_id, answer[0] if answer is not None else result)
 
         def on_error(exc: BaseException) -> None:
             if timed:
@@ -269,7 +290,13 @@ class Receiver(Lifecycle):
         if not sock.connected:
             return
         args = result if isinstance(result, tuple) else (() if result is None else (result,))
+        client: Client = sock.client  # type: ignore[assignment]  # a server's sockets link to its Clients
         try:
-            sock.client.send(sock.client.parser.encode_ack(sock.namespace, ack_id, args))
+            packets = client.parser.encode_ack(sock.namespace, ack_id, args)
+            if client.fast_ws and len(packets) == 1 and type(packets[0]) is bytes:
+                # Client.send written out for the common answer (one text packet on an open WebSocket).
+                client.writes.send(client, _TEXT, packets[0])
+            else:
+                client.send(packets)
         except TetherError as exc:
             log.error("! ack %s for %s: %s", ack_id, sock.sid, exc)

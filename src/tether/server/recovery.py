@@ -115,7 +115,10 @@ class Recovery:
     def accepted(self, sock: Socket) -> None:
         """``sock`` is connected: note where the log stands (the client's offset until it gets a packet)."""
         if sock.pid is not None:
-            sock._recovery_base = self.server.adapter.last_seq if self.remote else self.log.last_seq
+            remote = self.remote
+            sock._recovery_base = (
+                self.server.adapter.base_offset(sock.namespace) if remote else self.log.last_seq
+            )
             self.live[sock.pid] = sock
 
     def socket_closed(self, sock: Socket, reason: str) -> None:

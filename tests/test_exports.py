@@ -14,6 +14,7 @@ MODULES = [
     "tether.config",
     "tether.config.loading",
     "tether.config.sections",
+    "tether.broadcast",
     "tether.context",
     "tether.errors",
     "tether.handler",

@@ -4,8 +4,9 @@ Route files register handlers on :data:`websocket`; :class:`Server` runs them. S
 """
 
 from .acks import Answers
+from .broadcast import BroadcastOperator
 from .config import Config
-from .context import BroadcastOperator, Socket
+from .context import Socket
 from .errors import (
     AckTimeout,
     ClusterError,

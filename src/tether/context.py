@@ -1,37 +1,34 @@
-"""The ``socket`` every handler gets, and the emit chains shared with the server object.
+"""The ``socket`` every handler gets.
 
 ``emit`` sends at once and returns an object that may be awaited or not: ``await socket.emit(...)``
 (as in the route examples) and a bare ``socket.emit(...)`` both work, and neither creates a coroutine
 per message. With ``ack=True`` it returns a future that resolves to the client's answer. ``join``,
 ``leave`` and ``disconnect`` act at once too and return the same awaitable-or-not object, so the
-``await sio.enter_room(...)`` habit of python-socketio works.
+``await sio.enter_room(...)`` habit of python-socketio works. ``socket.to(room)``, ``socket.broadcast``
+and ``socket.to_user(...)`` are emit chains (:mod:`tether.broadcast`).
 
-``server.to(room).timeout(5).emit("question", data)`` asks every recipient, on every worker and node,
-for an ack and resolves to their :class:`~tether.acks.Answers` (socket.io 4.5's broadcast with acks).
-
-The server is seen here through small interfaces, :class:`SocketHost` (what a socket asks of the server),
-:class:`BroadcastHost` (what an emit chain asks) and :class:`ClientLink` (what a socket writes to), which
-:class:`~tether.server.Server` and :class:`~tether.server.client.Client` implement: this module imports
-nothing from :mod:`tether.server` (the counters it bumps are :class:`~tether.cluster.base.EmitCounters`), so
-the server builds sockets without an import circle.
+The server is seen here through small interfaces, :class:`SocketHost` (what a socket asks of the server,
+including :class:`~tether.broadcast.BroadcastHost`, what an emit chain asks) and :class:`ClientLink` (what
+a socket writes to), which :class:`~tether.server.Server` and :class:`~tether.server.client.Client`
+implement: this module imports nothing from :mod:`tether.server` (the counters it bumps are
+:class:`~tether.cluster.base.EmitCounters`), so the server builds sockets without an import circle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .broadcast import SENT, BroadcastHost, BroadcastOperator, _Sent
 from .errors import AckTimeout, ConnectionClosed
 from .rooms import Rooms
 from .threads import _local, call_in_loop, in_loop
 from .typing import EmitHook, OutgoingHook
 
 if TYPE_CHECKING:
-    from .acks import Answers
-    from .cluster.base import Adapter, EmitCounters, SocketInfo
-    from .config import Config
+    from .cluster.base import EmitCounters
     from .handler import Request
     from .protocol.connection import Connection
     from .protocol.parsers import Parser
@@ -73,50 +70,6 @@ class ClientLink(Protocol):
     def send(self, packets: list[bytes]) -> None: ...
 
 
-class BroadcastHost(Protocol):
-    """The server as an emit chain uses it (implemented by :class:`~tether.server.Server`)."""
-
-    adapter: Adapter
-    config: Config
-
-    def broadcast(
-        self,
-        namespace: str,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: tuple[str, ...] = (),
-        except_rooms: tuple[str, ...] = (),
-    ) -> None: ...
-
-    def broadcast_with_acks(
-        self,
-        namespace: str,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: tuple[str, ...] = (),
-        except_rooms: tuple[str, ...] = (),
-        timeout: float = 5.0,
-    ) -> asyncio.Task[Answers]: ...
-
-    def local_sockets(
-        self, namespace: str, rooms: Iterable[str] = (), except_rooms: Iterable[str] = ()
-    ) -> Iterator[Socket]: ...
-
-    def encode_for_broadcast(
-        self, namespace: str, event: str, args: tuple[Any, ...]
-    ) -> list[bytes] | None: ...
-
-    def broadcast_encoded(
-        self,
-        namespace: str,
-        event: str,
-        args: tuple[Any, ...],
-        rooms: tuple[str, ...],
-        except_rooms: tuple[str, ...],
-        packets: list[bytes],
-    ) -> None: ...
-
-
 class PacketLog(Protocol):
     """Connection state recovery as an emit uses it (:class:`tether.server.recovery.Recovery`)."""
 
@@ -142,7 +95,7 @@ class PacketLog(Protocol):
     ) -> list[bytes]: ...
 
 
-class SocketHost(BroadcastHost, Protocol):
+class SocketHost(BroadcastHost["Socket"], Protocol):
     """The server as a socket (and a route file, through ``socket.server``) uses it.
 
     Implemented by :class:`~tether.server.Server`; the methods are documented there. It is the whole
@@ -178,168 +131,21 @@ class SocketHost(BroadcastHost, Protocol):
     @staticmethod
     def user_room(user_id: Any) -> str: ...
 
-    def of(self, namespace: str) -> BroadcastOperator: ...
+    def of(self, namespace: str) -> BroadcastOperator[Socket]: ...
 
     def emit(self, event: str, *args: Any, namespace: str | None = None) -> Any: ...
 
-    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator[Socket]: ...
 
-    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator: ...
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator[Socket]: ...
 
-    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator: ...
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator[Socket]: ...
 
     def is_user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
 
     async def user_online(self, user_id: Any, namespace: str = "/") -> bool: ...
 
     def get_socket(self, sid: str, namespace: str = "/") -> Socket | None: ...
-
-
-class _Sent:
-    """What a fire-and-forget emit returns: awaiting it completes immediately."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return iter(())  # type: ignore[return-value]
-
-    def __repr__(self) -> str:
-        return "<sent>"
-
-
-SENT = _Sent()
-
-
-class BroadcastOperator:
-    """An emit target: a namespace, rooms to include (none: everyone) and rooms to exclude.
-
-    Built by ``server.to(room)``, ``socket.to(room)``, ``socket.broadcast`` and friends; immutable, so a
-    chain can be kept and reused.
-    """
-
-    __slots__ = ("_except", "_namespace", "_rooms", "_server", "_timeout")
-
-    def __init__(
-        self,
-        server: BroadcastHost,
-        namespace: str,
-        rooms: tuple[str, ...] = (),
-        except_rooms: tuple[str, ...] = (),
-        timeout: float | None = None,
-    ) -> None:
-        self._server = server
-        self._namespace = namespace
-        self._rooms = rooms
-        self._except = except_rooms
-        self._timeout = timeout
-
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Also target ``room`` (a room name or a sid; or several)."""
-        rooms = (room,) if isinstance(room, str) else tuple(room)
-        return BroadcastOperator(
-            self._server, self._namespace, self._rooms + rooms, self._except, self._timeout
-        )
-
-    in_ = to
-
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
-        """Leave out the members of ``room``."""
-        rooms = (room,) if isinstance(room, str) else tuple(room)
-        return BroadcastOperator(
-            self._server, self._namespace, self._rooms, self._except + rooms, self._timeout
-        )
-
-    def timeout(self, seconds: float) -> BroadcastOperator:
-        """Ask every recipient for an ack and wait at most ``seconds`` for the answers (socket.io's
-        ``timeout()``): :meth:`emit` then returns an awaitable of :class:`~tether.acks.Answers`."""
-        if seconds <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {seconds!r}")
-        return BroadcastOperator(self._server, self._namespace, self._rooms, self._except, seconds)
-
-    def emit(
-        self, event: str, *args: Any, ack: bool = False, timeout: float | None = None
-    ) -> Awaitable[Answers] | _Sent:
-        """Send ``event`` to every target socket on every worker and node; encoded once.
-
-        Args:
-            ack: ask every recipient for an ack (also implied by :meth:`timeout` or ``timeout``).
-            timeout: seconds to wait for the acks; default the chain's :meth:`timeout`, else
-                ``[handlers] ack_timeout``.
-
-        Returns:
-            Without acks, an object that may be awaited or not. With acks, an awaitable (a Task: the emit
-            is sent even if nobody awaits it) of :class:`~tether.acks.Answers`: every recipient's answer,
-            with ``missing`` the count of those that did not answer in time.
-        """
-        loop = _local.loop
-        if loop is not None:
-            packets = (
-                self._server.encode_for_broadcast(self._namespace, event, args)
-                if not ack and timeout is None and self._timeout is None
-                else None
-            )
-            if packets is not None:
-                # From a def handler's thread, as Socket.emit: encoded here, sent by the loop, not waited for.
-                loop.call_soon_threadsafe(
-                    self._server.broadcast_encoded,
-                    self._namespace,
-                    event,
-                    args,
-                    self._rooms,
-                    self._except,
-                    packets,
-                )
-                return SENT
-            return call_in_loop(loop, self.emit, event, *args, ack=ack, timeout=timeout)  # type: ignore[no-any-return]
-        if timeout is None:
-            timeout = self._timeout
-        if not ack and timeout is None:
-            self._server.broadcast(self._namespace, event, args, self._rooms, self._except)
-            return SENT
-        seconds = timeout if timeout is not None else self._server.config.handlers.ack_timeout
-        return self._server.broadcast_with_acks(
-            self._namespace, event, args, self._rooms, self._except, seconds
-        )
-
-    def emit_with_ack(self, event: str, *args: Any) -> Awaitable[Answers]:
-        """socket.io's ``emitWithAck``: ``emit(..., ack=True)``."""
-        return self.emit(event, *args, ack=True)  # type: ignore[return-value]
-
-    def send(self, *args: Any) -> _Sent:
-        """``emit("message", *args)``."""
-        self.emit("message", *args)
-        return SENT
-
-    def sockets(self) -> list[Socket]:
-        """The target sockets that live in this process."""
-        return list(self._server.local_sockets(self._namespace, self._rooms, self._except))
-
-    # Cluster-wide, through the adapter (this process alone with the in-process adapter); socket.io names.
-
-    async def fetch_sockets(self) -> list[SocketInfo]:
-        """The target sockets of every node: id, rooms, data, handshake, user_id."""
-        return await self._server.adapter.fetch_sockets(self._namespace, self._rooms, self._except)
-
-    async def count(self) -> int:
-        """How many target sockets are connected on all nodes (exclusions are not applied)."""
-        return len(await self._server.adapter.sids(self._namespace, self._rooms))
-
-    @in_loop
-    def sockets_join(self, room: str | Iterable[str]) -> None:
-        """Make the target sockets of every node join ``room``."""
-        rooms = (room,) if isinstance(room, str) else tuple(room)
-        self._server.adapter.add_sockets(self._namespace, self._rooms, self._except, rooms)
-
-    @in_loop
-    def sockets_leave(self, room: str | Iterable[str]) -> None:
-        """Make the target sockets of every node leave ``room``."""
-        rooms = (room,) if isinstance(room, str) else tuple(room)
-        self._server.adapter.del_sockets(self._namespace, self._rooms, self._except, rooms)
-
-    @in_loop
-    def disconnect_sockets(self, close: bool = False) -> None:
-        """Disconnect the target sockets of every node; ``close`` also closes their connections."""
-        self._server.adapter.disconnect_sockets(self._namespace, self._rooms, self._except, close)
 
 
 class Socket:
@@ -508,21 +314,21 @@ class Socket:
 
     # -- broadcasting ---------------------------------------------------------------------------------
 
-    def to(self, room: str | Iterable[str]) -> BroadcastOperator:
+    def to(self, room: str | Iterable[str]) -> BroadcastOperator[Socket]:
         """Target ``room`` (or a sid), this socket excluded."""
         return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,)).to(room)
 
     in_ = to
 
-    def except_(self, room: str | Iterable[str]) -> BroadcastOperator:
+    def except_(self, room: str | Iterable[str]) -> BroadcastOperator[Socket]:
         return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,)).except_(room)
 
     @property
-    def broadcast(self) -> BroadcastOperator:
+    def broadcast(self) -> BroadcastOperator[Socket]:
         """Everyone in this namespace but this socket."""
         return BroadcastOperator(self.server, self.namespace, except_rooms=(self.sid,))
 
-    def to_user(self, user_id: Any) -> BroadcastOperator:
+    def to_user(self, user_id: Any) -> BroadcastOperator[Socket]:
         """Every socket (every tab, every worker) of ``user_id``; this socket only if it is that user's."""
         return BroadcastOperator(self.server, self.namespace, (self.server.user_room(user_id),))
 

@@ -1,5 +1,6 @@
 """``[redis] stream_count`` (node's ``streamCount``): each namespace's entries in one of several streams,
-named as node names them, read and recovered from there; with node's adapter on the same streams."""
+named as node names them, read and recovered from there; with node's adapter on the same streams. And
+``[redis] session_prefix`` (node's ``sessionKeyPrefix``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import subprocess
 import time
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.cluster.test_streams import NodeServer, tether_node
+from tests.conftest import make_config
 from tests.helpers import scaled, wait_until
 from tests.redis_fixtures import JS_DIR, RedisServer, clients, js_modules_ready, node_bin
+from tether import ConfigError
 from tether.cluster.stream_entries import encode_session, js_hash_code, parse_id, stream_name
 from tether.cluster.streams import RedisStreamsAdapter
 from tether.recovery import SavedSession
@@ -93,4 +97,26 @@ async def test_two_streams_with_node_both_ways_and_recovery_reads_the_namespaces
         assert [p[1] for p in replayed] == [7]
     finally:
         await node.close()
+        await tether.shutdown(timeout=scaled(2))
+
+
+async def test_session_prefix_names_the_session_keys(redis_server: RedisServer) -> None:
+    with pytest.raises(ConfigError, match="session_prefix"):
+        make_config(room={"driver": "redis-streams"}, redis={"session_prefix": ""})
+    tether = await tether_node(redis_server.url, "session-prefix", session_prefix="app2:sess:")
+    adapter = tether.adapter
+    assert isinstance(adapter, RedisStreamsAdapter)
+    session = SavedSession("k" * 20, "s9", "/", ("s9",), {"a": 1}, None, None, "0-0", time.monotonic())
+    try:
+        async with aioredis.Redis.from_url(redis_server.url) as r:
+            adapter.persist_session(session)
+            for _ in range(int(scaled(5) / 0.05)):
+                if await r.exists("app2:sess:" + session.pid):
+                    break
+                await asyncio.sleep(0.05)
+            assert 0 < await r.pttl("app2:sess:" + session.pid) <= 120_000
+            assert not await r.exists("sio:session:" + session.pid)
+        restored = await adapter.restore_session(session.pid, None, "/")
+        assert restored is not None and restored.session.sid == "s9" and restored.session.data == {"a": 1}
+    finally:
         await tether.shutdown(timeout=scaled(2))

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..broadcast import BroadcastOperator
 from ..cluster.base import SocketInfo, socket_info
-from ..context import BroadcastOperator
 from ..errors import Reject, TetherError
 from ..protocol.connection import Transport
 from .auth import AdminAuth

@@ -168,6 +168,7 @@ class RedisStreamsAdapter(StreamsQuestions):
             r.url,
             stream=r.prefix,
             max_len=r.stream_max_len,
+            session_prefix=r.session_prefix,
             recovery_ms=int(rec.max_disconnection_duration * 1000),
             max_session_bytes=rec.max_session_bytes,
             request_timeout=r.request_timeout,

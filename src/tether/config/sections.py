@@ -321,6 +321,9 @@ class RedisConfig:
     stream_max_len: int = 10_000
     """``redis-streams``: the stream's approximate length cap (``MAXLEN ~``, node's ``maxLen``); the stream
     name is ``prefix``."""
+    session_prefix: str = "sio:session:"
+    """``redis-streams``: key prefix of the sessions kept for recovery (node's ``sessionKeyPrefix``): keys
+    ``<session_prefix><private id>``. Every node must say the same."""
     stream_count: int = 1
     """``redis-streams``: node's ``streamCount``: each namespace's entries go to one of this many streams,
     ``<prefix>-<i>`` by a hash of its name (1: the one stream ``prefix``). Every node must say the same."""
@@ -331,6 +334,8 @@ class RedisConfig:
 
     def check(self, source: str) -> None:
         """Raises :class:`~tether.errors.ConfigError` for a value out of range (``source`` names the file)."""
+        if not self.session_prefix:
+            raise ConfigError(source, "redis.session_prefix", "must not be empty")
         if self.stream_count < 1:
             raise ConfigError(source, "redis.stream_count", f"must be >= 1, not {self.stream_count}")
         if self.request_timeout <= 0 or self.reconnect_max <= 0 or self.max_queue < 1:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from picows import WSMsgType
 
 from ..acks import AckCollector, Answers
+from ..broadcast import SENT, BroadcastOperator, _Sent
 from ..cluster.base import BroadcastMessage
-from ..context import SENT, BroadcastOperator, _Sent
 from ..errors import ConnectionClosed, TetherError
 from ..protocol.engineio import Binary
 from ..router import SERVER_SIDE_RESERVED
@@ -24,6 +24,7 @@ from ..threads import in_loop
 from .membership import Membership
 
 if TYPE_CHECKING:
+    from ..context import Socket
     from .client import Client
 
 __all__ = ["Emitting"]
@@ -128,19 +129,19 @@ class Emitting(Membership):
         self.state.events_out += n
         return n
 
-    def of(self, namespace: str) -> BroadcastOperator:
+    def of(self, namespace: str) -> BroadcastOperator[Socket]:
         """The emit chain of ``namespace``."""
         return BroadcastOperator(self, namespace)
 
-    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+    def to(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator[Socket]:
         return BroadcastOperator(self, namespace).to(room)
 
     in_ = to
 
-    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator:
+    def except_(self, room: str | Iterable[str], namespace: str = "/") -> BroadcastOperator[Socket]:
         return BroadcastOperator(self, namespace).except_(room)
 
-    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator:
+    def to_user(self, user_id: Any, namespace: str = "/") -> BroadcastOperator[Socket]:
         """Every socket (every tab, every worker) bound to ``user_id``."""
         return BroadcastOperator(self, namespace, (self.user_room(user_id),))
 
@@ -229,7 +230,7 @@ class Emitting(Membership):
 
 
 def _check_server_side(event: str) -> None:
-    if event in SERVER_SIDE_RESERVED or not isinstance(event, str):
+    if not isinstance(event, str) or event in SERVER_SIDE_RESERVED:
         raise TetherError(f"{event!r} is a reserved event name (or not a name): not a server-side event")
 
 

@@ -28,15 +28,17 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..context import SENT, Socket, _Sent
+from ..broadcast import SENT, _Sent
+from ..context import Socket
 from ..errors import AckTimeout, ConnectionClosed, TetherError
 from ..handler import wsgi_environ
 from ..threads import in_loop
 
 if TYPE_CHECKING:
+    from ..broadcast import BroadcastHost
     from ..cluster.base import Adapter
     from ..config import Config
-    from ..context import BroadcastHost, Namespace
+    from ..context import Namespace
     from ..router import Router
     from .leader import Leadership
 
@@ -139,12 +141,12 @@ class SidApi:
         _background: set[asyncio.Task[Any]]
         _deferred: list[_Deferred]
 
-        # Emitting is declared once, in the emit chain's view of the server (tether.context.BroadcastHost;
+        # Emitting is declared once, in the emit chain's view of the server (tether.broadcast.BroadcastHost;
         # server/emit.py defines it). Not a Protocol base: its stubs would come before the definitions in
         # Server's MRO, and mypy would find Server abstract.
         broadcast = BroadcastHost.broadcast
         broadcast_with_acks = BroadcastHost.broadcast_with_acks
-        local_sockets = BroadcastHost.local_sockets
+        local_sockets = BroadcastHost[Socket].local_sockets
         encode_for_broadcast = BroadcastHost.encode_for_broadcast
         broadcast_encoded = BroadcastHost.broadcast_encoded
 

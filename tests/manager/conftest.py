@@ -88,6 +88,24 @@ async def pid_of(tag):
     return [tag, os.getpid()]
 
 
+heard = []
+
+
+@websocket.on_server_side("note")
+def note(tag):  # a def handler: it runs in the handler thread pool
+    heard.append(tag)
+
+
+@websocket.on("tell_workers")
+async def tell_workers(socket, tag):
+    socket.server.server_side_emit("note", tag)  # fire and forget: no ack asked
+
+
+@websocket.on("heard")
+async def heard_notes(socket):
+    return list(heard)
+
+
 @websocket.on("ask_workers")
 async def ask_workers(socket, tag):
     answers = await socket.server.server_side_emit_with_ack("pid", tag, timeout=5)

@@ -100,6 +100,14 @@ async def test_rooms_and_users_across_workers(two_workers: Instance) -> None:
     # A server-side event from worker A: worker B's handler answers through the master (the hub).
     asked = await a.call("ask_workers", "t", timeout=scaled(10))
     assert asked == {"answers": [["t", pid_b]], "expected": 1}
+    # And without an ack: worker B's handler hears it, worker A's own does not (node's rule).
+    await a.call("tell_workers", "fire", timeout=scaled(5))
+    for _ in range(100):
+        if await b.call("heard", timeout=scaled(5)):
+            break
+        await asyncio.sleep(0.02)
+    assert await b.call("heard", timeout=scaled(5)) == ["fire"]
+    assert await a.call("heard", timeout=scaled(5)) == []
 
     # A user logged in on worker B: online and reachable from worker A.
     assert await a.call("online", "alice", timeout=scaled(5)) is False

@@ -10,7 +10,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,24 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {scaled(timeout):g}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def wait_until_async(
+    ask: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 5.0, every: float = 0.05
+) -> None:
+    """Await ``ask()`` every ``every`` seconds until it answers ``expected`` (a question another process
+    answers: a call to a server, a count a peer reports); fail the test after ``scaled(timeout)`` seconds
+    with the last answer."""
+    deadline = time.monotonic() + scaled(timeout)
+    while True:
+        answer = await ask()
+        if answer == expected:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {scaled(timeout):g}s: last answer {answer!r}, not {expected!r}"
+            )
+        await asyncio.sleep(every)
 
 
 async def within(awaitable: Any, timeout: float = 5.0) -> Any:

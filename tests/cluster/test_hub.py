@@ -11,7 +11,7 @@ import pytest
 import socketio
 import websockets
 
-from tests.helpers import scaled
+from tests.helpers import scaled, wait_until
 from tether import Config, Router, Server, run_server
 from tether.cluster.base import BroadcastMessage
 from tether.cluster.hub import (
@@ -103,14 +103,6 @@ async def _client(server: Server) -> tuple[socketio.AsyncClient, list[tuple[str,
     return client, got
 
 
-async def _until(predicate: Any) -> None:
-    async def wait() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), scaled(5))
-
-
 async def test_room_emit_and_binary_args_reach_the_other_server(linked: Linked) -> None:
     a = await linked.add(1)
     b = await linked.add(2)
@@ -120,7 +112,7 @@ async def test_room_emit_and_binary_args_reach_the_other_server(linked: Linked) 
     await cb.call("join", "lobby")
     payload = {"text": "hi", "blob": b"\x00\xff", "list": [b"\x01", 2]}
     a.to("lobby").emit("news", payload)
-    await _until(lambda: got_a and got_b)
+    await wait_until(lambda: got_a and got_b)
     assert got_a == got_b == [("news", payload)]
     assert linked.adapters[1].published == 1 and linked.adapters[2].received == 1
 
@@ -128,7 +120,7 @@ async def test_room_emit_and_binary_args_reach_the_other_server(linked: Linked) 
     sid_b = await cb.call("sid")
     a.to(sid_b).emit("direct", 1)
     b.except_("nobody").emit("all", 2)
-    await _until(lambda: len(got_b) == 3 and len(got_a) == 2)
+    await wait_until(lambda: len(got_b) == 3 and len(got_a) == 2)
     assert sorted(got_b[1:]) == [("all", 2), ("direct", 1)]  # local and relayed emits: no order between them
     assert got_a[1:] == [("all", 2)]
     await ca.disconnect()
@@ -141,22 +133,22 @@ async def test_user_presence_is_replicated_and_forgotten(linked: Linked) -> None
     cb, _ = await _client(b)
     assert not a.is_user_online("alice")
     await cb.call("login", "alice")
-    await _until(lambda: a.is_user_online("alice"))
+    await wait_until(lambda: a.is_user_online("alice"))
     assert linked.hub.presence == {("/", "user:alice"): {2}}
 
     # A server added later learns the current presence at once.
     c = await linked.add(3)
-    await _until(lambda: c.is_user_online("alice"))
+    await wait_until(lambda: c.is_user_online("alice"))
 
     await cb.disconnect()
-    await _until(lambda: not a.is_user_online("alice") and not c.is_user_online("alice"))
+    await wait_until(lambda: not a.is_user_online("alice") and not c.is_user_online("alice"))
     assert linked.hub.presence == {}
 
     cb2, _ = await _client(b)
     await cb2.call("login", "bob")
-    await _until(lambda: a.is_user_online("bob"))
+    await wait_until(lambda: a.is_user_online("bob"))
     linked.hub.remove(2)  # worker 2 died: the others forget its users
-    await _until(lambda: not a.is_user_online("bob"))
+    await wait_until(lambda: not a.is_user_online("bob"))
     await cb2.disconnect()
 
 
@@ -170,7 +162,7 @@ async def test_mixed_parsers_reencode_from_args(linked: Linked) -> None:
 
         # Same parser assumed: the JSON worker cannot use socket.io packets and drops the frame.
         a.to("lobby").emit("news", 1)
-        await _until(lambda: linked.adapters[2].dropped == 1)
+        await wait_until(lambda: linked.adapters[2].dropped == 1)
         # Mixed parsers announced: frames carry the arguments, re-encoded by the JSON worker.
         linked.adapters[1].mixed_parsers = True
         a.to("lobby").emit("news", {"n": 2})

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from tests.cluster.test_node_interop import node_js_server
 from tests.cluster.test_streams import NodeServer
 from tests.conftest import make_config
-from tests.helpers import scaled, wait_until
+from tests.helpers import scaled, wait_until, wait_until_async
 from tests.redis_fixtures import RedisServer, clients
 from tether import ConfigError, Router, Server, Socket, TetherError, run_server
 from tether.cluster.streams import RedisStreamsAdapter
@@ -257,15 +257,6 @@ async def test_server_side_events_on_the_pubsub_driver_with_node(redis_server: R
     finally:
         await a.shutdown(timeout=scaled(2))
         await b.shutdown(timeout=scaled(2))
-
-
-async def wait_until_async(ask: Any, expected: Any) -> None:
-    """Ask (bounded) until the answer is ``expected``: node subscribes after it listens."""
-    for _ in range(int(scaled(5) / 0.05)):
-        if await ask() == expected:
-            return
-        await asyncio.sleep(0.05)
-    assert await ask() == expected
 
 
 async def test_one_process_has_nobody_to_tell(redis_server: RedisServer) -> None:

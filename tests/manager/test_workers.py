@@ -14,7 +14,7 @@ import aiohttp
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import scaled
+from tests.helpers import scaled, wait_until, wait_until_async
 
 from .conftest import Instance, alive
 
@@ -102,37 +102,21 @@ async def test_rooms_and_users_across_workers(two_workers: Instance) -> None:
     assert asked == {"answers": [["t", pid_b]], "expected": 1}
     # And without an ack: worker B's handler hears it, worker A's own does not (node's rule).
     await a.call("tell_workers", "fire", timeout=scaled(5))
-    for _ in range(100):
-        if await b.call("heard", timeout=scaled(5)):
-            break
-        await asyncio.sleep(0.02)
-    assert await b.call("heard", timeout=scaled(5)) == ["fire"]
+    await wait_until_async(lambda: b.call("heard", timeout=scaled(5)), ["fire"])
     assert await a.call("heard", timeout=scaled(5)) == []
 
     # A user logged in on worker B: online and reachable from worker A.
     assert await a.call("online", "alice", timeout=scaled(5)) is False
     assert await b.call("login", "alice", timeout=scaled(5))
-    for _ in range(50):
-        if await a.call("online", "alice", timeout=scaled(5)):
-            break
-        await asyncio.sleep(0.02)
+    await wait_until_async(lambda: a.call("online", "alice", timeout=scaled(5)), True)
     assert await a.call("notify", ("alice", "ping"), timeout=scaled(5)) is True
-    await asyncio.wait_for(_until(lambda: notified), scaled(5))
+    await wait_until(lambda: bool(notified), what="the notification")
     assert notified == ["ping"]
     await b.disconnect()
-    for _ in range(50):
-        if not await a.call("online", "alice", timeout=scaled(5)):
-            break
-        await asyncio.sleep(0.02)
-    assert await a.call("online", "alice", timeout=scaled(5)) is False
+    await wait_until_async(lambda: a.call("online", "alice", timeout=scaled(5)), False)
     await a.disconnect()
 
     assert _handoffs(instance) == handoffs  # all WebSocket: nothing to hand off
-
-
-async def _until(predicate: Any) -> None:
-    while not predicate():
-        await asyncio.sleep(0.02)
 
 
 NODE_CLIENTS = r"""

@@ -30,7 +30,7 @@ ROUTES = """
 import asyncio
 import os
 
-from tether import websocket
+from tether import current_server, websocket
 
 
 @websocket.on("whoami")
@@ -88,22 +88,16 @@ async def pid_of(tag):
     return [tag, os.getpid()]
 
 
-heard = []
-
-
 @websocket.on_server_side("note")
-def note(tag):  # a def handler: it runs in the handler thread pool
-    heard.append(tag)
+async def note(tag):
+    # What another worker said, passed on to this worker's own clients (no module state: see SEEN's test).
+    for sock in current_server().of("/").sockets():
+        sock.emit("heard", tag)
 
 
 @websocket.on("tell_workers")
 async def tell_workers(socket, tag):
     socket.server.server_side_emit("note", tag)  # fire and forget: no ack asked
-
-
-@websocket.on("heard")
-async def heard_notes(socket):
-    return list(heard)
 
 
 @websocket.on("ask_workers")

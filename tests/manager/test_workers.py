@@ -100,10 +100,15 @@ async def test_rooms_and_users_across_workers(two_workers: Instance) -> None:
     # A server-side event from worker A: worker B's handler answers through the master (the hub).
     asked = await a.call("ask_workers", "t", timeout=scaled(10))
     assert asked == {"answers": [["t", pid_b]], "expected": 1}
-    # And without an ack: worker B's handler hears it, worker A's own does not (node's rule).
+    # And without an ack: worker B's handler hears it, worker A's own does not (node's rule). Its handler
+    # would have run before the ack of tell_workers, so a's "heard" would have come before that ack.
+    heard: dict[str, list[Any]] = {"a": [], "b": []}
+    a.on("heard", lambda tag: heard["a"].append(tag))
+    b.on("heard", lambda tag: heard["b"].append(tag))
     await a.call("tell_workers", "fire", timeout=scaled(5))
-    await wait_until_async(lambda: b.call("heard", timeout=scaled(5)), ["fire"])
-    assert await a.call("heard", timeout=scaled(5)) == []
+    await wait_until(lambda: bool(heard["b"]), what="worker B's clients to hear the server-side event")
+    assert await a.call("echo", "barrier", timeout=scaled(5)) == "barrier"
+    assert heard == {"a": [], "b": ["fire"]}
 
     # A user logged in on worker B: online and reachable from worker A.
     assert await a.call("online", "alice", timeout=scaled(5)) is False

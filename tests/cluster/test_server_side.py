@@ -6,7 +6,6 @@ what the stream and the channels may carry that Tether does not read: logged, sk
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import Any
@@ -64,11 +63,7 @@ async def tether_node(redis_url: str, stream: str, router: Router, **redis: Any)
 
 async def node_seen(node: NodeServer, expected: list[Any]) -> None:
     """Wait (bounded) until node's server-side handlers got ``expected``."""
-    for _ in range(int(scaled(5) / 0.05)):
-        if await node.command("seen") == expected:
-            return
-        await asyncio.sleep(0.05)
-    assert await node.command("seen") == expected
+    await wait_until_async(lambda: node.command("seen"), expected)
 
 
 async def test_server_side_events_between_tether_nodes(
@@ -125,11 +120,7 @@ async def test_server_side_events_between_tether_and_node_both_ways(redis_server
     b = await tether_node(redis_server.url, stream, rb)
     node = await NodeServer(redis_server.url, stream).start()
     try:
-        for _ in range(int(scaled(5) / 0.05)):  # node subscribes after it listens
-            if await node.command("count") == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert await node.command("count") == 3
+        await wait_until_async(lambda: node.command("count"), 3)  # node subscribes after it listens
         # Tether -> node (and the other Tether node).
         await a.server_side_emit("hello", "from-a", 2)
         await node_seen(node, [["hello", "from-a", 2]])
@@ -156,11 +147,11 @@ async def test_sharded_pubsub_with_node(redis_server: RedisServer) -> None:
     node = await NodeServer(redis_server.url, stream, sharded=True).start()
     try:
         async with aioredis.Redis.from_url(redis_server.url) as r:
-            for _ in range(int(scaled(5) / 0.05)):  # node subscribes after it listens
-                if (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2:
-                    break
-                await asyncio.sleep(0.05)
-            assert (await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1] == 2
+
+            async def shard_subscribers() -> int:
+                return int((await r.pubsub_shardnumsub(f"{stream}#/#"))[0][1])
+
+            await wait_until_async(shard_subscribers, 2)  # node subscribes after it listens
             assert (await r.pubsub_numsub(f"{stream}#/#"))[0][1] == 0
         assert await a.adapter.server_count() == 2 and await node.command("count") == 2
         async with clients(a.url) as (ours,):

@@ -90,11 +90,7 @@ async def test_rooms_and_users_across_workers(two_workers: Instance) -> None:
     payload = {"text": "hi", "blob": b"\x00\x01\xff"}  # binary survives the hub
     assert await a.call("say", ("lobby", payload), timeout=scaled(5))
 
-    async def both_got_it() -> None:
-        while not (said["a"] and said["b"]):
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(both_got_it(), scaled(5))
+    await wait_until(lambda: bool(said["a"] and said["b"]), what="both clients to hear it")
     assert said == {"a": [payload], "b": [payload]}
 
     # A server-side event from worker A: worker B's handler answers through the master (the hub).
@@ -325,10 +321,9 @@ async def test_session_activity_on_one_worker_keeps_tabs_on_another_alive(instan
     assert all(not marks for marks in expired.values()), "a tab expired while its session was active"
 
     stopped = loop.time()
-    deadline = stopped + scaled(8)
-    while not all(expired.values()) and loop.time() < deadline:
-        await asyncio.sleep(0.1)
-    assert all(expired.values()), "both tabs hear session:expired once the session is idle"
+    await wait_until(
+        lambda: all(expired.values()), 8, "both tabs to hear session:expired once the session is idle"
+    )
     # Not before the idle timeout, give or take how activity is shared: at most one touch a second per session
     # (SHARE_INTERVAL) after the last event, which came up to 0.5 s before ``stopped``.
     assert all(marks[0] - stopped >= 3 - 1.0 - 0.5 - 0.2 for marks in expired.values())

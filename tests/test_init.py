@@ -18,6 +18,7 @@ from tests.helpers import scaled
 
 INIT = Path(tether.__file__)
 
+
 def _typing_imports() -> dict[str, str]:
     """``name -> module`` of the imports under ``if _typing.TYPE_CHECKING:`` in ``tether/__init__.py``: what
     a type checker believes each public name is."""

@@ -474,4 +474,5 @@ def test_commands_that_do_not_serve_do_not_import_the_server(instance: Instance)
     # The check is not empty-handed: `start --check` loads the app, and imports them all.
     proc, loaded = _cli_modules(instance, "start", "--check")
     assert proc.returncode == 0, proc.stderr
-    assert {"asyncio", "picows", "tether.server.server", "tether.manager.master"} <= set(_server_stack(loaded))
+    served = {"asyncio", "picows", "tether.server.server", "tether.manager.master"}
+    assert served <= set(_server_stack(loaded))

@@ -3,6 +3,7 @@ recovery-memory bench. No imports beyond the standard library, so a script run o
 
 from __future__ import annotations
 
+import contextlib
 import resource
 
 NOFILE = 65_536
@@ -23,8 +24,7 @@ def raise_nofile(limit: int = NOFILE) -> int:
         except (ValueError, OSError):
             limit = hard  # not allowed to raise the hard limit: as far as it goes
     if soft < limit:
-        try:
+        # (It fails above the kernel's fs.nr_open under an unlimited hard limit: the soft limit stays.)
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-        except (ValueError, OSError):
-            pass  # above the kernel's fs.nr_open under an unlimited hard limit: the soft limit stays
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

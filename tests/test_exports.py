@@ -45,6 +45,8 @@ def test_all_names_exist_and_are_unique() -> None:
 
 def test_all_is_sorted_and_matches_public_names() -> None:
     assert tether.__all__ == sorted(tether.__all__)
+    for name in tether.__all__:
+        getattr(tether, name)  # imported on first use (tests/test_init.py): now in vars(tether)
     public = {
         name
         for name, value in vars(tether).items()

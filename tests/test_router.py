@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.apps import controllers
+from tests.helpers import scaled
 from tether import ConfigError, Router, websocket
 from tether.router import RESERVED, load_route_file
 
@@ -240,3 +242,24 @@ def test_load_example_route_file() -> None:
     root = Path(__file__).resolve().parent.parent / "examples" / "login_timeout"
     router = load_route_file("routes.py", base_dir=str(root))
     assert "loginCheck" in router.events("/")
+
+
+def test_register_namespace_without_importing_tether_names_first() -> None:
+    # `import tether` no longer imports tether.namespace (tests/test_init.py), which installs how a
+    # namespace object becomes routes: the first register_namespace imports it. A fresh interpreter
+    # (this one imported it long ago), a python-socketio namespace and the router module alone.
+    code = (
+        "import sys, socketio\n"
+        "from tether.router import websocket\n"
+        "assert 'tether.namespace' not in sys.modules\n"
+        "class Chat(socketio.AsyncNamespace):\n"
+        "    async def on_hello(self, sid, data):\n"
+        "        return data\n"
+        "websocket.register_namespace(Chat('/chat'))\n"
+        "print(sorted(websocket.events('/chat')), websocket.get('/chat', '*') is not None)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(30), check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "['*', 'connect', 'disconnect'] True"

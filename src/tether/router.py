@@ -62,9 +62,9 @@ H = TypeVar("H", bound=Handler)
 
 
 _namespace_registrar: Callable[[Router, Any], str] | None = None
-"""Registers a namespace object's handlers on a router: set by :mod:`tether.namespace` when imported (the
-``tether`` package imports it). Namespace classes drive the server, which is above the router: the router
-only keeps their routes, and does not import them."""
+"""Registers a namespace object's handlers on a router: set by :mod:`tether.namespace` when imported (by
+``from tether import Namespace``, or by :meth:`Router.register_namespace` by name). Namespace classes drive
+the server, which is above the router: the router only keeps their routes, and does not import them."""
 
 
 def set_namespace_registrar(registrar: Callable[[Router, Any], str]) -> None:
@@ -106,7 +106,10 @@ class Router:
             TypeError: neither kind of namespace.
         """
         if _namespace_registrar is None:
-            raise TypeError("namespace classes are registered by tether.namespace: import tether first")
+            # `import tether` no longer imports tether.namespace (it is lazy): importing it installs the
+            # registrar, as the eager package did before any route file ran.
+            importlib.import_module("tether.namespace")
+        assert _namespace_registrar is not None
         _namespace_registrar(self, namespace_handler)
         if namespace_handler not in self._namespace_handlers:
             self._namespace_handlers.append(namespace_handler)

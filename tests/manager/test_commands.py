@@ -404,3 +404,75 @@ def test_listen_problem_says_what_to_do() -> None:
     denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
     assert "CAP_NET_BIND_SERVICE" in listen_problem("0.0.0.0", 1023, denied)
     assert listen_problem("0.0.0.0", 1024, denied) == "cannot listen on 0.0.0.0:1024: Permission denied"
+
+
+# What the commands that only talk to a running instance must not import: the server and its transports,
+# the cluster, asyncio (0.3 s of a 0.4 s `import tether.cli` when the package imported them all).
+SERVER_STACK = (
+    "asyncio",
+    "picows",
+    "httptools",
+    "orjson",
+    "prometheus_client",
+    "tether.server",
+    "tether.cluster",
+    "tether.namespace",
+    "tether.context",
+    "tether.manager.master",
+    "tether.manager.start",
+)
+
+# `tether ARGS` as `python -m tether` runs it, then the modules it imported, as JSON, into the file argv[1].
+_CLI_THEN_MODULES = """
+import json, sys
+from tether.cli import main
+try:
+    code = main(sys.argv[2:])
+finally:
+    with open(sys.argv[1], "w") as f:
+        json.dump(sorted(sys.modules), f)
+raise SystemExit(code)
+"""
+
+
+def _cli_modules(instance: Instance, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    out = instance.folder / "modules.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLI_THEN_MODULES, str(out), *args, "--config", str(instance.config)],
+        cwd=instance.folder,
+        env=instance.env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(30),
+    )
+    loaded: list[str] = json.loads(out.read_text())
+    out.unlink()
+    return proc, loaded
+
+
+def _server_stack(loaded: list[str]) -> list[str]:
+    return [m for m in loaded if m in SERVER_STACK or m.startswith(tuple(f"{s}." for s in SERVER_STACK))]
+
+
+def test_commands_that_do_not_serve_do_not_import_the_server(instance: Instance) -> None:
+    proc, loaded = _cli_modules(instance, "infos")
+    assert proc.returncode == 1 and "not running" in proc.stderr
+    assert _server_stack(loaded) == []
+    instance.start("--workers", "1")
+    master = instance.master_pid()
+    proc, loaded = _cli_modules(instance, "infos", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["pid"] == master
+    assert _server_stack(loaded) == []
+    proc, loaded = _cli_modules(instance, "reload")
+    assert proc.returncode == 0, proc.stderr + instance.log()
+    assert _server_stack(loaded) == []
+    proc, loaded = _cli_modules(instance, "stop")
+    assert proc.returncode == 0 and f"tether stopped (pid {master})" in proc.stdout, proc.stderr
+    assert _server_stack(loaded) == []
+    assert not alive(master)
+    # The check is not empty-handed: `start --check` loads the app, and imports them all.
+    proc, loaded = _cli_modules(instance, "start", "--check")
+    assert proc.returncode == 0, proc.stderr
+    served = {"asyncio", "picows", "tether.server.server", "tether.manager.master"}
+    assert served <= set(_server_stack(loaded))

@@ -16,7 +16,6 @@ too: a socket served by another account (planted in the run folder) is not asked
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -24,7 +23,10 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["ControlError", "ControlServer", "request"]
 
@@ -60,6 +62,9 @@ class ControlServer:
         """
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        # asyncio is imported by the master that serves, not by the CLI that only calls `request`.
+        import asyncio
+
         old = os.umask(0o177)  # created 0600: no window where another user could connect
         try:
             self._server = await asyncio.start_unix_server(self._serve, self.path, limit=MAX_LINE)
@@ -68,6 +73,8 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio  # loaded by start(): a lookup in sys.modules
+
         try:
             sock = writer.get_extra_info("socket")
             uid = _peer_uid(sock) if sock is not None else os.getuid()

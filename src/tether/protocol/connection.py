@@ -63,6 +63,14 @@ class Timer(enum.Enum):
     CONNECT_TIMEOUT = 3
 
 
+# Members read on every heartbeat visit of every client, as module constants: on Python 3.11 a load like
+# `Timer.PING` goes through the slot hook of EnumType.__getattr__ (~400 instructions each, a quarter of an
+# idle client's ping and pong: bench/icount.py ping; 3.12 dropped that __getattr__).
+_NOTHING = Timer.NOTHING
+_DUE_PING = Timer.PING
+_TIMEOUT = Timer.TIMEOUT
+_CONNECT_TIMEOUT = Timer.CONNECT_TIMEOUT
+
 _EMPTY: list[bytes] = []  # shared, never appended to (see Connection._push)
 _PING = b"2"
 _PONG = b"3"
@@ -321,7 +329,7 @@ class Connection:
         that calls this.
         """
         overdue = self.overdue(now)
-        if overdue is not Timer.NOTHING:
+        if overdue is not _NOTHING:
             return overdue
         due = self._next_ping
         if now >= due:
@@ -330,8 +338,8 @@ class Connection:
             self._next_ping = due + self.ping_interval
             if not self._pong_deadline:
                 self._pong_deadline = due + self.ping_timeout
-            return Timer.PING
-        return Timer.NOTHING
+            return _DUE_PING
+        return _NOTHING
 
     def overdue(self, now: float) -> Timer:
         """``TIMEOUT`` or ``CONNECT_TIMEOUT`` when that deadline has passed at ``now``, else ``NOTHING``.
@@ -340,10 +348,10 @@ class Connection:
         finds the session gone even before the timer that enforces it has run.
         """
         if self._pong_deadline and now >= self._pong_deadline:
-            return Timer.TIMEOUT
+            return _TIMEOUT
         if self._connect_deadline and now >= self._connect_deadline:
-            return Timer.CONNECT_TIMEOUT
-        return Timer.NOTHING
+            return _CONNECT_TIMEOUT
+        return _NOTHING
 
     def next_deadline(self) -> float:
         """The earliest time :meth:`check_timers` may have something to do."""

@@ -87,7 +87,7 @@ class Client:
         self.fast_ws = False
         """True while packets can be written to ``ws`` as they are: open, Engine.IO framing, not paused."""
         self.hb_box: list[Client | None] | None = None
-        """The box of this client's live entry in the server's Heartbeat heap."""
+        """The box of this client's live entry in the server's Heartbeat (see server/heartbeat.py)."""
         self.poll_waiter: PollWaiter | None = None
         self._flush_scheduled = False
         self.paused = False

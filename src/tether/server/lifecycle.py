@@ -51,6 +51,13 @@ __all__ = ["CLOSE_LINGER", "NO_STATUS", "Lifecycle", "close_reason", "send_empty
 
 log = logging.getLogger("tether.server")
 
+# Read for every heartbeat action: module constants (see protocol/connection.py on 3.11's enum lookups).
+_NOTHING = Timer.NOTHING
+_DUE_PING = Timer.PING
+_TIMEOUT = Timer.TIMEOUT
+_BARE = Transport.BARE
+_OPEN = State.OPEN
+
 CLOSE_LINGER = 5.0
 """Seconds a closed WebSocket may take to flush what is still buffered before it is aborted."""
 
@@ -509,22 +516,22 @@ class Lifecycle(Emitting):
             True when it was closed (its request is answered as for an unknown session).
         """
         action = client.conn.overdue(time.monotonic())
-        if action is Timer.NOTHING:
+        if action is _NOTHING:
             return False
         self._on_timer(client, action)
         return True
 
     def _on_timer(self, client: Client, action: Timer) -> None:
-        if action is Timer.PING:
-            if client.conn.transport is Transport.BARE:
+        if action is _DUE_PING:
+            if client.conn.transport is _BARE:
                 if client.ws is not None:
                     client.ws.send_ping()
-            elif client.ws is not None and client.conn.state is State.OPEN:
+            elif client.ws is not None and client.conn.state is _OPEN:
                 client.send_raw_frame(PING)
             else:
                 client.conn.queue([PING])
                 client.send([])
-        elif action is Timer.TIMEOUT:
+        elif action is _TIMEOUT:
             self.close_client(client, "ping timeout", send_close=False)
         else:
             self.close_client(client, "connect timeout", send_close=True)

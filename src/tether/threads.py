@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["HandlerPool", "call_in_loop", "in_loop", "loop_of_thread", "wrap_sync"]
+__all__ = ["HandlerPool", "call_in_loop", "in_loop", "loop_of_thread", "run_for_loop", "wrap_sync"]
 
 log = logging.getLogger("tether.handlers")
 
@@ -53,6 +53,24 @@ _local = _Local()
 def loop_of_thread() -> asyncio.AbstractEventLoop | None:
     """The event loop this pool thread works for, or None when not in a pool thread."""
     return _local.loop
+
+
+def run_for_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` in this thread as a pool thread of ``loop`` runs a handler: the Tether
+    calls it makes go to ``loop`` (for a ``def`` background task, which ``asyncio.to_thread`` runs in the
+    loop's default executor, whose threads Tether does not own).
+
+    Returns:
+        What ``fn`` returns.
+
+    Raises:
+        Exception: whatever ``fn`` raised.
+    """
+    _local.loop = loop
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _local.loop = None  # the executor's thread goes on to run other code, not bound to this loop
 
 
 def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -290,6 +290,25 @@ async def test_background_tasks_and_sleep(server: Server) -> None:
         await forever
 
 
+async def test_a_def_background_task_may_emit_and_ask(server: Server) -> None:
+    # python-socketio's habit: a plain function started with start_background_task emits every so often.
+    # It runs in a thread, and Tether's objects belong to the loop: its calls must go to the loop as a
+    # def handler's do (picows refused a send from that thread, and the task died).
+    def ticker(sid: str, count: int) -> list[Any]:
+        for i in range(count):
+            server.emit("tick", i, to=sid)
+            server.to(sid).emit("tock", i)
+        server.enter_room(sid, "ticked")
+        answer = server.call("question", "from a task", to=sid, timeout=scaled(5))
+        return [answer.result(scaled(5)), sorted(server.rooms(sid))]
+
+    async with clients(server.url) as (a,):
+        answer, rooms = await within(server.start_background_task(ticker, a.sid, 3))
+        assert answer == "ack-question" and "ticked" in rooms
+        await wait_until(lambda: len(a.events["tock"]) == 3)
+        assert a.events["tick"] == [0, 1, 2] and a.events["tock"] == [0, 1, 2]
+
+
 async def test_acks_from_many_count_the_silent(server: Server) -> None:
     async with clients(server.url, server.url) as (a, b), silent_client(server) as silent:
         for sid in (a.sid, b.sid, silent):

@@ -12,12 +12,14 @@ from tether.protocol.engineio import Binary
 from tether.protocol.socketio import (
     MAX_ATTACHMENTS,
     MAX_DEPTH,
+    RESERVED_PREFIXES,
     Packet,
     PacketType,
     check_depth,
     check_size,
     deconstruct,
     encode_event,
+    is_reserved_event,
     nesting_exceeds,
     reconstruct,
 )
@@ -264,3 +266,11 @@ def test_check_depth_counts_brackets_before_walking() -> None:
         check_depth("[[[]]]", [[[]]], 2)
     with pytest.raises(RemoteProtocolError):
         check_depth(b"[[[]]]", [[[]]], 2)
+
+
+def test_every_reserved_prefix_has_a_colon() -> None:
+    # The WebSocket fast path (server/websocket.py) skips the prefix test for a name without a colon.
+    assert all(":" in prefix for prefix in RESERVED_PREFIXES)
+    assert is_reserved_event("tether:error") and is_reserved_event("session:expired")
+    assert not is_reserved_event("session:logout")  # Tether's client helper sends it
+    assert not is_reserved_event("tether") and not is_reserved_event("room:join")

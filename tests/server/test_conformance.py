@@ -274,6 +274,19 @@ async def test_reserved_event_closes_the_websocket_as_a_forced_close(
     assert sid not in app.clients
 
 
+@pytest.mark.parametrize("name", ["room:join", "sessions:list", "tether", "a:tether:error", "session"])
+async def test_an_event_with_a_colon_that_is_not_reserved_reaches_its_route(
+    app: Server, mrec: Recorder, name: str
+) -> None:
+    # The WebSocket fast path tests the reserved prefixes only for names with a colon: near misses of
+    # both prefixes must still be handled, and stay connected.
+    ws, sid = await ws_open(app)
+    await ws.send("42" + orjson.dumps([name, 1]).decode())
+    await wait_until(lambda: ("*", name, (1,)) in mrec.connects, 5, f"{name!r} at the catch-all route")
+    assert sid in app.clients
+    await ws.close()
+
+
 @pytest.mark.parametrize(
     "packet",
     [

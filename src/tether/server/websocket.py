@@ -169,42 +169,48 @@ class WebSocketListener(WSListener):
                 # The pong of every idle client every ping_interval: most of what an idle server does.
                 self.conn.receive_pong()
                 return
-            if payload[:2] == b"42" and self.parser._pending is None:
+            if self.parser._pending is not None:
+                start = -1  # a binary event's attachments are awaited: the general path
+            elif payload[:3] == b"42[":  # (one slice and compare: less than startswith's argument parsing)
                 ack_id: int | None = None
                 start = 2
-                if payload[2:3] != b"[":
-                    start = payload.find(b"[", 2)
-                    digits = payload[2:start]
-                    if 0 < len(digits) <= 15 and digits.isdigit():
-                        ack_id = int(digits)
-                    else:
-                        start = -1
-                if start > 0:
-                    try:
-                        # A bytes slice, not a memoryview of the payload: a copy of a message costs less
-                        # than a view and its buffer export (~1,500 instructions per echo, bench/icount.py).
-                        data = _loads(payload[start:])
-                    except JSONDecodeError:
-                        data = None
-                    # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
-                    # a message with more than [limits] max_depth of them takes the general path.
-                    # A reserved name (42["connect",...]) takes the general path, which refuses it.
-                    if type(data) is list and data:
-                        name = data[0]
-                        if (
-                            type(name) is str
-                            and name not in RESERVED_EVENTS
-                            and not name.startswith(RESERVED_PREFIXES)
-                            # Valid JSON nesting d levels has d opening and d closing brackets, so one shorter
-                            # than 2 * (max_depth + 1) cannot nest deeper: no count (two C calls with
-                            # argument parsing, ~1,500 instructions, on every echo of the benchmark's size).
-                            and (
-                                len(payload) - start <= 2 * (depth := self.parser.max_depth) + 1
-                                or payload.count(b"[") + payload.count(b"{") <= depth
-                            )
-                        ):
-                            self.server.receive_event(self.client, "/", name, data[1:], ack_id)
-                            return
+            elif payload[:2] == b"42":
+                start = payload.find(b"[", 2)
+                digits = payload[2:start]
+                if 0 < len(digits) <= 15 and digits.isdigit():
+                    ack_id = int(digits)
+                else:
+                    start = -1
+            else:
+                start = -1
+            if start > 0:
+                try:
+                    # A bytes slice, not a memoryview of the payload: a copy of a message costs less
+                    # than a view and its buffer export (~1,500 instructions per echo, bench/icount.py).
+                    data = _loads(payload[start:])
+                except JSONDecodeError:
+                    data = None
+                # Nesting is at most the count of opening brackets (see protocol.socketio.check_depth);
+                # a message with more than [limits] max_depth of them takes the general path.
+                # A reserved name (42["connect",...]) takes the general path, which refuses it.
+                if type(data) is list and data:
+                    name = data[0]
+                    if (
+                        type(name) is str
+                        and name not in RESERVED_EVENTS
+                        # (Every reserved prefix has a colon: a name without one skips startswith, whose
+                        # argument parsing costs more than the rest of this test.)
+                        and (":" not in name or not name.startswith(RESERVED_PREFIXES))
+                        # Valid JSON nesting d levels has d opening and d closing brackets, so one shorter
+                        # than 2 * (max_depth + 1) cannot nest deeper: no count (two C calls with
+                        # argument parsing, ~1,500 instructions, on every echo of the benchmark's size).
+                        and (
+                            len(payload) - start <= 2 * (depth := self.parser.max_depth) + 1
+                            or payload.count(b"[") + payload.count(b"{") <= depth
+                        )
+                    ):
+                        self.server.receive_event(self.client, "/", name, data[1:], ack_id)
+                        return
             try:
                 self._receive(transport, payload.decode())
             except UnicodeDecodeError:

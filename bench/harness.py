@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -18,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from limits import raise_nofile
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -31,13 +32,6 @@ SERVER_CPU = "0"
 LOADGEN_CPU = "1"
 MULTI_CPUS = "0,1"
 PORT_RANGE = (24100, 24999)
-
-
-def raise_nofile(limit: int = 20_000) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def log(msg: str) -> None:

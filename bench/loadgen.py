@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 import uvloop
+from limits import raise_nofile
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 TEXT = WSMsgType.TEXT
@@ -49,14 +50,6 @@ ECHOACK_REPLY = b'431["hello, tether benchmark"]'
 
 
 # -- process figures ----------------------------------------------------------------------------------
-
-
-def raise_nofile(limit: int = 20_000) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from limits import raise_nofile
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,12 +97,6 @@ async def main():
 
 uvloop.run(main())
 """
-
-
-def raise_nofile(limit: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < limit:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
 
 
 class Sio:

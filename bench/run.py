@@ -7,8 +7,10 @@ ceiling. Every server is started fresh for each group of workloads:
 * echo group: W1 (echo) and W1ack (echoack), then W4 (handshakes/s at concurrency 100); repeated
   ``--repeat`` times (3 in a full run), the servers interleaved, and reported as medians with the spread;
 * idle group: W3 (RSS per idle connection), W6 (CPU of idle connections over 60 s), W2 (broadcast to all);
-* growth (G): the idle group again at 1,000 and 5,000 clients (the 10,000 point is the idle group's), for
-  W2 per delivery and W6 per connection, plotted in ``bench/growth.png``;
+* growth (G): the idle group again at 1,000 and 5,000 clients (the 10,000 point is the idle group's) and
+  as far as one process's open-files limit lets the generator and the server go (:func:`growth_top`:
+  19,000 clients under this machine's hard limit of 20,000), for W2 per delivery and W6 per connection,
+  plotted in ``bench/growth.png``;
 * W7, Tether and node only: two workers behind one port (``tether start --workers 2``; node's cluster
   primary with ``@socket.io/sticky`` and ``@socket.io/cluster-adapter``), echo round trips/s (repeated and
   interleaved as the echo group) and a broadcast to 10,000 clients spread over both workers, CPU of every
@@ -97,11 +99,25 @@ class Plan:
         self.idle_clients = 1000 if quick else 10_000
         self.hold = 5.0 if quick else 60.0
         self.rounds = 3 if quick else 10
-        self.growth_sizes = (200, 500) if quick else (1000, 5000)
+        self.growth_sizes = (200, 500) if quick else (1000, 5000, growth_top(raise_nofile()))
         self.growth_hold = 3.0 if quick else 30.0
         self.growth_rounds = 2 if quick else 5
         self.multi_duration = 2.0 if quick else 5.0
         self.multi_rounds = 3 if quick else 10
+
+
+def growth_top(nofile: int) -> int:
+    """The largest growth point: the open-files limit of one process (``nofile``, see :mod:`limits`) less
+    1,000 for the server's and the generator's own files, in whole thousands, at most 50,000 (a generator
+    on one core connects ~1,000-1,500 clients a second). 19,000 under a limit of 20,000.
+
+    Raises:
+        ValueError: a limit too low for a point beyond the idle group's 10,000 clients.
+    """
+    top = min(50_000, (nofile - 1000) // 1000 * 1000)
+    if top <= 10_000:
+        raise ValueError(f"open-files limit {nofile}: too low for a growth point past 10,000 clients")
+    return top
 
 
 def run_echo_group(name: str, only: set[str], plan: Plan, ports: Ports) -> dict[str, Any]:

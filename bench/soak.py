@@ -42,7 +42,6 @@ import contextlib
 import json
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from statistics import median
 from typing import Any
 
 import uvloop
+from limits import NOFILE, raise_nofile
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from tether.manager import control
@@ -857,8 +857,7 @@ def main() -> int:
     parser.add_argument("--report", default=str(ROOT / "docs" / "soak.md"))
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "soak.png"))
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients * 2 + 1000)), hard))
+    raise_nofile(max(NOFILE, args.clients * 2 + 1000))
 
     load_start = os.getloadavg()[0]  # before anything of ours runs: what else the machine is doing
     inst = start_server(args.workers, "soaked")

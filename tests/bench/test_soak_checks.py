@@ -21,7 +21,11 @@ def soak() -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_soak"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(SOAK.parent))  # as `python bench/soak.py` has it: it imports its siblings by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SOAK.parent))
     return module
 
 

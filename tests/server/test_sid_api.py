@@ -22,6 +22,7 @@ from tests.helpers import scaled, wait_until, within
 from tests.redis_fixtures import Client, clients
 from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, TetherError, run_server
 from tether.server import sid_api
+from tether.threads import loop_of_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -211,6 +212,27 @@ async def test_current_server_from_any_module(server: Server) -> None:
     assert tether.current_server() is other  # the latest started
     await other.shutdown(timeout=1)
     assert tether.current_server() is server
+
+
+async def test_current_server_from_a_thread_of_the_app(server: Server) -> None:
+    # Flask-SocketIO's habit: a sync view (Flask through asgiref, Django, FastAPI's def endpoints run in
+    # threads Tether does not own) pushes with `socketio.emit(...)`; here `tether.current_server().emit`.
+    # The server's objects belong to its loop: current_server() in such a thread binds it to the loop,
+    # so its calls run there (picows refused the send from that thread before).
+    def view(sid: str) -> list[Any]:
+        sio = tether.current_server()
+        sio.emit("pushed", "by sid", to=sid)
+        sio.to(sid).emit("pushed", "by room")
+        sio.enter_room(sid, "viewed")
+        return sorted(sio.rooms(sid))
+
+    async with clients(server.url) as (a,):
+        rooms = await within(asyncio.to_thread(view, a.sid))
+        assert "viewed" in rooms
+        await wait_until(lambda: len(a.events["pushed"]) == 2)
+        assert a.events["pushed"] == ["by sid", "by room"]
+    # On the loop's own thread nothing is bound: its calls stay direct.
+    assert tether.current_server() is server and loop_of_thread() is None
 
 
 async def test_current_server_before_any_started_says_where_to_call_it(

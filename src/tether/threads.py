@@ -69,10 +69,11 @@ def bind_thread(loop: asyncio.AbstractEventLoop) -> None:
     For the threads of the application's sync code (a Flask or Django view through asgiref, a FastAPI
     ``def`` endpoint, a thread of its own) that push with ``tether.current_server().emit(...)``, as
     Flask-SocketIO's ``socketio.emit`` is used from a view. Nothing changes in a thread that runs an event
-    loop (the loop's own calls stay direct) or that is bound to a loop still open (a handler pool thread).
+    loop (the loop's own calls stay direct) or that is bound to a loop still running (a handler pool
+    thread); one bound to a loop that stopped (its server is gone) is bound again.
     """
     bound = _local.loop
-    if bound is loop or (bound is not None and not bound.is_closed()):
+    if bound is loop or (bound is not None and bound.is_running()):
         return
     try:
         asyncio.get_running_loop()

@@ -252,6 +252,22 @@ def test_any_origin_is_listed_alone() -> None:
         Config.load(None, env={}, overrides={"websocket": {"allowed_origins": ["*", "https://a.example"]}})
 
 
+def test_redis_streams_keys_are_refused_with_another_driver() -> None:
+    # Only the redis-streams driver reads them: set for "redis" (whose node counterpart has a sharded
+    # variant too) or "memory", they did nothing and said nothing.
+    changed = {"sharded_pubsub": True, "stream_count": 2, "session_prefix": "app:", "stream_max_len": 5}
+    for key, value in changed.items():
+        streams = Config.load(env={}, overrides={"room": {"driver": "redis-streams"}, "redis": {key: value}})
+        assert getattr(streams.redis, key) == value
+        for driver in ("memory", "redis"):
+            default = getattr(Config.load(env={}).redis, key)
+            Config.load(env={}, overrides={"room": {"driver": driver}, "redis": {key: default}})  # the edge
+            with pytest.raises(
+                ConfigError, match=rf'redis.{key}: .*driver = "redis-streams" only.*"{driver}"'
+            ):
+                Config.load(env={}, overrides={"room": {"driver": driver}, "redis": {key: value}})
+
+
 def test_recovery_keys_and_their_bounds() -> None:
     config = Config.load(env={}, overrides={"recovery": {"max_disconnection_duration": 120}})
     assert config.recovery.max_disconnection_duration == 120.0 and config.recovery.skip_connect_handler

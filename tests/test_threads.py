@@ -7,6 +7,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from tests.apps.pyapi_routes import install
 from tests.helpers import scaled
 from tests.redis_fixtures import clients
 from tether import Config, ConfigError, Router, Socket, run_server
-from tether.threads import BlockWatch
+from tether.threads import BlockWatch, bind_thread, loop_of_thread
 
 
 @pytest.mark.parametrize(
@@ -145,3 +146,30 @@ def test_a_process_exits_with_a_pool_whose_server_was_never_shut_down(tmp_path: 
     )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=scaled(20))
     assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+
+
+def test_bind_thread_binds_a_thread_without_a_loop_and_never_a_loops_own() -> None:
+    # current_server() calls it from a sync view's thread: that thread's calls go to the server's loop.
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    seen: list[Any] = []
+
+    def view() -> None:
+        bind_thread(first)
+        seen.append(loop_of_thread())
+        bind_thread(second)  # bound to a loop that is not running (its server is gone): bound again
+        seen.append(loop_of_thread())
+
+    async def on_the_loop() -> None:
+        bind_thread(second)  # a loop's own thread stays unbound: its calls are direct
+        seen.append(loop_of_thread())
+
+    try:
+        worker = threading.Thread(target=view)
+        worker.start()
+        worker.join(scaled(5))
+        first.run_until_complete(on_the_loop())
+        assert seen == [first, second, None]
+        assert loop_of_thread() is None
+    finally:
+        first.close()
+        second.close()

@@ -35,7 +35,15 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["HandlerPool", "call_in_loop", "in_loop", "loop_of_thread", "wrap_sync"]
+__all__ = [
+    "HandlerPool",
+    "bind_thread",
+    "call_in_loop",
+    "in_loop",
+    "loop_of_thread",
+    "run_for_loop",
+    "wrap_sync",
+]
 
 log = logging.getLogger("tether.handlers")
 
@@ -53,6 +61,42 @@ _local = _Local()
 def loop_of_thread() -> asyncio.AbstractEventLoop | None:
     """The event loop this pool thread works for, or None when not in a pool thread."""
     return _local.loop
+
+
+def bind_thread(loop: asyncio.AbstractEventLoop) -> None:
+    """Make the Tether calls of this thread, one Tether did not start, run on ``loop`` from now on.
+
+    For the threads of the application's sync code (a Flask or Django view through asgiref, a FastAPI
+    ``def`` endpoint, a thread of its own) that push with ``tether.current_server().emit(...)``, as
+    Flask-SocketIO's ``socketio.emit`` is used from a view. Nothing changes in a thread that runs an event
+    loop (the loop's own calls stay direct) or that is bound to a loop still running (a handler pool
+    thread); one bound to a loop that stopped (its server is gone) is bound again.
+    """
+    bound = _local.loop
+    if bound is loop or (bound is not None and bound.is_running()):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _local.loop = loop  # no loop runs here: every Tether call of this thread is passed to ``loop``
+
+
+def run_for_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn(*args, **kwargs)`` in this thread as a pool thread of ``loop`` runs a handler: the Tether
+    calls it makes go to ``loop`` (for a ``def`` background task, which ``asyncio.to_thread`` runs in the
+    loop's default executor, whose threads Tether does not own).
+
+    Returns:
+        What ``fn`` returns.
+
+    Raises:
+        Exception: whatever ``fn`` raised.
+    """
+    _local.loop = loop
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _local.loop = None  # the executor's thread goes on to run other code, not bound to this loop
 
 
 def call_in_loop(loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

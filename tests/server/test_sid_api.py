@@ -22,6 +22,7 @@ from tests.helpers import scaled, wait_until, within
 from tests.redis_fixtures import Client, clients
 from tether import AckTimeout, Answers, Config, ConnectionClosed, Router, Server, TetherError, run_server
 from tether.server import sid_api
+from tether.threads import loop_of_thread
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -213,6 +214,27 @@ async def test_current_server_from_any_module(server: Server) -> None:
     assert tether.current_server() is server
 
 
+async def test_current_server_from_a_thread_of_the_app(server: Server) -> None:
+    # Flask-SocketIO's habit: a sync view (Flask through asgiref, Django, FastAPI's def endpoints run in
+    # threads Tether does not own) pushes with `socketio.emit(...)`; here `tether.current_server().emit`.
+    # The server's objects belong to its loop: current_server() in such a thread binds it to the loop,
+    # so its calls run there (picows refused the send from that thread before).
+    def view(sid: str) -> list[Any]:
+        sio = tether.current_server()
+        sio.emit("pushed", "by sid", to=sid)
+        sio.to(sid).emit("pushed", "by room")
+        sio.enter_room(sid, "viewed")
+        return sorted(sio.rooms(sid))
+
+    async with clients(server.url) as (a,):
+        rooms = await within(asyncio.to_thread(view, a.sid))
+        assert "viewed" in rooms
+        await wait_until(lambda: len(a.events["pushed"]) == 2)
+        assert a.events["pushed"] == ["by sid", "by room"]
+    # On the loop's own thread nothing is bound: its calls stay direct.
+    assert tether.current_server() is server and loop_of_thread() is None
+
+
 async def test_current_server_before_any_started_says_where_to_call_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -288,6 +310,25 @@ async def test_background_tasks_and_sleep(server: Server) -> None:
     server.cancel_background_tasks()  # what shutdown does first
     with pytest.raises(asyncio.CancelledError):
         await forever
+
+
+async def test_a_def_background_task_may_emit_and_ask(server: Server) -> None:
+    # python-socketio's habit: a plain function started with start_background_task emits every so often.
+    # It runs in a thread, and Tether's objects belong to the loop: its calls must go to the loop as a
+    # def handler's do (picows refused a send from that thread, and the task died).
+    def ticker(sid: str, count: int) -> list[Any]:
+        for i in range(count):
+            server.emit("tick", i, to=sid)
+            server.to(sid).emit("tock", i)
+        server.enter_room(sid, "ticked")
+        answer = server.call("question", "from a task", to=sid, timeout=scaled(5))
+        return [answer.result(scaled(5)), sorted(server.rooms(sid))]
+
+    async with clients(server.url) as (a,):
+        answer, rooms = await within(server.start_background_task(ticker, a.sid, 3))
+        assert answer == "ack-question" and "ticked" in rooms
+        await wait_until(lambda: len(a.events["tock"]) == 3)
+        assert a.events["tick"] == [0, 1, 2] and a.events["tock"] == [0, 1, 2]
 
 
 async def test_acks_from_many_count_the_silent(server: Server) -> None:

@@ -446,3 +446,20 @@ async def test_a_burst_of_expiries_is_spread_over_loop_iterations(make_server: S
     # Four batches, with other work running between them.
     assert manager.counters.wakeups >= 4
     assert ticks_during_burst >= 3
+
+
+def test_the_packages_manager_names_are_the_manager_modules() -> None:
+    # tether.sessions imports them from .manager on first use (so that `tether token` does not).
+    import tether.sessions
+    from tether.sessions import manager
+
+    lazy = set(tether.sessions.__all__) - {"Claims", "Deadlines", "TokenChecker", "Validator"}
+    lazy -= {"get_manager", "install", "issue_token", "new_session_id", "verify_token"}
+    assert lazy == {"ACTIVITY", "ENDED", "EXPIRED", "EXTENDED", "LOGOUT", "WARNING"} | {
+        "Session", "SessionCounters", "SessionManager", "session_room"
+    }  # fmt: skip
+    for name in lazy:
+        assert getattr(tether.sessions, name) is getattr(manager, name), name
+    assert set(tether.sessions.__all__) <= set(dir(tether.sessions))
+    with pytest.raises(AttributeError, match="has no attribute 'SessionManagr'"):
+        _ = tether.sessions.SessionManagr  # type: ignore[attr-defined]

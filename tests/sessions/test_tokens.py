@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import time
@@ -197,3 +199,27 @@ def test_cli_token_bad_user_id() -> None:
     out = _tether("token", "two words", env={"TETHER_SESSION_SECRET": "x" * 32, "PATH": ""})
     assert out.returncode == 2
     assert "user id" in out.stderr
+
+
+def test_cli_token_imports_tokens_alone() -> None:
+    # A script may run `tether token` once per request: it signs, and must not import the session
+    # manager's asyncio, orjson and cluster wire format, nor the server (tether/sessions/__init__.py).
+    secret = "env-secret-0123456789abcdef0123456789"
+    code = (
+        "import json, sys\n"
+        "from tether.cli import main\n"
+        "code = main(['token', 'carol'])\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+        "raise SystemExit(code)\n"
+    )
+    env = {"TETHER_SESSION_SECRET": secret, "PATH": ""}
+    if "PYTHONPATH" in os.environ:  # the tether under test, as the other tests of this run import it
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 0, out.stderr
+    token, modules = out.stdout.splitlines()
+    assert verify_token(token, secret=secret).user_id == "carol"
+    loaded = json.loads(modules)
+    assert "tether.sessions.tokens" in loaded
+    heavy = ("asyncio", "orjson", "tether.sessions.manager", "tether.cluster", "tether.server")
+    assert [m for m in loaded if m.startswith(heavy)] == []

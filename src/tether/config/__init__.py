@@ -63,6 +63,8 @@ DEMO_SECRET = "demo-secret-not-for-production"
 ``[server] demo``."""
 
 _KEY_SECRETS = (("session", "secret"), ("api", "key"), ("metrics", "key"))
+_STREAMS_ONLY_KEYS = ("stream_max_len", "session_prefix", "stream_count", "sharded_pubsub")
+"""``[redis]`` keys that only ``[room] driver = "redis-streams"`` reads (node's streams adapter options)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,17 @@ class Config:
                 'connection state recovery needs [room] driver = "memory" (one host) or "redis-streams": '
                 "the Redis pub/sub adapter keeps no log to recover from",
             )
+        if self.room.driver != "redis-streams":
+            # Read by the streams driver alone: set for another one they would do nothing, silently.
+            defaults = RedisConfig()
+            for key in _STREAMS_ONLY_KEYS:
+                if getattr(self.redis, key) != getattr(defaults, key):
+                    raise ConfigError(
+                        src,
+                        f"redis.{key}",
+                        'is read by [room] driver = "redis-streams" only; '
+                        f'the driver is "{self.room.driver}"',
+                    )
         self._validate_secrets()
 
     def _validate_secrets(self) -> None:

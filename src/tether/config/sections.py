@@ -306,7 +306,7 @@ class RoomConfig:
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = "redis://127.0.0.1:6379/0"
-    """Redis server for ``[room] driver = "redis"``."""
+    """Redis server for ``[room] driver = "redis"`` and ``"redis-streams"``."""
     prefix: str = "socket.io"
     """Channel prefix; the same as node's ``@socket.io/redis-adapter`` ``key`` to share a Redis with it.
     ``redis-streams``: the stream name and the channel prefix (node's ``streamName``, ``channelPrefix``)."""

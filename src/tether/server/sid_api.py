@@ -32,7 +32,7 @@ from ..broadcast import SENT, _Sent
 from ..context import Socket
 from ..errors import AckTimeout, ConnectionClosed, TetherError
 from ..handler import wsgi_environ
-from ..threads import in_loop
+from ..threads import bind_thread, in_loop, loop_of_thread, run_for_loop
 
 if TYPE_CHECKING:
     from ..broadcast import BroadcastHost
@@ -61,6 +61,11 @@ def current_server() -> Any:
     """The server running in this process (the latest started, if a test runs several): python-socketio
     apps import their module-level ``sio`` from anywhere; a Tether module calls this.
 
+    Called in a thread that runs no event loop (a sync view of the app, a thread of its own), it also
+    binds that thread to the server's loop (:func:`tether.threads.bind_thread`): the server's objects
+    belong to the loop, and that thread's calls (``emit``, ``enter_room``...) then run there, as a ``def``
+    handler's do.
+
     Returns:
         The :class:`tether.Server`.
 
@@ -75,7 +80,11 @@ def current_server() -> Any:
             " starts, so call tether.current_server() inside a handler, or take the server as the argument"
             " of a @websocket.setup function"
         )
-    return _running[-1]
+    server = _running[-1]
+    loop = getattr(server, "_loop", None)
+    if loop is not None and loop_of_thread() is not loop:
+        bind_thread(loop)
+    return server
 
 
 class _Missing:
@@ -438,7 +447,9 @@ class SidApi:
         self, target: Callable[..., Any], *args: Any, once: bool = False, **kwargs: Any
     ) -> asyncio.Task[Any] | Any:
         """Run ``target(*args, **kwargs)`` in the background (python-socketio's call); ``async def`` on
-        the loop, a plain ``def`` in a thread. The task is cancelled when the server shuts down.
+        the loop, a plain ``def`` in a thread, whose Tether calls run on the loop as a ``def`` handler's
+        do (:mod:`tether.threads`: ``server.call`` there gives a ``concurrent.futures.Future``). The task
+        is cancelled when the server shuts down (a ``def`` target's thread is not interrupted).
 
         Args:
             once: run it in one process of the whole cluster only (see :mod:`.leader`): one worker of a
@@ -478,7 +489,8 @@ class SidApi:
         if inspect.iscoroutinefunction(target):
             coro = target(*args, **kwargs)
         else:
-            coro = asyncio.to_thread(target, *args, **kwargs)
+            # Bound to the loop as a def handler's thread is: its emits, joins and calls run on the loop.
+            coro = asyncio.to_thread(run_for_loop, loop, target, *args, **kwargs)
         task = loop.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -17,27 +17,26 @@ See docs/sessions.md for the config keys, the events and the JS helper (``/tethe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, TetherError
-from .manager import (
-    ACTIVITY,
-    ENDED,
-    EXPIRED,
-    EXTENDED,
-    LOGOUT,
-    WARNING,
-    Session,
-    SessionCounters,
-    SessionManager,
-    session_room,
-)
 from .timers import Deadlines
 from .tokens import Claims, TokenChecker, Validator, issue_token, new_session_id, verify_token
-from .tombstones import TombstoneFile, default_path
 
 if TYPE_CHECKING:
     from ..server.server import Server
+    from .manager import (
+        ACTIVITY,
+        ENDED,
+        EXPIRED,
+        EXTENDED,
+        LOGOUT,
+        WARNING,
+        Session,
+        SessionCounters,
+        SessionManager,
+        session_room,
+    )
 
 __all__ = [
     "ACTIVITY",
@@ -61,6 +60,39 @@ __all__ = [
     "verify_token",
 ]
 
+_MANAGER_NAMES = frozenset(
+    {
+        "ACTIVITY",
+        "ENDED",
+        "EXPIRED",
+        "EXTENDED",
+        "LOGOUT",
+        "WARNING",
+        "Session",
+        "SessionCounters",
+        "SessionManager",
+        "session_room",
+    }
+)
+"""Imported from :mod:`.manager` on first use: it brings asyncio, orjson and the cluster's wire format,
+which ``tether token`` (tokens alone) must not pay for (as ``tether/__init__.py``)."""
+
+if not TYPE_CHECKING:  # seen by mypy, a module __getattr__ would type any misspelled name as Any
+
+    def __getattr__(name: str) -> Any:
+        if name not in _MANAGER_NAMES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import manager
+
+        value = getattr(manager, name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _MANAGER_NAMES)
+
+
 EXTENSION_KEY = "sessions"
 SETTINGS_PATH = "/tether/session-config.json"
 
@@ -76,6 +108,9 @@ def install(server: Server) -> SessionManager | None:
     """
     if not server.config.session.enabled:
         return None
+    from .manager import SessionManager
+    from .tombstones import TombstoneFile, default_path
+
     manager = SessionManager(server)
     path = default_path(server.config)
     if path:
@@ -97,6 +132,8 @@ def get_manager(server: Server) -> SessionManager:
     Raises:
         TetherError: sessions are not enabled (no ``[session]`` in the config).
     """
+    from .manager import SessionManager
+
     manager = server.extensions.get(EXTENSION_KEY)
     if not isinstance(manager, SessionManager):
         raise TetherError("sessions are not enabled: add a [session] section (or TETHER_SESSION_SECRET)")

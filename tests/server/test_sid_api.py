@@ -318,6 +318,9 @@ async def test_a_def_background_task_may_emit_and_ask(server: Server) -> None:
     # def handler's do (picows refused a send from that thread, and the task died).
     def ticker(sid: str, count: int) -> list[Any]:
         for i in range(count):
+            started = time.monotonic()
+            server.sleep(0.05)  # Flask-SocketIO's socketio.sleep in a def task: this thread sleeps
+            assert time.monotonic() - started >= 0.05
             server.emit("tick", i, to=sid)
             server.to(sid).emit("tock", i)
         server.enter_room(sid, "ticked")

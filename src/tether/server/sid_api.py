@@ -436,6 +436,7 @@ class SidApi:
 
     # -- counting -------------------------------------------------------------------------------------
 
+    @in_loop
     async def count(self, room: str | Iterable[str] | None = None, namespace: str | None = None) -> int:
         """How many sockets are in ``room`` (any of several; None: the whole namespace) on every worker
         and node: the "how many are online" question. Each process is asked (within ``[redis]

@@ -318,15 +318,19 @@ async def test_a_def_background_task_may_emit_and_ask(server: Server) -> None:
     # def handler's do (picows refused a send from that thread, and the task died).
     def ticker(sid: str, count: int) -> list[Any]:
         for i in range(count):
+            started = time.monotonic()
+            server.sleep(0.05)  # Flask-SocketIO's socketio.sleep in a def task: this thread sleeps
+            assert time.monotonic() - started >= 0.05
             server.emit("tick", i, to=sid)
             server.to(sid).emit("tock", i)
         server.enter_room(sid, "ticked")
         answer = server.call("question", "from a task", to=sid, timeout=scaled(5))
-        return [answer.result(scaled(5)), sorted(server.rooms(sid))]
+        counted = server.count("ticked")  # an awaitable on the loop: a concurrent Future here, as call's
+        return [answer.result(scaled(5)), sorted(server.rooms(sid)), counted.result(scaled(5))]
 
     async with clients(server.url) as (a,):
-        answer, rooms = await within(server.start_background_task(ticker, a.sid, 3))
-        assert answer == "ack-question" and "ticked" in rooms
+        answer, rooms, counted = await within(server.start_background_task(ticker, a.sid, 3))
+        assert answer == "ack-question" and "ticked" in rooms and counted == 1
         await wait_until(lambda: len(a.events["tock"]) == 3)
         assert a.events["tick"] == [0, 1, 2] and a.events["tock"] == [0, 1, 2]
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -435,6 +436,7 @@ class SidApi:
 
     # -- counting -------------------------------------------------------------------------------------
 
+    @in_loop
     async def count(self, room: str | Iterable[str] | None = None, namespace: str | None = None) -> int:
         """How many sockets are in ``room`` (any of several; None: the whole namespace) on every worker
         and node: the "how many are online" question. Each process is asked (within ``[redis]
@@ -497,9 +499,17 @@ class SidApi:
         task.add_done_callback(_log_failure)
         return task
 
-    async def sleep(self, seconds: float = 0) -> None:
-        """``asyncio.sleep`` (python-socketio's ``sleep``, for background tasks)."""
-        await asyncio.sleep(seconds)
+    def sleep(self, seconds: float = 0) -> Awaitable[None]:
+        """python-socketio's ``sleep``, for background tasks: on the loop ``asyncio.sleep(seconds)``, to
+        await. In a thread that runs no loop (a ``def`` handler or background task, as Flask-SocketIO's
+        ``socketio.sleep`` is called there) it sleeps that thread and returns an awaitable already done:
+        a coroutine there would never be awaited, and the task's loop would spin without a pause."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            time.sleep(seconds)
+            return SENT
+        return asyncio.sleep(seconds)
 
     def cancel_background_tasks(self) -> None:
         """Stop every background task (shutdown's first step: a ``while True`` task would hold it)."""

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import Reject, TetherError, reject_of
 from .handler import wsgi_environ
-from .router import RESERVED, fit_reserved, set_namespace_registrar
+from .router import RESERVED, fit_reserved
 from .server.sid_api import MISSING
 from .threads import wrap_sync
 
@@ -359,6 +359,3 @@ def environ_of(socket: Socket) -> dict[str, Any]:
     """A WSGI-style ``environ`` of the request that opened ``socket``'s connection (python-socketio
     hands one to ``on_connect``): see :func:`tether.handler.wsgi_environ`."""
     return wsgi_environ(socket.client.request)
-
-
-set_namespace_registrar(register)

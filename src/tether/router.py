@@ -61,18 +61,6 @@ Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
 
-_namespace_registrar: Callable[[Router, Any], str] | None = None
-"""Registers a namespace object's handlers on a router: set by :mod:`tether.namespace` when imported (by
-``from tether import Namespace``, or by :meth:`Router.register_namespace` by name). Namespace classes drive
-the server, which is above the router: the router only keeps their routes, and does not import them."""
-
-
-def set_namespace_registrar(registrar: Callable[[Router, Any], str]) -> None:
-    """Install how :meth:`Router.register_namespace` turns a namespace object into routes."""
-    global _namespace_registrar
-    _namespace_registrar = registrar
-
-
 class Router:
     """Handlers by namespace and event name."""
 
@@ -105,12 +93,11 @@ class Router:
         Raises:
             TypeError: neither kind of namespace.
         """
-        if _namespace_registrar is None:
-            # `import tether` no longer imports tether.namespace (it is lazy): importing it installs the
-            # registrar, as the eager package did before any route file ran.
-            importlib.import_module("tether.namespace")
-        assert _namespace_registrar is not None
-        _namespace_registrar(self, namespace_handler)
+        # Imported here, not at the top: namespace classes drive the server, which is above the router, and
+        # tether.namespace imports this module. A router with no namespace object never loads them.
+        from .namespace import register
+
+        register(self, namespace_handler)
         if namespace_handler not in self._namespace_handlers:
             self._namespace_handlers.append(namespace_handler)
 

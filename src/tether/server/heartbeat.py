@@ -55,14 +55,13 @@ def resolution_for(*intervals: float) -> float:
 class Heartbeat:
     """Deadlines of all clients of one server."""
 
-    __slots__ = ("_count", "_order", "_slots", "armed_at", "on_earlier", "resolution")
+    __slots__ = ("_order", "_slots", "armed_at", "on_earlier", "resolution")
 
     def __init__(self, resolution: float = TICK) -> None:
         self._slots: dict[int, list[list[Client | None]]] = {}
         """Slot number -> the boxes whose deadline falls in it (see the module docstring)."""
         self._order: list[int] = []
         """A heap of the slot numbers in :attr:`_slots`."""
-        self._count = 0
         self.resolution = resolution
         self.armed_at = math.inf
         """When the timer is set to wake (monotonic seconds)."""
@@ -82,7 +81,7 @@ class Heartbeat:
 
     def __len__(self) -> int:
         """Entries held, stale ones (of clients closed or rescheduled since) included."""
-        return self._count
+        return sum(map(len, self._slots.values()))  # a few dozen slots: not worth a counter in run()
 
     def schedule(self, client: Client) -> None:
         """(Re)insert ``client`` at its connection's next deadline."""
@@ -103,7 +102,6 @@ class Heartbeat:
             heapq.heappush(self._order, slot)
         else:
             boxes.append(box)
-        self._count += 1
 
     @staticmethod
     def cancel(client: Client) -> None:
@@ -129,7 +127,6 @@ class Heartbeat:
         while order and order[0] * res <= now:
             slot = pop(order)
             boxes = slots.pop(slot)
-            self._count -= len(boxes)
             for box in boxes:
                 client = box[0]
                 if client is None:
@@ -149,11 +146,10 @@ class Heartbeat:
                     # Not due yet, yet in this slot: a deadline one rounding error past the slot's time.
                     # The next slot, or this loop would take it again and again.
                     nxt = slot + 1
-                later = slots.get(nxt)
+                later = slots.get(nxt)  # _put written out: a call less per visit
                 if later is None:
                     slots[nxt] = [box]
                     push(order, nxt)
                 else:
                     later.append(box)
-                self._count += 1
         return n

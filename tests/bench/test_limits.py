@@ -3,24 +3,16 @@ processes can go in open files, and the largest client count the growth curve as
 
 from __future__ import annotations
 
-import importlib
 import resource
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.bench import bench_module
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench_module(name: str) -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))  # bench/ is not a package: its modules import each other by name
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
 
 
 @pytest.mark.parametrize(
@@ -28,13 +20,13 @@ def _bench_module(name: str) -> ModuleType:
     [(20_000, 19_000), (12_000, 11_000), (12_999, 11_000), (1_048_576, 50_000), (52_000, 50_000)],
 )
 def test_growth_top_leaves_a_thousand_files_and_stops_at_fifty_thousand(nofile: int, top: int) -> None:
-    assert _bench_module("run").growth_top(nofile) == top
+    assert bench_module("run").growth_top(nofile) == top
 
 
 @pytest.mark.parametrize("nofile", [11_999, 11_000, 1024])
 def test_growth_top_refuses_a_limit_with_no_point_past_the_idle_group(nofile: int) -> None:
     with pytest.raises(ValueError, match="too low"):
-        _bench_module("run").growth_top(nofile)
+        bench_module("run").growth_top(nofile)
 
 
 def _in_child(limit: str) -> tuple[int, int, int, int]:

@@ -10,14 +10,14 @@ RESULTS.md as recorded.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -27,11 +27,7 @@ SECTION = DATA / "results-20261130-1542.md"
 
 @pytest.fixture(scope="module")
 def report() -> ModuleType:
-    sys.path.insert(0, str(ROOT / "bench"))  # bench/ is not a package: its modules import each other by name
-    try:
-        return importlib.import_module("report")
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return bench_module("report")
 
 
 @pytest.fixture

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+from tests.bench import bench_module
+
 MASTER, W1, W2 = 100, 101, 102
 
 
 @pytest.fixture(scope="module")
 def soak() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_soak", SOAK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_soak"] = module  # dataclasses look their module up
-    sys.path.insert(0, str(SOAK.parent))  # as `python bench/soak.py` has it: it imports its siblings by name
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SOAK.parent))
-    return module
+    return bench_module("soak")
 
 
 def make_run(soak: ModuleType, **change: Any) -> tuple[argparse.Namespace, dict[str, Any]]:
